@@ -1,0 +1,39 @@
+# xdpfeed: `make demo` and `make test` set everything up themselves (apt packages, .venv, cffi
+# build) and are idempotent; the second run skips what is already done.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.xdpfeed-installed
+# gcc + headers build the cffi modules; tshark is the independent oracle some tests compare against.
+APT_PACKAGES := gcc libc6-dev tshark
+
+.PHONY: setup demo test test-slow bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py $(wildcard native/*.c native/*.h native/build_*.py)
+	@scripts/ensure-apt.sh $(APT_PACKAGES)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "xdpfeed needs Python >= 3.11")'
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip setuptools wheel
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+demo: setup
+	@$(PY) scripts/demo.py
+
+test: setup
+	@$(PY) -m pytest
+
+test-slow: setup
+	@$(PY) -m pytest -m slow
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b" >&2; $(PY) $$b || exit 1; done
+
+lint: setup
+	@$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info bench/.data

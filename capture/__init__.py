@@ -1,0 +1,1 @@
+"""Packet sources that hand out batches of frames (FrameBatch)."""

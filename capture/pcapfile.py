@@ -1,0 +1,316 @@
+"""pcap and pcapng files as a packet source (`pcap:PATH`).
+
+The file is mapped once; a compiled walk fills a FrameBatch with offsets into the mapping, so no
+Python object is made per packet. Classic pcap: microsecond and nanosecond magic, both byte orders.
+pcapng: SHB (either byte order, several sections), IDB (linktype, snaplen, if_tsresol, if_tsoffset),
+EPB, SPB and the obsolete PB, several interfaces; other blocks are skipped. A damaged file stops the
+walk at the bad record: the frames before it are delivered, then recv() raises CorruptInput naming
+the byte offset.
+"""
+
+import mmap
+import os
+
+import numpy as np
+from xdpfeed.capture.batch import FrameBatch
+from xdpfeed.capture.byteorder import le32, rd16, rd32
+from xdpfeed.capture.errors import CorruptInput, SourceError
+from xdpfeed.capture.jit import njit
+
+PCAP_MAGIC_US = 0xA1B2C3D4
+PCAP_MAGIC_NS = 0xA1B23C4D
+PCAPNG_SHB = 0x0A0D0D0A
+PCAPNG_BOM = 0x1A2B3C4D
+MAX_FRAME = 262144  # libpcap's MAXIMUM_SNAPLEN: a longer record is corruption, as Wireshark says too
+MAX_INTERFACES = 1024
+
+# Walk results (0 = fine); the offset reported is where the bad record or block starts.
+ERR_TRUNCATED_HEADER = 1  # fewer bytes left than a record/block header
+ERR_TRUNCATED_DATA = 2  # the record/block says it is longer than what is left of the file
+ERR_BAD_LENGTH = 3  # record longer than MAX_FRAME
+ERR_BAD_BLOCK_LENGTH = 4  # pcapng block length < 12 or not a multiple of 4
+ERR_BAD_TRAILER = 5  # pcapng trailing block length differs from the leading one
+ERR_BAD_BYTE_ORDER = 6  # SHB byte-order magic is neither 1A2B3C4D nor its swap
+ERR_UNKNOWN_INTERFACE = 7  # packet block names an interface no IDB declared
+ERR_BAD_BLOCK_BODY = 8  # block body too short for its fixed fields, or captured length overruns it
+ERR_TOO_MANY_INTERFACES = 9
+ERR_BAD_OPTION = 10  # IDB option runs past the block
+
+ERROR_TEXT = {
+    ERR_TRUNCATED_HEADER: "truncated record header",
+    ERR_TRUNCATED_DATA: "truncated record (file ends inside it)",
+    ERR_BAD_LENGTH: f"record length exceeds {MAX_FRAME} bytes",
+    ERR_BAD_BLOCK_LENGTH: "bad block length",
+    ERR_BAD_TRAILER: "block trailer length does not match its header",
+    ERR_BAD_BYTE_ORDER: "bad section header byte-order magic",
+    ERR_UNKNOWN_INTERFACE: "packet refers to an undeclared interface",
+    ERR_BAD_BLOCK_BODY: "block body too short for its fields",
+    ERR_TOO_MANY_INTERFACES: f"more than {MAX_INTERFACES} interfaces",
+    ERR_BAD_OPTION: "option runs past the end of its block",
+}
+
+
+def sniff(head: bytes) -> str | None:
+    """'pcap', 'pcapng' or None from the first 4 bytes of a file."""
+    if len(head) < 4:
+        return None
+    le = int.from_bytes(head[:4], "little")
+    if le in (PCAP_MAGIC_US, PCAP_MAGIC_NS) or int.from_bytes(head[:4], "big") in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
+        return "pcap"
+    if le == PCAPNG_SHB:
+        return "pcapng"
+    return None
+
+
+@njit(cache=True)
+def _walk_pcap(buf, pos, swapped, frac_ns, linktype, off, length, ts, lt, cap):
+    end = buf.size
+    n = 0
+    err = 0
+    while n < cap and pos < end:
+        if end - pos < 16:
+            err = ERR_TRUNCATED_HEADER
+            break
+        sec = rd32(buf, pos, swapped)
+        frac = rd32(buf, pos + 4, swapped)
+        incl = rd32(buf, pos + 8, swapped)
+        if incl > MAX_FRAME:
+            err = ERR_BAD_LENGTH
+            break
+        if incl > end - pos - 16:
+            err = ERR_TRUNCATED_DATA
+            break
+        off[n] = pos + 16
+        length[n] = incl
+        ts[n] = sec * 1_000_000_000 + frac * frac_ns
+        lt[n] = linktype
+        n += 1
+        pos += 16 + incl
+    return n, pos, err
+
+
+@njit(cache=True)
+def _pcapng_ns(raw, tsresol, tsoffset_s):
+    """Timestamp in if_tsresol units → ns since the epoch (tsresol MSB set: 2^-n, else 10^-n)."""
+    if tsresol & 0x80:
+        e = tsresol & 0x7F
+        if e == 0:
+            ns = raw * 1_000_000_000
+        elif e <= 30:
+            ns = (raw >> e) * 1_000_000_000 + (((raw & ((1 << e) - 1)) * 1_000_000_000) >> e)
+        else:
+            ns = np.int64((raw / 2.0**e) * 1e9)
+    else:
+        e = tsresol
+        if e <= 9:
+            ns = raw * 10 ** (9 - e)
+        elif e <= 18:
+            ns = raw // 10 ** (e - 9)
+        else:
+            ns = 0
+    return ns + tsoffset_s * 1_000_000_000
+
+
+@njit(cache=True)
+def _walk_pcapng(buf, pos, state, if_lt, if_snap, if_tsresol, if_tsoff, off, length, ts, lt, cap):
+    """state[0] = byte order swapped (0/1), state[1] = interfaces declared in this section."""
+    end = buf.size
+    n = 0
+    err = 0
+    swapped = state[0]
+    while n < cap and pos < end:
+        if end - pos < 12:
+            err = ERR_TRUNCATED_HEADER
+            break
+        if le32(buf, pos) == PCAPNG_SHB:  # palindromic type: read the byte-order magic first
+            bom = le32(buf, pos + 8)
+            if bom == PCAPNG_BOM:
+                swapped = 0
+            elif bom == 0x4D3C2B1A:
+                swapped = 1
+            else:
+                err = ERR_BAD_BYTE_ORDER
+                break
+            state[1] = 0
+        btype = rd32(buf, pos, swapped)
+        blen = rd32(buf, pos + 4, swapped)
+        if blen < 12 or blen % 4 != 0:
+            err = ERR_BAD_BLOCK_LENGTH
+            break
+        if blen > end - pos:
+            err = ERR_TRUNCATED_DATA
+            break
+        if rd32(buf, pos + blen - 4, swapped) != blen:
+            err = ERR_BAD_TRAILER
+            break
+        body = pos + 8
+        bend = pos + blen - 4
+        if btype == 1:  # Interface Description Block
+            if bend - body < 8:
+                err = ERR_BAD_BLOCK_BODY
+                break
+            i = state[1]
+            if i >= if_lt.size:
+                err = ERR_TOO_MANY_INTERFACES
+                break
+            if_lt[i] = rd16(buf, body, swapped)
+            if_snap[i] = rd32(buf, body + 4, swapped)
+            if_tsresol[i] = 6
+            if_tsoff[i] = 0
+            o = body + 8
+            while o + 4 <= bend:
+                code = rd16(buf, o, swapped)
+                olen = rd16(buf, o + 2, swapped)
+                if code == 0:
+                    break
+                if o + 4 + olen > bend:
+                    err = ERR_BAD_OPTION
+                    break
+                if code == 9 and olen >= 1:
+                    if_tsresol[i] = buf[o + 4]
+                elif code == 14 and olen == 8:
+                    lo = rd32(buf, o + 4, swapped)
+                    hi = rd32(buf, o + 8, swapped)
+                    if swapped:
+                        lo, hi = hi, lo
+                    if_tsoff[i] = (hi << 32) | lo
+                o += 4 + ((olen + 3) & ~3)
+            if err:
+                break
+            state[1] = i + 1
+        elif btype == 6 or btype == 2:  # Enhanced Packet Block / obsolete Packet Block
+            if bend - body < 20:
+                err = ERR_BAD_BLOCK_BODY
+                break
+            ifid = rd32(buf, body, swapped) if btype == 6 else rd16(buf, body, swapped)
+            if ifid >= state[1]:
+                err = ERR_UNKNOWN_INTERFACE
+                break
+            raw = (rd32(buf, body + 4, swapped) << 32) | rd32(buf, body + 8, swapped)
+            caplen = rd32(buf, body + 12, swapped)
+            if caplen > bend - body - 20:
+                err = ERR_BAD_BLOCK_BODY
+                break
+            off[n] = body + 20
+            length[n] = caplen
+            ts[n] = _pcapng_ns(raw, if_tsresol[ifid], if_tsoff[ifid])
+            lt[n] = if_lt[ifid]
+            n += 1
+        elif btype == 3:  # Simple Packet Block: interface 0, no timestamp
+            if state[1] == 0:
+                err = ERR_UNKNOWN_INTERFACE
+                break
+            if bend - body < 4:
+                err = ERR_BAD_BLOCK_BODY
+                break
+            caplen = min(rd32(buf, body, swapped), bend - body - 4)
+            if if_snap[0] > 0:
+                caplen = min(caplen, if_snap[0])
+            off[n] = body + 4
+            length[n] = caplen
+            ts[n] = 0
+            lt[n] = if_lt[0]
+            n += 1
+        pos += blen
+    state[0] = swapped
+    return n, pos, err
+
+
+class PcapSource:
+    """Frames of a pcap or pcapng file, in file order, in batches."""
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as e:
+            raise SourceError(f"{path}: {e.strerror}") from None
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                raise SourceError(f"{path}: empty file, not a pcap or pcapng capture")
+            self._mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        if hasattr(self._mm, "madvise"):
+            self._mm.madvise(mmap.MADV_SEQUENTIAL)
+        self._buf = np.frombuffer(self._mm, dtype=np.uint8)
+        self.format = sniff(bytes(self._buf[:4]))
+        self._error: CorruptInput | None = None
+        self.frames = 0
+        if self.format == "pcap":
+            self._open_pcap()
+        elif self.format == "pcapng":
+            self._state = np.zeros(2, dtype=np.int64)
+            self._if_lt = np.zeros(MAX_INTERFACES, dtype=np.int64)
+            self._if_snap = np.zeros(MAX_INTERFACES, dtype=np.int64)
+            self._if_tsresol = np.zeros(MAX_INTERFACES, dtype=np.int64)
+            self._if_tsoff = np.zeros(MAX_INTERFACES, dtype=np.int64)
+            self._pos = 0
+        else:
+            self.close()
+            raise SourceError(f"{path}: not a pcap or pcapng file (magic {bytes(self._buf[:4]).hex()})")
+
+    def _open_pcap(self):
+        if self._buf.size < 24:
+            self._error = CorruptInput(f"{self.path}: truncated pcap file header at byte offset 0", 0)
+            self._pos = self._buf.size
+            return
+        head = bytes(self._buf[:24])
+        le = int.from_bytes(head[:4], "little")
+        self._swapped = 0 if le in (PCAP_MAGIC_US, PCAP_MAGIC_NS) else 1
+        order = "big" if self._swapped else "little"
+        magic = int.from_bytes(head[:4], order)
+        self._frac_ns = 1 if magic == PCAP_MAGIC_NS else 1000
+        self.snaplen = int.from_bytes(head[16:20], order)
+        self.linktype = int.from_bytes(head[20:24], order) & 0xFFFF  # upper bits: FCS flags
+        self._pos = 24
+
+    def recv(self, batch: FrameBatch) -> int:
+        """Fill `batch` with the next frames; 0 at the end of the file. Raises CorruptInput once the
+        frames before a damaged record have all been handed out."""
+        if self._buf is None:
+            raise SourceError(f"{self.path}: source is closed")
+        batch.data = self._buf
+        if self.format == "pcap":
+            n, pos, err = _walk_pcap(
+                self._buf, self._pos, self._swapped, self._frac_ns, self.linktype,
+                batch.offset, batch.length, batch.timestamp_ns, batch.linktype, batch.capacity,
+            )
+        else:
+            n, pos, err = _walk_pcapng(
+                self._buf, self._pos, self._state, self._if_lt, self._if_snap, self._if_tsresol, self._if_tsoff,
+                batch.offset, batch.length, batch.timestamp_ns, batch.linktype, batch.capacity,
+            )
+        batch.count = n
+        self._pos = pos
+        self.frames += n
+        if err and self._error is None:
+            self._error = CorruptInput(
+                f"{self.path}: {self.format} {ERROR_TEXT[err]} at byte offset {pos} "
+                f"(file size {self._buf.size}; {self.frames} frames read before it)",
+                pos,
+            )
+        if n == 0 and self._error is not None:
+            raise self._error
+        return n
+
+    def release(self, batch: FrameBatch) -> None:
+        """Nothing to give back: the frames live in the file mapping."""
+
+    @property
+    def bytes_total(self) -> int:
+        return 0 if self._buf is None else int(self._buf.size)
+
+    def close(self) -> None:
+        self._buf = None
+        try:
+            self._mm.close()
+        except BufferError:
+            pass  # a batch still views the mapping: it is unmapped when the last view goes
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

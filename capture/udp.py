@@ -1,0 +1,109 @@
+"""Kernel UDP socket as a packet source (`udp:GROUP:PORT@IFACE[?source=S]`): the fallback when no
+kernel bypass is available, and the receive path of tests and the demo on loopback.
+
+The socket joins the group on the named interface (any-source, or source-specific with `source=`),
+asks for kernel receive timestamps, and a cffi call (xdpfeed.native._udp, recvmmsg) drops a whole
+batch of datagrams into a preallocated slab that becomes the FrameBatch's `data`. Frames are UDP
+payloads (LINKTYPE_UDP_PAYLOAD). Datagrams longer than a slot are cut and counted in `truncated`.
+"""
+
+import ipaddress
+import os
+import socket
+import struct
+
+import numpy as np
+from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch
+from xdpfeed.capture.errors import SourceError
+from xdpfeed.native._udp import ffi, lib
+
+SLOT_SIZE = 2048  # one Ethernet-MTU datagram per slot
+IP_ADD_SOURCE_MEMBERSHIP = getattr(socket, "IP_ADD_SOURCE_MEMBERSHIP", 39)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+MAX_BATCH = lib.XDPFEED_UDP_MAX_BATCH
+
+
+def _iface_index(iface: str) -> int:
+    try:
+        return socket.if_nametoindex(iface)
+    except OSError:
+        raise SourceError(f"udp source: no such interface {iface!r}") from None
+
+
+class UdpSource:
+    """Datagrams sent to group:port, received on `iface`, in batches of up to 256 per system call."""
+
+    def __init__(self, group: str, port: int, iface: str = "lo", source: str | None = None,
+                 slot_size: int = SLOT_SIZE, rcvbuf: int = 8 << 20):
+        try:
+            grp = ipaddress.IPv4Address(group)
+            src = ipaddress.IPv4Address(source) if source else None
+        except ValueError as e:
+            raise SourceError(f"udp source: {e}") from None
+        if not grp.is_multicast:
+            raise SourceError(f"udp source: {group} is not a multicast group")
+        self.group, self.port, self.iface, self.source = str(grp), port, iface, src
+        self.slot_size = slot_size
+        self.truncated = ffi.new("uint64_t *")
+        self._slab = np.zeros(MAX_BATCH * slot_size, dtype=np.uint8)
+        self._c_slab = ffi.from_buffer("uint8_t[]", self._slab)
+        ifindex = _iface_index(iface)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self.sock.bind((self.group, port))
+            if src is None:  # struct ip_mreqn: group, local address (any), interface index
+                mreq = grp.packed + bytes(4) + struct.pack("@i", ifindex)
+                self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+            else:  # struct ip_mreq_source: group, interface address, source
+                addr = _iface_address(iface)
+                mreq = grp.packed + addr + src.packed
+                self.sock.setsockopt(socket.IPPROTO_IP, IP_ADD_SOURCE_MEMBERSHIP, mreq)
+            self.sock.setblocking(False)
+        except OSError as e:
+            self.sock.close()
+            raise SourceError(f"udp source {group}:{port}@{iface}: {e.strerror}") from None
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv(self, batch: FrameBatch) -> int:
+        """Whatever datagrams are waiting (up to the batch capacity and 256); 0 when none."""
+        n = min(batch.capacity, MAX_BATCH)
+        got = lib.xdpfeed_udp_recv_batch(
+            self.sock.fileno(), self._c_slab, self.slot_size, n,
+            ffi.from_buffer("int64_t[]", batch.offset), ffi.from_buffer("uint32_t[]", batch.length),
+            ffi.from_buffer("int64_t[]", batch.timestamp_ns), self.truncated,
+        )
+        if got < 0:
+            raise OSError(-got, f"recvmmsg: {os.strerror(-got)}")
+        batch.data = self._slab
+        batch.linktype[:got] = LINKTYPE_UDP_PAYLOAD
+        batch.count = got
+        return got
+
+    def release(self, batch: FrameBatch) -> None:
+        """Slots are reused by the next recv(); nothing to give back."""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _iface_address(iface: str) -> bytes:
+    """IPv4 address of an interface (SIOCGIFADDR), needed by source-specific joins."""
+    import fcntl
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            res = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", iface.encode()[:15]))
+        except OSError:
+            raise SourceError(f"udp source: interface {iface!r} has no IPv4 address") from None
+    return res[20:24]

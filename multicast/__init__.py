@@ -1,0 +1,1 @@
+"""The feed handler: frames, MoldUDP64, ITCH decoding, CLI."""

@@ -1,0 +1,146 @@
+"""The `xdpfeed` command line: argument parsing and the subcommands' top level.
+
+Errors are one line on stderr: usage and input-open errors exit 2; an input found damaged part-way
+exits 1 after everything before the damage was processed and printed.
+"""
+
+import argparse
+import os
+import signal
+import sys
+
+import numpy as np
+from xdpfeed.capture.errors import CorruptInput, SourceError
+from xdpfeed.multicast import output
+from xdpfeed.multicast.itch_schema import N_TYPES, TYPE_CODE, TYPES
+
+EXIT_DAMAGED = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"COUNT must be a positive integer, not {text!r}")
+    return int(text)
+
+
+def _types(text: str) -> str:
+    letters = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in letters if t not in TYPE_CODE]
+    if bad or not letters:
+        raise argparse.ArgumentTypeError(
+            f"unknown ITCH message type {','.join(bad) or text!r}; known: {','.join(TYPES)}"
+        )
+    return "".join(letters)
+
+
+def _group(text: str):
+    from xdpfeed.multicast.pipeline import parse_group
+
+    try:
+        return parse_group(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="xdpfeed", description="NASDAQ TotalView-ITCH 5.0 / MoldUDP64 feed handler.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    d = sub.add_parser(
+        "decode",
+        help="decode a pcap/pcapng capture or a NASDAQ binary ITCH file",
+        description="Decode ITCH 5.0 messages from a pcap/pcapng capture (MoldUDP64 over UDP) or a NASDAQ "
+        "binary ITCH file (optionally .gz); the format is detected from the file's magic.",
+    )
+    d.add_argument("input", metavar="INPUT", help="pcap, pcapng or ITCH binary file")
+    d.add_argument("-T", dest="fmt", choices=("jsonl", "csv", "summary"), default="jsonl",
+                   help="output: one JSON object per message (default), CSV, or a summary")
+    d.add_argument("-c", dest="count", type=_count, default=None, metavar="COUNT",
+                   help="stop after COUNT messages (after --type filtering)")
+    d.add_argument("--group", dest="groups", type=_group, action="append", default=[], metavar="G:P",
+                   help="only UDP to this multicast group and port (repeatable; captures only)")
+    d.add_argument("--type", dest="types", type=_types, default=None, metavar="A,D,...",
+                   help="only these ITCH message types (comma-separated letters)")
+    return p
+
+
+def _decode(args) -> int:
+    from xdpfeed.multicast.pipeline import Decode
+
+    run = Decode(args.input, groups=args.groups)
+    args.types = args.types or TYPES
+    wanted = output.type_codes(args.types)
+    wanted_mask = np.zeros(N_TYPES, dtype=bool)
+    wanted_mask[list(wanted)] = True
+    remaining = args.count if args.count is not None else float("inf")
+    per_type = np.zeros(N_TYPES, dtype=np.int64)
+    printed = 0
+    out = sys.stdout
+    writer = output.csv_writer(out, output.csv_columns(args.types)) if args.fmt == "csv" else None
+    with_origin = run.format == "pcap"
+    damaged = None
+    try:
+        for _, tables in run.batches():
+            names = run.sessions.names()
+            if args.fmt == "summary":
+                ot = tables.order_type[: tables.count]
+                sel = wanted_mask[ot]
+                if sel.sum() > remaining:
+                    cut = int(np.flatnonzero(sel)[int(remaining) - 1]) + 1
+                    ot, sel = ot[:cut], sel[:cut]
+                got = np.bincount(ot[sel], minlength=N_TYPES)
+                per_type += got
+                n = int(got.sum())
+            else:
+                n = 0
+                for d in output.messages(tables, names, with_origin, wanted, remaining):
+                    if writer is not None:
+                        writer.writerow(d)
+                    else:
+                        out.write(output.jsonl_line(d) + "\n")
+                    per_type[TYPE_CODE[d["type"]]] += 1
+                    n += 1
+            printed += n
+            remaining -= n
+            if remaining <= 0:
+                break
+    except CorruptInput as e:
+        damaged = e
+    if args.fmt == "summary":
+        out.write(output.summary(run, per_type, printed) + "\n")
+    out.flush()
+    skipped = output.skipped_line(run.counters)
+    if skipped and args.fmt != "summary":
+        print(f"xdpfeed decode: {skipped}", file=sys.stderr)
+    if damaged is not None:
+        print(f"xdpfeed decode: error: {damaged}", file=sys.stderr)
+        return EXIT_DAMAGED
+    return 0
+
+
+COMMANDS = {"decode": _decode}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SourceError as e:
+        print(f"xdpfeed {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # Reader went away (e.g. `| head`): stop quietly, as cat and tshark do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""MoldUDP64 1.00 downstream packets → a flat index of message blocks.
+
+For each frame of a FrameBatch (compiled walk): find the UDP payload (multicast.frames), keep it when
+its destination matches a wanted group:port, check the MoldUDP64 header and every block length, then
+append one row per message block: offset and length in the batch's buffer, sequence number
+(header sequence + block index), session index and frame timestamp. A packet whose blocks overrun it
+or leave bytes after the last block is counted malformed and contributes nothing. Heartbeats
+(count 0) and End of Session (count 0xFFFF) are counted. Sessions (10-byte ids) are interned into a
+small table; sequence ranges are kept per session.
+"""
+
+import numpy as np
+from xdpfeed.capture.byteorder import be16, be64
+from xdpfeed.capture.jit import njit
+from xdpfeed.multicast import counters as C
+from xdpfeed.multicast.frames import OK, udp_payload
+
+HEADER_LEN = 20
+SESSION_LEN = 10
+HEARTBEAT = 0
+END_OF_SESSION = 0xFFFF
+MAX_SESSIONS = 256
+NO_SESSION = 0xFFFF  # session index of messages that came without one (ITCH binary files)
+MAX_BLOCKS_PER_PACKET = (65535 - 8 - HEADER_LEN) // 2  # zero-length blocks filling a maximal datagram
+
+
+class Sessions:
+    """Interned MoldUDP64 session ids with per-session message sequence range."""
+
+    def __init__(self, capacity: int = MAX_SESSIONS):
+        self.ids = np.zeros((capacity, SESSION_LEN), dtype=np.uint8)
+        self.count = np.zeros(1, dtype=np.int64)
+        self.first_seq = np.zeros(capacity, dtype=np.uint64)  # lowest message sequence seen
+        self.end_seq = np.zeros(capacity, dtype=np.uint64)  # highest message sequence seen + 1
+        self.messages = np.zeros(capacity, dtype=np.int64)
+
+    def name(self, i: int) -> str:
+        if i == NO_SESSION:
+            return ""
+        return bytes(self.ids[i]).rstrip(b" \x00").decode("ascii", "replace")
+
+    def names(self) -> list[str]:
+        return [self.name(i) for i in range(int(self.count[0]))]
+
+
+class MessageIndex:
+    """Preallocated rows, one per message block, filled by `extract`."""
+
+    def __init__(self, capacity: int = 1 << 16):
+        if capacity < MAX_BLOCKS_PER_PACKET:
+            raise ValueError(f"MessageIndex capacity must be at least {MAX_BLOCKS_PER_PACKET} (one maximal packet)")
+        self.capacity = capacity
+        self.offset = np.zeros(capacity, dtype=np.int64)
+        self.length = np.zeros(capacity, dtype=np.int64)
+        self.seq = np.zeros(capacity, dtype=np.uint64)
+        self.session = np.zeros(capacity, dtype=np.uint16)
+        self.timestamp_ns = np.zeros(capacity, dtype=np.int64)
+        self.count = 0
+
+
+@njit(cache=True, inline="always")
+def _intern(b, p, ids, count, last):
+    """Index of the 10-byte session at b[p:p+10] in ids (added if new); -1 when the table is full."""
+    if last >= 0:
+        same = True
+        for k in range(SESSION_LEN):
+            if ids[last, k] != b[p + k]:
+                same = False
+                break
+        if same:
+            return last
+    n = count[0]
+    for s in range(n):
+        same = True
+        for k in range(SESSION_LEN):
+            if ids[s, k] != b[p + k]:
+                same = False
+                break
+        if same:
+            return s
+    if n >= ids.shape[0]:
+        return -1
+    for k in range(SESSION_LEN):
+        ids[n, k] = b[p + k]
+    count[0] = n + 1
+    return n
+
+
+@njit(cache=True)
+def extract(
+    b, f_off, f_len, f_lt, f_ts, start, nframes, groups,
+    ids, nsess, first_seq, end_seq, sess_msgs,
+    m_off, m_len, m_seq, m_sess, m_ts, cap, cnt,
+):
+    """Walk frames [start, nframes); returns (next frame, rows written). Stops early, before a frame,
+    when its blocks would not fit in the remaining `cap` rows. `groups` is int64[k, 2] of (ipv4, port)
+    with 0 as a wildcard; an empty array keeps all UDP."""
+    n = 0
+    i = start
+    last = -1
+    while i < nframes:
+        st, p, plen, dip, dport = udp_payload(b, f_off[i], f_len[i], f_lt[i])
+        if st == OK and groups.shape[0] > 0:
+            keep = False
+            for g in range(groups.shape[0]):
+                if (groups[g, 0] == 0 or groups[g, 0] == dip) and (groups[g, 1] == 0 or groups[g, 1] == dport):
+                    keep = True
+                    break
+            if not keep:
+                st = C.FILTERED
+        if st != OK:
+            cnt[C.FRAMES] += 1
+            cnt[C.FRAME_BYTES] += f_len[i]
+            cnt[st] += 1
+            i += 1
+            continue
+        pend = p + plen
+        count = be16(b, p + 18) if plen >= HEADER_LEN else 0
+        bad = plen < HEADER_LEN
+        if not bad and count != HEARTBEAT and count != END_OF_SESSION:
+            q = p + HEADER_LEN
+            for _ in range(count):
+                if q + 2 > pend:
+                    bad = True
+                    break
+                q += 2 + be16(b, q)
+            if q != pend:
+                bad = True
+            elif count > cap - n:
+                break  # the caller drains the index and calls again from frame i
+        elif count == END_OF_SESSION and plen != HEADER_LEN:
+            bad = True
+        cnt[C.FRAMES] += 1
+        cnt[C.FRAME_BYTES] += f_len[i]
+        i += 1
+        if bad:
+            cnt[C.MALFORMED_PACKETS] += 1
+            continue
+        s = _intern(b, p, ids, nsess, last)
+        if s < 0:
+            cnt[C.SESSIONS_OVERFLOW] += 1
+            continue
+        last = s
+        cnt[C.PACKETS] += 1
+        if count == HEARTBEAT:
+            cnt[C.HEARTBEATS] += 1
+            continue
+        if count == END_OF_SESSION:
+            cnt[C.END_OF_SESSION] += 1
+            continue
+        seq = be64(b, p + SESSION_LEN)
+        if sess_msgs[s] == 0 or seq < first_seq[s]:
+            first_seq[s] = seq
+        top = seq + np.uint64(count)
+        if top > end_seq[s]:
+            end_seq[s] = top
+        sess_msgs[s] += count
+        cnt[C.MESSAGES] += count
+        q = p + HEADER_LEN
+        ts = f_ts[i - 1]
+        for k in range(count):
+            ln = be16(b, q)
+            m_off[n] = q + 2
+            m_len[n] = ln
+            m_seq[n] = seq + np.uint64(k)
+            m_sess[n] = s
+            m_ts[n] = ts
+            n += 1
+            q += 2 + ln
+    return i, n
+
+
+def extract_batch(batch, start, groups, sessions: Sessions, index: MessageIndex, cnt) -> int:
+    """Python face of `extract` for one FrameBatch; fills `index`, returns the next frame to do."""
+    nxt, n = extract(
+        batch.data, batch.offset, batch.length, batch.linktype, batch.timestamp_ns, start, batch.count, groups,
+        sessions.ids, sessions.count, sessions.first_seq, sessions.end_seq, sessions.messages,
+        index.offset, index.length, index.seq, index.session, index.timestamp_ns, index.capacity, cnt,
+    )
+    index.count = n
+    return nxt

@@ -1,0 +1,102 @@
+"""Decoding an input end to end: capture file or ITCH file → ITCH record tables, batch by batch.
+
+`Decode(path).batches()` detects the input by its magic, runs the compiled stages (pcap walk →
+frames + MoldUDP64 → ITCH) and yields the filled `ItchTables` each time a batch is complete. The
+counters, session table and timing stay on the object for summaries. A damaged input raises
+CorruptInput after everything before the damage was yielded.
+"""
+
+import gzip
+import ipaddress
+import os
+import time
+
+import numpy as np
+from xdpfeed.capture.batch import FrameBatch
+from xdpfeed.capture.errors import SourceError
+from xdpfeed.capture.pcapfile import PcapSource, sniff
+from xdpfeed.multicast import counters as C
+from xdpfeed.multicast.itch import ItchTables, decode_batch
+from xdpfeed.multicast.itchfile import GZIP_MAGIC, decode_file, looks_like_itch
+from xdpfeed.multicast.moldudp64 import MAX_BLOCKS_PER_PACKET, MessageIndex, Sessions, extract_batch
+
+DEFAULT_CAPACITY = 1 << 16
+
+
+def parse_group(text: str) -> tuple[int, int]:
+    """'233.54.12.111:26477' → (ip as int, port). Raises ValueError with a one-line reason."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad group {text!r}: expected IPV4:PORT, e.g. 233.54.12.111:26477")
+    try:
+        ip = ipaddress.IPv4Address(host)
+    except ValueError:
+        raise ValueError(f"bad group {text!r}: {host!r} is not an IPv4 address") from None
+    return int(ip), int(port)
+
+
+def detect(path: str) -> str:
+    """'pcap' (pcap or pcapng), 'itch' or 'itch.gz' from the file's first bytes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError as e:
+        raise SourceError(f"{path}: {e.strerror}") from None
+    if not head:
+        raise SourceError(f"{path}: empty file")
+    if sniff(head):
+        return "pcap"
+    if head.startswith(GZIP_MAGIC):
+        try:
+            with gzip.open(path, "rb") as g:
+                inner = g.read(256)
+        except (OSError, EOFError) as e:
+            raise SourceError(f"{path}: unreadable gzip file ({e})") from None
+        if looks_like_itch(inner):
+            return "itch.gz"
+        what = "a pcap" if sniff(inner) else "not an ITCH file"
+        raise SourceError(f"{path}: gzip-compressed input is {what}; only ITCH files are read compressed")
+    if looks_like_itch(head):
+        return "itch"
+    raise SourceError(f"{path}: unknown format (not pcap, pcapng or a NASDAQ binary ITCH 5.0 file)")
+
+
+class Decode:
+    """One decoding run over one input."""
+
+    def __init__(self, path: str, groups=(), capacity: int = DEFAULT_CAPACITY):
+        self.path = path
+        self.format = detect(path)
+        self.groups = np.array(list(groups), dtype=np.int64).reshape(-1, 2)
+        if self.groups.size and self.format != "pcap":
+            raise SourceError(f"{path}: --group applies to captures; an ITCH file has no UDP groups")
+        capacity = max(capacity, MAX_BLOCKS_PER_PACKET)
+        self.counters = C.new()
+        self.sessions = Sessions()
+        self.tables = ItchTables(capacity)
+        self.seconds = 0.0
+        self.input_bytes = os.path.getsize(path)
+
+    def batches(self):
+        t0 = time.perf_counter()
+        try:
+            if self.format == "pcap":
+                yield from self._pcap()
+            else:
+                yield from decode_file(self.path, self.tables, self.counters, gz=self.format == "itch.gz")
+        finally:
+            self.seconds = time.perf_counter() - t0
+
+    def _pcap(self):
+        frames = FrameBatch(4096)
+        index = MessageIndex(self.tables.capacity)
+        with PcapSource(self.path) as src:
+            while src.recv(frames):
+                start = 0
+                while start < frames.count:
+                    start = extract_batch(frames, start, self.groups, self.sessions, index, self.counters)
+                    if index.count:
+                        self.tables.clear()
+                        decode_batch(frames.data, index, 0, self.tables, self.counters)
+                        yield frames.data, self.tables
+            src.release(frames)

@@ -1,0 +1,1 @@
+"""C sources built by cffi and their build scripts."""

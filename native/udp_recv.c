@@ -1,0 +1,48 @@
+/* recvmmsg into a numpy slab: one system call per batch, kernel timestamps from SO_TIMESTAMPNS. */
+#define _GNU_SOURCE
+#include "udp_recv.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+int xdpfeed_udp_recv_batch(int fd, uint8_t *slab, uint32_t slot_size, uint32_t nslots,
+                           int64_t *offset, uint32_t *length, int64_t *ts_ns, uint64_t *truncated)
+{
+    struct mmsghdr msgs[XDPFEED_UDP_MAX_BATCH];
+    struct iovec iov[XDPFEED_UDP_MAX_BATCH];
+    union {
+        char buf[CMSG_SPACE(sizeof(struct timespec))];
+        struct cmsghdr align;
+    } ctl[XDPFEED_UDP_MAX_BATCH];
+    uint32_t n = nslots < XDPFEED_UDP_MAX_BATCH ? nslots : XDPFEED_UDP_MAX_BATCH;
+
+    memset(msgs, 0, n * sizeof(msgs[0]));
+    for (uint32_t i = 0; i < n; i++) {
+        iov[i].iov_base = slab + (uint64_t)i * slot_size;
+        iov[i].iov_len = slot_size;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_control = ctl[i].buf;
+        msgs[i].msg_hdr.msg_controllen = sizeof(ctl[i].buf);
+    }
+    int got = recvmmsg(fd, msgs, n, MSG_DONTWAIT, NULL);
+    if (got < 0)
+        return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
+    for (int i = 0; i < got; i++) {
+        offset[i] = (int64_t)i * slot_size;
+        length[i] = msgs[i].msg_len < slot_size ? msgs[i].msg_len : slot_size;
+        if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
+            (*truncated)++;
+        ts_ns[i] = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+                struct timespec ts;
+                memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+                ts_ns[i] = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+            }
+        }
+    }
+    return got;
+}

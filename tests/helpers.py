@@ -1,0 +1,46 @@
+"""Shared test helpers: decoding a file to message dicts, building MoldUDP64 payloads and frames."""
+
+import struct
+
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Dot1Q, Ether
+from xdpfeed.multicast import output
+from xdpfeed.multicast.itch_schema import TYPES
+from xdpfeed.multicast.pipeline import Decode
+
+ALL = output.type_codes(TYPES)
+
+
+def decode_all(path, groups=()):
+    """(list of message dicts, the Decode run) for a whole input."""
+    run = Decode(str(path), groups=groups)
+    msgs = []
+    for _, tables in run.batches():
+        msgs += list(output.messages(tables, run.sessions.names(), run.format == "pcap", ALL, float("inf")))
+    return msgs, run
+
+
+def mold(session: bytes, seq: int, messages=(), count=None) -> bytes:
+    """A MoldUDP64 packet: header plus a length-prefixed block per message."""
+    body = b"".join(struct.pack(">H", len(m)) + m for m in messages)
+    n = len(messages) if count is None else count
+    return session.ljust(10, b" ") + struct.pack(">QH", seq, n) + body
+
+
+def frame(payload: bytes, group="233.54.12.111", port=26477, vlan=None) -> bytes:
+    l2 = Ether(src="02:00:00:00:00:01", dst="01:00:5e:36:0c:6f")
+    if vlan is not None:
+        l2 = l2 / Dot1Q(vlan=vlan)
+    return bytes(l2 / IP(src="10.9.9.9", dst=group, id=1, flags="DF") / UDP(sport=40000, dport=port) / payload)
+
+
+def write_pcap(path, frames, linktype=1, snaplen=262144):
+    """Classic little-endian nanosecond pcap; frame i at 1700000000 + i seconds and i ns. A frame given
+    as (bytes, wire_length) is written as captured short of its wire length."""
+    out = [struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, snaplen, linktype)]
+    for i, f in enumerate(frames):
+        data, wire = f if isinstance(f, tuple) else (f, len(f))
+        out.append(struct.pack("<IIII", 1700000000 + i, i, len(data), wire) + data)
+    with open(path, "wb") as fh:
+        fh.write(b"".join(out))
+    return path

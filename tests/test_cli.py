@@ -1,0 +1,135 @@
+"""`xdpfeed decode`: output formats, filters, counts and one-line errors with their exit codes."""
+
+import csv
+import gzip
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import pytest
+from conftest import PCAPS
+from helpers import frame, mold, write_pcap
+from xdpfeed.multicast.cli import main
+
+MULTI = os.path.join(PCAPS, "omi", "itch50", "Multiple.Packets.pcap")
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_jsonl_keys_in_order(capsys):
+    rc, out, err = run(capsys, "decode", MULTI, "-c", "2")
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert rc == 0 and err == "" and len(lines) == 2
+    assert list(lines[1]) == ["session", "seq", "type", "stock_locate", "tracking_number", "timestamp",
+                              "order_reference_number", "buy_sell_indicator", "shares", "stock", "price"]
+
+
+def test_type_filter_and_count(capsys):
+    rc, out, _ = run(capsys, "decode", MULTI, "--type", "F,D")
+    assert rc == 0 and [json.loads(x)["type"] for x in out.splitlines()] == ["D", "F", "F"]
+    rc, out, _ = run(capsys, "decode", MULTI, "--type", "A", "-c", "5")
+    assert [json.loads(x)["seq"] for x in out.splitlines()] == [19009117, 19009118, 19009119, 19009120, 19009121]
+
+
+def test_csv(capsys):
+    rc, out, _ = run(capsys, "decode", MULTI, "-T", "csv", "--type", "D,A")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rc == 0 and len(rows) == 37
+    assert rows[0]["type"] == "D" and rows[0]["order_reference_number"] == "23485802" and rows[0]["stock"] == ""
+    assert rows[1]["stock"] == "META" and rows[1]["price"] == "805200"
+
+
+def test_summary(capsys):
+    rc, out, _ = run(capsys, "decode", MULTI, "-T", "summary")
+    assert rc == 0
+    assert "packets: 2  heartbeats: 0" in out and "decoded: 39" in out
+    assert "000010059B  seq 14764496..19009154  messages 39" in out
+    assert " A  Add Order " in out and out.rstrip().splitlines()[-1].startswith("rate: ")
+
+
+def test_summary_respects_count(capsys):
+    rc, out, _ = run(capsys, "decode", MULTI, "-T", "summary", "-c", "10")
+    assert "printed: 10" in out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["decode", "/no/such/file.pcap"], "No such file or directory"),
+    (["decode", __file__], "unknown format"),
+    (["decode", MULTI, "-T", "xml"], "invalid choice"),
+    (["decode", MULTI, "--type", "A,Z"], "unknown ITCH message type 'Z'"),
+    (["decode", MULTI, "--group", "233.54.12.111"], "expected IPV4:PORT"),
+    (["decode", MULTI, "-c", "0"], "COUNT must be a positive integer"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_errors_are_one_line_exit_2(capsys, argv, needle):
+    try:
+        rc = main(argv)  # input errors return 2
+    except SystemExit as e:  # argument errors leave through argparse
+        rc = e.code
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_truncated_capture_prints_what_came_before_then_fails(tmp_path, capsys):
+    p = write_pcap(tmp_path / "t.pcap", [frame(mold(b"S1", 1, [b"D" + bytes(18)])) for _ in range(3)])
+    data = open(p, "rb").read()
+    (tmp_path / "cut.pcap").write_bytes(data[:-5])
+    rc, out, err = run(capsys, "decode", str(tmp_path / "cut.pcap"))
+    assert rc == 1 and len(out.splitlines()) == 2
+    last_record = len(data) - (16 + len(frame(mold(b"S1", 1, [b"D" + bytes(18)]))))
+    assert f"byte offset {last_record}" in err and err.count("\n") == 1
+
+
+def test_skipped_frames_are_reported(tmp_path, capsys):
+    p = write_pcap(tmp_path / "m.pcap", [frame(mold(b"S1", 1, [b"D" + bytes(18)])[:-1]),
+                                         frame(mold(b"S1", 1, [b"D" + bytes(18)]))])
+    rc, out, err = run(capsys, "decode", str(p))
+    assert rc == 0 and len(out.splitlines()) == 1 and "skipped: 1 malformed packets" in err
+
+
+def itch_file(msgs):
+    return b"".join(struct.pack(">H", len(m)) + m for m in msgs)
+
+
+def test_itch_file_plain_and_gzip(tmp_path, capsys):
+    s = b"S" + struct.pack(">HH", 0, 0) + (1).to_bytes(6, "big") + b"O"
+    a = b"A" + struct.pack(">HH", 3, 0) + (2).to_bytes(6, "big") + struct.pack(">Qc", 42, b"S") + \
+        struct.pack(">I", 300) + b"AAPL    " + struct.pack(">I", 1_500_000)
+    data = itch_file([s, a] * 3)
+    (tmp_path / "day.itch").write_bytes(data)
+    with gzip.open(tmp_path / "day.itch.gz", "wb") as g:
+        g.write(data)
+    for name in ("day.itch", "day.itch.gz"):
+        rc, out, _ = run(capsys, "decode", str(tmp_path / name))
+        lines = [json.loads(x) for x in out.splitlines()]
+        assert rc == 0 and len(lines) == 6
+        assert lines[1] == {"type": "A", "stock_locate": 3, "tracking_number": 0, "timestamp": 2,
+                            "order_reference_number": 42, "buy_sell_indicator": "S", "shares": 300,
+                            "stock": "AAPL", "price": 1_500_000}
+    (tmp_path / "cut.itch").write_bytes(data[:-4])
+    rc, out, err = run(capsys, "decode", str(tmp_path / "cut.itch"))
+    cut_at = len(itch_file([s, a] * 2 + [s]))  # the sixth record starts here
+    assert rc == 1 and len(out.splitlines()) == 5 and f"byte offset {cut_at}" in err
+
+
+def test_itch_file_rejects_group(tmp_path, capsys):
+    (tmp_path / "d.itch").write_bytes(itch_file([b"S" + bytes(10) + b"O"]))
+    rc, _, err = run(capsys, "decode", str(tmp_path / "d.itch"), "--group", "233.54.12.111:26477")
+    assert rc == 2 and "--group applies to captures" in err
+
+
+def test_console_script_and_broken_pipe():
+    """The installed entry point runs; a reader that goes away early causes no traceback."""
+    exe = os.path.join(os.path.dirname(sys.executable), "xdpfeed")
+    p = subprocess.run([exe, "decode", "--help"], capture_output=True, text=True)
+    assert p.returncode == 0 and "-T {jsonl,csv,summary}" in p.stdout
+    p = subprocess.run(f"{exe} decode {MULTI} | head -c 10", shell=True, capture_output=True, text=True)
+    assert len(p.stdout) == 10 and "Traceback" not in p.stderr

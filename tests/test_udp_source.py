@@ -1,0 +1,87 @@
+"""The kernel-socket source on loopback multicast: batches, payload bytes, kernel timestamps,
+truncation counting, and MoldUDP64 extraction straight from its slab."""
+
+import socket
+import time
+
+import numpy as np
+import pytest
+from helpers import mold
+from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch
+from xdpfeed.capture.errors import SourceError
+from xdpfeed.capture.uri import open_source
+from xdpfeed.multicast import counters as C
+from xdpfeed.multicast.moldudp64 import MessageIndex, Sessions, extract_batch
+
+GROUP = "239.193.7.7"
+
+
+@pytest.fixture
+def port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sender():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+    return s
+
+
+def recv_all(src, batch, want, timeout=5.0):
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        if src.recv(batch):
+            got += [(batch.frame(i), int(batch.timestamp_ns[i])) for i in range(batch.count)]
+        else:
+            time.sleep(0.001)
+    return got
+
+
+def test_batches_of_datagrams(port):
+    payloads = [bytes([i % 256]) * (i + 1) for i in range(300)]
+    t0 = time.time_ns()
+    with open_source(f"udp:{GROUP}:{port}@lo") as src, sender() as tx:
+        for p in payloads:
+            tx.sendto(p, (GROUP, port))
+        batch = FrameBatch(1024)
+        got = recv_all(src, batch, len(payloads))
+        assert batch.linktype[0] == LINKTYPE_UDP_PAYLOAD and batch.layer == "L4"
+    assert [g for g, _ in got] == payloads
+    assert all(t0 - 1_000_000_000 < ts < time.time_ns() for _, ts in got)
+
+
+def test_oversized_datagram_is_cut_and_counted(port):
+    from xdpfeed.capture.udp import UdpSource
+
+    with UdpSource(GROUP, port, "lo", slot_size=64) as src, sender() as tx:
+        tx.sendto(b"x" * 100, (GROUP, port))
+        got = recv_all(src, FrameBatch(4), 1)
+        assert got[0][0] == b"x" * 64 and src.truncated[0] == 1
+
+
+def test_moldudp64_from_socket_frames(port):
+    d = b"D" + bytes(18)
+    with open_source(f"udp:{GROUP}:{port}@lo") as src, sender() as tx:
+        for seq in (1, 3):
+            tx.sendto(mold(b"LOOP", seq, [d, d]), (GROUP, port))
+        batch = FrameBatch(16)
+        assert len(recv_all(src, batch, 2)) == 2
+        cnt, sessions, index = C.new(), Sessions(), MessageIndex()
+        extract_batch(batch, 0, np.zeros((0, 2), np.int64), sessions, index, cnt)
+    assert list(index.seq[: index.count]) == [1, 2, 3, 4] and cnt[C.PACKETS] == 2
+
+
+@pytest.mark.parametrize("uri, needle", [
+    ("udp:10.0.0.1:5000@lo", "not a multicast group"),
+    ("udp:239.1.1.1@lo", "expected udp:GROUP:PORT@IFACE"),
+    ("udp:239.1.1.1:5000@nosuchif0", "no such interface"),
+    ("udp:239.1.1.1:5000@lo?speed=2", "unknown option 'speed'"),
+    ("afxdp:eth0", "unknown source scheme 'afxdp'"),
+])
+def test_bad_uris(uri, needle):
+    with pytest.raises(SourceError, match=needle):
+        open_source(uri)
