@@ -10,6 +10,7 @@ the byte offset.
 
 import mmap
 import os
+import stat
 
 import numpy as np
 from xdpfeed.capture.batch import FrameBatch
@@ -35,6 +36,7 @@ ERR_UNKNOWN_INTERFACE = 7  # packet block names an interface no IDB declared
 ERR_BAD_BLOCK_BODY = 8  # block body too short for its fixed fields, or captured length overruns it
 ERR_TOO_MANY_INTERFACES = 9
 ERR_BAD_OPTION = 10  # IDB option runs past the block
+ERR_BAD_VERSION = 11  # SHB major version other than 1
 
 ERROR_TEXT = {
     ERR_TRUNCATED_HEADER: "truncated record header",
@@ -47,6 +49,7 @@ ERROR_TEXT = {
     ERR_BAD_BLOCK_BODY: "block body too short for its fields",
     ERR_TOO_MANY_INTERFACES: f"more than {MAX_INTERFACES} interfaces",
     ERR_BAD_OPTION: "option runs past the end of its block",
+    ERR_BAD_VERSION: "unsupported pcapng major version (only 1 exists)",
 }
 
 
@@ -90,22 +93,30 @@ def _walk_pcap(buf, pos, swapped, frac_ns, linktype, off, length, ts, lt, cap):
 
 
 @njit(cache=True)
-def _pcapng_ns(raw, tsresol, tsoffset_s):
-    """Timestamp in if_tsresol units → ns since the epoch (tsresol MSB set: 2^-n, else 10^-n)."""
+def _pcapng_ns(hi, lo, tsresol, tsoffset_s):
+    """Timestamp in if_tsresol units → ns since the epoch (tsresol MSB set: 2^-n, else 10^-n), rounded
+    down as Wireshark does. The raw value is unsigned 64-bit, given as its 32-bit halves `hi` and `lo`
+    so that values of 2^63 and more (10^-10 s units since 1970 already are) stay exact in int64."""
+    e = tsresol & 0x7F
     if tsresol & 0x80:
-        e = tsresol & 0x7F
         if e == 0:
-            ns = raw * 1_000_000_000
-        elif e <= 30:
-            ns = (raw >> e) * 1_000_000_000 + (((raw & ((1 << e) - 1)) * 1_000_000_000) >> e)
-        else:
-            ns = np.int64((raw / 2.0**e) * 1e9)
+            ns = ((hi << 32) | lo) * 1_000_000_000
+        elif e <= 32:  # the fraction lies in `lo`: fraction * 1e9 < 2^32 * 1e9 fits
+            secs = (hi << (32 - e)) | (lo >> e)
+            frac = lo & ((1 << e) - 1) if e < 32 else lo
+            ns = secs * 1_000_000_000 + ((frac * 1_000_000_000) >> e)
+        else:  # floor((fh * 2^32 + lo) * 1e9 / 2^e) = floor((fh * 1e9 + floor(lo * 1e9 / 2^32)) / 2^(e-32))
+            k = e - 32
+            secs = hi >> k if k < 32 else 0
+            fh = hi & ((1 << k) - 1) if k < 32 else hi
+            x = fh * 1_000_000_000 + ((lo * 1_000_000_000) >> 32)
+            ns = secs * 1_000_000_000 + (x >> k if k < 63 else 0)
     else:
-        e = tsresol
         if e <= 9:
-            ns = raw * 10 ** (9 - e)
-        elif e <= 18:
-            ns = raw // 10 ** (e - 9)
+            ns = ((hi << 32) | lo) * 10 ** (9 - e)
+        elif e <= 18:  # long division by d <= 1e9: (hi % d) << 32 < 2^62
+            d = 10 ** (e - 9)
+            ns = ((hi // d) << 32) + ((((hi % d) << 32) + lo) // d)
         else:
             ns = 0
     return ns + tsoffset_s * 1_000_000_000
@@ -145,7 +156,14 @@ def _walk_pcapng(buf, pos, state, if_lt, if_snap, if_tsresol, if_tsoff, off, len
             break
         body = pos + 8
         bend = pos + blen - 4
-        if btype == 1:  # Interface Description Block
+        if btype == PCAPNG_SHB:
+            if blen < 28:
+                err = ERR_BAD_BLOCK_BODY
+                break
+            if rd16(buf, body + 4, swapped) != 1:
+                err = ERR_BAD_VERSION
+                break
+        elif btype == 1:  # Interface Description Block
             if bend - body < 8:
                 err = ERR_BAD_BLOCK_BODY
                 break
@@ -186,14 +204,14 @@ def _walk_pcapng(buf, pos, state, if_lt, if_snap, if_tsresol, if_tsoff, off, len
             if ifid >= state[1]:
                 err = ERR_UNKNOWN_INTERFACE
                 break
-            raw = (rd32(buf, body + 4, swapped) << 32) | rd32(buf, body + 8, swapped)
             caplen = rd32(buf, body + 12, swapped)
             if caplen > bend - body - 20:
                 err = ERR_BAD_BLOCK_BODY
                 break
             off[n] = body + 20
             length[n] = caplen
-            ts[n] = _pcapng_ns(raw, if_tsresol[ifid], if_tsoff[ifid])
+            ts[n] = _pcapng_ns(rd32(buf, body + 4, swapped), rd32(buf, body + 8, swapped), if_tsresol[ifid],
+                               if_tsoff[ifid])
             lt[n] = if_lt[ifid]
             n += 1
         elif btype == 3:  # Simple Packet Block: interface 0, no timestamp
@@ -229,7 +247,12 @@ class PcapSource:
             size = os.fstat(fd).st_size
             if size == 0:
                 raise SourceError(f"{path}: empty file, not a pcap or pcapng capture")
-            self._mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise SourceError(f"{path}: is a directory, not a pcap or pcapng capture")
+            try:
+                self._mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+            except (OSError, ValueError) as e:
+                raise SourceError(f"{path}: cannot map the file: {getattr(e, 'strerror', None) or e}") from None
         finally:
             os.close(fd)
         if hasattr(self._mm, "madvise"):
@@ -248,13 +271,15 @@ class PcapSource:
             self._if_tsoff = np.zeros(MAX_INTERFACES, dtype=np.int64)
             self._pos = 0
         else:
+            magic = bytes(self._buf[:4]).hex()
             self.close()
-            raise SourceError(f"{path}: not a pcap or pcapng file (magic {bytes(self._buf[:4]).hex()})")
+            raise SourceError(f"{path}: not a pcap or pcapng file (magic {magic})")
 
     def _open_pcap(self):
         if self._buf.size < 24:
             self._error = CorruptInput(f"{self.path}: truncated pcap file header at byte offset 0", 0)
             self._pos = self._buf.size
+            self._swapped, self._frac_ns, self.snaplen, self.linktype = 0, 1000, 0, 0
             return
         head = bytes(self._buf[:24])
         le = int.from_bytes(head[:4], "little")
