@@ -128,7 +128,7 @@ def extract(
                 bad = True
             elif count > cap - n:
                 break  # the caller drains the index and calls again from frame i
-        elif count == END_OF_SESSION and plen != HEADER_LEN:
+        elif plen != HEADER_LEN:  # heartbeat or End of Session: nothing may follow the header
             bad = True
         cnt[C.FRAMES] += 1
         cnt[C.FRAME_BYTES] += f_len[i]
