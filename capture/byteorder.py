@@ -5,6 +5,7 @@ loads into one load plus a byte swap, so these cost what a C `be64toh(*(uint64_t
 """
 
 import numpy as np
+
 from xdpfeed.capture.jit import njit
 
 _U32 = np.uint64(32)

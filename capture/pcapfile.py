@@ -13,6 +13,7 @@ import os
 import stat
 
 import numpy as np
+
 from xdpfeed.capture.batch import FrameBatch
 from xdpfeed.capture.byteorder import le32, rd16, rd32
 from xdpfeed.capture.errors import CorruptInput, SourceError

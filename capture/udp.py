@@ -13,6 +13,7 @@ import socket
 import struct
 
 import numpy as np
+
 from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch
 from xdpfeed.capture.errors import SourceError
 from xdpfeed.native._udp import ffi, lib

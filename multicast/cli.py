@@ -10,6 +10,7 @@ import signal
 import sys
 
 import numpy as np
+
 from xdpfeed.capture.errors import CorruptInput, SourceError
 from xdpfeed.multicast import output
 from xdpfeed.multicast.itch_schema import N_TYPES, TYPE_CODE, TYPES
@@ -66,7 +67,66 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only UDP to this multicast group and port (repeatable; captures only)")
     d.add_argument("--type", dest="types", type=_types, default=None, metavar="A,D,...",
                    help="only these ITCH message types (comma-separated letters)")
+    b = sub.add_parser(
+        "book",
+        help="replay a capture or ITCH file through the order book and print the final books",
+        description="Build full-depth order books from a pcap/pcapng capture or a NASDAQ binary ITCH file and "
+        "print, per stock, the top levels of each side (price as a raw integer, shares, orders) and the "
+        "book's counts.",
+    )
+    b.add_argument("input", metavar="INPUT", help="pcap, pcapng or ITCH binary file")
+    b.add_argument("--symbol", dest="symbols", action="append", default=[], metavar="SYM",
+                   help="only this stock (repeatable); default every stock with live orders")
+    b.add_argument("--depth", type=_count, default=5, metavar="N", help="levels per side (default 5)")
+    b.add_argument("-T", dest="fmt", choices=("table", "json"), default="table", help="output format")
+    b.add_argument("--bbo-out", metavar="FILE",
+                   help="write every top-of-book change: CSV, or Parquet when FILE ends in .parquet")
+    b.add_argument("--group", dest="groups", type=_group, action="append", default=[], metavar="G:P",
+                   help="only UDP to this multicast group and port (repeatable; captures only)")
     return p
+
+
+def _book(args) -> int:
+    from xdpfeed.multicast import book_report
+    from xdpfeed.multicast.book import OrderBook
+    from xdpfeed.multicast.pipeline import detect, replay_into_book
+
+    if args.bbo_out and args.bbo_out.endswith(".parquet"):
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            print("xdpfeed book: error: --bbo-out *.parquet needs pyarrow (pip install pyarrow); "
+                  "use a .csv name for CSV", file=sys.stderr)
+            return EXIT_USAGE
+    detect(args.input)  # unreadable or unknown input: one line and exit 2 before any output file is made
+    book = OrderBook()
+    writer = None
+    if args.bbo_out:
+        try:
+            writer = book_report.EventWriter(args.bbo_out, book)
+        except OSError as e:
+            raise SourceError(f"{args.bbo_out}: {e.strerror}") from None
+        book.on_events = writer
+    damaged = None
+    try:
+        replay_into_book(args.input, book, args.groups)
+    except CorruptInput as e:
+        book.flush_events()
+        damaged = e
+    finally:
+        if writer is not None:
+            writer.close()
+    try:
+        locates = book_report.selected_locates(book, args.symbols)
+    except ValueError as e:
+        print(f"xdpfeed book: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    render = book_report.as_json if args.fmt == "json" else book_report.as_table
+    print(render(book, locates, args.depth))
+    if damaged is not None:
+        print(f"xdpfeed book: error: {damaged}", file=sys.stderr)
+        return EXIT_DAMAGED
+    return 0
 
 
 def _decode(args) -> int:
@@ -123,7 +183,7 @@ def _decode(args) -> int:
     return 0
 
 
-COMMANDS = {"decode": _decode}
+COMMANDS = {"decode": _decode, "book": _book}
 
 
 def main(argv=None) -> int:

@@ -9,6 +9,7 @@ MoldUDP64 walk) and `decode_stream` (NASDAQ binary files: uint16 length before e
 """
 
 import numpy as np
+
 from xdpfeed.capture.byteorder import be16, be32, be48, be64
 from xdpfeed.capture.jit import njit
 from xdpfeed.multicast import counters as C
@@ -280,3 +281,14 @@ def decode_batch(buf, index, start: int, out: ItchTables, cnt) -> int:
     )
     out.count = n
     return nxt
+
+
+@njit(cache=True)
+def stream_end(b, pos, end):
+    """Where the last complete length-prefixed record in b[pos:end] ends."""
+    while pos + 2 <= end:
+        ln = be16(b, pos)
+        if pos + 2 + ln > end:
+            break
+        pos += 2 + ln
+    return pos

@@ -1,8 +1,10 @@
 """NASDAQ binary ITCH 5.0 files (`[uint16 BE length][message]`…, optionally gzip-compressed) as input.
 
-Plain files are mapped once and decoded in place; `.gz` files (as NASDAQ publishes them) are
-decompressed in chunks, carrying the cut record at the end of each chunk into the next. A record cut
-short by the end of the file is counted (truncated_records) and reported with its byte offset.
+`chunks()` hands out buffers that hold whole records only: a plain file is mapped once and handed
+out whole; a `.gz` file (as NASDAQ publishes them) is decompressed in pieces, the record cut at the
+end of each piece carried into the next. A record cut short by the end of the file raises
+CorruptInput with its byte offset after everything before it was handed out. `decode_file` runs the
+compiled ITCH decoder over those chunks.
 """
 
 import gzip
@@ -10,9 +12,10 @@ import mmap
 import os
 
 import numpy as np
+
 from xdpfeed.capture.errors import CorruptInput, SourceError
 from xdpfeed.multicast import counters as C
-from xdpfeed.multicast.itch import ItchTables, decode_stream
+from xdpfeed.multicast.itch import ItchTables, decode_stream, stream_end
 from xdpfeed.multicast.itch_schema import LENGTHS
 from xdpfeed.multicast.moldudp64 import NO_SESSION
 
@@ -32,20 +35,10 @@ def looks_like_itch(head: bytes) -> bool:
     return seen > 0
 
 
-def _fill(buf, pos, end, out: ItchTables, cnt):
-    pos, n, cut = decode_stream(
-        buf, pos, end, np.uint16(NO_SESSION), out.tables, out.rows, out.order_type, out.order_row, out.count, cnt,
-    )
-    out.count = n
-    return pos, cut
-
-
-def decode_file(path: str, out: ItchTables, cnt, gz: bool):
-    """Yield `(buffer, out)` once per filled batch of `out`; clears `out` before each refill.
-
-    Raises CorruptInput after the last full batch if the file ends inside a record."""
+def chunks(path: str, gz: bool, counters=None):
+    """Yield uint8 arrays of whole records, in file order; see the module docstring."""
     if gz:
-        yield from _decode_gzip(path, out, cnt)
+        yield from _gzip_chunks(path, counters)
         return
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -53,57 +46,65 @@ def decode_file(path: str, out: ItchTables, cnt, gz: bool):
         raise SourceError(f"{path}: {e.strerror}") from None
     try:
         mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+    except (OSError, ValueError) as e:
+        raise SourceError(f"{path}: cannot map the file: {e}") from None
     finally:
         os.close(fd)
     buf = np.frombuffer(mm, dtype=np.uint8)
-    pos, end = 0, buf.size
-    while True:
-        out.clear()
-        pos, cut = _fill(buf, pos, end, out, cnt)
-        if out.count:
-            yield buf, out
-        if out.count < out.capacity:
-            break
-    if cut:
-        cnt[C.TRUNCATED_RECORDS] += 1
-        raise CorruptInput(f"{path}: truncated ITCH record at byte offset {pos} (file size {end})", pos)
+    good = stream_end(buf, 0, buf.size)
+    if good:
+        yield buf[:good]
+    if good < buf.size:
+        if counters is not None:
+            counters[C.TRUNCATED_RECORDS] += 1
+        raise CorruptInput(f"{path}: truncated ITCH record at byte offset {good} (file size {buf.size})", good)
 
 
-def _decode_gzip(path: str, out: ItchTables, cnt):
+def _gzip_chunks(path: str, counters):
     try:
         f = gzip.open(path, "rb")
         f.peek(1)
     except OSError as e:
         raise SourceError(f"{path}: {e.strerror or e}") from None
     carry = b""
-    consumed = 0  # uncompressed bytes before `carry`
+    consumed = 0  # uncompressed bytes handed out before `carry`
     with f:
         while True:
             try:
-                chunk = f.read(CHUNK)
+                piece = f.read(CHUNK)
             except (OSError, EOFError) as e:
                 raise CorruptInput(
                     f"{path}: gzip stream damaged after {consumed + len(carry)} uncompressed bytes ({e})",
                     consumed + len(carry),
                 ) from None
-            data = carry + chunk
+            data = carry + piece
             buf = np.frombuffer(data, dtype=np.uint8)
-            pos = 0
-            while True:
-                out.clear()
-                pos, cut = _fill(buf, pos, buf.size, out, cnt)
-                if out.count:
-                    yield buf, out
-                if out.count < out.capacity:
-                    break
-            consumed += pos
-            carry = data[pos:]
-            if not chunk:
+            good = stream_end(buf, 0, buf.size)
+            if good:
+                yield buf[:good]
+            consumed += good
+            carry = data[good:]
+            if not piece:
                 break
     if carry:
-        cnt[C.TRUNCATED_RECORDS] += 1
+        if counters is not None:
+            counters[C.TRUNCATED_RECORDS] += 1
         raise CorruptInput(
-            f"{path}: truncated ITCH record at uncompressed byte offset {consumed} "
-            f"({len(carry)} bytes left over)",
+            f"{path}: truncated ITCH record at uncompressed byte offset {consumed} ({len(carry)} bytes left over)",
             consumed,
         )
+
+
+def decode_file(path: str, out: ItchTables, cnt, gz: bool):
+    """Yield `(buffer, out)` once per filled batch of `out`; clears `out` before each refill."""
+    for buf in chunks(path, gz, cnt):
+        pos = 0
+        while pos < buf.size:
+            out.clear()
+            pos, n, _ = decode_stream(
+                buf, pos, buf.size, np.uint16(NO_SESSION), out.tables, out.rows, out.order_type, out.order_row,
+                0, cnt,
+            )
+            out.count = n
+            if n:
+                yield buf, out

@@ -12,12 +12,13 @@ import os
 import time
 
 import numpy as np
+
 from xdpfeed.capture.batch import FrameBatch
 from xdpfeed.capture.errors import SourceError
 from xdpfeed.capture.pcapfile import PcapSource, sniff
 from xdpfeed.multicast import counters as C
 from xdpfeed.multicast.itch import ItchTables, decode_batch
-from xdpfeed.multicast.itchfile import GZIP_MAGIC, decode_file, looks_like_itch
+from xdpfeed.multicast.itchfile import GZIP_MAGIC, chunks, decode_file, looks_like_itch
 from xdpfeed.multicast.moldudp64 import MAX_BLOCKS_PER_PACKET, MessageIndex, Sessions, extract_batch
 
 DEFAULT_CAPACITY = 1 << 16
@@ -88,15 +89,40 @@ class Decode:
             self.seconds = time.perf_counter() - t0
 
     def _pcap(self):
-        frames = FrameBatch(4096)
-        index = MessageIndex(self.tables.capacity)
-        with PcapSource(self.path) as src:
-            while src.recv(frames):
-                start = 0
-                while start < frames.count:
-                    start = extract_batch(frames, start, self.groups, self.sessions, index, self.counters)
-                    if index.count:
-                        self.tables.clear()
-                        decode_batch(frames.data, index, 0, self.tables, self.counters)
-                        yield frames.data, self.tables
+        for buf, index in index_batches(self.path, self.groups, self.sessions, self.counters, self.tables.capacity):
+            self.tables.clear()
+            decode_batch(buf, index, 0, self.tables, self.counters)
+            yield buf, self.tables
+
+
+def index_batches(path: str, groups, sessions: Sessions, counters, capacity: int = DEFAULT_CAPACITY):
+    """Yield (buffer, MessageIndex) for a capture: every MoldUDP64 message block, in capture order.
+    The index is reused; each yield is valid until the next."""
+    frames = FrameBatch(4096)
+    index = MessageIndex(max(capacity, MAX_BLOCKS_PER_PACKET))
+    with PcapSource(path) as src:
+        while src.recv(frames):
+            start = 0
+            while start < frames.count:
+                start = extract_batch(frames, start, groups, sessions, index, counters)
+                if index.count:
+                    yield frames.data, index
             src.release(frames)
+
+
+def replay_into_book(path: str, book, groups=(), counters=None, sessions=None) -> str:
+    """Apply every ITCH message of a capture or ITCH file to `book`, in order; returns the format."""
+    fmt = detect(path)
+    groups = np.array(list(groups), dtype=np.int64).reshape(-1, 2)
+    if groups.size and fmt != "pcap":
+        raise SourceError(f"{path}: --group applies to captures; an ITCH file has no UDP groups")
+    counters = C.new() if counters is None else counters
+    if fmt == "pcap":
+        sessions = Sessions() if sessions is None else sessions
+        for buf, index in index_batches(path, groups, sessions, counters):
+            book.apply_index(buf, index)
+    else:
+        for buf in chunks(path, fmt == "itch.gz", counters):
+            book.apply_stream(buf)
+    book.flush_events()
+    return fmt

@@ -4,6 +4,7 @@ import struct
 
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Dot1Q, Ether
+
 from xdpfeed.multicast import output
 from xdpfeed.multicast.itch_schema import TYPES
 from xdpfeed.multicast.pipeline import Decode

@@ -10,9 +10,11 @@ import subprocess
 import sys
 
 import pytest
+
+from xdpfeed.multicast.cli import main
+
 from conftest import PCAPS
 from helpers import frame, mold, write_pcap
-from xdpfeed.multicast.cli import main
 
 MULTI = os.path.join(PCAPS, "omi", "itch50", "Multiple.Packets.pcap")
 

@@ -4,10 +4,9 @@ read (the suite runs with NUMBA_BOUNDSCHECK=1), and every frame and message acco
 import os
 
 import numpy as np
-from conftest import PCAPS
-from helpers import frame, mold
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from xdpfeed.capture.batch import (
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,
@@ -19,6 +18,9 @@ from xdpfeed.capture.pcapfile import PcapSource
 from xdpfeed.multicast import counters as C
 from xdpfeed.multicast.itch import ItchTables, decode_batch
 from xdpfeed.multicast.moldudp64 import MessageIndex, Sessions, extract_batch
+
+from conftest import PCAPS
+from helpers import frame, mold
 
 FATES = (C.NON_IPV4, C.NON_UDP, C.IP_FRAGMENTS, C.TRUNCATED_FRAMES, C.BAD_HEADERS, C.UNSUPPORTED_LINKTYPE,
          C.FILTERED, C.PACKETS, C.MALFORMED_PACKETS, C.SESSIONS_OVERFLOW)

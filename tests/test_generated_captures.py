@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from xdpfeed.multicast import output
 from xdpfeed.multicast.counters import as_dict
 from xdpfeed.multicast.itch_schema import TYPES

@@ -4,11 +4,13 @@ import struct
 
 import numpy as np
 import pytest
-from helpers import ALL
+
 from xdpfeed.multicast import counters as C
 from xdpfeed.multicast import itch_reference, output
 from xdpfeed.multicast.itch import ItchTables, decode_stream
 from xdpfeed.multicast.itch_schema import HEADER, MESSAGES, TYPES, check_layouts, snake
+
+from helpers import ALL
 
 
 def decode_bytes(stream: bytes, capacity=4096):

@@ -4,11 +4,13 @@ import struct
 
 import numpy as np
 import pytest
-from helpers import decode_all, frame, mold, write_pcap
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
+
 from xdpfeed.multicast import counters as C
+
+from helpers import decode_all, frame, mold, write_pcap
 
 S = b"SESS000001"
 D1 = b"D" + struct.pack(">HH", 1, 0) + (5).to_bytes(6, "big") + struct.pack(">Q", 77)  # 19-byte Order Delete

@@ -12,6 +12,7 @@ import os
 import subprocess
 
 import pytest
+
 from conftest import GOLDEN, PCAPS
 from helpers import decode_all
 

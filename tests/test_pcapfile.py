@@ -17,13 +17,15 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import NamedTuple
 
-import pcapgen as g
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from xdpfeed.capture.batch import FrameBatch
 from xdpfeed.capture.errors import CorruptInput, SourceError
 from xdpfeed.capture.pcapfile import MAX_FRAME, PcapSource, sniff
+
+import pcapgen as g
 
 T0 = 1692711000  # 2023-08-22 13:30:00 UTC, the day of the OMI ITCH captures
 T0_NS = T0 * 10**9

@@ -6,12 +6,14 @@ import time
 
 import numpy as np
 import pytest
-from helpers import mold
+
 from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch
 from xdpfeed.capture.errors import SourceError
 from xdpfeed.capture.uri import open_source
 from xdpfeed.multicast import counters as C
 from xdpfeed.multicast.moldudp64 import MessageIndex, Sessions, extract_batch
+
+from helpers import mold
 
 GROUP = "239.193.7.7"
 

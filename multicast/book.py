@@ -1,0 +1,144 @@
+"""Full-depth ITCH 5.0 order books for every stock, with top-of-book events: the Python face.
+
+`OrderBook` owns the preallocated storage (multicast.book_store), feeds messages to the compiled
+loop (multicast.book_apply), grows storage when the loop asks for it (counted in stats), hands
+top-of-book event batches to a callback, and answers queries: best bid/offer, depth, symbols,
+trading state, staleness.
+"""
+
+import numpy as np
+
+from xdpfeed.multicast import book_apply as A
+from xdpfeed.multicast import book_store as S
+
+BID, ASK = S.BID, S.ASK
+STATE_NAMES = {ord("H"): "halted", ord("P"): "paused", ord("Q"): "quotation-only", ord("T"): "trading", 0: "unknown"}
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(4, int(n - 1).bit_length())
+
+
+class OrderBook:
+    """Books for every stock locate of one ITCH feed.
+
+    window: direct-indexed order slots (rounded up to a power of two); orders whose reference falls
+    behind the window move to the hash, which starts at `hash_orders` slots and doubles as needed.
+    The defaults hold a real NASDAQ day (about 2M live orders at peak) without growing."""
+
+    def __init__(self, window: int = 1 << 22, hash_orders: int = 1 << 21, levels: int = 1 << 20,
+                 events: int = 1 << 16, on_events=None):
+        self.window = np.zeros(_pow2(window), dtype=S.ORDER)
+        self.hash = np.zeros(_pow2(hash_orders), dtype=S.ORDER)
+        self.state = np.zeros(S.N_STATE, dtype=np.int64)
+        self.pool = np.zeros(levels, dtype=S.LEVEL)
+        self.s_start = np.zeros(S.N_SIDES, dtype=np.int64)
+        self.s_size = np.zeros(S.N_SIDES, dtype=np.int64)
+        self.s_cap = np.zeros(S.N_SIDES, dtype=np.int64)
+        self.last = np.zeros((65536, 4), dtype=np.int64)  # last published bid px/qty, ask px/qty
+        self.stocks = np.zeros(65536, dtype=A.STOCK)
+        self.events = np.zeros(events, dtype=A.EVENT)
+        self.n_events = 0
+        self.stats = np.zeros(A.N_STATS, dtype=np.int64)
+        self.on_events = on_events
+
+    # -- feeding ------------------------------------------------------------------------------
+    def _args(self):
+        return (self.window, self.hash, self.state, self.pool, self.s_start, self.s_size, self.s_cap,
+                self.last, self.stocks, self.events)
+
+    def _handle(self, status):
+        if status == S.NEED_HASH:
+            new = np.zeros(self.hash.size * 2, dtype=S.ORDER)
+            S.rehash(self.hash, new)
+            self.hash = new
+            self.stats[A.HASH_GROWS] += 1
+        elif status == S.NEED_POOL:
+            need = S.pool_needed(self.s_size, self.s_cap)
+            new = np.zeros(max(self.pool.size * 2, 2 * need, 1024), dtype=S.LEVEL)
+            self.state[S.ST_POOL] = S.compact_pool(self.pool, new, self.s_start, self.s_size, self.s_cap)
+            self.pool = new
+            self.stats[A.POOL_GROWS] += 1
+        elif status == A.NEED_EVENTS:
+            self.flush_events()
+
+    def flush_events(self):
+        """Hand the pending top-of-book events to on_events (if any) and start a new batch."""
+        if self.n_events and self.on_events is not None:
+            self.on_events(self.events[: self.n_events])
+        self.n_events = 0
+
+    def apply_stream(self, buf: np.ndarray, pos: int = 0, end: int | None = None) -> int:
+        """Apply the length-prefixed messages of buf[pos:end]; returns where a cut record starts (or end)."""
+        end = buf.size if end is None else end
+        while True:
+            pos, status, self.n_events = A.apply_stream(buf, pos, end, *self._args(), self.n_events, self.stats)
+            if status == S.OK:
+                return pos
+            self._handle(status)
+
+    def apply_index(self, buf: np.ndarray, index, start: int = 0, stop: int | None = None) -> None:
+        """Apply rows [start, stop) of a MessageIndex (offsets into buf), in order."""
+        stop = index.count if stop is None else stop
+        i = start
+        while i < stop:
+            i, status, self.n_events = A.apply_index(buf, index.offset, index.length, index.seq, i, stop,
+                                                     *self._args(), self.n_events, self.stats)
+            if status != S.OK:
+                self._handle(status)
+
+    # -- queries ------------------------------------------------------------------------------
+    @property
+    def live_orders(self) -> int:
+        return int(self.state[S.ST_LIVE])
+
+    def stat(self) -> dict:
+        d = {name: int(self.stats[i]) for i, name in enumerate(A.STAT_NAMES)}
+        d["live_orders"] = self.live_orders
+        d["hash_orders"] = int(self.state[S.ST_HASH_N])
+        return d
+
+    def depth(self, locate: int, side: int, n: int | None = None) -> list[list[int]]:
+        """[[price, shares, orders], ...] best first, at most n levels."""
+        sidx = locate * 2 + side
+        start, size = int(self.s_start[sidx]), int(self.s_size[sidx])
+        lv = self.pool[start : start + size][::-1][:n]
+        return [[int(p), int(s), int(o)] for p, s, o in zip(lv["price"], lv["shares"], lv["orders"], strict=True)]
+
+    def bbo(self, locate: int) -> tuple[int, int, int, int]:
+        """(bid price, bid shares, ask price, ask shares); 0, 0 for an empty side."""
+        b = self.depth(locate, BID, 1)
+        a = self.depth(locate, ASK, 1)
+        return (*(b[0][:2] if b else (0, 0)), *(a[0][:2] if a else (0, 0)))
+
+    def symbol(self, locate: int) -> str:
+        v = int(self.stocks[locate]["symbol"])
+        return v.to_bytes(8, "big").rstrip(b" \x00").decode("latin-1")
+
+    def locate_of(self, symbol: str) -> int | None:
+        key = int.from_bytes(symbol.encode("latin-1").ljust(8, b" ")[:8], "big")
+        hits = np.flatnonzero(self.stocks["symbol"] == key)
+        return int(hits[0]) if hits.size else None
+
+    def locates(self) -> list[int]:
+        """Stock locates with at least one live order."""
+        sizes = self.s_size.reshape(-1, 2).sum(axis=1)
+        return [int(x) for x in np.flatnonzero(sizes)]
+
+    def trading_state(self, locate: int) -> str:
+        return STATE_NAMES.get(int(self.stocks[locate]["trading_state"]), "unknown")
+
+    @property
+    def system_event(self) -> str:
+        v = int(self.state[S.ST_SYSTEM])
+        return chr(v) if v else ""
+
+    def mark_stale(self, locate: int | None = None, stale: bool = True) -> None:
+        """Flag one stock's book (or every book) as not to be trusted, e.g. after an unrecoverable gap."""
+        if locate is None:
+            self.stocks["stale"] = int(stale)
+        else:
+            self.stocks[locate]["stale"] = int(stale)
+
+    def is_stale(self, locate: int) -> bool:
+        return bool(self.stocks[locate]["stale"])

@@ -1,0 +1,303 @@
+"""Compiled application of ITCH 5.0 messages to the order books (used through multicast.book).
+
+`apply_stream` (NASDAQ binary files) and `apply_index` (messages located by the
+MoldUDP64 walk or delivered by the sequencer) read message bytes directly: decoding the few fields
+the book needs is fused into the book update. The rules are ../shared/protocols.md §4.5: A and F
+add; E and C reduce (removing at zero; C's price is the fill price, the order does not move); X
+reduces; D removes; U replaces (new ref, original side and stock, new price and shares, priority
+lost); P, Q, B are counted trades; R names stocks; H and S are tracked. Whenever a stock's best bid
+or offer (price or size) changes, an event row goes into a preallocated batch. Anomalies (unknown
+references, duplicate adds, over-executions and over-cancels) are counted, never fatal. Storage is
+in multicast.book_store; when it needs room the compiled loop stops, Python grows it, and the loop
+resumes at the same message, so growth is counted and never silent.
+"""
+
+import numpy as np
+
+from xdpfeed.capture.byteorder import be16, be32, be48, be64
+from xdpfeed.capture.jit import njit
+from xdpfeed.multicast import book_store as S
+from xdpfeed.multicast.itch_schema import LENGTHS
+
+BID, ASK = S.BID, S.ASK
+
+EVENT = np.dtype([("seq", np.uint64), ("timestamp", np.uint64), ("bid_shares", np.uint64),
+                  ("ask_shares", np.uint64), ("bid_price", np.uint32), ("ask_price", np.uint32),
+                  ("locate", np.uint16)], align=True)
+
+# stats[] (int64): what the book did and what it refused
+ADDS = 0
+EXECUTIONS = 1
+CANCELS = 2
+DELETES = 3
+REPLACES = 4
+TRADES = 5  # P
+CROSS_TRADES = 6  # Q
+BROKEN_TRADES = 7  # B
+UNKNOWN_REFS = 8  # E C X D U naming an order the book does not hold (normal when joining mid-day)
+DUPLICATE_ADDS = 9  # A F U adding a reference already live (ignored)
+OVER_EXECUTIONS = 10  # executed more than remained: the order is removed
+OVER_CANCELS = 11  # canceled more than remained: the order is removed
+BAD_SIDE = 12  # buy/sell indicator neither B nor S
+ZERO_REFS = 13  # an add with order reference 0 (reserved; ignored)
+BBO_EVENTS = 14
+MESSAGES = 15  # messages applied (any type)
+UNKNOWN_TYPES = 16
+BAD_LENGTHS = 17
+HASH_GROWS = 18
+POOL_GROWS = 19
+N_STATS = 20
+STAT_NAMES = [k.lower() for k, v in sorted(((k, v) for k, v in globals().items()
+              if k.isupper() and isinstance(v, int) and k not in ("BID", "ASK", "N_STATS")), key=lambda kv: kv[1])]
+
+NEED_EVENTS = 3  # status: the event batch is full; drain it and call again
+
+STOCK = np.dtype([("symbol", np.uint64), ("round_lot", np.uint32), ("trading_state", np.uint8),
+                  ("stale", np.uint8), ("reason", np.uint32)], align=True)
+
+
+@njit(cache=True, inline="always")
+def _find(w, h, state, ref):
+    """(store, slot): store 0 window, 1 hash, -1 absent."""
+    base = state[S.ST_BASE]
+    if base <= ref < base + w.size:
+        s = ref & (w.size - 1)
+        if w[s].ref == ref:
+            return 0, s
+        return -1, 0
+    i = S.hash_find(h, ref)
+    return (1, i) if i >= 0 else (-1, 0)
+
+
+@njit(cache=True, inline="always")
+def _room_for_add(w, h, state, pool, s_size, s_cap, ref, sidx):
+    """OK when adding ref on side sidx cannot run out of room half-way, else the store to grow."""
+    base = state[S.ST_BASE]
+    need = 0
+    if ref < base:
+        need = 1
+    elif ref >= base + w.size:
+        in_window = state[S.ST_LIVE] - state[S.ST_HASH_N]
+        chunk = w.size >> 4
+        need = min(in_window, ((ref - base - w.size) // chunk + 1) * chunk)
+    if need and not S.hash_has_room(h, state, need):
+        return S.NEED_HASH
+    if s_size[sidx] == s_cap[sidx] and state[S.ST_POOL] + max(8, 2 * s_cap[sidx]) > pool.size:
+        return S.NEED_POOL
+    return S.OK
+
+
+@njit(cache=True, inline="always")
+def _add(w, h, state, pool, s_start, s_size, s_cap, ref, locate, side, price, shares):
+    """Insert a new order (room was checked by _room_for_add)."""
+    if ref >= state[S.ST_BASE] + w.size:
+        S.slide_window(w, h, state, ref)
+    S.level_add(pool, s_start, s_size, s_cap, state, locate * 2 + side, side, price, shares)
+    if ref < state[S.ST_BASE]:
+        S.hash_insert(h, ref, price, shares, locate, side)
+        state[S.ST_HASH_N] += 1
+    else:
+        o = w[ref & (w.size - 1)]
+        o.ref = ref
+        o.price = price
+        o.shares = shares
+        o.locate = locate
+        o.side = side
+    state[S.ST_LIVE] += 1
+
+
+@njit(cache=True, inline="always")
+def _order(w, h, store, slot):
+    return w[slot] if store == 0 else h[slot]
+
+
+@njit(cache=True, inline="always")
+def _drop(w, h, state, store, slot):
+    if store == 0:
+        w[slot].ref = 0
+    else:
+        S.hash_delete(h, slot)
+        state[S.ST_HASH_N] -= 1
+    state[S.ST_LIVE] -= 1
+
+
+@njit(cache=True, inline="always")
+def _reduce(w, h, state, pool, s_start, s_size, ref, n, over_counter, stats):
+    """E, C, X: take n shares off an order; remove it at zero. Returns its locate, or -1."""
+    store, slot = _find(w, h, state, ref)
+    if store < 0:
+        stats[UNKNOWN_REFS] += 1
+        return -1
+    o = _order(w, h, store, slot)
+    locate = np.int64(o.locate)
+    remaining = np.int64(o.shares)
+    if n >= remaining:
+        if n > remaining:
+            stats[over_counter] += 1
+        S.level_remove(pool, s_start, s_size, locate * 2 + o.side, o.side, o.price, remaining, True)
+        _drop(w, h, state, store, slot)
+    else:
+        S.level_remove(pool, s_start, s_size, locate * 2 + o.side, o.side, o.price, n, False)
+        o.shares = remaining - n
+    return locate
+
+
+@njit(cache=True)
+def _apply_one(b, o, ln, seq, w, h, state, pool, s_start, s_size, s_cap, last, stocks, ev, ev_n, stats):
+    """Apply one message. Returns (status, event count). A non-OK status means nothing was changed
+    and the same message must be applied again once the store has room."""
+    if ln == 0 or LENGTHS[b[o]] < 0:
+        stats[UNKNOWN_TYPES if ln else BAD_LENGTHS] += 1
+        stats[MESSAGES] += 1
+        return S.OK, ev_n
+    t = b[o]
+    if ln != LENGTHS[t]:
+        stats[BAD_LENGTHS] += 1
+        stats[MESSAGES] += 1
+        return S.OK, ev_n
+    locate = -1
+    if t == 65 or t == 70:  # 'A', 'F'
+        stats[ADDS] += 1
+        sd = b[o + 19]
+        side = 0 if sd == 66 else 1 if sd == 83 else -1
+        ref = np.int64(be64(b, o + 11))
+        if side < 0:
+            stats[BAD_SIDE] += 1
+        elif ref == 0:
+            stats[ZERO_REFS] += 1
+        elif _find(w, h, state, ref)[0] >= 0:
+            stats[DUPLICATE_ADDS] += 1
+        else:
+            loc = be16(b, o + 1)
+            st = _room_for_add(w, h, state, pool, s_size, s_cap, ref, loc * 2 + side)
+            if st != S.OK:
+                stats[ADDS] -= 1
+                return st, ev_n
+            _add(w, h, state, pool, s_start, s_size, s_cap, ref, loc, side, be32(b, o + 32), be32(b, o + 20))
+            locate = loc
+            if stocks[loc].symbol == 0:  # joined mid-day: the add names the stock the directory did not
+                stocks[loc].symbol = be64(b, o + 24)
+    elif t == 68:  # 'D'
+        ref = np.int64(be64(b, o + 11))
+        store, slot = _find(w, h, state, ref)
+        if store < 0:
+            stats[UNKNOWN_REFS] += 1
+        else:
+            r = _order(w, h, store, slot)
+            locate = np.int64(r.locate)
+            S.level_remove(pool, s_start, s_size, locate * 2 + r.side, r.side, r.price, r.shares, True)
+            _drop(w, h, state, store, slot)
+            stats[DELETES] += 1
+    elif t == 85:  # 'U': the original goes; the new reference takes its side and stock
+        old = np.int64(be64(b, o + 11))
+        new = np.int64(be64(b, o + 19))
+        store, slot = _find(w, h, state, old)
+        if store < 0:
+            stats[UNKNOWN_REFS] += 1
+        else:
+            r = _order(w, h, store, slot)
+            loc = np.int64(r.locate)
+            side = np.int64(r.side)
+            addable = new != 0 and (new == old or _find(w, h, state, new)[0] < 0)
+            if addable:
+                st = _room_for_add(w, h, state, pool, s_size, s_cap, new, loc * 2 + side)
+                if st != S.OK:
+                    return st, ev_n
+            elif new == 0:
+                stats[ZERO_REFS] += 1
+            else:
+                stats[DUPLICATE_ADDS] += 1
+            S.level_remove(pool, s_start, s_size, loc * 2 + side, side, r.price, r.shares, True)
+            _drop(w, h, state, store, slot)
+            if addable:
+                _add(w, h, state, pool, s_start, s_size, s_cap, new, loc, side, be32(b, o + 31), be32(b, o + 27))
+            stats[REPLACES] += 1
+            locate = loc
+    elif t == 69 or t == 67:  # 'E', 'C'
+        locate = _reduce(w, h, state, pool, s_start, s_size, np.int64(be64(b, o + 11)), be32(b, o + 19),
+                         OVER_EXECUTIONS, stats)
+        if locate >= 0:
+            stats[EXECUTIONS] += 1
+    elif t == 88:  # 'X'
+        locate = _reduce(w, h, state, pool, s_start, s_size, np.int64(be64(b, o + 11)), be32(b, o + 19),
+                         OVER_CANCELS, stats)
+        if locate >= 0:
+            stats[CANCELS] += 1
+    elif t == 80:
+        stats[TRADES] += 1
+    elif t == 81:
+        stats[CROSS_TRADES] += 1
+    elif t == 66:
+        stats[BROKEN_TRADES] += 1
+    elif t == 82:  # 'R'
+        s = stocks[be16(b, o + 1)]
+        s.symbol = be64(b, o + 11)
+        s.round_lot = be32(b, o + 21)
+    elif t == 72:  # 'H'
+        s = stocks[be16(b, o + 1)]
+        s.trading_state = b[o + 19]
+        s.reason = be32(b, o + 21)
+    elif t == 83:  # 'S'
+        state[S.ST_SYSTEM] = b[o + 11]
+    stats[MESSAGES] += 1
+    if locate >= 0:
+        bb = locate * 2
+        nb = s_size[bb]
+        na = s_size[bb + 1]
+        bp = np.int64(pool[s_start[bb] + nb - 1].price) if nb else 0
+        bq = np.int64(pool[s_start[bb] + nb - 1].shares) if nb else 0
+        ap = np.int64(pool[s_start[bb + 1] + na - 1].price) if na else 0
+        aq = np.int64(pool[s_start[bb + 1] + na - 1].shares) if na else 0
+        if last[locate, 0] != bp or last[locate, 1] != bq or last[locate, 2] != ap or last[locate, 3] != aq:
+            last[locate, 0] = bp
+            last[locate, 1] = bq
+            last[locate, 2] = ap
+            last[locate, 3] = aq
+            e = ev[ev_n]
+            e.seq = seq
+            e.timestamp = be48(b, o + 5)
+            e.locate = locate
+            e.bid_price = bp
+            e.bid_shares = bq
+            e.ask_price = ap
+            e.ask_shares = aq
+            ev_n += 1
+            stats[BBO_EVENTS] += 1
+    return S.OK, ev_n
+
+
+@njit(cache=True)
+def apply_stream(b, pos, end, w, h, state, pool, s_start, s_size, s_cap, last, stocks, ev, ev_n, stats):
+    """Length-prefixed messages in b[pos:end]. Returns (position, status, event count); stops before
+    a message when the store needs room or the event batch is full."""
+    status = S.OK
+    while pos + 2 <= end:
+        if ev_n == ev.size:
+            status = NEED_EVENTS
+            break
+        ln = be16(b, pos)
+        if pos + 2 + ln > end:
+            break
+        status, ev_n = _apply_one(b, pos + 2, ln, np.uint64(0), w, h, state, pool, s_start, s_size, s_cap,
+                                  last, stocks, ev, ev_n, stats)
+        if status != S.OK:
+            break
+        pos += 2 + ln
+    return pos, status, ev_n
+
+
+@njit(cache=True)
+def apply_index(b, m_off, m_len, m_seq, i, stop, w, h, state, pool, s_start, s_size, s_cap, last, stocks,
+                ev, ev_n, stats):
+    """Index rows [i, stop). Returns (next row, status, event count)."""
+    status = S.OK
+    while i < stop:
+        if ev_n == ev.size:
+            status = NEED_EVENTS
+            break
+        status, ev_n = _apply_one(b, m_off[i], m_len[i], m_seq[i], w, h, state, pool, s_start, s_size, s_cap,
+                                  last, stocks, ev, ev_n, stats)
+        if status != S.OK:
+            break
+        i += 1
+    return i, status, ev_n

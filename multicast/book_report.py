@@ -1,0 +1,94 @@
+"""What `xdpfeed book` prints and writes: final depth per stock (table or JSON) and the top-of-book
+event file (CSV, or Parquet when pyarrow is installed)."""
+
+import json
+
+import numpy as np
+
+from xdpfeed.multicast.book import ASK, BID
+
+STAT_KEYS = ("live_orders", "adds", "executions", "cancels", "deletes", "replaces", "unknown_refs", "trades",
+             "cross_trades", "broken_trades", "duplicate_adds", "over_executions", "over_cancels", "bad_side",
+             "zero_refs", "bbo_events", "hash_grows", "pool_grows")
+
+
+def _name(book, locate):
+    return book.symbol(locate) or f"#{locate}"
+
+
+def selected_locates(book, symbols):
+    """Locates to report: the named symbols (unknown names raise ValueError), else every stock with orders."""
+    if not symbols:
+        return book.locates()
+    out = []
+    for sym in symbols:
+        loc = book.locate_of(sym)
+        if loc is None:
+            raise ValueError(f"symbol {sym!r} never appeared in the input")
+        out.append(loc)
+    return out
+
+
+def as_json(book, locates, depth) -> str:
+    doc = {_name(book, loc): {"bids": book.depth(loc, BID, depth), "asks": book.depth(loc, ASK, depth)}
+           for loc in locates}
+    stats = book.stat()
+    doc["stats"] = {k: stats[k] for k in STAT_KEYS}
+    return json.dumps(doc)
+
+
+def as_table(book, locates, depth) -> str:
+    lines = []
+    for loc in locates:
+        bids, asks = book.depth(loc, BID, depth), book.depth(loc, ASK, depth)
+        stale = "  STALE" if book.is_stale(loc) else ""
+        lines.append(f"{_name(book, loc)}  (locate {loc}, {book.trading_state(loc)}){stale}")
+        lines.append(f"  {'orders':>10} {'shares':>10} {'bid':>12} | {'ask':<12} {'shares':<10} orders")
+        for i in range(max(len(bids), len(asks))):
+            b = f"{bids[i][2]:>10} {bids[i][1]:>10} {bids[i][0]:>12}" if i < len(bids) else " " * 34
+            a = f"{asks[i][0]:<12} {asks[i][1]:<10} {asks[i][2]}" if i < len(asks) else ""
+            lines.append(f"  {b} | {a}".rstrip())
+    stats = book.stat()
+    lines.append("  ".join(f"{k}: {stats[k]}" for k in STAT_KEYS))
+    return "\n".join(lines)
+
+
+class EventWriter:
+    """Top-of-book events to CSV or Parquet (chosen by the file name), batch by batch."""
+
+    COLUMNS = ("seq", "timestamp", "locate", "symbol", "bid_price", "bid_shares", "ask_price", "ask_shares")
+
+    def __init__(self, path: str, book):
+        self.path, self.book = path, book
+        self.parquet = path.endswith(".parquet")
+        self.rows = 0
+        if self.parquet:
+            import pyarrow  # noqa: F401  (checked by the CLI before the run starts)
+
+            self._parts = []
+        else:
+            self._f = open(path, "w")
+            self._f.write(",".join(self.COLUMNS) + "\n")
+
+    def __call__(self, events: np.ndarray):
+        symbols = self.book.stocks["symbol"][events["locate"]].astype(">u8").view("S8")
+        if self.parquet:
+            self._parts.append((events.copy(), symbols.copy()))
+        else:
+            cols = [events[c].tolist() for c in ("seq", "timestamp", "locate")]
+            names = [s.rstrip(b" ").decode("latin-1") for s in symbols.tolist()]
+            rest = [events[c].tolist() for c in ("bid_price", "bid_shares", "ask_price", "ask_shares")]
+            self._f.writelines(",".join(map(str, row)) + "\n" for row in zip(*cols, names, *rest, strict=True))
+        self.rows += len(events)
+
+    def close(self):
+        if not self.parquet:
+            self._f.close()
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        ev = np.concatenate([e for e, _ in self._parts]) if self._parts else np.zeros(0, self.book.events.dtype)
+        sy = np.concatenate([s for _, s in self._parts]) if self._parts else np.zeros(0, "S8")
+        table = pa.table({c: (np.char.rstrip(sy).astype(str) if c == "symbol" else ev[c]) for c in self.COLUMNS})
+        pq.write_table(table, self.path)

@@ -1,0 +1,220 @@
+"""Where the order book keeps orders and price levels: compiled, preallocated, growable.
+
+Orders (keyed by ITCH order reference number) live in two stores with one record layout:
+- a direct-indexed *window*: NASDAQ references are day-unique and nearly sequential, so the refs in
+  [base, base + W) sit at slot ref & (W - 1); when a new ref passes the window's end the window
+  slides and the orders it leaves behind migrate to
+- an open-addressed *hash* (multiplicative hashing, linear probing, backward-shift deletion) for the
+  long-lived outliers.
+A ref inside the window's range is always in the window, so a lookup touches one store.
+
+Price levels of each (stock locate, side) form a sorted vector in a shared pool with the best price at
+the end, where most activity is; a side that outgrows its vector moves to the end of the pool with
+twice the room. Functions that need room return a status instead of failing, and the Python layer
+(multicast.book) grows the store and resumes.
+"""
+
+import numpy as np
+
+from xdpfeed.capture.jit import njit
+
+ORDER = np.dtype([("ref", np.uint64), ("price", np.uint32), ("shares", np.uint32), ("locate", np.uint16),
+                  ("side", np.uint8)], align=True)
+LEVEL = np.dtype([("shares", np.uint64), ("price", np.uint32), ("orders", np.uint32)], align=True)
+
+BID, ASK = 0, 1
+N_SIDES = 65536 * 2  # every stock locate, both sides: index locate * 2 + side
+HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
+MAX_LOAD_NUM, MAX_LOAD_DEN = 1, 2  # the hash is grown before it is more than half full
+
+# state[] slots (int64)
+ST_BASE = 0  # first ref of the window
+ST_HASH_N = 1  # orders in the hash
+ST_LIVE = 2  # orders in the book
+ST_POOL = 3  # level slots handed out
+ST_MIGRATED = 4  # orders moved from window to hash so far
+ST_SYSTEM = 5  # last System Event code (S)
+N_STATE = 6
+
+OK, NEED_HASH, NEED_POOL = 0, 1, 2
+
+
+@njit(cache=True, inline="always")
+def _home(ref, hmask):
+    return np.int64((np.uint64(ref) * HASH_MUL) >> np.uint64(32)) & hmask
+
+
+@njit(cache=True)
+def hash_find(h, ref):
+    """Slot of ref in the hash, or -1."""
+    hmask = h.size - 1
+    i = _home(ref, hmask)
+    while True:
+        k = h[i].ref
+        if k == ref:
+            return i
+        if k == 0:
+            return -1
+        i = (i + 1) & hmask
+
+
+@njit(cache=True)
+def hash_insert(h, ref, price, shares, locate, side):
+    hmask = h.size - 1
+    i = _home(ref, hmask)
+    while h[i].ref != 0:
+        i = (i + 1) & hmask
+    r = h[i]
+    r.ref = ref
+    r.price = price
+    r.shares = shares
+    r.locate = locate
+    r.side = side
+    return i
+
+
+@njit(cache=True)
+def hash_delete(h, i):
+    """Empty slot i and shift the following cluster back so no probe chain breaks."""
+    hmask = h.size - 1
+    j = i
+    while True:
+        j = (j + 1) & hmask
+        if h[j].ref == 0:
+            break
+        home = _home(h[j].ref, hmask)
+        # move j into the hole at i if its home is not in the cyclic range (i, j]
+        if ((j - home) & hmask) >= ((j - i) & hmask):
+            h[i] = h[j]
+            i = j
+    h[i].ref = 0
+
+
+@njit(cache=True)
+def hash_has_room(h, state, extra):
+    return (state[ST_HASH_N] + extra) * MAX_LOAD_DEN <= h.size * MAX_LOAD_NUM
+
+
+@njit(cache=True)
+def rehash(old, new):
+    for i in range(old.size):
+        r = old[i]
+        if r.ref != 0:
+            hash_insert(new, r.ref, r.price, r.shares, r.locate, r.side)
+
+
+@njit(cache=True)
+def slide_window(w, h, state, ref):
+    """Advance the window so it covers ref, migrating the orders left behind into the hash. The
+    caller has made sure the hash has room for them (see multicast.book_apply._room_for_add)."""
+    size = w.size
+    base = state[ST_BASE]
+    chunk = size >> 4
+    while ref >= base + size:
+        if ref - base >= 2 * size:  # a jump: everything in the window moves, the window restarts
+            lo, hi = base, base + size
+            new_base = ref - size + 1
+        else:
+            lo, hi = base, base + chunk
+            new_base = base + chunk
+        for r in range(lo, hi):
+            s = r & (size - 1)
+            o = w[s]
+            if o.ref == r and r != 0:
+                hash_insert(h, o.ref, o.price, o.shares, o.locate, o.side)
+                o.ref = 0
+                state[ST_HASH_N] += 1
+                state[ST_MIGRATED] += 1
+        base = new_base
+        state[ST_BASE] = base
+
+
+# ---- price levels -------------------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _better(side, p, q):
+    return p > q if side == BID else p < q
+
+
+@njit(cache=True)
+def level_add(pool, s_start, s_size, s_cap, state, sidx, side, price, shares):
+    """Add one order of `shares` at `price` to side sidx. NEED_POOL if the pool must grow first."""
+    start = s_start[sidx]
+    n = s_size[sidx]
+    j = start + n - 1
+    while j >= start and _better(side, pool[j].price, price):
+        j -= 1
+    if j >= start and pool[j].price == price:
+        pool[j].shares += shares
+        pool[j].orders += 1
+        return OK
+    if n == s_cap[sidx]:  # move this side to the end of the pool with twice the room
+        cap = max(8, 2 * n)
+        if state[ST_POOL] + cap > pool.size:
+            return NEED_POOL
+        new = state[ST_POOL]
+        for k in range(n):
+            pool[new + k] = pool[start + k]
+        j += new - start
+        start = new
+        s_start[sidx] = new
+        s_cap[sidx] = cap
+        state[ST_POOL] = new + cap
+    # insert after j: shift (j, end) one up
+    for k in range(start + n, j + 1, -1):
+        pool[k] = pool[k - 1]
+    lv = pool[j + 1]
+    lv.price = price
+    lv.shares = shares
+    lv.orders = 1
+    s_size[sidx] = n + 1
+    return OK
+
+
+@njit(cache=True)
+def level_remove(pool, s_start, s_size, sidx, side, price, shares, whole_order):
+    """Take shares (and the order, when whole_order) off the level at price; drop an empty level."""
+    start = s_start[sidx]
+    n = s_size[sidx]
+    j = start + n - 1
+    while j >= start and pool[j].price != price:
+        j -= 1
+    if j < start:
+        return False  # cannot happen while orders and levels agree
+    lv = pool[j]
+    lv.shares -= shares
+    if whole_order:
+        lv.orders -= 1
+        if lv.orders == 0:
+            for k in range(j, start + n - 1):
+                pool[k] = pool[k + 1]
+            s_size[sidx] = n - 1
+    return True
+
+
+@njit(cache=True)
+def pool_needed(s_size, s_cap):
+    """Slots compact_pool will use."""
+    total = 0
+    for sidx in range(s_size.size):
+        if s_cap[sidx]:
+            total += max(8, 2 * s_size[sidx])
+    return total
+
+
+@njit(cache=True)
+def compact_pool(old, new, s_start, s_size, s_cap):
+    """Copy every side's levels into `new`, packed, each with room to double; returns slots used."""
+    pos = 0
+    for sidx in range(s_start.size):
+        n = s_size[sidx]
+        if s_cap[sidx] == 0:
+            continue
+        cap = max(8, 2 * n)
+        for k in range(n):
+            new[pos + k] = old[s_start[sidx] + k]
+        s_start[sidx] = pos
+        s_cap[sidx] = cap
+        pos += cap
+    return pos

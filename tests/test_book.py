@@ -1,0 +1,264 @@
+"""The compiled order book against hand-worked cases and the plain-Python reference book."""
+
+import csv
+import glob
+import json
+import os
+import struct
+
+import numpy as np
+import pytest
+
+from xdpfeed.multicast import itch_reference as R
+from xdpfeed.multicast import synthetic
+from xdpfeed.multicast.book import ASK, BID, OrderBook
+from xdpfeed.multicast.book_reference import ReferenceBook
+from xdpfeed.multicast.cli import main
+from xdpfeed.multicast.pipeline import replay_into_book
+
+from conftest import PCAPS
+
+
+def _hdr(loc, ts):
+    return struct.pack(">HH", loc, 0) + ts.to_bytes(6, "big")
+
+
+def A(ref, side, shares, price, loc=1, ts=1, sym=b"TEST    "):
+    return b"A" + _hdr(loc, ts) + struct.pack(">Q", ref) + side.encode() + struct.pack(">I", shares) + sym + \
+        struct.pack(">I", price)
+
+
+def F(ref, side, shares, price, loc=1, ts=1):
+    return A(ref, side, shares, price, loc, ts).replace(b"A", b"F", 1) + b"MPID"
+
+
+def E(ref, n, loc=1, ts=1):
+    return b"E" + _hdr(loc, ts) + struct.pack(">QIQ", ref, n, 7)
+
+
+def C(ref, n, price, loc=1, ts=1):
+    return b"C" + _hdr(loc, ts) + struct.pack(">QIQ", ref, n, 8) + b"Y" + struct.pack(">I", price)
+
+
+def X(ref, n, loc=1, ts=1):
+    return b"X" + _hdr(loc, ts) + struct.pack(">QI", ref, n)
+
+
+def D(ref, loc=1, ts=1):
+    return b"D" + _hdr(loc, ts) + struct.pack(">Q", ref)
+
+
+def U(old, new, shares, price, loc=1, ts=1):
+    return b"U" + _hdr(loc, ts) + struct.pack(">QQII", old, new, shares, price)
+
+
+def stream(msgs):
+    return np.frombuffer(b"".join(struct.pack(">H", len(m)) + m for m in msgs), dtype=np.uint8)
+
+
+def both(msgs, **kw):
+    """(compiled book, its events, reference book) after the same messages."""
+    events = []
+    book = OrderBook(on_events=lambda e: events.extend(e.tolist()), **kw)
+    book.apply_stream(stream(msgs))
+    book.flush_events()
+    ref = ReferenceBook()
+    for m in msgs:
+        ref.apply(R.decode(m))
+    return book, events, ref
+
+
+def same(book, events, ref):
+    locs = sorted(set(book.locates()) | set(ref.locates()))
+    for loc in locs:
+        for side in (BID, ASK):
+            assert book.depth(loc, side) == ref.depth(loc, side), (loc, side)
+    assert events == ref.events
+    st = book.stat()
+    assert {k: v for k, v in ref.stats.items() if v} == {k: st[k] for k in ref.stats if ref.stats[k]}
+    assert book.live_orders == len(ref.orders)
+
+
+def test_replace_of_a_replaced_order():
+    book, ev, ref = both([A(1, "B", 100, 1000), U(1, 2, 80, 1010, ts=2), U(2, 3, 60, 990, ts=3), E(3, 10, ts=4)])
+    assert book.depth(1, BID) == [[990, 50, 1]] and book.live_orders == 1
+    assert book.stat()["replaces"] == 2 and book.stat()["unknown_refs"] == 0
+    assert ev == [(0, 1, 100, 0, 1000, 0, 1), (0, 2, 80, 0, 1010, 0, 1), (0, 3, 60, 0, 990, 0, 1),
+                  (0, 4, 50, 0, 990, 0, 1)]
+    same(book, ev, ref)
+
+
+def test_partial_executions_down_to_zero_remove_the_order():
+    book, ev, ref = both([A(1, "S", 100, 500), A(2, "S", 10, 500), E(1, 30), E(1, 30), C(1, 40, 499)])
+    assert book.depth(1, ASK) == [[500, 10, 1]] and book.stat()["executions"] == 3
+    assert book.stat()["over_executions"] == 0
+    same(book, ev, ref)
+
+
+def test_execution_with_price_does_not_move_the_order():
+    book, ev, ref = both([A(1, "B", 100, 1000), C(1, 10, 1234)])
+    assert book.depth(1, BID) == [[1000, 90, 1]]
+    same(book, ev, ref)
+
+
+def test_cancel_larger_than_remaining_is_an_anomaly_and_removes():
+    book, ev, ref = both([A(1, "B", 100, 1000), A(2, "B", 5, 999), X(1, 150)])
+    assert book.depth(1, BID) == [[999, 5, 1]]
+    assert book.stat()["over_cancels"] == 1 and book.stat()["cancels"] == 1
+    same(book, ev, ref)
+
+
+def test_duplicate_add_and_unknown_references_are_counted():
+    book, ev, ref = both([A(1, "B", 100, 1000), F(1, "S", 7, 2000), D(42), E(43, 1), X(44, 1), U(45, 46, 1, 1)])
+    st = book.stat()
+    assert (st["duplicate_adds"], st["unknown_refs"], st["live_orders"]) == (1, 4, 1)
+    assert book.depth(1, ASK) == []
+    same(book, ev, ref)
+
+
+def test_levels_aggregate_and_sort_best_first():
+    msgs = [A(i, "B", 10 * i, 1000 + (i % 5)) for i in range(1, 21)] + \
+        [A(100 + i, "S", i, 2000 - (i % 7), loc=2) for i in range(1, 15)]
+    book, ev, ref = both(msgs)
+    assert [p for p, _, _ in book.depth(1, BID)] == [1004, 1003, 1002, 1001, 1000]
+    assert book.depth(1, BID, 1) == [[1004, 10 * (4 + 9 + 14 + 19), 4]]
+    assert [p for p, _, _ in book.depth(2, ASK)] == [1994, 1995, 1996, 1997, 1998, 1999, 2000]
+    same(book, ev, ref)
+
+
+def test_directory_trading_state_and_stale_flag():
+    r = b"R" + _hdr(9, 1) + b"AAPL    " + b"Q" + b"N" + struct.pack(">I", 100) + b"N" + b"C" + b"Z " + \
+        b"P" + b"N" + b"N" + b"1" + b"N" + struct.pack(">I", 1) + b"N"
+    h = b"H" + _hdr(9, 2) + b"AAPL    " + b"H" + b" " + b"T1  "
+    s = b"S" + _hdr(0, 3) + b"Q"
+    book = OrderBook()
+    book.apply_stream(stream([r, h, s, A(1, "B", 1, 1, loc=9)]))
+    assert book.locate_of("AAPL") == 9 and book.symbol(9) == "AAPL"
+    assert book.trading_state(9) == "halted" and book.system_event == "Q"
+    assert not book.is_stale(9)
+    book.mark_stale(9)
+    assert book.is_stale(9) and not book.is_stale(1)
+
+
+def replay_with_checkpoints(buf, checkpoints, **kw):
+    """Apply buf in pieces, comparing all levels of all stocks with the reference after each piece."""
+    events = []
+    book = OrderBook(on_events=lambda e: events.extend(e.tolist()), **kw)
+    ref = ReferenceBook()
+    data = buf.tobytes()
+    records = R.iter_file(data)
+    pos = 0
+    for cut in np.linspace(0, buf.size, checkpoints + 1)[1:].astype(int):
+        end = book.apply_stream(buf, pos, int(cut))
+        while pos < end:
+            m = next(records)
+            ref.apply(R.decode(m))
+            pos += 2 + len(m)
+        book.flush_events()
+        same(book, events, ref)
+    assert pos == buf.size
+    return book
+
+
+@pytest.fixture(scope="module")
+def day():
+    buf, info = synthetic.generate(2_000_000, n_stocks=200, seed=11, peak_live_orders=100_000)
+    assert info["peak_live"] >= 99_000 and set("AFECXDUPQB") <= set(info["counts"])
+    return buf
+
+
+def test_generated_day_equals_reference(day):
+    """Two million messages of every type; every level of every stock equal at 5 checkpoints."""
+    book = replay_with_checkpoints(day, 5)
+    st = book.stat()
+    assert st["unknown_refs"] == st["over_executions"] == st["over_cancels"] == st["duplicate_adds"] == 0
+    assert st["hash_grows"] == st["pool_grows"] == 0
+
+
+def test_growth_and_window_migration_keep_the_book_exact(day):
+    """Tiny stores force window slides, hash growth and level-pool compaction all day long."""
+    book = replay_with_checkpoints(day[: whole_prefix(day, 400_000)], 4, window=512, hash_orders=16, levels=64,
+                                   events=50)
+    st = book.stat()
+    assert st["hash_grows"] >= 5 and st["pool_grows"] >= 2 and st["hash_orders"] > 0
+
+
+def whole_prefix(buf, n_bytes):
+    from xdpfeed.multicast.itch import stream_end
+
+    return stream_end(buf, 0, n_bytes)
+
+
+@pytest.mark.slow
+def test_large_generated_day_equals_reference():
+    buf, _ = synthetic.generate(10_000_000, seed=5, peak_live_orders=1_000_000)
+    replay_with_checkpoints(buf, 10)
+
+
+OMI = sorted(glob.glob(os.path.join(PCAPS, "omi", "*", "*.pcap")))
+
+
+@pytest.mark.parametrize("path", OMI, ids=os.path.basename)
+def test_real_captures_have_no_anomaly_but_unknown_references(path):
+    book = OrderBook()
+    replay_into_book(path, book)
+    st = book.stat()
+    assert st["messages"] > 0
+    assert all(st[k] == 0 for k in ("duplicate_adds", "over_executions", "over_cancels", "bad_side", "zero_refs",
+                                    "unknown_types", "bad_lengths"))
+
+
+def test_cli_json_and_bbo_csv(tmp_path, capsys):
+    path = tmp_path / "day.itch"
+    buf, _ = synthetic.generate(20_000, n_stocks=5, seed=2, peak_live_orders=500)
+    path.write_bytes(buf.tobytes())
+    out_csv = tmp_path / "bbo.csv"
+    rc = main(["book", str(path), "-T", "json", "--depth", "3", "--bbo-out", str(out_csv)])
+    doc = json.loads(capsys.readouterr().out)
+    ref = ReferenceBook()
+    for m in R.iter_file(buf.tobytes()):
+        ref.apply(R.decode(m))
+    assert rc == 0
+    for loc in ref.locates():
+        sym = ref.symbols[loc]
+        assert doc[sym] == {"bids": ref.depth(loc, BID, 3), "asks": ref.depth(loc, ASK, 3)}
+    assert doc["stats"]["live_orders"] == len(ref.orders) and doc["stats"]["adds"] == ref.stats["adds"]
+    rows = list(csv.DictReader(open(out_csv)))
+    assert len(rows) == len(ref.events) == doc["stats"]["bbo_events"]
+    last = rows[-1]
+    seq, ts, bq, aq, bp, ap, loc = ref.events[-1]
+    assert (int(last["timestamp"]), int(last["locate"]), last["symbol"], int(last["bid_price"]),
+            int(last["bid_shares"]), int(last["ask_price"]), int(last["ask_shares"])) == \
+        (ts, loc, ref.symbols[loc], bp, bq, ap, aq)
+    rc = main(["book", str(path), "--symbol", ref.symbols[ref.locates()[0]], "--depth", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0 and out.startswith(ref.symbols[ref.locates()[0]] + "  (locate ")
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert main(["book", "/no/such.pcap"]) == 2
+    assert "No such file" in capsys.readouterr().err
+    multi = os.path.join(PCAPS, "omi", "itch50", "Multiple.Packets.pcap")
+    assert main(["book", multi, "--symbol", "NOPE"]) == 2
+    assert "never appeared" in capsys.readouterr().err
+
+
+def test_bbo_parquet(tmp_path, capsys):
+    pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow is a test dependency; make test installs it")
+    path = tmp_path / "day.itch"
+    buf, _ = synthetic.generate(5_000, n_stocks=3, seed=4, peak_live_orders=100)
+    path.write_bytes(buf.tobytes())
+    assert main(["book", str(path), "--bbo-out", str(tmp_path / "b.parquet")]) == 0
+    table = pq.read_table(tmp_path / "b.parquet").to_pydict()
+    main(["book", str(path), "--bbo-out", str(tmp_path / "b.csv")])
+    rows = list(csv.DictReader(open(tmp_path / "b.csv")))
+    assert table["symbol"] == [r["symbol"] for r in rows] and table["bid_price"] == [int(r["bid_price"]) for r in rows]
+    assert len(rows) > 100
+
+
+def test_bbo_parquet_without_pyarrow_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)
+    multi = os.path.join(PCAPS, "omi", "itch50", "Multiple.Packets.pcap")
+    assert main(["book", multi, "--bbo-out", str(tmp_path / "x.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "needs pyarrow" in err and err.count("\n") == 1 and not (tmp_path / "x.parquet").exists()
