@@ -10,6 +10,7 @@ small table; sequence ranges are kept per session.
 """
 
 import numpy as np
+
 from xdpfeed.capture.byteorder import be16, be64
 from xdpfeed.capture.jit import njit
 from xdpfeed.multicast import counters as C

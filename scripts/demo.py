@@ -9,6 +9,7 @@ import tempfile
 import time
 
 import numpy as np
+
 from xdpfeed.multicast import counters as C
 from xdpfeed.multicast import output
 from xdpfeed.multicast.itch_schema import N_TYPES
