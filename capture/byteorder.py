@@ -1,7 +1,9 @@
 """Compiled helpers that read fixed-width integers out of a uint8 buffer in either byte order.
 
-Values up to 48 bits come back as int64; 64-bit values as uint64 (bit-exact). LLVM folds the byte
-loads into one load plus a byte swap, so these cost what a C `be64toh(*(uint64_t*)p)` costs.
+Values up to 48 bits come back as int64; 64-bit values as uint64 (bit-exact). The offset is made
+unsigned before indexing: numba then emits no negative-index wraparound (a compare and select per
+byte), and LLVM folds the byte loads into one load plus a byte swap (MOVBE), so these cost what a C
+`be64toh(*(uint64_t*)p)` costs. With a signed offset the fold does not happen (8 byte loads per be64).
 """
 
 import numpy as np
@@ -9,16 +11,25 @@ import numpy as np
 from xdpfeed.capture.jit import njit
 
 _U32 = np.uint64(32)
+_1, _2, _3 = np.uint64(1), np.uint64(2), np.uint64(3)
+
+
+@njit(cache=True, inline="always")
+def u8(b, o):
+    return b[np.uint64(o)]
 
 
 @njit(cache=True, inline="always")
 def be16(b, o):
-    return (np.int64(b[o]) << 8) | np.int64(b[o + 1])
+    u = np.uint64(o)
+    return (np.int64(b[u]) << 8) | np.int64(b[u + _1])
 
 
 @njit(cache=True, inline="always")
 def be32(b, o):
-    return (np.int64(b[o]) << 24) | (np.int64(b[o + 1]) << 16) | (np.int64(b[o + 2]) << 8) | np.int64(b[o + 3])
+    u = np.uint64(o)
+    return ((np.int64(b[u]) << 24) | (np.int64(b[u + _1]) << 16) | (np.int64(b[u + _2]) << 8)
+            | np.int64(b[u + _3]))
 
 
 @njit(cache=True, inline="always")
@@ -33,12 +44,15 @@ def be64(b, o):
 
 @njit(cache=True, inline="always")
 def le16(b, o):
-    return np.int64(b[o]) | (np.int64(b[o + 1]) << 8)
+    u = np.uint64(o)
+    return np.int64(b[u]) | (np.int64(b[u + _1]) << 8)
 
 
 @njit(cache=True, inline="always")
 def le32(b, o):
-    return np.int64(b[o]) | (np.int64(b[o + 1]) << 8) | (np.int64(b[o + 2]) << 16) | (np.int64(b[o + 3]) << 24)
+    u = np.uint64(o)
+    return (np.int64(b[u]) | (np.int64(b[u + _1]) << 8) | (np.int64(b[u + _2]) << 16)
+            | (np.int64(b[u + _3]) << 24))
 
 
 @njit(cache=True, inline="always")

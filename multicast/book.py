@@ -78,14 +78,15 @@ class OrderBook:
             self._handle(status)
 
     def apply_index(self, buf: np.ndarray, index, start: int = 0, stop: int | None = None) -> None:
-        """Apply rows [start, stop) of a MessageIndex (offsets into buf), in order."""
-        stop = index.count if stop is None else stop
-        i = start
-        while i < stop:
-            i, status, self.n_events = A.apply_index(buf, index.offset, index.length, index.seq, i, stop,
-                                                     *self._args(), self.n_events, self.stats)
-            if status != S.OK:
-                self._handle(status)
+        """Apply every message block of PacketIndex rows [start, stop), in order."""
+        cur = np.array([start, 0, 0, 0], dtype=np.int64)
+        stop = index.rows if stop is None else stop
+        while True:
+            status, self.n_events = A.apply_index(buf, index.offset, index.blocks, index.seq, cur, stop,
+                                                  *self._args(), self.n_events, self.stats)
+            if status == S.OK:
+                return
+            self._handle(status)
 
     # -- queries ------------------------------------------------------------------------------
     @property

@@ -287,17 +287,31 @@ def apply_stream(b, pos, end, w, h, state, pool, s_start, s_size, s_cap, last, s
 
 
 @njit(cache=True)
-def apply_index(b, m_off, m_len, m_seq, i, stop, w, h, state, pool, s_start, s_size, s_cap, last, stocks,
+def apply_index(b, m_off, m_blocks, m_seq, cur, stop, w, h, state, pool, s_start, s_size, s_cap, last, stocks,
                 ev, ev_n, stats):
-    """Index rows [i, stop). Returns (next row, status, event count)."""
+    """The blocks of PacketIndex rows up to `stop`, from the cursor cur = [row, block offset, blocks left
+    in that row, next sequence]; the cursor is updated. Returns (status, event count)."""
     status = S.OK
-    while i < stop:
+    i, q, left, nseq = cur[0], cur[1], cur[2], np.uint64(cur[3])
+    while True:
+        if left == 0:
+            if i >= stop:
+                break
+            q = m_off[i]
+            left = m_blocks[i]
+            nseq = m_seq[i]
+            i += 1
+            continue
         if ev_n == ev.size:
             status = NEED_EVENTS
             break
-        status, ev_n = _apply_one(b, m_off[i], m_len[i], m_seq[i], w, h, state, pool, s_start, s_size, s_cap,
-                                  last, stocks, ev, ev_n, stats)
+        ln = be16(b, q)
+        status, ev_n = _apply_one(b, q + 2, ln, nseq, w, h, state, pool, s_start, s_size, s_cap, last, stocks,
+                                  ev, ev_n, stats)
         if status != S.OK:
             break
-        i += 1
-    return i, status, ev_n
+        q += 2 + ln
+        left -= 1
+        nseq += np.uint64(1)
+    cur[0], cur[1], cur[2], cur[3] = i, q, left, np.int64(nseq)
+    return status, ev_n

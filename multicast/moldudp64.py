@@ -1,10 +1,12 @@
-"""MoldUDP64 1.00 downstream packets → a flat index of message blocks.
+"""MoldUDP64 1.00 downstream packets → an index of data packets whose blocks are known to be sound.
 
 For each frame of a FrameBatch (compiled walk): find the UDP payload (multicast.frames), keep it when
 its destination matches a wanted group:port, check the MoldUDP64 header and every block length, then
-append one row per message block: offset and length in the batch's buffer, sequence number
-(header sequence + block index), session index and frame timestamp. A packet whose blocks overrun it
-or leave bytes after the last block is counted malformed and contributes nothing. Heartbeats
+append one row per data packet (PacketIndex): where its blocks start, how many, the sequence number
+of the first (block k has sequence + k), session index and frame timestamp. One row per packet, not
+per message, keeps the index small; the decoders and the sequencer walk the blocks themselves. A
+packet whose blocks overrun it or leave bytes after the last block is counted malformed and
+contributes nothing. Heartbeats
 (count 0) and End of Session (count 0xFFFF) are counted. Sessions (10-byte ids) are interned into a
 small table; sequence ranges are kept per session.
 """
@@ -44,40 +46,47 @@ class Sessions:
         return [self.name(i) for i in range(int(self.count[0]))]
 
 
-class MessageIndex:
-    """Preallocated rows, one per message block, filled by `extract`."""
+class PacketIndex:
+    """Preallocated rows, one per MoldUDP64 data packet, filled by `extract`: where its first block's
+    length prefix is in the buffer, how many blocks follow (all checked to lie inside the packet),
+    the sequence number of the first, the session index and the frame's timestamp."""
 
-    def __init__(self, capacity: int = 1 << 16):
-        if capacity < MAX_BLOCKS_PER_PACKET:
-            raise ValueError(f"MessageIndex capacity must be at least {MAX_BLOCKS_PER_PACKET} (one maximal packet)")
+    def __init__(self, capacity: int = 1 << 12):
         self.capacity = capacity
         self.offset = np.zeros(capacity, dtype=np.int64)
-        self.length = np.zeros(capacity, dtype=np.int64)
+        self.blocks = np.zeros(capacity, dtype=np.int64)
         self.seq = np.zeros(capacity, dtype=np.uint64)
         self.session = np.zeros(capacity, dtype=np.uint16)
         self.timestamp_ns = np.zeros(capacity, dtype=np.int64)
-        self.count = 0
+        self.rows = 0
+
+    @property
+    def messages(self) -> int:
+        return int(self.blocks[: self.rows].sum())
+
+    def message_seqs(self) -> np.ndarray:
+        """Sequence number of every message block, in order (for tests and tools)."""
+        if not self.rows:
+            return np.zeros(0, dtype=np.uint64)
+        return np.concatenate([self.seq[i] + np.arange(self.blocks[i], dtype=np.uint64) for i in range(self.rows)])
+
+
+@njit(cache=True, inline="always")
+def _same(ids, s, b, p):
+    for k in range(SESSION_LEN):
+        if ids[s, k] != b[p + k]:
+            return False
+    return True
 
 
 @njit(cache=True, inline="always")
 def _intern(b, p, ids, count, last):
     """Index of the 10-byte session at b[p:p+10] in ids (added if new); -1 when the table is full."""
-    if last >= 0:
-        same = True
-        for k in range(SESSION_LEN):
-            if ids[last, k] != b[p + k]:
-                same = False
-                break
-        if same:
-            return last
+    if last >= 0 and _same(ids, last, b, p):
+        return last
     n = count[0]
     for s in range(n):
-        same = True
-        for k in range(SESSION_LEN):
-            if ids[s, k] != b[p + k]:
-                same = False
-                break
-        if same:
+        if _same(ids, s, b, p):
             return s
     if n >= ids.shape[0]:
         return -1
@@ -88,17 +97,13 @@ def _intern(b, p, ids, count, last):
 
 
 @njit(cache=True)
-def extract(
-    b, f_off, f_len, f_lt, f_ts, start, nframes, groups,
-    ids, nsess, first_seq, end_seq, sess_msgs,
-    m_off, m_len, m_seq, m_sess, m_ts, cap, cnt,
-):
-    """Walk frames [start, nframes); returns (next frame, rows written). Stops early, before a frame,
-    when its blocks would not fit in the remaining `cap` rows. `groups` is int64[k, 2] of (ipv4, port)
-    with 0 as a wildcard; an empty array keeps all UDP."""
-    n = 0
-    i = start
-    last = -1
+def next_packet(b, f_off, f_len, f_lt, i, nframes, groups, ids, nsess, first_seq, end_seq, sess_msgs, last, cnt):
+    """From frame i on, find the next sound MoldUDP64 data packet, counting every frame passed over.
+
+    Returns (next frame, offset of the first block, block count, first sequence, session index); a
+    block count of 0 means frames [i, nframes) held no data packet. `groups` is int64[k, 2] of
+    (ipv4, port) with 0 as a wildcard; an empty array keeps all UDP. `last` is the session index of
+    the previous packet (a hint; -1 for none)."""
     while i < nframes:
         st, p, plen, dip, dport = udp_payload(b, f_off[i], f_len[i], f_lt[i])
         if st == OK and groups.shape[0] > 0:
@@ -109,11 +114,11 @@ def extract(
                     break
             if not keep:
                 st = C.FILTERED
+        cnt[C.FRAMES] += 1
+        cnt[C.FRAME_BYTES] += f_len[i]
+        i += 1
         if st != OK:
-            cnt[C.FRAMES] += 1
-            cnt[C.FRAME_BYTES] += f_len[i]
             cnt[st] += 1
-            i += 1
             continue
         pend = p + plen
         count = be16(b, p + 18) if plen >= HEADER_LEN else 0
@@ -127,13 +132,8 @@ def extract(
                 q += 2 + be16(b, q)
             if q != pend:
                 bad = True
-            elif count > cap - n:
-                break  # the caller drains the index and calls again from frame i
         elif plen != HEADER_LEN:  # heartbeat or End of Session: nothing may follow the header
             bad = True
-        cnt[C.FRAMES] += 1
-        cnt[C.FRAME_BYTES] += f_len[i]
-        i += 1
         if bad:
             cnt[C.MALFORMED_PACKETS] += 1
             continue
@@ -157,26 +157,41 @@ def extract(
             end_seq[s] = top
         sess_msgs[s] += count
         cnt[C.MESSAGES] += count
-        q = p + HEADER_LEN
-        ts = f_ts[i - 1]
-        for k in range(count):
-            ln = be16(b, q)
-            m_off[n] = q + 2
-            m_len[n] = ln
-            m_seq[n] = seq + np.uint64(k)
-            m_sess[n] = s
-            m_ts[n] = ts
-            n += 1
-            q += 2 + ln
+        return i, p + HEADER_LEN, count, seq, s
+    return i, 0, 0, np.uint64(0), last
+
+
+@njit(cache=True)
+def extract(
+    b, f_off, f_len, f_lt, f_ts, start, nframes, groups,
+    ids, nsess, first_seq, end_seq, sess_msgs,
+    m_off, m_blocks, m_seq, m_sess, m_ts, cap, cnt,
+):
+    """Index the data packets of frames [start, nframes); returns (next frame, rows written). Stops
+    before a frame when the `cap` rows are used."""
+    n = 0
+    i = start
+    s = -1
+    while i < nframes and n < cap:
+        i, q, count, seq, s = next_packet(b, f_off, f_len, f_lt, i, nframes, groups, ids, nsess, first_seq,
+                                          end_seq, sess_msgs, s, cnt)
+        if count == 0:
+            break
+        m_off[n] = q
+        m_blocks[n] = count
+        m_seq[n] = seq
+        m_sess[n] = s
+        m_ts[n] = f_ts[i - 1]
+        n += 1
     return i, n
 
 
-def extract_batch(batch, start, groups, sessions: Sessions, index: MessageIndex, cnt) -> int:
+def extract_batch(batch, start, groups, sessions: Sessions, index: PacketIndex, cnt) -> int:
     """Python face of `extract` for one FrameBatch; fills `index`, returns the next frame to do."""
     nxt, n = extract(
         batch.data, batch.offset, batch.length, batch.linktype, batch.timestamp_ns, start, batch.count, groups,
         sessions.ids, sessions.count, sessions.first_seq, sessions.end_seq, sessions.messages,
-        index.offset, index.length, index.seq, index.session, index.timestamp_ns, index.capacity, cnt,
+        index.offset, index.blocks, index.seq, index.session, index.timestamp_ns, index.capacity, cnt,
     )
-    index.count = n
+    index.rows = n
     return nxt

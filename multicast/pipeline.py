@@ -17,9 +17,9 @@ from xdpfeed.capture.batch import FrameBatch
 from xdpfeed.capture.errors import SourceError
 from xdpfeed.capture.pcapfile import PcapSource, sniff
 from xdpfeed.multicast import counters as C
-from xdpfeed.multicast.itch import ItchTables, decode_batch
+from xdpfeed.multicast.itch import ItchTables, decode_frame_batch, new_cursor
 from xdpfeed.multicast.itchfile import GZIP_MAGIC, chunks, decode_file, looks_like_itch
-from xdpfeed.multicast.moldudp64 import MAX_BLOCKS_PER_PACKET, MessageIndex, Sessions, extract_batch
+from xdpfeed.multicast.moldudp64 import MAX_BLOCKS_PER_PACKET, PacketIndex, Sessions, extract_batch
 
 DEFAULT_CAPACITY = 1 << 16
 
@@ -89,23 +89,34 @@ class Decode:
             self.seconds = time.perf_counter() - t0
 
     def _pcap(self):
-        for buf, index in index_batches(self.path, self.groups, self.sessions, self.counters, self.tables.capacity):
-            self.tables.clear()
-            decode_batch(buf, index, 0, self.tables, self.counters)
-            yield buf, self.tables
+        """Frames are decoded in one pass over each packet (itch.decode_frames): no per-message index."""
+        frames = FrameBatch(FRAMES_PER_BATCH)
+        with PcapSource(self.path) as src:
+            while src.recv(frames):
+                cur = new_cursor()
+                done = False
+                while not done:
+                    self.tables.clear()
+                    done = decode_frame_batch(frames, self.groups, self.sessions, cur, self.tables, self.counters)
+                    if self.tables.count:
+                        yield frames.data, self.tables
+                src.release(frames)
 
 
-def index_batches(path: str, groups, sessions: Sessions, counters, capacity: int = DEFAULT_CAPACITY):
-    """Yield (buffer, MessageIndex) for a capture: every MoldUDP64 message block, in capture order.
+FRAMES_PER_BATCH = 1024  # frames per recv(); one compiled call decodes them all while the tables have room
+
+
+def index_batches(path: str, groups, sessions: Sessions, counters):
+    """Yield (buffer, PacketIndex) for a capture: every sound MoldUDP64 data packet, in capture order.
     The index is reused; each yield is valid until the next."""
-    frames = FrameBatch(4096)
-    index = MessageIndex(max(capacity, MAX_BLOCKS_PER_PACKET))
+    frames = FrameBatch(FRAMES_PER_BATCH)
+    index = PacketIndex(FRAMES_PER_BATCH)
     with PcapSource(path) as src:
         while src.recv(frames):
             start = 0
             while start < frames.count:
                 start = extract_batch(frames, start, groups, sessions, index, counters)
-                if index.count:
+                if index.rows:
                     yield frames.data, index
             src.release(frames)
 

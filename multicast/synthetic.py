@@ -13,7 +13,8 @@ book-consistent: D/E/X/C/U only name live orders, E/X/C never take more shares t
 order at 0 shares is gone), U gives the order a new reference and keeps its side and stock, and
 order references only increase. Live orders first ramp up to `peak_live_orders`, then the A/D
 balance follows quotas so that the day's totals land on the mix above. Same arguments, same bytes:
-the random numbers come from a splitmix64 generator written here, not from numpy or numba.
+the random numbers come from a splitmix64 generator written here, not from numpy or numba (prices and
+times also go through exp/log/sin, so another platform's libm could in principle change a value).
 """
 
 import json

@@ -1,6 +1,6 @@
-"""`make demo`: replay the bundled captures through the decoder, then a synthetic ITCH day, printing
-live progress and a summary. (A later release replaces the synthetic replay with the simulated
-exchange publishing over multicast.)"""
+"""`make demo`: replay the bundled captures through the decoder, then a synthetic ITCH day through
+the decoder and the order book, printing live progress and a summary. (A later release replaces the
+synthetic replay with the simulated exchange publishing over multicast.)"""
 
 import glob
 import os
@@ -10,10 +10,11 @@ import time
 
 import numpy as np
 
+from xdpfeed.multicast import book_report, output
 from xdpfeed.multicast import counters as C
-from xdpfeed.multicast import output
+from xdpfeed.multicast.book import OrderBook
 from xdpfeed.multicast.itch_schema import N_TYPES
-from xdpfeed.multicast.pipeline import Decode
+from xdpfeed.multicast.pipeline import Decode, replay_into_book
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,6 +57,17 @@ def main():
     decode(path)  # first pass loads the compiled code and the file into the page cache
     run, per_type = decode(path, live=True)
     print(output.summary(run, per_type, int(per_type.sum())))
+
+    print("\n== the same day through the order book")
+    book = OrderBook()
+    t0 = time.perf_counter()
+    replay_into_book(path, book)
+    secs = time.perf_counter() - t0
+    st = book.stat()
+    print(f"  {st['messages']:,} messages in {secs:.2f} s ({st['messages'] / secs / 1e6:.1f}M msg/s), "
+          f"{st['live_orders']:,} orders live at the end, {st['bbo_events']:,} top-of-book changes")
+    busiest = sorted(book.locates(), key=lambda loc: -int(book.s_size[2 * loc] + book.s_size[2 * loc + 1]))[:3]
+    print(book_report.as_table(book, busiest, 3))
     return 0
 
 

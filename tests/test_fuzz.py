@@ -17,7 +17,7 @@ from xdpfeed.capture.batch import (
 from xdpfeed.capture.pcapfile import PcapSource
 from xdpfeed.multicast import counters as C
 from xdpfeed.multicast.itch import ItchTables, decode_batch
-from xdpfeed.multicast.moldudp64 import MessageIndex, Sessions, extract_batch
+from xdpfeed.multicast.moldudp64 import PacketIndex, Sessions, extract_batch
 
 from conftest import PCAPS
 from helpers import frame, mold
@@ -47,7 +47,7 @@ def run_frames(frames, linktypes):
         batch.offset[i], batch.length[i], batch.linktype[i] = pos, len(f), lt
         pos += len(f)
     batch.count = len(frames)
-    cnt, sessions, index, tables = C.new(), Sessions(), MessageIndex(), ItchTables(1 << 16)
+    cnt, sessions, index, tables = C.new(), Sessions(), PacketIndex(), ItchTables(1 << 16)
     start = 0
     while start < batch.count:
         start = extract_batch(batch, start, NOGROUP, sessions, index, cnt)

@@ -18,7 +18,7 @@ from xdpfeed.multicast import synthetic
 from xdpfeed.multicast.itch import ItchTables, decode_batch, decode_stream
 from xdpfeed.multicast.itch_reference import decode, iter_file
 from xdpfeed.multicast.itch_schema import TYPE_CODE, TYPES
-from xdpfeed.multicast.moldudp64 import MessageIndex, Sessions, extract_batch
+from xdpfeed.multicast.moldudp64 import PacketIndex, Sessions, extract_batch
 
 N = 200_000
 STOCKS = 500
@@ -143,7 +143,7 @@ def test_pcap_round_trip(tmp_path, day, decoded):
     info = synthetic.write_moldudp64_pcap(path, data)
     assert info["messages"] == N and info["next_seq"] == N + 1
     frames = FrameBatch(1024)
-    index = MessageIndex(1 << 16)
+    index = PacketIndex(4096)
     sessions = Sessions()
     cnt = C.new()
     out = ItchTables(1 << 18)
@@ -156,7 +156,7 @@ def test_pcap_round_trip(tmp_path, day, decoded):
             start = 0
             while start < frames.count:
                 start = extract_batch(frames, start, np.array(GROUP, dtype=np.int64), sessions, index, cnt)
-                seqs.append(index.seq[: index.count].copy())
+                seqs.append(index.message_seqs())
                 decode_batch(frames.data, index, 0, out, cnt)
     seq = np.concatenate(seqs)
     assert np.array_equal(seq, np.arange(1, N + 1, dtype=np.uint64))

@@ -11,7 +11,7 @@ from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch
 from xdpfeed.capture.errors import SourceError
 from xdpfeed.capture.uri import open_source
 from xdpfeed.multicast import counters as C
-from xdpfeed.multicast.moldudp64 import MessageIndex, Sessions, extract_batch
+from xdpfeed.multicast.moldudp64 import PacketIndex, Sessions, extract_batch
 
 from helpers import mold
 
@@ -72,9 +72,9 @@ def test_moldudp64_from_socket_frames(port):
             tx.sendto(mold(b"LOOP", seq, [d, d]), (GROUP, port))
         batch = FrameBatch(16)
         assert len(recv_all(src, batch, 2)) == 2
-        cnt, sessions, index = C.new(), Sessions(), MessageIndex()
+        cnt, sessions, index = C.new(), Sessions(), PacketIndex()
         extract_batch(batch, 0, np.zeros((0, 2), np.int64), sessions, index, cnt)
-    assert list(index.seq[: index.count]) == [1, 2, 3, 4] and cnt[C.PACKETS] == 2
+    assert list(index.message_seqs()) == [1, 2, 3, 4] and cnt[C.PACKETS] == 2 and index.rows == 2
 
 
 @pytest.mark.parametrize("uri, needle", [

@@ -1,0 +1,268 @@
+"""ITCH decoding benchmark: numba decode_stream vs a C decoder vs the pure-Python reference, and the
+whole pcap → MoldUDP64 → ITCH path. Prints one JSON object on stdout; progress goes to stderr.
+
+A synthetic day (multicast.synthetic, cached under bench/.data/) is decoded `--repeat` times per
+contender and the median is reported. Before timing, the C decoder's struct layout is checked against
+the numpy dtypes, and C and numba must agree on per-type counts and a field-wise checksum of every
+decoded table, so both do the same work. See bench/README.md for what each number means.
+"""
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import llvmlite
+import numba
+import numpy as np
+
+from xdpfeed.multicast import counters as C
+from xdpfeed.multicast import synthetic
+from xdpfeed.multicast.itch import ItchTables, decode_stream
+from xdpfeed.multicast.itch_reference import decode, iter_file
+from xdpfeed.multicast.itch_schema import DTYPES, TYPES
+from xdpfeed.multicast.pipeline import FRAMES_PER_BATCH, Decode
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MASK = (1 << 64) - 1
+TARGET_PCAP_MSGS_PER_S = 50e6
+TARGET_NUMBA_OVER_C = 1.0
+COMPARED_COUNTERS = ("messages", "decoded", "unknown_types", "bad_length_messages")
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def machine(cc: str) -> dict:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        ccv = run([cc, "--version"]).splitlines()[0]
+    except (OSError, subprocess.CalledProcessError):
+        ccv = None
+    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
+            "numba": numba.__version__, "llvmlite": llvmlite.__version__, "cc": ccv,
+            "kernel": platform.release()}
+
+
+def run(cmd: list[str]) -> str:
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+
+def summary(runs_s: list[float], messages: int) -> dict:
+    med = statistics.median(runs_s)
+    return {"messages": messages, "median_s": med, "msgs_per_s": messages / med,
+            "ns_per_msg": med * 1e9 / messages, "runs_s": [round(r, 6) for r in runs_s]}
+
+
+# ------------------------------------------------------------------------------------------- numba
+def numba_pass(data: np.ndarray, t: ItchTables, cnt: np.ndarray, on_chunk=None) -> None:
+    """Decode the whole buffer, clearing the tables whenever they fill."""
+    pos, end = 0, data.size
+    while pos < end:
+        t.rows[:] = 0
+        pos, n, cut = decode_stream(data, pos, end, 0, t.tables, t.rows, t.order_type, t.order_row, 0, cnt)
+        if on_chunk is not None:
+            on_chunk(t, n)
+        if cut:
+            break
+
+
+class Checksum:
+    """The C decoder's checksum over numpy tables: per field i, (i + 1) × sum of values, mod 2**64."""
+
+    def __init__(self):
+        self.total = 0
+        self.per_type = dict.fromkeys(TYPES, 0)
+        self.counts = dict.fromkeys(TYPES, 0)
+        self.counters = {}
+
+    def __call__(self, t: ItchTables, n: int) -> None:
+        for c, ty in enumerate(TYPES):
+            rows = int(t.rows[c])
+            tab = t.tables[c][:rows]
+            h = sum((i + 1) * int(tab[f].sum(dtype=np.uint64)) for i, f in enumerate(DTYPES[ty].names)) & MASK
+            self.per_type[ty] = (self.per_type[ty] + h) & MASK
+            self.counts[ty] += rows
+            self.total += h
+        ot = t.order_type[:n].astype(np.uint64)
+        order = int((ot * np.uint64(1000003) + t.order_row[:n]).sum(dtype=np.uint64))
+        self.total = (self.total + order) & MASK
+
+
+def bench_numba(data: np.ndarray, capacity: int, repeat: int) -> tuple[dict, Checksum]:
+    t = ItchTables(capacity)
+    cnt = C.new()
+    log("numba: compile + warm-up")
+    numba_pass(data[: min(data.size, 1 << 20)], t, cnt)
+    cnt[:] = 0
+    check = Checksum()
+    numba_pass(data, t, cnt, check)  # untimed: the checksum compared with C, and page-faults the tables in
+    check.counters = {k: int(cnt[getattr(C, k.upper())]) for k in COMPARED_COUNTERS}
+    if cnt[C.UNKNOWN_TYPES] or cnt[C.BAD_LENGTH_MESSAGES] or cnt[C.DECODED] != cnt[C.MESSAGES]:
+        raise SystemExit(f"the synthetic day does not decode cleanly: {C.as_dict(cnt)}")
+    messages = int(cnt[C.MESSAGES])
+    runs = []
+    for i in range(repeat):
+        t0 = time.perf_counter()
+        numba_pass(data, t, cnt)
+        runs.append(time.perf_counter() - t0)
+        log(f"numba: run {i + 1}/{repeat}: {messages / runs[-1] / 1e6:.1f} M msg/s")
+    return summary(runs, messages), check
+
+
+# ----------------------------------------------------------------------------------------------- C
+def build_c(cc: str, outdir: str) -> str:
+    exe = os.path.join(outdir, "itch_decode")
+    cmd = [cc, "-O3", "-march=native", "-o", exe, os.path.join(HERE, "itch_decode.c")]
+    log("C: " + " ".join(cmd))
+    subprocess.run(cmd, check=True)
+    return exe
+
+
+def check_layout(exe: str) -> None:
+    """The C structs must be the numpy dtypes: same names, order, offsets, widths and sizes."""
+    layout = json.loads(run([exe, "--layout"]))
+    for ty, d in DTYPES.items():
+        want = {n: [d.fields[n][1], d.fields[n][0].itemsize] for n in d.names}
+        got = layout[ty]
+        if got["size"] != d.itemsize or list(got["fields"].items()) != list(want.items()):
+            raise SystemExit(f"C struct for {ty!r} differs from DTYPES[{ty!r}]: {got} vs {d.itemsize} {want}")
+
+
+def bench_c(exe: str, path: str, capacity: int, repeat: int, check: Checksum) -> dict:
+    cap = ["--capacity", str(capacity)]
+    v = json.loads(run([exe, path, "--verify", *cap]))
+    got = v["counts"], v["type_checksums"], v["checksum"], {k: v[k] for k in COMPARED_COUNTERS}
+    if got != (check.counts, check.per_type, check.total, check.counters):
+        raise SystemExit(f"C and numba decoders disagree: C {v} numba {check.counts} {check.total}")
+    log("C: counts and checksum match numba; timing")
+    r = json.loads(run([exe, path, "--repeat", str(repeat), *cap]))
+    out = summary([x / 1e9 for x in r["runs_ns"]], r["messages"])
+    out["median_ns"] = r["median_ns"]
+    return out
+
+
+# ------------------------------------------------------------------------------------------ python
+def bench_python(data: np.ndarray, messages: int, repeat: int) -> dict:
+    raw = data[: min(data.size, messages * 64)].tobytes()
+    subset = list(itertools.islice(iter_file(raw), messages))
+    raw = raw[: sum(2 + len(m) for m in subset)]
+    runs = []
+    for i in range(repeat):
+        t0 = time.perf_counter()
+        n = 0
+        for m in iter_file(raw):
+            decode(m)
+            n += 1
+        runs.append(time.perf_counter() - t0)
+        log(f"python: run {i + 1}/{repeat}: {n / runs[-1] / 1e3:.0f} k msg/s")
+    return summary(runs, n)
+
+
+# -------------------------------------------------------------------------------------------- pcap
+def pcap_pass(path: str, tables_capacity: int):
+    """The user's path, timed whole: multicast.pipeline.Decode over the capture (pcap walk, frames,
+    MoldUDP64 packet index, ITCH tables) until the end of the file; returns the counters."""
+    run = Decode(path, capacity=tables_capacity)
+    for _ in run.batches():
+        pass
+    return run.counters
+
+
+def bench_pcap(path: str, messages: int, packets: int, repeat: int, tables_capacity: int) -> dict:
+    log("pcap: warm-up pass (compile, page cache)")
+    cnt = pcap_pass(path, tables_capacity)
+    bad = [k for k in (C.MALFORMED_PACKETS, C.UNKNOWN_TYPES, C.BAD_LENGTH_MESSAGES, C.TRUNCATED_FRAMES)
+           if cnt[k]]
+    if cnt[C.DECODED] != messages or bad:
+        raise SystemExit(f"pcap path decoded {cnt[C.DECODED]} of {messages} messages: {C.as_dict(cnt)}")
+    runs = []
+    for i in range(repeat):
+        t0 = time.perf_counter()
+        pcap_pass(path, tables_capacity)
+        runs.append(time.perf_counter() - t0)
+        log(f"pcap: run {i + 1}/{repeat}: {messages / runs[-1] / 1e6:.1f} M msg/s")
+    out = summary(runs, messages)
+    out["packets"] = packets
+    out["packets_per_s"] = packets / out["median_s"]
+    out["file_bytes"] = os.path.getsize(path)
+    out["gbit_per_s"] = out["file_bytes"] * 8 / out["median_s"] / 1e9
+    out["frame_batch"] = FRAMES_PER_BATCH
+    out["tables_rows"] = tables_capacity
+    return out
+
+
+# -------------------------------------------------------------------------------------------- main
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--messages", type=int, default=10_000_000, help="messages in the synthetic day")
+    p.add_argument("--repeat", type=int, default=5, help="timed runs per contender (median reported)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--capacity", type=int, default=1 << 20, help="ItchTables rows for decode_stream (and C)")
+    p.add_argument("--python-messages", type=int, default=200_000, help="messages for the Python reference")
+    p.add_argument("--tables", type=int, default=1 << 17, help="ItchTables rows on the pcap path")
+    p.add_argument("--data-dir", default=os.path.join(HERE, ".data"), help="where generated days are cached")
+    p.add_argument("--cc", default=os.environ.get("CC", "cc"))
+    p.add_argument("--skip", default="", help="comma-separated: c,python,pcap")
+    args = p.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+
+    base = os.path.join(args.data_dir, f"day_{args.messages}_{args.seed}")
+    log(f"data: {base}.itch / .pcap (generated once, then reused)")
+    t0 = time.perf_counter()
+    meta = synthetic.generate_to_file(base + ".itch", args.messages, args.seed, pcap_path=base + ".pcap")
+    prep = time.perf_counter() - t0
+    data = np.fromfile(base + ".itch", dtype=np.uint8)
+    result = {
+        "benchmark": "itch_decode",
+        "machine": machine(args.cc),
+        "data": {"messages": meta["n_messages"], "stocks": meta["n_stocks"], "seed": args.seed,
+                 "itch_bytes": meta["bytes"], "pcap_bytes": meta["pcap"]["bytes"],
+                 "packets": meta["pcap"]["packets"], "peak_live_orders": meta["peak_live"],
+                 "prepare_s": round(prep, 3)},
+        "repeat": args.repeat,
+    }
+    numba_r, check = bench_numba(data, args.capacity, args.repeat)
+    result["numba_decode_stream"] = numba_r
+    result["verify"] = {"counts": check.counts, "checksum": check.total}
+    if "c" not in skip:
+        with tempfile.TemporaryDirectory() as tmp:
+            exe = build_c(args.cc, tmp)
+            check_layout(exe)
+            result["c_decode"] = bench_c(exe, base + ".itch", args.capacity, args.repeat, check)
+        result["verify"]["c_matches_numba"] = True
+    if "python" not in skip:
+        result["python_reference"] = bench_python(data, args.python_messages, args.repeat)
+    if "pcap" not in skip:
+        result["pcap_to_decoded"] = bench_pcap(base + ".pcap", meta["n_messages"], meta["pcap"]["packets"],
+                                               args.repeat, args.tables)
+    ratios, targets = {}, {}
+    if "c_decode" in result:
+        ratios["numba_over_c"] = numba_r["msgs_per_s"] / result["c_decode"]["msgs_per_s"]
+        targets["numba_over_c_min"] = TARGET_NUMBA_OVER_C
+        targets["numba_over_c_met"] = ratios["numba_over_c"] >= TARGET_NUMBA_OVER_C
+    if "python_reference" in result:
+        ratios["numba_over_python"] = numba_r["msgs_per_s"] / result["python_reference"]["msgs_per_s"]
+    if "pcap_to_decoded" in result:
+        targets["pcap_msgs_per_s_min"] = TARGET_PCAP_MSGS_PER_S
+        targets["pcap_met"] = result["pcap_to_decoded"]["msgs_per_s"] >= TARGET_PCAP_MSGS_PER_S
+    result["ratios"] = ratios
+    result["targets"] = targets
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
