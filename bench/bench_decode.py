@@ -11,15 +11,10 @@ import argparse
 import itertools
 import json
 import os
-import platform
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-import llvmlite
-import numba
 import numpy as np
 
 from xdpfeed.multicast import counters as C
@@ -29,41 +24,15 @@ from xdpfeed.multicast.itch_reference import decode, iter_file
 from xdpfeed.multicast.itch_schema import DTYPES, TYPES
 from xdpfeed.multicast.pipeline import FRAMES_PER_BATCH, Decode
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from common import HERE, build_c, log, machine, run, summary
+
 MASK = (1 << 64) - 1
 TARGET_PCAP_MSGS_PER_S = 50e6
 TARGET_NUMBA_OVER_C = 1.0
 COMPARED_COUNTERS = ("messages", "decoded", "unknown_types", "bad_length_messages")
 
 
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
 
-
-def machine(cc: str) -> dict:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    try:
-        ccv = run([cc, "--version"]).splitlines()[0]
-    except (OSError, subprocess.CalledProcessError):
-        ccv = None
-    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-            "numba": numba.__version__, "llvmlite": llvmlite.__version__, "cc": ccv,
-            "kernel": platform.release()}
-
-
-def run(cmd: list[str]) -> str:
-    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-
-
-def summary(runs_s: list[float], messages: int) -> dict:
-    med = statistics.median(runs_s)
-    return {"messages": messages, "median_s": med, "msgs_per_s": messages / med,
-            "ns_per_msg": med * 1e9 / messages, "runs_s": [round(r, 6) for r in runs_s]}
 
 
 # ------------------------------------------------------------------------------------------- numba
@@ -123,13 +92,6 @@ def bench_numba(data: np.ndarray, capacity: int, repeat: int) -> tuple[dict, Che
 
 
 # ----------------------------------------------------------------------------------------------- C
-def build_c(cc: str, outdir: str) -> str:
-    exe = os.path.join(outdir, "itch_decode")
-    cmd = [cc, "-O3", "-march=native", "-o", exe, os.path.join(HERE, "itch_decode.c")]
-    log("C: " + " ".join(cmd))
-    subprocess.run(cmd, check=True)
-    return exe
-
 
 def check_layout(exe: str) -> None:
     """The C structs must be the numpy dtypes: same names, order, offsets, widths and sizes."""
@@ -239,7 +201,7 @@ def main(argv=None) -> int:
     result["verify"] = {"counts": check.counts, "checksum": check.total}
     if "c" not in skip:
         with tempfile.TemporaryDirectory() as tmp:
-            exe = build_c(args.cc, tmp)
+            exe = build_c(args.cc, tmp, "itch_decode")
             check_layout(exe)
             result["c_decode"] = bench_c(exe, base + ".itch", args.capacity, args.repeat, check)
         result["verify"]["c_matches_numba"] = True

@@ -13,6 +13,7 @@
  * Build: cc -O3 -march=native -o itch_decode itch_decode.c
  */
 #define _GNU_SOURCE
+#include "bench_common.h"
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -263,16 +264,6 @@ static void layout(void) {
     printf("}\n");
 }
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* One pass over the whole file, clearing the tables whenever they are full. */
 static void pass(const uint8_t *b, size_t size, tables_t *t, uint64_t *sum, uint64_t *per_type, int64_t *counts) {

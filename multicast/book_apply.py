@@ -15,7 +15,7 @@ resumes at the same message, so growth is counted and never silent.
 import numpy as np
 
 from xdpfeed.capture.byteorder import be16, be32, be48, be64
-from xdpfeed.capture.jit import njit
+from xdpfeed.capture.jit import njit_no_rc as njit
 from xdpfeed.multicast import book_store as S
 from xdpfeed.multicast.itch_schema import LENGTHS
 
@@ -58,11 +58,14 @@ STOCK = np.dtype([("symbol", np.uint64), ("round_lot", np.uint32), ("trading_sta
 
 @njit(cache=True, inline="always")
 def _find(w, h, state, ref):
-    """(store, slot): store 0 window, 1 hash, -1 absent."""
+    """(store, slot): store 0 window, 1 hash, -1 absent. Reference 0 is never an order (it marks
+    empty slots)."""
+    if ref == 0:
+        return -1, 0
     base = state[S.ST_BASE]
     if base <= ref < base + w.size:
         s = ref & (w.size - 1)
-        if w[s].ref == ref:
+        if np.int64(w[np.uint64(s)].ref) == ref:
             return 0, s
         return -1, 0
     i = S.hash_find(h, ref)
@@ -108,7 +111,7 @@ def _add(w, h, state, pool, s_start, s_size, s_cap, ref, locate, side, price, sh
 
 @njit(cache=True, inline="always")
 def _order(w, h, store, slot):
-    return w[slot] if store == 0 else h[slot]
+    return w[np.uint64(slot)] if store == 0 else h[np.uint64(slot)]
 
 
 @njit(cache=True, inline="always")
@@ -142,7 +145,7 @@ def _reduce(w, h, state, pool, s_start, s_size, ref, n, over_counter, stats):
     return locate
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _apply_one(b, o, ln, seq, w, h, state, pool, s_start, s_size, s_cap, last, stocks, ev, ev_n, stats):
     """Apply one message. Returns (status, event count). A non-OK status means nothing was changed
     and the same message must be applied again once the store has room."""
@@ -213,16 +216,12 @@ def _apply_one(b, o, ln, seq, w, h, state, pool, s_start, s_size, s_cap, last, s
                 _add(w, h, state, pool, s_start, s_size, s_cap, new, loc, side, be32(b, o + 31), be32(b, o + 27))
             stats[REPLACES] += 1
             locate = loc
-    elif t == 69 or t == 67:  # 'E', 'C'
+    elif t == 69 or t == 67 or t == 88:  # 'E', 'C' (executions) and 'X' (cancel): take shares off
+        cancel = t == 88
         locate = _reduce(w, h, state, pool, s_start, s_size, np.int64(be64(b, o + 11)), be32(b, o + 19),
-                         OVER_EXECUTIONS, stats)
+                         OVER_CANCELS if cancel else OVER_EXECUTIONS, stats)
         if locate >= 0:
-            stats[EXECUTIONS] += 1
-    elif t == 88:  # 'X'
-        locate = _reduce(w, h, state, pool, s_start, s_size, np.int64(be64(b, o + 11)), be32(b, o + 19),
-                         OVER_CANCELS, stats)
-        if locate >= 0:
-            stats[CANCELS] += 1
+            stats[CANCELS if cancel else EXECUTIONS] += 1
     elif t == 80:
         stats[TRADES] += 1
     elif t == 81:

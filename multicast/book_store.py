@@ -16,7 +16,7 @@ twice the room. Functions that need room return a status instead of failing, and
 
 import numpy as np
 
-from xdpfeed.capture.jit import njit
+from xdpfeed.capture.jit import njit_no_rc as njit
 
 ORDER = np.dtype([("ref", np.uint64), ("price", np.uint32), ("shares", np.uint32), ("locate", np.uint16),
                   ("side", np.uint8)], align=True)
@@ -50,7 +50,7 @@ def hash_find(h, ref):
     hmask = h.size - 1
     i = _home(ref, hmask)
     while True:
-        k = h[i].ref
+        k = np.int64(h[i].ref)
         if k == ref:
             return i
         if k == 0:
@@ -120,7 +120,7 @@ def slide_window(w, h, state, ref):
         for r in range(lo, hi):
             s = r & (size - 1)
             o = w[s]
-            if o.ref == r and r != 0:
+            if np.int64(o.ref) == r and r != 0:
                 hash_insert(h, o.ref, o.price, o.shares, o.locate, o.side)
                 o.ref = 0
                 state[ST_HASH_N] += 1
@@ -137,7 +137,7 @@ def _better(side, p, q):
     return p > q if side == BID else p < q
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def level_add(pool, s_start, s_size, s_cap, state, sidx, side, price, shares):
     """Add one order of `shares` at `price` to side sidx. NEED_POOL if the pool must grow first."""
     start = s_start[sidx]
@@ -146,7 +146,7 @@ def level_add(pool, s_start, s_size, s_cap, state, sidx, side, price, shares):
     while j >= start and _better(side, pool[j].price, price):
         j -= 1
     if j >= start and pool[j].price == price:
-        pool[j].shares += shares
+        pool[j].shares += np.uint64(shares)
         pool[j].orders += 1
         return OK
     if n == s_cap[sidx]:  # move this side to the end of the pool with twice the room
@@ -172,7 +172,7 @@ def level_add(pool, s_start, s_size, s_cap, state, sidx, side, price, shares):
     return OK
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def level_remove(pool, s_start, s_size, sidx, side, price, shares, whole_order):
     """Take shares (and the order, when whole_order) off the level at price; drop an empty level."""
     start = s_start[sidx]
@@ -183,7 +183,7 @@ def level_remove(pool, s_start, s_size, sidx, side, price, shares, whole_order):
     if j < start:
         return False  # cannot happen while orders and levels agree
     lv = pool[j]
-    lv.shares -= shares
+    lv.shares -= np.uint64(shares)
     if whole_order:
         lv.orders -= 1
         if lv.orders == 0:

@@ -14,19 +14,9 @@ from xdpfeed.capture.byteorder import be16, be32, be64, u8
 from xdpfeed.capture.jit import njit
 from xdpfeed.multicast import counters as C
 from xdpfeed.multicast.itch_schema import CODES, DTYPES, LENGTHS, N_TYPES, TYPE_CODE, TYPES
-from xdpfeed.multicast.moldudp64 import next_packet
 
-STREAM, INDEX, FRAMES = 0, 1, 2  # the inputs of _walk
+STREAM, INDEX = 0, 1  # the inputs of _walk
 _MASK48 = np.uint64(0xFFFFFFFFFFFF)
-
-
-@njit(cache=True)
-def _no_frames():
-    """Placeholders for the FRAMES-only arguments of _walk (made at run time: module-level arrays would
-    be frozen read-only constants and give _walk a second signature)."""
-    return (np.zeros(0, np.int64), np.zeros(0, np.uint32), np.zeros(0, np.uint16), np.zeros((0, 2), np.int64),
-            np.zeros((0, 10), np.uint8), np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros(0, np.uint64),
-            np.zeros(0, np.int64))
 
 
 _S, _R, _H, _Y, _L, _V, _W, _K, _J, _h, _A, _F, _E, _C, _X, _D, _U, _P, _Q, _B, _I, _N, _O = range(N_TYPES)
@@ -64,13 +54,10 @@ def _header(r, b, o, sess, seq):
 
 
 @njit(cache=True)
-def _walk(b, mode, pos, end, m_off, m_blocks, m_seq, m_sess, i, stop, sess, frames, cur, tables, rows, o_type,
-          o_row, n, cnt):
-    """The one decoding loop, over one of three inputs:
+def _walk(b, mode, pos, end, m_off, m_blocks, m_seq, m_sess, i, stop, sess, tables, rows, o_type, o_row, n, cnt):
+    """The one decoding loop, over one of two inputs:
     - STREAM: length-prefixed records in b[pos:end];
-    - INDEX: the blocks of PacketIndex rows [i, stop), admitting a packet only when all of it fits;
-    - FRAMES: straight from a FrameBatch (`frames` = its arrays and the MoldUDP64 session state, see
-      decode_frames), one pass over each packet, resuming mid-packet from the cursor `cur`.
+    - INDEX: the blocks of PacketIndex rows [i, stop), admitting a packet only when all of it fits.
     Returns (next position or row, order count, cut).
 
     The per-message code is written inside the loop on purpose: a compiled helper that receives the
@@ -84,26 +71,8 @@ def _walk(b, mode, pos, end, m_off, m_blocks, m_seq, m_sess, i, stop, sess, fram
     next_seq = np.uint64(0)
     q = 0
     left = 0
-    last = -1
-    f_off, f_len, f_lt, groups, ids, nsess, first_seq, end_seq, sess_msgs = frames
-    if mode == FRAMES:
-        i, q, left, next_seq, sess, last = cur[0], cur[1], cur[2], np.uint64(cur[3]), np.uint16(cur[4]), cur[5]
     while n < cap:
-        if mode == FRAMES:
-            if left == 0:
-                i, q, left, next_seq, si = next_packet(b, f_off, f_len, f_lt, i, stop, groups, ids, nsess, first_seq,
-                                                       end_seq, sess_msgs, last, cnt)
-                if left == 0:
-                    break
-                last = si
-                sess = np.uint16(si)
-            ln = be16(b, q)
-            o = q + 2
-            q += 2 + ln
-            left -= 1
-            seq = next_seq
-            next_seq += np.uint64(1)
-        elif mode == STREAM:
+        if mode == STREAM:
             if pos + 2 > end:
                 cut = 1 if pos < end else 0
                 break
@@ -318,8 +287,6 @@ def _walk(b, mode, pos, end, m_off, m_blocks, m_seq, m_sess, i, stop, sess, fram
             r.lower_price_range_collar = be32(b, o + 40)
             r.upper_price_range_collar = be32(b, o + 44)
         n += 1
-    if mode == FRAMES:
-        cur[0], cur[1], cur[2], cur[3], cur[4], cur[5] = i, q, left, np.int64(next_seq), np.int64(sess), last
     return (pos if mode == STREAM else i), n, cut
 
 
@@ -327,8 +294,8 @@ def _walk(b, mode, pos, end, m_off, m_blocks, m_seq, m_sess, i, stop, sess, fram
 def decode_index(b, m_off, m_blocks, m_seq, m_sess, start, stop, tables, rows, o_type, o_row, n, cnt):
     """Decode the packets of index rows [start, stop) while the tables have room for a whole packet;
     returns (next row, order count)."""
-    i, n, _ = _walk(b, INDEX, 0, 0, m_off, m_blocks, m_seq, m_sess, start, stop, np.uint16(0), _no_frames(),
-                    np.zeros(0, np.int64), tables, rows, o_type, o_row, n, cnt)
+    i, n, _ = _walk(b, INDEX, 0, 0, m_off, m_blocks, m_seq, m_sess, start, stop, np.uint16(0), tables, rows,
+                    o_type, o_row, n, cnt)
     return i, n
 
 
@@ -340,20 +307,7 @@ def decode_stream(b, pos, end, sess, tables, rows, o_type, o_row, n, cnt):
     record (the caller supplies more bytes, or reports a truncated record at the end of the input)."""
     none = np.zeros(0, np.int64)
     return _walk(b, STREAM, pos, end, none, none, np.zeros(0, np.uint64), np.zeros(0, np.uint16), 0, 0,
-                 np.uint16(sess), _no_frames(), none, tables, rows, o_type, o_row, n, cnt)
-
-
-@njit(cache=True)
-def decode_frames(b, f_off, f_len, f_lt, nframes, groups, ids, nsess, first_seq, end_seq, sess_msgs, cur, tables,
-                  rows, o_type, o_row, n, cnt):
-    """Decode the MoldUDP64 packets of a FrameBatch straight into the tables, from the cursor
-    cur = [frame, block offset, blocks left, next sequence, session, previous session], which is
-    updated; stops when the tables are full or the frames are done. Returns the order count."""
-    frames = (f_off, f_len, f_lt, groups, ids, nsess, first_seq, end_seq, sess_msgs)
-    none = np.zeros(0, np.int64)
-    _, n, _ = _walk(b, FRAMES, 0, 0, none, none, np.zeros(0, np.uint64), np.zeros(0, np.uint16), 0, nframes,
-                    np.uint16(0), frames, cur, tables, rows, o_type, o_row, n, cnt)
-    return n
+                 np.uint16(sess), tables, rows, o_type, o_row, n, cnt)
 
 
 def decode_batch(buf, index, start: int, out: ItchTables, cnt) -> int:
@@ -377,18 +331,3 @@ def stream_end(b, pos, end):
         pos += 2 + ln
     return pos
 
-
-def new_cursor() -> np.ndarray:
-    """A decode_frames cursor at the start of a FrameBatch."""
-    return np.array([0, 0, 0, 0, 0, -1], dtype=np.int64)
-
-
-def decode_frame_batch(frames, groups, sessions, cur, out: ItchTables, cnt) -> bool:
-    """Decode a FrameBatch from `cur` into `out` (appending). True when the batch is done, False when
-    `out` filled first (drain it and call again with the same cursor)."""
-    out.count = decode_frames(
-        frames.data, frames.offset, frames.length, frames.linktype, frames.count, groups, sessions.ids,
-        sessions.count, sessions.first_seq, sessions.end_seq, sessions.messages, cur, out.tables, out.rows,
-        out.order_type, out.order_row, out.count, cnt,
-    )
-    return cur[0] >= frames.count and cur[2] == 0

@@ -17,7 +17,7 @@ from xdpfeed.capture.batch import FrameBatch
 from xdpfeed.capture.errors import SourceError
 from xdpfeed.capture.pcapfile import PcapSource, sniff
 from xdpfeed.multicast import counters as C
-from xdpfeed.multicast.itch import ItchTables, decode_frame_batch, new_cursor
+from xdpfeed.multicast.itch import ItchTables, decode_batch
 from xdpfeed.multicast.itchfile import GZIP_MAGIC, chunks, decode_file, looks_like_itch
 from xdpfeed.multicast.moldudp64 import MAX_BLOCKS_PER_PACKET, PacketIndex, Sessions, extract_batch
 
@@ -89,21 +89,15 @@ class Decode:
             self.seconds = time.perf_counter() - t0
 
     def _pcap(self):
-        """Frames are decoded in one pass over each packet (itch.decode_frames): no per-message index."""
-        frames = FrameBatch(FRAMES_PER_BATCH)
-        with PcapSource(self.path) as src:
-            while src.recv(frames):
-                cur = new_cursor()
-                done = False
-                while not done:
-                    self.tables.clear()
-                    done = decode_frame_batch(frames, self.groups, self.sessions, cur, self.tables, self.counters)
-                    if self.tables.count:
-                        yield frames.data, self.tables
-                src.release(frames)
+        for buf, index in index_batches(self.path, self.groups, self.sessions, self.counters):
+            row = 0
+            while row < index.rows:
+                self.tables.clear()
+                row = decode_batch(buf, index, row, self.tables, self.counters)
+                yield buf, self.tables
 
 
-FRAMES_PER_BATCH = 1024  # frames per recv(); one compiled call decodes them all while the tables have room
+FRAMES_PER_BATCH = 1024  # frames per recv()
 
 
 def index_batches(path: str, groups, sessions: Sessions, counters):

@@ -116,6 +116,14 @@ def test_duplicate_add_and_unknown_references_are_counted():
     same(book, ev, ref)
 
 
+def test_reference_zero_is_never_an_order():
+    """0 marks empty slots inside the book: a message naming it must not find one."""
+    book, ev, ref = both([A(1, "B", 100, 1000), D(0), E(0, 5), X(0, 1), C(0, 1, 1), U(0, 2, 5, 5), A(0, "S", 1, 1)])
+    st = book.stat()
+    assert (st["unknown_refs"], st["zero_refs"], st["live_orders"], st["deletes"], st["executions"]) == (5, 1, 1, 0, 0)
+    same(book, ev, ref)
+
+
 def test_levels_aggregate_and_sort_best_first():
     msgs = [A(i, "B", 10 * i, 1000 + (i % 5)) for i in range(1, 21)] + \
         [A(100 + i, "S", i, 2000 - (i % 7), loc=2) for i in range(1, 15)]

@@ -1,0 +1,691 @@
+/* book.c: the C yardstick for multicast/book_apply.py + multicast/book_store.py (OrderBook.apply_stream).
+ *
+ * The same data structure and algorithm, step for step, so that the numba/C ratio measures the compiler
+ * and not the design:
+ * - orders: a direct-indexed window of W slots (refs [base, base + W) at slot ref & (W - 1)) that slides
+ *   by W/16 (or restarts on a jump of 2W or more), migrating the orders it leaves behind into an
+ *   open-addressed hash (home = (ref * 0x9E3779B97F4A7C15) >> 32 & mask, linear probing, backward-shift
+ *   deletion, kept at most half full: doubled and rehashed in slot order when an add could pass that);
+ * - levels: per (locate, side) a sorted vector in one shared pool, best price at the end; a full side
+ *   moves to the end of the pool with room max(8, 2n); when the pool is out of room it is reallocated at
+ *   max(2 * size, 2 * needed, 1024) and every side is copied into it, packed, in side order;
+ * - one compiled message loop: [u16 BE length][message] records, the same per-type rules, anomaly
+ *   counters and top-of-book events (into a preallocated batch; when it is full the loop stops before the
+ *   next message and the driver resets the count, as OrderBook does with on_events=None). A message that
+ *   needs room stops the loop, the driver grows the store and the loop resumes at that message.
+ * Records have the numpy dtypes' layouts (`--layout` prints them for bench_book.py to compare).
+ *
+ * Usage: book FILE [--repeat R] [--window N] [--hash N] [--levels N] [--events N] [--prefault] [--no-hugepage]
+ *          one untimed verification pass (event checksum), then R timed passes, each on a fresh book
+ *          allocated outside the timed region the way np.zeros does it (calloc + MADV_HUGEPAGE on blocks of
+ *          4 MiB or more; --no-hugepage leaves that out; --prefault touches every page first); prints one
+ *          JSON object
+ *        book --layout
+ * Build: cc -O3 -march=native -o book book.c
+ */
+#define _GNU_SOURCE
+#include "bench_common.h"
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------------------ records (numpy dtypes) */
+typedef struct { uint64_t ref; uint32_t price, shares; uint16_t locate; uint8_t side; } order_t;      /* S.ORDER */
+typedef struct { uint64_t shares; uint32_t price, orders; } level_t;                                  /* S.LEVEL */
+typedef struct { uint64_t seq, timestamp, bid_shares, ask_shares; uint32_t bid_price, ask_price;
+                 uint16_t locate; } event_t;                                                          /* A.EVENT */
+typedef struct { uint64_t symbol; uint32_t round_lot; uint8_t trading_state, stale; uint32_t reason; } stock_t;
+
+enum { BID = 0, ASK = 1 };
+#define N_SIDES (65536 * 2)
+#define HASH_MUL 0x9E3779B97F4A7C15ull
+enum { ST_BASE, ST_HASH_N, ST_LIVE, ST_POOL, ST_MIGRATED, ST_SYSTEM, N_STATE };
+enum { OK = 0, NEED_HASH = 1, NEED_POOL = 2, NEED_EVENTS = 3 };
+enum { ADDS, EXECUTIONS, CANCELS, DELETES, REPLACES, TRADES, CROSS_TRADES, BROKEN_TRADES, UNKNOWN_REFS,
+       DUPLICATE_ADDS, OVER_EXECUTIONS, OVER_CANCELS, BAD_SIDE, ZERO_REFS, BBO_EVENTS, MESSAGES, UNKNOWN_TYPES,
+       BAD_LENGTHS, HASH_GROWS, POOL_GROWS, N_STATS };
+static const char *STAT_NAMES[N_STATS] = {
+    "adds", "executions", "cancels", "deletes", "replaces", "trades", "cross_trades", "broken_trades",
+    "unknown_refs", "duplicate_adds", "over_executions", "over_cancels", "bad_side", "zero_refs", "bbo_events",
+    "messages", "unknown_types", "bad_lengths", "hash_grows", "pool_grows"};
+
+/* itch_schema.LENGTHS: expected total length by type byte, -1 unknown (checked by bench_book.py) */
+static const char TYPES[] = "SRHYLVWKJhAFECXDUPQBINO";
+static const int LEN[] = {12, 39, 25, 20, 26, 35, 12, 28, 35, 21, 36, 40, 31, 36, 23, 19, 35, 44, 40, 19, 50, 20, 48};
+static int64_t LENGTHS[256];
+
+static inline int64_t be16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return __builtin_bswap16(v); }
+static inline int64_t be32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return __builtin_bswap32(v); }
+static inline uint64_t be64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return __builtin_bswap64(v); }
+static inline int64_t be48(const uint8_t *p) { return (be16(p) << 32) | be32(p + 2); }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* ------------------------------------------------------------------------------ book state */
+typedef struct {
+    order_t *w; int64_t w_size;
+    order_t *h; int64_t h_size;
+    int64_t state[N_STATE];
+    level_t *pool; int64_t pool_size;
+    int64_t *s_start, *s_size, *s_cap;
+    int64_t (*last)[4];
+    stock_t *stocks;
+    event_t *ev; int64_t ev_size, ev_n;
+    int64_t stats[N_STATS];
+} book_t;
+
+/* ------------------------------------------------------------------------------ hash (book_store) */
+static inline int64_t home(int64_t ref, int64_t hmask) { return (int64_t)(((uint64_t)ref * HASH_MUL) >> 32) & hmask; }
+
+static inline int64_t hash_find(const order_t *h, int64_t hsize, int64_t ref) {
+    int64_t hmask = hsize - 1, i = home(ref, hmask);
+    for (;;) {
+        int64_t k = (int64_t)h[i].ref;
+        if (k == ref) return i;
+        if (k == 0) return -1;
+        i = (i + 1) & hmask;
+    }
+}
+
+static inline int64_t hash_insert(order_t *h, int64_t hsize, int64_t ref, int64_t price, int64_t shares,
+                                  int64_t locate, int64_t side) {
+    int64_t hmask = hsize - 1, i = home(ref, hmask);
+    while (h[i].ref != 0) i = (i + 1) & hmask;
+    order_t *r = &h[i];
+    r->ref = (uint64_t)ref;
+    r->price = (uint32_t)price;
+    r->shares = (uint32_t)shares;
+    r->locate = (uint16_t)locate;
+    r->side = (uint8_t)side;
+    return i;
+}
+
+static inline void hash_delete(order_t *h, int64_t hsize, int64_t i) {
+    int64_t hmask = hsize - 1, j = i;
+    for (;;) {
+        j = (j + 1) & hmask;
+        if (h[j].ref == 0) break;
+        int64_t hm = home((int64_t)h[j].ref, hmask);
+        if (((j - hm) & hmask) >= ((j - i) & hmask)) {
+            h[i] = h[j];
+            i = j;
+        }
+    }
+    h[i].ref = 0;
+}
+
+static inline int hash_has_room(int64_t hsize, const int64_t *state, int64_t extra) {
+    return (state[ST_HASH_N] + extra) * 2 <= hsize * 1;
+}
+
+static void rehash(const order_t *old, int64_t osize, order_t *new, int64_t nsize) {
+    for (int64_t i = 0; i < osize; i++) {
+        const order_t *r = &old[i];
+        if (r->ref != 0) hash_insert(new, nsize, (int64_t)r->ref, r->price, r->shares, r->locate, r->side);
+    }
+}
+
+static void slide_window(order_t *w, int64_t size, order_t *h, int64_t hsize, int64_t *state, int64_t ref) {
+    int64_t base = state[ST_BASE], chunk = size >> 4;
+    while (ref >= base + size) {
+        int64_t lo, hi, new_base;
+        if (ref - base >= 2 * size) {
+            lo = base; hi = base + size; new_base = ref - size + 1;
+        } else {
+            lo = base; hi = base + chunk; new_base = base + chunk;
+        }
+        for (int64_t r = lo; r < hi; r++) {
+            order_t *o = &w[r & (size - 1)];
+            if ((int64_t)o->ref == r && r != 0) {
+                hash_insert(h, hsize, (int64_t)o->ref, o->price, o->shares, o->locate, o->side);
+                o->ref = 0;
+                state[ST_HASH_N]++;
+                state[ST_MIGRATED]++;
+            }
+        }
+        base = new_base;
+        state[ST_BASE] = base;
+    }
+}
+
+/* ------------------------------------------------------------------------------ levels (book_store) */
+static inline int better(int64_t side, int64_t p, int64_t q) { return side == BID ? p > q : p < q; }
+
+static inline int level_add(level_t *pool, int64_t pool_size, int64_t *s_start, int64_t *s_size, int64_t *s_cap,
+                            int64_t *state, int64_t sidx, int64_t side, int64_t price, int64_t shares) {
+    int64_t start = s_start[sidx], n = s_size[sidx], j = start + n - 1;
+    while (j >= start && better(side, pool[j].price, price)) j--;
+    if (j >= start && pool[j].price == price) {
+        pool[j].shares += (uint64_t)shares;
+        pool[j].orders += 1;
+        return OK;
+    }
+    if (n == s_cap[sidx]) {
+        int64_t cap = max64(8, 2 * n);
+        if (state[ST_POOL] + cap > pool_size) return NEED_POOL;
+        int64_t nw = state[ST_POOL];
+        for (int64_t k = 0; k < n; k++) pool[nw + k] = pool[start + k];
+        j += nw - start;
+        start = nw;
+        s_start[sidx] = nw;
+        s_cap[sidx] = cap;
+        state[ST_POOL] = nw + cap;
+    }
+    for (int64_t k = start + n; k > j + 1; k--) pool[k] = pool[k - 1];
+    level_t *lv = &pool[j + 1];
+    lv->price = (uint32_t)price;
+    lv->shares = (uint64_t)shares;
+    lv->orders = 1;
+    s_size[sidx] = n + 1;
+    return OK;
+}
+
+static inline int level_remove(level_t *pool, const int64_t *s_start, int64_t *s_size, int64_t sidx, int64_t price,
+                               int64_t shares, int whole_order) {
+    int64_t start = s_start[sidx], n = s_size[sidx], j = start + n - 1;
+    while (j >= start && pool[j].price != price) j--;
+    if (j < start) return 0;
+    level_t *lv = &pool[j];
+    lv->shares -= (uint64_t)shares;
+    if (whole_order) {
+        lv->orders -= 1;
+        if (lv->orders == 0) {
+            for (int64_t k = j; k < start + n - 1; k++) pool[k] = pool[k + 1];
+            s_size[sidx] = n - 1;
+        }
+    }
+    return 1;
+}
+
+static int64_t pool_needed(const int64_t *s_size, const int64_t *s_cap) {
+    int64_t total = 0;
+    for (int64_t s = 0; s < N_SIDES; s++)
+        if (s_cap[s]) total += max64(8, 2 * s_size[s]);
+    return total;
+}
+
+static int64_t compact_pool(const level_t *old, level_t *new, int64_t *s_start, const int64_t *s_size,
+                            int64_t *s_cap) {
+    int64_t pos = 0;
+    for (int64_t s = 0; s < N_SIDES; s++) {
+        int64_t n = s_size[s];
+        if (s_cap[s] == 0) continue;
+        int64_t cap = max64(8, 2 * n);
+        for (int64_t k = 0; k < n; k++) new[pos + k] = old[s_start[s] + k];
+        s_start[s] = pos;
+        s_cap[s] = cap;
+        pos += cap;
+    }
+    return pos;
+}
+
+/* ------------------------------------------------------------------------------ messages (book_apply) */
+/* The loop's working set, copied into locals so the compiler can keep pointers and sizes in registers. */
+#define ARGS order_t *w, int64_t w_size, order_t *h, int64_t h_size, int64_t *state, level_t *pool, \
+             int64_t pool_size, int64_t *s_start, int64_t *s_size, int64_t *s_cap
+#define PASS w, w_size, h, h_size, state, pool, pool_size, s_start, s_size, s_cap
+
+/* store 0 window, 1 hash, -1 absent; *slot */
+static inline int find(const order_t *w, int64_t w_size, const order_t *h, int64_t h_size, const int64_t *state,
+                       int64_t ref, int64_t *slot) {
+    int64_t base = state[ST_BASE];
+    if (base <= ref && ref < base + w_size) {
+        int64_t s = ref & (w_size - 1);
+        if ((int64_t)w[s].ref == ref) { *slot = s; return 0; }
+        *slot = 0;
+        return -1;
+    }
+    int64_t i = hash_find(h, h_size, ref);
+    *slot = i >= 0 ? i : 0;
+    return i >= 0 ? 1 : -1;
+}
+
+static inline int room_for_add(ARGS, int64_t ref, int64_t sidx) {
+    (void)w; (void)h; (void)pool; (void)s_start;
+    int64_t base = state[ST_BASE], need = 0;
+    if (ref < base) {
+        need = 1;
+    } else if (ref >= base + w_size) {
+        int64_t in_window = state[ST_LIVE] - state[ST_HASH_N], chunk = w_size >> 4;
+        need = min64(in_window, ((ref - base - w_size) / chunk + 1) * chunk);
+    }
+    if (need && !hash_has_room(h_size, state, need)) return NEED_HASH;
+    if (s_size[sidx] == s_cap[sidx] && state[ST_POOL] + max64(8, 2 * s_cap[sidx]) > pool_size) return NEED_POOL;
+    return OK;
+}
+
+static inline void add(ARGS, int64_t ref, int64_t locate, int64_t side, int64_t price, int64_t shares) {
+    if (ref >= state[ST_BASE] + w_size) slide_window(w, w_size, h, h_size, state, ref);
+    level_add(pool, pool_size, s_start, s_size, s_cap, state, locate * 2 + side, side, price, shares);
+    if (ref < state[ST_BASE]) {
+        hash_insert(h, h_size, ref, price, shares, locate, side);
+        state[ST_HASH_N]++;
+    } else {
+        order_t *o = &w[ref & (w_size - 1)];
+        o->ref = (uint64_t)ref;
+        o->price = (uint32_t)price;
+        o->shares = (uint32_t)shares;
+        o->locate = (uint16_t)locate;
+        o->side = (uint8_t)side;
+    }
+    state[ST_LIVE]++;
+}
+
+static inline void drop(order_t *w, order_t *h, int64_t h_size, int64_t *state, int store, int64_t slot) {
+    if (store == 0) {
+        w[slot].ref = 0;
+    } else {
+        hash_delete(h, h_size, slot);
+        state[ST_HASH_N]--;
+    }
+    state[ST_LIVE]--;
+}
+
+/* E, C, X: take n shares off an order; remove it at zero. Returns its locate, or -1. */
+static inline int64_t reduce(ARGS, int64_t ref, int64_t n, int over_counter, int64_t *stats) {
+    (void)pool_size; (void)s_cap;
+    int64_t slot;
+    int store = find(w, w_size, h, h_size, state, ref, &slot);
+    if (store < 0) {
+        stats[UNKNOWN_REFS]++;
+        return -1;
+    }
+    order_t *o = store == 0 ? &w[slot] : &h[slot];
+    int64_t locate = o->locate, remaining = o->shares;
+    if (n >= remaining) {
+        if (n > remaining) stats[over_counter]++;
+        level_remove(pool, s_start, s_size, locate * 2 + o->side, o->price, remaining, 1);
+        drop(w, h, h_size, state, store, slot);
+    } else {
+        level_remove(pool, s_start, s_size, locate * 2 + o->side, o->price, n, 0);
+        o->shares = (uint32_t)(remaining - n);
+    }
+    return locate;
+}
+
+/* Apply one message; a non-OK status means nothing was changed. */
+static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t seq, ARGS, int64_t (*last)[4],
+                            stock_t *stocks, event_t *ev, int64_t *ev_n_io, int64_t *stats) {
+    if (ln == 0 || LENGTHS[b[o]] < 0) {
+        stats[ln ? UNKNOWN_TYPES : BAD_LENGTHS]++;
+        stats[MESSAGES]++;
+        return OK;
+    }
+    int t = b[o];
+    if (ln != LENGTHS[t]) {
+        stats[BAD_LENGTHS]++;
+        stats[MESSAGES]++;
+        return OK;
+    }
+    const uint8_t *m = b + o;
+    int64_t locate = -1, slot;
+    switch (t) {
+    case 'A': case 'F': {
+        stats[ADDS]++;
+        int sd = m[19];
+        int64_t side = sd == 'B' ? 0 : sd == 'S' ? 1 : -1;
+        int64_t ref = (int64_t)be64(m + 11);
+        if (side < 0) {
+            stats[BAD_SIDE]++;
+        } else if (ref == 0) {
+            stats[ZERO_REFS]++;
+        } else if (find(w, w_size, h, h_size, state, ref, &slot) >= 0) {
+            stats[DUPLICATE_ADDS]++;
+        } else {
+            int64_t loc = be16(m + 1);
+            int st = room_for_add(PASS, ref, loc * 2 + side);
+            if (st != OK) {
+                stats[ADDS]--;
+                return st;
+            }
+            add(PASS, ref, loc, side, be32(m + 32), be32(m + 20));
+            locate = loc;
+        }
+        break;
+    }
+    case 'D': {
+        int64_t ref = (int64_t)be64(m + 11);
+        int store = find(w, w_size, h, h_size, state, ref, &slot);
+        if (store < 0) {
+            stats[UNKNOWN_REFS]++;
+        } else {
+            order_t *r = store == 0 ? &w[slot] : &h[slot];
+            locate = r->locate;
+            level_remove(pool, s_start, s_size, locate * 2 + r->side, r->price, r->shares, 1);
+            drop(w, h, h_size, state, store, slot);
+            stats[DELETES]++;
+        }
+        break;
+    }
+    case 'U': {
+        int64_t old = (int64_t)be64(m + 11), nw = (int64_t)be64(m + 19), slot2;
+        int store = find(w, w_size, h, h_size, state, old, &slot);
+        if (store < 0) {
+            stats[UNKNOWN_REFS]++;
+        } else {
+            order_t *r = store == 0 ? &w[slot] : &h[slot];
+            int64_t loc = r->locate, side = r->side;
+            int addable = nw != 0 && (nw == old || find(w, w_size, h, h_size, state, nw, &slot2) < 0);
+            if (addable) {
+                int st = room_for_add(PASS, nw, loc * 2 + side);
+                if (st != OK) return st;
+            } else if (nw == 0) {
+                stats[ZERO_REFS]++;
+            } else {
+                stats[DUPLICATE_ADDS]++;
+            }
+            level_remove(pool, s_start, s_size, loc * 2 + side, r->price, r->shares, 1);
+            drop(w, h, h_size, state, store, slot);
+            if (addable) add(PASS, nw, loc, side, be32(m + 31), be32(m + 27));
+            stats[REPLACES]++;
+            locate = loc;
+        }
+        break;
+    }
+    case 'E': case 'C':
+        locate = reduce(PASS, (int64_t)be64(m + 11), be32(m + 19), OVER_EXECUTIONS, stats);
+        if (locate >= 0) stats[EXECUTIONS]++;
+        break;
+    case 'X':
+        locate = reduce(PASS, (int64_t)be64(m + 11), be32(m + 19), OVER_CANCELS, stats);
+        if (locate >= 0) stats[CANCELS]++;
+        break;
+    case 'P': stats[TRADES]++; break;
+    case 'Q': stats[CROSS_TRADES]++; break;
+    case 'B': stats[BROKEN_TRADES]++; break;
+    case 'R': {
+        stock_t *s = &stocks[be16(m + 1)];
+        s->symbol = be64(m + 11);
+        s->round_lot = (uint32_t)be32(m + 21);
+        break;
+    }
+    case 'H': {
+        stock_t *s = &stocks[be16(m + 1)];
+        s->trading_state = m[19];
+        s->reason = (uint32_t)be32(m + 21);
+        break;
+    }
+    case 'S': state[ST_SYSTEM] = m[11]; break;
+    default: break;
+    }
+    stats[MESSAGES]++;
+    if (locate >= 0) {
+        int64_t bb = locate * 2, nb = s_size[bb], na = s_size[bb + 1];
+        int64_t bp = nb ? (int64_t)pool[s_start[bb] + nb - 1].price : 0;
+        int64_t bq = nb ? (int64_t)pool[s_start[bb] + nb - 1].shares : 0;
+        int64_t ap = na ? (int64_t)pool[s_start[bb + 1] + na - 1].price : 0;
+        int64_t aq = na ? (int64_t)pool[s_start[bb + 1] + na - 1].shares : 0;
+        int64_t *l = last[locate];
+        if (l[0] != bp || l[1] != bq || l[2] != ap || l[3] != aq) {
+            l[0] = bp; l[1] = bq; l[2] = ap; l[3] = aq;
+            event_t *e = &ev[*ev_n_io];
+            e->seq = seq;
+            e->timestamp = (uint64_t)be48(m + 5);
+            e->locate = (uint16_t)locate;
+            e->bid_price = (uint32_t)bp;
+            e->bid_shares = (uint64_t)bq;
+            e->ask_price = (uint32_t)ap;
+            e->ask_shares = (uint64_t)aq;
+            (*ev_n_io)++;
+            stats[BBO_EVENTS]++;
+        }
+    }
+    return OK;
+}
+
+/* Length-prefixed messages in b[pos:end]; stops before a message when the store needs room or the event
+ * batch is full. Returns the position; *status says why it stopped. */
+static int64_t apply_stream(const uint8_t *b, int64_t pos, int64_t end, book_t *bk, int *status) {
+    order_t *w = bk->w, *h = bk->h;
+    int64_t w_size = bk->w_size, h_size = bk->h_size, pool_size = bk->pool_size, ev_size = bk->ev_size;
+    int64_t *state = bk->state, *s_start = bk->s_start, *s_size = bk->s_size, *s_cap = bk->s_cap;
+    int64_t *stats = bk->stats;
+    level_t *pool = bk->pool;
+    int64_t ev_n = bk->ev_n;
+    int st = OK;
+    while (pos + 2 <= end) {
+        if (ev_n == ev_size) { st = NEED_EVENTS; break; }
+        int64_t ln = be16(b + pos);
+        if (pos + 2 + ln > end) break;
+        st = apply_one(b, pos + 2, ln, 0, PASS, bk->last, bk->stocks, bk->ev, &ev_n, stats);
+        if (st != OK) break;
+        pos += 2 + ln;
+    }
+    bk->ev_n = ev_n;
+    *status = st;
+    return pos;
+}
+
+/* ------------------------------------------------------------------------------ driver (OrderBook) */
+static int64_t pow2(int64_t n) { int64_t p = 16; while (p < n) p <<= 1; return p; } /* book._pow2 */
+
+static int hugepage = 1;
+
+/* np.zeros: calloc, then (numpy's indicate_hugepages, on Linux by default) madvise(MADV_HUGEPAGE) from the
+ * next page boundary on for blocks of 4 MiB or more, so that with THP in "madvise" mode both get huge pages. */
+static void *zalloc(size_t n, size_t size, int prefault) {
+    size_t bytes = n * size;
+    void *p = calloc(n, size);
+    if (!p) { perror("calloc"); exit(2); }
+    if (hugepage && bytes >= (1u << 22)) {
+        uintptr_t offset = 4096u - (uintptr_t)p % 4096u;
+        madvise((char *)p + offset, bytes - offset, MADV_HUGEPAGE);
+    }
+    if (prefault) memset(p, 0, bytes);
+    return p;
+}
+
+static void book_init(book_t *bk, int64_t window, int64_t hash, int64_t levels, int64_t events, int prefault) {
+    memset(bk, 0, sizeof *bk);
+    bk->w_size = pow2(window);
+    bk->h_size = pow2(hash);
+    bk->pool_size = levels;
+    bk->ev_size = events;
+    bk->w = zalloc((size_t)bk->w_size, sizeof(order_t), prefault);
+    bk->h = zalloc((size_t)bk->h_size, sizeof(order_t), prefault);
+    bk->pool = zalloc((size_t)levels, sizeof(level_t), prefault);
+    bk->s_start = zalloc(N_SIDES, 8, prefault);
+    bk->s_size = zalloc(N_SIDES, 8, prefault);
+    bk->s_cap = zalloc(N_SIDES, 8, prefault);
+    bk->last = zalloc(65536, sizeof *bk->last, prefault);
+    bk->stocks = zalloc(65536, sizeof(stock_t), prefault);
+    bk->ev = zalloc((size_t)events, sizeof(event_t), prefault);
+}
+
+static void book_free(book_t *bk) {
+    free(bk->w); free(bk->h); free(bk->pool); free(bk->s_start); free(bk->s_size); free(bk->s_cap); free(bk->last);
+    free(bk->stocks); free(bk->ev);
+}
+
+/* Event checksum: sum over events i (1-based, across batches) of i * (ts*3 + bid_shares*5 + ask_shares*7 +
+ * bid_price*11 + ask_price*13 + locate*17), mod 2^64. */
+typedef struct { uint64_t sum, n; } evsum_t;
+
+static void drain(book_t *bk, evsum_t *es) {
+    if (es)
+        for (int64_t i = 0; i < bk->ev_n; i++) {
+            const event_t *e = &bk->ev[i];
+            es->n++;
+            es->sum += es->n * (e->timestamp * 3 + e->bid_shares * 5 + e->ask_shares * 7 + (uint64_t)e->bid_price * 11
+                                + (uint64_t)e->ask_price * 13 + (uint64_t)e->locate * 17);
+        }
+    bk->ev_n = 0;
+}
+
+/* OrderBook.apply_stream + _handle */
+static int64_t book_apply(book_t *bk, const uint8_t *b, int64_t end, evsum_t *es) {
+    int64_t pos = 0;
+    for (;;) {
+        int st;
+        pos = apply_stream(b, pos, end, bk, &st);
+        if (st == OK) return pos;
+        if (st == NEED_HASH) {
+            order_t *nh = zalloc((size_t)bk->h_size * 2, sizeof(order_t), 0);
+            rehash(bk->h, bk->h_size, nh, bk->h_size * 2);
+            free(bk->h);
+            bk->h = nh;
+            bk->h_size *= 2;
+            bk->stats[HASH_GROWS]++;
+        } else if (st == NEED_POOL) {
+            int64_t need = pool_needed(bk->s_size, bk->s_cap);
+            int64_t size = max64(max64(bk->pool_size * 2, 2 * need), 1024);
+            level_t *np = zalloc((size_t)size, sizeof(level_t), 0);
+            bk->state[ST_POOL] = compact_pool(bk->pool, np, bk->s_start, bk->s_size, bk->s_cap);
+            free(bk->pool);
+            bk->pool = np;
+            bk->pool_size = size;
+            bk->stats[POOL_GROWS]++;
+        } else {
+            drain(bk, es);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------ checksums of the final book */
+/* levels: sum over sides s and levels k (0 = worst .. n-1 = best, as stored) of
+ * (price*31 + shares*7 + orders) * ((s << 16) + k + 1), mod 2^64. */
+static uint64_t level_checksum(const book_t *bk, int64_t *n_levels) {
+    uint64_t sum = 0;
+    int64_t n = 0;
+    for (int64_t s = 0; s < N_SIDES; s++)
+        for (int64_t k = 0; k < bk->s_size[s]; k++) {
+            const level_t *lv = &bk->pool[bk->s_start[s] + k];
+            sum += ((uint64_t)lv->price * 31 + lv->shares * 7 + lv->orders) * (((uint64_t)s << 16) + (uint64_t)k + 1);
+            n++;
+        }
+    *n_levels = n;
+    return sum;
+}
+
+/* live orders wherever they are stored: sum of ref*3 + price*5 + shares*7 + locate*11 + side*13, mod 2^64 */
+static uint64_t order_checksum(const order_t *o, int64_t n, int64_t *count) {
+    uint64_t sum = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (o[i].ref) {
+            sum += o[i].ref * 3 + (uint64_t)o[i].price * 5 + (uint64_t)o[i].shares * 7 + (uint64_t)o[i].locate * 11
+                   + (uint64_t)o[i].side * 13;
+            (*count)++;
+        }
+    return sum;
+}
+
+/* stocks: sum of symbol*3 + round_lot*5 + trading_state*7 + reason*11; last: sum of last[l][j] * (4l + j + 1) */
+static uint64_t stock_checksum(const book_t *bk) {
+    uint64_t sum = 0;
+    for (int64_t l = 0; l < 65536; l++) {
+        const stock_t *s = &bk->stocks[l];
+        sum += s->symbol * 3 + (uint64_t)s->round_lot * 5 + (uint64_t)s->trading_state * 7 + (uint64_t)s->reason * 11;
+        for (int j = 0; j < 4; j++) sum += (uint64_t)bk->last[l][j] * (uint64_t)(4 * l + j + 1);
+    }
+    return sum;
+}
+
+static void print_book(const book_t *bk) {
+    int64_t n_levels, n_orders = 0;
+    uint64_t lsum = level_checksum(bk, &n_levels);
+    uint64_t osum = order_checksum(bk->w, bk->w_size, &n_orders) + order_checksum(bk->h, bk->h_size, &n_orders);
+    printf("\"live_orders\": %lld, \"stored_orders\": %lld, \"levels\": %lld, \"level_checksum\": %llu, "
+           "\"order_checksum\": %llu, \"stock_checksum\": %llu, \"hash_slots\": %lld, \"pool_slots\": %lld, "
+           "\"state\": [", (long long)bk->state[ST_LIVE], (long long)n_orders, (long long)n_levels,
+           (unsigned long long)lsum, (unsigned long long)osum, (unsigned long long)stock_checksum(bk),
+           (long long)bk->h_size, (long long)bk->pool_size);
+    for (int i = 0; i < N_STATE; i++) printf("%s%lld", i ? ", " : "", (long long)bk->state[i]);
+    printf("], \"stats\": {");
+    for (int i = 0; i < N_STATS; i++) printf("%s\"%s\": %lld", i ? ", " : "", STAT_NAMES[i], (long long)bk->stats[i]);
+    printf("}");
+}
+
+/* ------------------------------------------------------------------------------ main */
+#define FIELD(T, f) printf("%s\"%s\": [%zu, %zu]", first ? "" : ", ", #f, offsetof(T, f), sizeof(((T *)0)->f)), first = 0
+static void layout(void) {
+    int first;
+    printf("{\"ORDER\": {\"size\": %zu, \"fields\": {", sizeof(order_t));
+    first = 1; FIELD(order_t, ref); FIELD(order_t, price); FIELD(order_t, shares); FIELD(order_t, locate);
+    FIELD(order_t, side);
+    printf("}}, \"LEVEL\": {\"size\": %zu, \"fields\": {", sizeof(level_t));
+    first = 1; FIELD(level_t, shares); FIELD(level_t, price); FIELD(level_t, orders);
+    printf("}}, \"EVENT\": {\"size\": %zu, \"fields\": {", sizeof(event_t));
+    first = 1; FIELD(event_t, seq); FIELD(event_t, timestamp); FIELD(event_t, bid_shares); FIELD(event_t, ask_shares);
+    FIELD(event_t, bid_price); FIELD(event_t, ask_price); FIELD(event_t, locate);
+    printf("}}, \"STOCK\": {\"size\": %zu, \"fields\": {", sizeof(stock_t));
+    first = 1; FIELD(stock_t, symbol); FIELD(stock_t, round_lot); FIELD(stock_t, trading_state); FIELD(stock_t, stale);
+    FIELD(stock_t, reason);
+    printf("}}, \"LENGTHS\": [");
+    for (int i = 0; i < 256; i++) printf("%s%lld", i ? ", " : "", (long long)LENGTHS[i]);
+    printf("], \"STAT_NAMES\": [");
+    for (int i = 0; i < N_STATS; i++) printf("%s\"%s\"", i ? ", " : "", STAT_NAMES[i]);
+    printf("]}\n");
+}
+
+
+int main(int argc, char **argv) {
+    const char *path = NULL;
+    int repeat = 5, prefault = 0;
+    int64_t window = 1 << 22, hash = 1 << 21, levels = 1 << 20, events = 1 << 16; /* OrderBook() defaults */
+    for (int i = 0; i < 256; i++) LENGTHS[i] = -1;
+    for (int c = 0; TYPES[c]; c++) LENGTHS[(uint8_t)TYPES[c]] = LEN[c];
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--layout")) { layout(); return 0; }
+        else if (!strcmp(argv[i], "--prefault")) prefault = 1;
+        else if (!strcmp(argv[i], "--no-hugepage")) hugepage = 0;
+        else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--window") && i + 1 < argc) window = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--hash") && i + 1 < argc) hash = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--levels") && i + 1 < argc) levels = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--events") && i + 1 < argc) events = atoll(argv[++i]);
+        else path = argv[i];
+    }
+    if (!path || repeat < 1 || window < 16 || hash < 16 || levels < 1 || events < 1) {
+        fprintf(stderr, "usage: book FILE [--repeat R] [--window N] [--hash N] [--levels N] [--events N] "
+                        "[--prefault] [--no-hugepage] | --layout\n");
+        return 2;
+    }
+    int fd = open(path, O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || st.st_size == 0) { perror(path); return 2; }
+    int64_t size = (int64_t)st.st_size;
+    const uint8_t *b = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    if (b == MAP_FAILED) { perror("mmap"); return 2; }
+
+    book_t bk;
+    printf("{\"bytes\": %lld, \"prefault\": %s, \"madvise_hugepage\": %s, \"verify\": {", (long long)size,
+           prefault ? "true" : "false", hugepage ? "true" : "false");
+    book_init(&bk, window, hash, levels, events, prefault);
+    evsum_t es = {0, 0};
+    int64_t pos = book_apply(&bk, b, size, &es);
+    drain(&bk, &es);
+    print_book(&bk);
+    printf(", \"consumed\": %lld, \"event_checksum\": %llu, \"events_drained\": %llu}", (long long)pos,
+           (unsigned long long)es.sum, (unsigned long long)es.n);
+    book_free(&bk);
+
+    int64_t *runs = calloc((size_t)repeat, sizeof *runs);
+    int64_t msgs = 0;
+    for (int r = 0; r < repeat; r++) {
+        book_init(&bk, window, hash, levels, events, prefault);
+        int64_t t0 = now_ns();
+        book_apply(&bk, b, size, NULL);
+        runs[r] = now_ns() - t0;
+        msgs = bk.stats[MESSAGES];
+        if (r == repeat - 1) {
+            printf(", \"last_run\": {");
+            print_book(&bk);
+            printf("}");
+        }
+        book_free(&bk);
+    }
+    printf(", \"messages\": %lld, \"runs_ns\": [", (long long)msgs);
+    for (int r = 0; r < repeat; r++) printf("%s%lld", r ? ", " : "", (long long)runs[r]);
+    qsort(runs, (size_t)repeat, sizeof *runs, cmp_i64);
+    int64_t med = repeat % 2 ? runs[repeat / 2] : (runs[repeat / 2 - 1] + runs[repeat / 2]) / 2;
+    printf("], \"median_ns\": %lld, \"ns_per_msg\": %.3f, \"msgs_per_s\": %.0f}\n", (long long)med,
+           (double)med / (double)msgs, (double)msgs * 1e9 / (double)med);
+    return 0;
+}
