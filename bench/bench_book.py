@@ -278,6 +278,8 @@ def main(argv=None) -> int:
     p.add_argument("--peak-live", type=int, default=1_000_000, help="orders live at the day's peak")
     p.add_argument("--repeat", type=int, default=5, help="timed runs per contender (median reported)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--recent-share", type=float, default=0.6,
+                   help="share of D/E/X/C/U acting on one of the 256 newest orders (the rest: any live order)")
     p.add_argument("--python-messages", type=int, default=300_000, help="prefix for the Python reference")
     p.add_argument("--prefault", action="store_true",
                    help="touch every page of each fresh book before timing (default: as np.zeros/calloc leave it)")
@@ -295,10 +297,12 @@ def main(argv=None) -> int:
 
     from xdpfeed.multicast import synthetic
 
-    path = os.path.join(args.data_dir, f"book_day_{args.messages}_{args.seed}_peak{args.peak_live}.itch")
+    path = os.path.join(args.data_dir,
+                        f"book_day_{args.messages}_{args.seed}_peak{args.peak_live}_recent{args.recent_share}.itch")
     log(f"data: {path} (generated once, then reused)")
     t0 = time.perf_counter()
-    meta = synthetic.generate_to_file(path, args.messages, args.seed, peak_live_orders=args.peak_live)
+    meta = synthetic.generate_to_file(path, args.messages, args.seed, peak_live_orders=args.peak_live,
+                                      recent_share=args.recent_share)
     prep = time.perf_counter() - t0
     result = {
         "benchmark": "itch_book",
@@ -306,6 +310,7 @@ def main(argv=None) -> int:
         "data": {"messages": meta["n_messages"], "stocks": meta["n_stocks"], "seed": args.seed,
                  "itch_bytes": meta["bytes"], "peak_live_orders_asked": meta["peak_live_orders"],
                  "peak_live": meta["peak_live"], "live_at_end": meta["live_at_end"], "counts": meta["counts"],
+                 "recent_share": args.recent_share,
                  "prepare_s": round(prep, 3)},
         "repeat": args.repeat,
         "book_sizes": {"window": 1 << 22, "hash": 1 << 21, "levels": 1 << 20, "events": 1 << 16},

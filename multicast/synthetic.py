@@ -43,8 +43,8 @@ REST = {"F": 0.40, "P": 0.20, "I": 0.20, "C": 0.06, "N": 0.05, "H": 0.02, "Q": 0
 # Forced once at midday when the random draw has not produced them (P before B: B needs a match).
 MUST = "FCPQBHYLIJKhVWNO"
 MPIDS = (b"GSCO", b"MSCO", b"NITE", b"UBSS", b"LUBS", b"CDRG", b"JPMS", b"SUSQ")
-RECENT = 256  # removals pick among the newest RECENT live orders with probability P_RECENT
-P_RECENT = 0.6
+RECENT = 256  # removals pick among the newest RECENT live orders with probability `recent_share`
+P_RECENT = 0.6  # default recent_share: 40% of removals hit any live order (harsh on caches)
 TICK = 100  # $0.01 in price4
 
 # MoldUDP64 / pcap framing
@@ -135,7 +135,7 @@ def _time(j, m_pre, m_reg, m, t_pre, st):
 # ---------------------------------------------------------------------------------------- generator
 @njit(cache=True)
 def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, rest_cum, rest_ty, must, mpids,
-              stats):
+              recent_share, stats):
     """Write one day into `out`; returns the bytes used. stats: peak live, live at end, count by type byte."""
     st = np.zeros(1, dtype=np.uint64)
     st[0] = np.uint64(seed) * np.uint64(0xD1B54A32D192ED03) + np.uint64(0x1234567)
@@ -251,7 +251,7 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
         # an order to act on: mostly among the newest, otherwise anywhere in the book
         k = 0
         if ty == 68 or ty == 85 or ty == 69 or ty == 88 or ty == 67:
-            if live > RECENT and _uniform(st) < P_RECENT:
+            if live > RECENT and _uniform(st) < recent_share:
                 k = live - 1 - _below(st, RECENT)
             else:
                 k = _below(st, live)
@@ -430,8 +430,12 @@ def _plan(n_messages, n_stocks, peak_live_orders):
 
 
 def generate(n_messages: int, n_stocks: int | None = None, seed: int = 1,
-             peak_live_orders: int | None = None) -> tuple[np.ndarray, dict]:
-    """(ITCH binary file as uint8 array, stats dict) for one synthetic day of exactly n_messages."""
+             peak_live_orders: int | None = None, recent_share: float = P_RECENT) -> tuple[np.ndarray, dict]:
+    """(ITCH binary file as uint8 array, stats dict) for one synthetic day of exactly n_messages.
+    recent_share: fraction of D/E/X/C/U that act on one of the newest 256 live orders (the rest pick
+    any live order); real feeds cancel mostly young orders, so higher values are closer to real days."""
+    if not 0.0 <= recent_share <= 1.0:
+        raise ValueError(f"recent_share must be in 0..1, not {recent_share}")
     n_stocks, m, peak = _plan(n_messages, n_stocks, peak_live_orders)
     scale = n_messages / m  # flow probabilities are fractions of the whole day
     p_ad = (CORE["A"] + CORE["D"]) * scale
@@ -452,11 +456,12 @@ def generate(n_messages: int, n_stocks: int | None = None, seed: int = 1,
     stats = np.zeros(2 + 256, dtype=np.int64)
     size = _generate(out, n_messages, n_stocks, seed & 0xFFFFFFFFFFFFFFFF, peak, ramp_end,
                      round(CORE["A"] * n_messages), round(CORE["D"] * n_messages), p_ad, rest_cum, rest_ty,
-                     must, mpids, stats)
+                     must, mpids, float(recent_share), stats)
     counts = {chr(i): int(stats[2 + i]) for i in range(256) if stats[2 + i]}
     assert sum(counts.values()) == n_messages, counts
     info = {"n_messages": n_messages, "n_stocks": n_stocks, "seed": seed, "peak_live_orders": peak,
-            "peak_live": int(stats[0]), "live_at_end": int(stats[1]), "bytes": int(size), "counts": counts}
+            "peak_live": int(stats[0]), "live_at_end": int(stats[1]), "bytes": int(size), "counts": counts,
+            "recent_share": recent_share}
     return out[:size].copy(), info
 
 
@@ -604,18 +609,19 @@ def _publish(path: str, tmp: str, meta: dict) -> None:
 
 
 def generate_to_file(path: str, n_messages: int, seed: int = 1, n_stocks: int | None = None,
-                     peak_live_orders: int | None = None, pcap_path: str | None = None) -> dict:
+                     peak_live_orders: int | None = None, pcap_path: str | None = None,
+                     recent_share: float = P_RECENT) -> dict:
     """Write the day to `path` (ITCH binary file) and, if asked, its MoldUDP64 pcap to `pcap_path`.
 
     Either file is reused when its sidecar `<file>.json` says it was made by this generator version
     for the same arguments. Returns the ITCH file's metadata (with a "pcap" entry when asked)."""
     key = {"version": GENERATOR_VERSION, "n_messages": n_messages, "seed": seed, "n_stocks": n_stocks,
-           "peak_live_orders": peak_live_orders}
+           "peak_live_orders": peak_live_orders, "recent_share": recent_share}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     meta = _cached(path, key)
     data = None
     if meta is None:
-        data, info = generate(n_messages, n_stocks, seed, peak_live_orders)
+        data, info = generate(n_messages, n_stocks, seed, peak_live_orders, recent_share)
         data.tofile(path + ".tmp")
         meta = dict(info, key=key)
         _publish(path, path + ".tmp", meta)

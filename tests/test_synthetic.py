@@ -223,3 +223,37 @@ def test_rejects_impossible_days():
         synthetic.generate(50_000, n_stocks=5_000)
     with pytest.raises(ValueError, match="n_messages"):
         synthetic.generate(500, n_stocks=1)
+    with pytest.raises(ValueError, match="recent_share"):
+        synthetic.generate(50_000, recent_share=1.5)
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_recent_share_sets_how_old_the_orders_acted_on_are(share):
+    """At 1.0 every D/E/X/C/U names one of the 256 newest live orders; at 0.0 any live order,
+    so mostly older ones."""
+    from xdpfeed.multicast import itch_reference as R
+
+    buf, _ = synthetic.generate(60_000, n_stocks=20, seed=9, peak_live_orders=5_000, recent_share=share)
+    live, shares = [], {}  # refs in the generator's order (adds append, removals swap-remove); shares left
+    young = old = 0
+    for m in (R.decode(x) for x in R.iter_file(buf.tobytes())):
+        t = m["type"]
+        if t in "AF":
+            live.append(m["order_reference_number"])
+            shares[live[-1]] = m["shares"]
+        elif t in "DEXCU":
+            ref = m["original_order_reference_number"] if t == "U" else m["order_reference_number"]
+            k = live.index(ref)
+            if len(live) > 256:
+                young += k >= len(live) - 256
+                old += k < len(live) - 256
+            if t == "U":
+                live[k] = m["new_order_reference_number"]
+                shares[live[k]] = m["shares"]
+                continue
+            shares[ref] -= shares[ref] if t == "D" else m["canceled_shares" if t == "X" else "executed_shares"]
+            if shares[ref] == 0:
+                live[k] = live[-1]
+                live.pop()
+    assert young + old > 10_000, (young, old)
+    assert (old == 0) if share == 1.0 else (old > 3 * young), (young, old)
