@@ -26,7 +26,7 @@ from xdpfeed.capture.byteorder import be48
 from xdpfeed.capture.jit import njit
 from xdpfeed.multicast.itch_schema import LENGTHS
 
-GENERATOR_VERSION = 2  # bump when the bytes produced for given arguments change (invalidates caches)
+GENERATOR_VERSION = 3  # bump when the bytes produced for given arguments change (invalidates caches)
 
 MAX_MESSAGE = 50  # longest ITCH 5.0 message ('I')
 NS_HOUR = 3_600_000_000_000
@@ -259,8 +259,6 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
         if ty == 65 or ty == 70:  # A, F
             s = np.searchsorted(cw, _uniform(st))
             side = 66 if _uniform(st) < 0.5 else 83
-            if _uniform(st) < 1.0 / 64.0:
-                mid[s] = max(20 * TICK, mid[s] + (TICK if _uniform(st) < 0.5 else -TICK))
             price = mid[s] - TICK * _ticks(st) if side == 66 else mid[s] + TICK * _ticks(st)
             price = max(TICK, price)
             shares = _shares(st)
@@ -288,6 +286,8 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
             old = l_ref[k]
             ref += 1 + _below(st, 4)
             price = max(TICK, l_price[k] + TICK * (_below(st, 7) - 3))
+            # stay on the order's side of the stock's fixed mid: the book is never crossed or locked
+            price = min(price, mid[s] - TICK) if l_side[k] == 66 else max(price, mid[s] + TICK)
             shares = _shares(st)
             p = _msg(out, q, LENGTHS[ty], ty, s + 1, ts)
             _wr(out, p + 11, old, 8)

@@ -51,17 +51,18 @@ def main():
     from xdpfeed.multicast import synthetic
 
     n = int(os.environ.get("XDPFEED_DEMO_MESSAGES", "2000000"))
-    path = os.path.join(tempfile.gettempdir(), f"xdpfeed-demo-{n}.pcap")
-    print(f"\n== a synthetic ITCH day: {n:,} messages as MoldUDP64 over 802.1Q/IPv4/UDP ({path})")
-    synthetic.generate_to_file(path, n, seed=1)
-    decode(path)  # first pass loads the compiled code and the file into the page cache
-    run, per_type = decode(path, live=True)
+    base = os.path.join(tempfile.gettempdir(), f"xdpfeed-demo-{n}")
+    print(f"\n== a synthetic ITCH day: {n:,} messages as MoldUDP64 over 802.1Q/IPv4/UDP ({base}.pcap)")
+    synthetic.generate_to_file(base + ".itch", n, seed=1, pcap_path=base + ".pcap")
+    decode(base + ".pcap")  # first pass loads the compiled code and the file into the page cache
+    run, per_type = decode(base + ".pcap", live=True)
     print(output.summary(run, per_type, int(per_type.sum())))
 
     print("\n== the same day through the order book")
+    replay_into_book(os.path.join(REPO, "pcaps", "omi", "itch50", "Multiple.Packets.pcap"), OrderBook())  # compile
     book = OrderBook()
     t0 = time.perf_counter()
-    replay_into_book(path, book)
+    replay_into_book(base + ".pcap", book)
     secs = time.perf_counter() - t0
     st = book.stat()
     print(f"  {st['messages']:,} messages in {secs:.2f} s ({st['messages'] / secs / 1e6:.1f}M msg/s), "

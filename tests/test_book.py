@@ -178,6 +178,9 @@ def day():
 def test_generated_day_equals_reference(day):
     """Two million messages of every type; every level of every stock equal at 5 checkpoints."""
     book = replay_with_checkpoints(day, 5)
+    for loc in book.locates():  # the generator keeps bids below and offers above each stock's mid
+        bid, _, ask, _ = book.bbo(loc)
+        assert not (bid and ask) or bid < ask, (loc, bid, ask)
     st = book.stat()
     assert st["unknown_refs"] == st["over_executions"] == st["over_cancels"] == st["duplicate_adds"] == 0
     assert st["hash_grows"] == st["pool_grows"] == 0
