@@ -6,9 +6,8 @@ append one row per data packet (PacketIndex): where its blocks start, how many, 
 of the first (block k has sequence + k), session index and frame timestamp. One row per packet, not
 per message, keeps the index small; the decoders and the sequencer walk the blocks themselves. A
 packet whose blocks overrun it or leave bytes after the last block is counted malformed and
-contributes nothing. Heartbeats
-(count 0) and End of Session (count 0xFFFF) are counted. Sessions (10-byte ids) are interned into a
-small table; sequence ranges are kept per session.
+contributes nothing. Heartbeats (count 0) and End of Session (count 0xFFFF) are counted. Sessions
+(10-byte ids) are interned into a small table; sequence ranges are kept per session.
 """
 
 import numpy as np
@@ -97,14 +96,18 @@ def _intern(b, p, ids, count, last):
 
 
 @njit(cache=True)
-def next_packet(b, f_off, f_len, f_lt, i, nframes, groups, ids, nsess, first_seq, end_seq, sess_msgs, last, cnt):
-    """From frame i on, find the next sound MoldUDP64 data packet, counting every frame passed over.
-
-    Returns (next frame, offset of the first block, block count, first sequence, session index); a
-    block count of 0 means frames [i, nframes) held no data packet. `groups` is int64[k, 2] of
-    (ipv4, port) with 0 as a wildcard; an empty array keeps all UDP. `last` is the session index of
-    the previous packet (a hint; -1 for none)."""
-    while i < nframes:
+def extract(
+    b, f_off, f_len, f_lt, f_ts, start, nframes, groups,
+    ids, nsess, first_seq, end_seq, sess_msgs,
+    m_off, m_blocks, m_seq, m_sess, m_ts, cap, cnt,
+):
+    """Index the data packets of frames [start, nframes), counting every frame; returns (next frame,
+    rows written). Stops before a frame when the `cap` rows are used. `groups` is int64[k, 2] of
+    (ipv4, port) with 0 as a wildcard; an empty array keeps all UDP."""
+    n = 0
+    i = start
+    last = -1
+    while i < nframes and n < cap:
         st, p, plen, dip, dport = udp_payload(b, f_off[i], f_len[i], f_lt[i])
         if st == OK and groups.shape[0] > 0:
             keep = False
@@ -157,27 +160,7 @@ def next_packet(b, f_off, f_len, f_lt, i, nframes, groups, ids, nsess, first_seq
             end_seq[s] = top
         sess_msgs[s] += count
         cnt[C.MESSAGES] += count
-        return i, p + HEADER_LEN, count, seq, s
-    return i, 0, 0, np.uint64(0), last
-
-
-@njit(cache=True)
-def extract(
-    b, f_off, f_len, f_lt, f_ts, start, nframes, groups,
-    ids, nsess, first_seq, end_seq, sess_msgs,
-    m_off, m_blocks, m_seq, m_sess, m_ts, cap, cnt,
-):
-    """Index the data packets of frames [start, nframes); returns (next frame, rows written). Stops
-    before a frame when the `cap` rows are used."""
-    n = 0
-    i = start
-    s = -1
-    while i < nframes and n < cap:
-        i, q, count, seq, s = next_packet(b, f_off, f_len, f_lt, i, nframes, groups, ids, nsess, first_seq,
-                                          end_seq, sess_msgs, s, cnt)
-        if count == 0:
-            break
-        m_off[n] = q
+        m_off[n] = p + HEADER_LEN
         m_blocks[n] = count
         m_seq[n] = seq
         m_sess[n] = s
