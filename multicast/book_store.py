@@ -139,7 +139,8 @@ def _better(side, p, q):
 
 @njit(cache=True, inline="always")
 def level_add(pool, s_start, s_size, s_cap, state, sidx, side, price, shares):
-    """Add one order of `shares` at `price` to side sidx. NEED_POOL if the pool must grow first."""
+    """Add one order of `shares` at `price` to side sidx. The caller has made sure the pool has room
+    for this side to move (see multicast.book_apply._room_for_add)."""
     start = s_start[sidx]
     n = s_size[sidx]
     j = start + n - 1
@@ -148,11 +149,9 @@ def level_add(pool, s_start, s_size, s_cap, state, sidx, side, price, shares):
     if j >= start and pool[j].price == price:
         pool[j].shares += np.uint64(shares)
         pool[j].orders += 1
-        return OK
+        return
     if n == s_cap[sidx]:  # move this side to the end of the pool with twice the room
         cap = max(8, 2 * n)
-        if state[ST_POOL] + cap > pool.size:
-            return NEED_POOL
         new = state[ST_POOL]
         for k in range(n):
             pool[new + k] = pool[start + k]
@@ -169,7 +168,6 @@ def level_add(pool, s_start, s_size, s_cap, state, sidx, side, price, shares):
     lv.shares = shares
     lv.orders = 1
     s_size[sidx] = n + 1
-    return OK
 
 
 @njit(cache=True, inline="always")

@@ -98,7 +98,7 @@ def _book(args) -> int:
             print("xdpfeed book: error: --bbo-out *.parquet needs pyarrow (pip install pyarrow); "
                   "use a .csv name for CSV", file=sys.stderr)
             return EXIT_USAGE
-    detect(args.input)  # unreadable or unknown input: one line and exit 2 before any output file is made
+    fmt = detect(args.input)  # unreadable or unknown input: one line and exit 2 before any output file is made
     book = OrderBook()
     writer = None
     if args.bbo_out:
@@ -109,7 +109,7 @@ def _book(args) -> int:
         book.on_events = writer
     damaged = None
     try:
-        replay_into_book(args.input, book, args.groups)
+        replay_into_book(args.input, book, args.groups, fmt=fmt)
     except CorruptInput as e:
         book.flush_events()
         damaged = e

@@ -62,15 +62,21 @@ def detect(path: str) -> str:
     raise SourceError(f"{path}: unknown format (not pcap, pcapng or a NASDAQ binary ITCH 5.0 file)")
 
 
+def group_array(path: str, fmt: str, groups) -> np.ndarray:
+    """(ipv4, port) pairs as the int64[k, 2] the compiled frame filter takes; captures only."""
+    arr = np.array(list(groups), dtype=np.int64).reshape(-1, 2)
+    if arr.size and fmt != "pcap":
+        raise SourceError(f"{path}: --group applies to captures; an ITCH file has no UDP groups")
+    return arr
+
+
 class Decode:
     """One decoding run over one input."""
 
     def __init__(self, path: str, groups=(), capacity: int = DEFAULT_CAPACITY):
         self.path = path
         self.format = detect(path)
-        self.groups = np.array(list(groups), dtype=np.int64).reshape(-1, 2)
-        if self.groups.size and self.format != "pcap":
-            raise SourceError(f"{path}: --group applies to captures; an ITCH file has no UDP groups")
+        self.groups = group_array(path, self.format, groups)
         capacity = max(capacity, MAX_BLOCKS_PER_PACKET)
         self.counters = C.new()
         self.sessions = Sessions()
@@ -115,12 +121,11 @@ def index_batches(path: str, groups, sessions: Sessions, counters):
             src.release(frames)
 
 
-def replay_into_book(path: str, book, groups=(), counters=None, sessions=None) -> str:
-    """Apply every ITCH message of a capture or ITCH file to `book`, in order; returns the format."""
-    fmt = detect(path)
-    groups = np.array(list(groups), dtype=np.int64).reshape(-1, 2)
-    if groups.size and fmt != "pcap":
-        raise SourceError(f"{path}: --group applies to captures; an ITCH file has no UDP groups")
+def replay_into_book(path: str, book, groups=(), counters=None, sessions=None, fmt: str | None = None) -> str:
+    """Apply every ITCH message of a capture or ITCH file to `book`, in order; returns the format
+    (`fmt`, when the caller already ran detect())."""
+    fmt = fmt or detect(path)
+    groups = group_array(path, fmt, groups)
     counters = C.new() if counters is None else counters
     if fmt == "pcap":
         sessions = Sessions() if sessions is None else sessions
