@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard native/*.c native/*.h native/build_
 	@touch $@
 
 demo: setup
-	@$(PY) scripts/demo.py
+	@$(VENV)/bin/xdpfeed demo
 
 test: setup
 	@$(PY) -m pytest

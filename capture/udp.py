@@ -1,4 +1,4 @@
-"""Kernel UDP socket as a packet source (`udp:GROUP:PORT@IFACE[?source=S]`): the fallback when no
+"""Kernel UDP socket as a packet source (`udp:GROUP:PORT@IFACE_OR_ADDR[?source=S]`): the fallback when no
 kernel bypass is available, and the receive path of tests and the demo on loopback.
 
 The socket joins the group on the named interface (any-source, or source-specific with `source=`),
@@ -31,41 +31,16 @@ def _iface_index(iface: str) -> int:
         raise SourceError(f"udp source: no such interface {iface!r}") from None
 
 
-class UdpSource:
-    """Datagrams sent to group:port, received on `iface`, in batches of up to 256 per system call."""
+class _BatchSocket:
+    """A UDP socket read with recvmmsg into a preallocated slab (the FrameBatch's `data`)."""
 
-    def __init__(self, group: str, port: int, iface: str = "lo", source: str | None = None,
-                 slot_size: int = SLOT_SIZE, rcvbuf: int = 8 << 20):
-        try:
-            grp = ipaddress.IPv4Address(group)
-            src = ipaddress.IPv4Address(source) if source else None
-        except ValueError as e:
-            raise SourceError(f"udp source: {e}") from None
-        if not grp.is_multicast:
-            raise SourceError(f"udp source: {group} is not a multicast group")
-        self.group, self.port, self.iface, self.source = str(grp), port, iface, src
+    sock: socket.socket
+
+    def _slab(self, slot_size: int):
         self.slot_size = slot_size
         self.truncated = ffi.new("uint64_t *")
         self._slab = np.zeros(MAX_BATCH * slot_size, dtype=np.uint8)
         self._c_slab = ffi.from_buffer("uint8_t[]", self._slab)
-        ifindex = _iface_index(iface)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            self.sock.bind((self.group, port))
-            if src is None:  # struct ip_mreqn: group, local address (any), interface index
-                mreq = grp.packed + bytes(4) + struct.pack("@i", ifindex)
-                self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
-            else:  # struct ip_mreq_source: group, interface address, source
-                addr = _iface_address(iface)
-                mreq = grp.packed + addr + src.packed
-                self.sock.setsockopt(socket.IPPROTO_IP, IP_ADD_SOURCE_MEMBERSHIP, mreq)
-            self.sock.setblocking(False)
-        except OSError as e:
-            self.sock.close()
-            raise SourceError(f"udp source {group}:{port}@{iface}: {e.strerror}") from None
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -96,6 +71,78 @@ class UdpSource:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class UnicastSocket(_BatchSocket):
+    """A unicast UDP socket bound to host:port (0 = any free port) that sends single datagrams and
+    receives in batches: the MoldUDP64 re-request client's socket (answers come back to it)."""
+
+    def __init__(self, host: str = "0.0.0.0", port: int = 0, slot_size: int = SLOT_SIZE, rcvbuf: int = 4 << 20):
+        self._slab(slot_size)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self.sock.bind((host, port))
+            self.sock.setblocking(False)
+        except OSError as e:
+            self.sock.close()
+            raise SourceError(f"udp socket {host}:{port}: {e.strerror}") from None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.sock.getsockname()
+
+    def send(self, data: bytes, address: tuple[str, int]) -> bool:
+        """Send one datagram; False when the socket buffer is full or the network refuses it now."""
+        try:
+            self.sock.sendto(data, address)
+            return True
+        except (BlockingIOError, ConnectionRefusedError, OSError):
+            return False
+
+
+class UdpSource(_BatchSocket):
+    """Datagrams sent to group:port, received on `iface`, in batches of up to 256 per system call."""
+
+    def __init__(self, group: str, port: int, iface: str = "lo", source: str | None = None,
+                 slot_size: int = SLOT_SIZE, rcvbuf: int = 8 << 20):
+        try:
+            grp = ipaddress.IPv4Address(group)
+            src = ipaddress.IPv4Address(source) if source else None
+        except ValueError as e:
+            raise SourceError(f"udp source: {e}") from None
+        if not grp.is_multicast:
+            raise SourceError(f"udp source: {group} is not a multicast group")
+        self.group, self.port, self.iface, self.source = str(grp), port, iface, src
+        self._slab(slot_size)
+        local = _as_address(iface)  # the join may name the interface by its IPv4 address instead
+        ifindex = 0 if local else _iface_index(iface)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self.sock.bind((self.group, port))
+            if src is None:  # struct ip_mreqn: group, local address (or any), interface index (or 0)
+                mreq = grp.packed + (local or bytes(4)) + struct.pack("@i", ifindex)
+                self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+            else:  # struct ip_mreq_source: group, interface address, source
+                addr = local or _iface_address(iface)
+                mreq = grp.packed + addr + src.packed
+                self.sock.setsockopt(socket.IPPROTO_IP, IP_ADD_SOURCE_MEMBERSHIP, mreq)
+            self.sock.setblocking(False)
+        except OSError as e:
+            self.sock.close()
+            raise SourceError(f"udp source {group}:{port}@{iface}: {e.strerror}") from None
+
+
+def _as_address(text: str) -> bytes | None:
+    """The packed address when `text` is an IPv4 address rather than an interface name."""
+    try:
+        return ipaddress.IPv4Address(text).packed
+    except ValueError:
+        return None
 
 
 def _iface_address(iface: str) -> bytes:

@@ -6,6 +6,8 @@ top-of-book event batches to a callback, and answers queries: best bid/offer, de
 trading state, staleness.
 """
 
+import hashlib
+
 import numpy as np
 
 from xdpfeed.multicast import book_apply as A
@@ -28,6 +30,7 @@ class OrderBook:
 
     def __init__(self, window: int = 1 << 22, hash_orders: int = 1 << 21, levels: int = 1 << 20,
                  events: int = 1 << 16, on_events=None):
+        self._sizes = (window, hash_orders, levels, events)
         self.window = np.zeros(_pow2(window), dtype=S.ORDER)
         self.hash = np.zeros(_pow2(hash_orders), dtype=S.ORDER)
         self.state = np.zeros(S.N_STATE, dtype=np.int64)
@@ -41,6 +44,10 @@ class OrderBook:
         self.n_events = 0
         self.stats = np.zeros(A.N_STATS, dtype=np.int64)
         self.on_events = on_events
+
+    def clear(self) -> None:
+        """Forget every order and stock (a new session is a new day), keeping the sizes asked for."""
+        self.__init__(*self._sizes, on_events=self.on_events)
 
     # -- feeding ------------------------------------------------------------------------------
     def _args(self):
@@ -105,6 +112,23 @@ class OrderBook:
         start, size = int(self.s_start[sidx]), int(self.s_size[sidx])
         lv = self.pool[start : start + size][::-1][:n]
         return [[int(p), int(s), int(o)] for p, s, o in zip(lv["price"], lv["shares"], lv["orders"], strict=True)]
+
+    def checksum(self) -> str:
+        """SHA-256 over every stock's full depth (price, shares, orders per level, both sides) and the
+        live order count: two books with the same checksum show consumers the same market."""
+        h = hashlib.sha256(self.live_orders.to_bytes(8, "little"))
+        sizes = self.s_size.reshape(-1, 2)
+        for locate in np.flatnonzero(sizes.sum(axis=1)):
+            h.update(int(locate).to_bytes(2, "little"))
+            for side in (BID, ASK):
+                sidx = int(locate) * 2 + side
+                start, size = int(self.s_start[sidx]), int(self.s_size[sidx])
+                lv = self.pool[start : start + size]
+                h.update(size.to_bytes(4, "little"))
+                h.update(np.ascontiguousarray(lv["price"], dtype="<i8").tobytes())
+                h.update(np.ascontiguousarray(lv["shares"], dtype="<i8").tobytes())
+                h.update(np.ascontiguousarray(lv["orders"], dtype="<i8").tobytes())
+        return h.hexdigest()
 
     def bbo(self, locate: int) -> tuple[int, int, int, int]:
         """(bid price, bid shares, ask price, ask shares); 0, 0 for an empty side."""

@@ -83,6 +83,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write every top-of-book change: CSV, or Parquet when FILE ends in .parquet")
     b.add_argument("--group", dest="groups", type=_group, action="append", default=[], metavar="G:P",
                    help="only UDP to this multicast group and port (repeatable; captures only)")
+    from xdpfeed.multicast import cli_run, demo
+    from xdpfeed.multicast.exchange import simulate
+
+    r = sub.add_parser(
+        "run", help="the live handler: lines A/B, gap recovery, order book",
+        description="Receive a MoldUDP64 ITCH feed on lines A and B, deliver every message once and in order "
+        "(arbitration, hold queue, recovery by MoldUDP64 re-request and SoupBinTCP replay), build the book, "
+        "print a summary at the end (SIGINT/SIGTERM, --until-eos or --idle-timeout).",
+    )
+    cli_run.add_arguments(r)
+    s = sub.add_parser(
+        "simulate", help="a simulated venue: publish an ITCH day on lines A and B with faults, serve recovery",
+        description="Publish a deterministic ITCH day as MoldUDP64 on two lines with loss, bursts, reordering and "
+        "duplication, and serve recovery (SoupBinTCP replay, MoldUDP64 re-request) on loopback or an interface.",
+    )
+    simulate.add_arguments(s)
+    m = sub.add_parser(
+        "demo", help="the simulated venue and the handler together on loopback, with loss, and a summary",
+        description="Start the simulated venue and the live handler on loopback (no privileges needed), lose "
+        "messages on both lines, recover them, and check the handler's book against the venue's.",
+    )
+    demo.add_arguments(m)
     return p
 
 
@@ -183,7 +205,25 @@ def _decode(args) -> int:
     return 0
 
 
-COMMANDS = {"decode": _decode, "book": _book}
+def _run(args) -> int:
+    from xdpfeed.multicast import cli_run
+
+    return cli_run.run(args)
+
+
+def _simulate(args) -> int:
+    from xdpfeed.multicast.exchange import simulate
+
+    return simulate.run(args)
+
+
+def _demo(args) -> int:
+    from xdpfeed.multicast import demo
+
+    return demo.run(args)
+
+
+COMMANDS = {"decode": _decode, "book": _book, "run": _run, "simulate": _simulate, "demo": _demo}
 
 
 def main(argv=None) -> int:

@@ -25,6 +25,11 @@ MAX_SESSIONS = 256
 NO_SESSION = 0xFFFF  # session index of messages that came without one (ITCH binary files)
 MAX_BLOCKS_PER_PACKET = (65535 - 8 - HEADER_LEN) // 2  # zero-length blocks filling a maximal datagram
 
+# PacketIndex.kind: what a row stands for (control rows only when extract is asked for them)
+KIND_DATA = 0
+KIND_HEARTBEAT = 1  # no blocks; seq = the next sequence the server will use
+KIND_END_OF_SESSION = 2  # no blocks; seq = the next sequence (one past the session's last message)
+
 
 class Sessions:
     """Interned MoldUDP64 session ids with per-session message sequence range."""
@@ -48,7 +53,9 @@ class Sessions:
 class PacketIndex:
     """Preallocated rows, one per MoldUDP64 data packet, filled by `extract`: where its first block's
     length prefix is in the buffer, how many blocks follow (all checked to lie inside the packet),
-    the sequence number of the first, the session index and the frame's timestamp."""
+    the sequence number of the first, the session index and the frame's timestamp. With control
+    rows asked for, heartbeats and End of Session get rows too (`kind`, no blocks): the sequencer
+    learns the highest sequence from them."""
 
     def __init__(self, capacity: int = 1 << 12):
         self.capacity = capacity
@@ -57,6 +64,8 @@ class PacketIndex:
         self.seq = np.zeros(capacity, dtype=np.uint64)
         self.session = np.zeros(capacity, dtype=np.uint16)
         self.timestamp_ns = np.zeros(capacity, dtype=np.int64)
+        self.kind = np.zeros(capacity, dtype=np.uint8)
+        self.nbytes = np.zeros(capacity, dtype=np.int64)  # bytes of the blocks, length prefixes included
         self.rows = 0
 
     @property
@@ -99,11 +108,12 @@ def _intern(b, p, ids, count, last):
 def extract(
     b, f_off, f_len, f_lt, f_ts, start, nframes, groups,
     ids, nsess, first_seq, end_seq, sess_msgs,
-    m_off, m_blocks, m_seq, m_sess, m_ts, cap, cnt,
+    m_off, m_blocks, m_seq, m_sess, m_ts, m_kind, m_bytes, cap, cnt, control=False,
 ):
     """Index the data packets of frames [start, nframes), counting every frame; returns (next frame,
     rows written). Stops before a frame when the `cap` rows are used. `groups` is int64[k, 2] of
-    (ipv4, port) with 0 as a wildcard; an empty array keeps all UDP."""
+    (ipv4, port) with 0 as a wildcard; an empty array keeps all UDP. `control` adds rows for
+    heartbeats and End of Session (blocks 0, seq = next sequence)."""
     n = 0
     i = start
     last = -1
@@ -146,13 +156,22 @@ def extract(
             continue
         last = s
         cnt[C.PACKETS] += 1
-        if count == HEARTBEAT:
-            cnt[C.HEARTBEATS] += 1
-            continue
-        if count == END_OF_SESSION:
-            cnt[C.END_OF_SESSION] += 1
-            continue
         seq = be64(b, p + SESSION_LEN)
+        if count == HEARTBEAT or count == END_OF_SESSION:
+            if count == HEARTBEAT:
+                cnt[C.HEARTBEATS] += 1
+            else:
+                cnt[C.END_OF_SESSION] += 1
+            if control:
+                m_off[n] = p + HEADER_LEN
+                m_blocks[n] = 0
+                m_seq[n] = seq
+                m_sess[n] = s
+                m_ts[n] = f_ts[i - 1]
+                m_kind[n] = KIND_HEARTBEAT if count == HEARTBEAT else KIND_END_OF_SESSION
+                m_bytes[n] = 0
+                n += 1
+            continue
         if sess_msgs[s] == 0 or seq < first_seq[s]:
             first_seq[s] = seq
         top = seq + np.uint64(count)
@@ -165,16 +184,20 @@ def extract(
         m_seq[n] = seq
         m_sess[n] = s
         m_ts[n] = f_ts[i - 1]
+        m_kind[n] = KIND_DATA
+        m_bytes[n] = plen - HEADER_LEN
         n += 1
     return i, n
 
 
-def extract_batch(batch, start, groups, sessions: Sessions, index: PacketIndex, cnt) -> int:
+def extract_batch(batch, start, groups, sessions: Sessions, index: PacketIndex, cnt, control: bool = False) -> int:
     """Python face of `extract` for one FrameBatch; fills `index`, returns the next frame to do."""
     nxt, n = extract(
         batch.data, batch.offset, batch.length, batch.linktype, batch.timestamp_ns, start, batch.count, groups,
         sessions.ids, sessions.count, sessions.first_seq, sessions.end_seq, sessions.messages,
-        index.offset, index.blocks, index.seq, index.session, index.timestamp_ns, index.capacity, cnt,
+        index.offset, index.blocks, index.seq, index.session, index.timestamp_ns, index.kind, index.nbytes,
+        index.capacity, cnt,
+        control,
     )
     index.rows = n
     return nxt

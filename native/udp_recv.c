@@ -1,4 +1,5 @@
-/* recvmmsg into a numpy slab: one system call per batch, kernel timestamps from SO_TIMESTAMPNS. */
+/* recvmmsg into a numpy slab (one system call per batch, kernel timestamps from SO_TIMESTAMPNS) and
+ * sendmmsg out of one (the simulated venue's publisher). */
 #define _GNU_SOURCE
 #include "udp_recv.h"
 
@@ -45,4 +46,33 @@ int xdpfeed_udp_recv_batch(int fd, uint8_t *slab, uint32_t slot_size, uint32_t n
         }
     }
     return got;
+}
+
+int xdpfeed_udp_send_batch(int fd, const uint8_t *slab, const int64_t *offset, const uint32_t *length,
+                           uint32_t n)
+{
+    struct mmsghdr msgs[XDPFEED_UDP_MAX_BATCH];
+    struct iovec iov[XDPFEED_UDP_MAX_BATCH];
+    uint32_t done = 0;
+
+    while (done < n) {
+        uint32_t k = n - done < XDPFEED_UDP_MAX_BATCH ? n - done : XDPFEED_UDP_MAX_BATCH;
+        memset(msgs, 0, k * sizeof(msgs[0]));
+        for (uint32_t i = 0; i < k; i++) {
+            iov[i].iov_base = (void *)(slab + offset[done + i]);
+            iov[i].iov_len = length[done + i];
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        int sent = sendmmsg(fd, msgs, k, MSG_DONTWAIT);
+        if (sent < 0) {
+            if (errno == EINTR)
+                continue;
+            return done ? (int)done : -errno;
+        }
+        done += (uint32_t)sent;
+        if ((uint32_t)sent < k)
+            break;
+    }
+    return (int)done;
 }

@@ -1,4 +1,5 @@
-/* Batch receive of UDP datagrams into one slab of fixed-size slots (recvmmsg + SO_TIMESTAMPNS). */
+/* Batch UDP datagrams between a numpy slab and a socket: receive into fixed-size slots (recvmmsg +
+ * SO_TIMESTAMPNS) and send datagrams laid out anywhere in a slab (sendmmsg). */
 #include <stdint.h>
 
 #define XDPFEED_UDP_MAX_BATCH 256
@@ -9,3 +10,10 @@
  * (0 when none is waiting) or -errno. */
 int xdpfeed_udp_recv_batch(int fd, uint8_t *slab, uint32_t slot_size, uint32_t nslots,
                            int64_t *offset, uint32_t *length, int64_t *ts_ns, uint64_t *truncated);
+
+/* Send n datagrams on a connected socket without blocking: datagram i is length[i] bytes at
+ * slab + offset[i]. Calls sendmmsg in chunks of up to XDPFEED_UDP_MAX_BATCH. Returns the number sent,
+ * which is less than n when the kernel stopped early (send the rest again), or -errno when the first
+ * datagram could not be sent (-EAGAIN / -ENOBUFS: socket buffer full, retry later). */
+int xdpfeed_udp_send_batch(int fd, const uint8_t *slab, const int64_t *offset, const uint32_t *length,
+                           uint32_t n);

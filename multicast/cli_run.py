@@ -1,0 +1,174 @@
+"""`xdpfeed run`: the live handler from the command line (or a TOML config): lines A/B from source
+URIs, recovery servers, credentials from the environment or a 0600 file, `--record` of the delivered
+stream, `--until-eos`, and a final summary (text, or one JSON object with -T json).
+"""
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+
+from xdpfeed.capture.uri import open_source
+from xdpfeed.multicast import config as cfgmod
+from xdpfeed.multicast.book import OrderBook
+from xdpfeed.multicast.handler import FeedHandler, Line
+from xdpfeed.multicast.recovery import Recovery
+from xdpfeed.multicast.sequencer import LINE_A, LINE_B, Sequencer
+from xdpfeed.multicast.warmup import warm_up
+
+EXIT_STALE = 1
+EXIT_USAGE = 2
+
+
+def add_arguments(p) -> None:
+    p.add_argument("-c", "--config", metavar="FEED.toml", help="feed configuration (flags override it)")
+    p.add_argument("-a", dest="line_a", metavar="URI", help="line A source, e.g. udp:233.54.12.111:26477@eth1")
+    p.add_argument("-b", dest="line_b", metavar="URI", help="line B source")
+    p.add_argument("--replay", action="append", default=[], metavar="HOST:PORT",
+                   help="SoupBinTCP replay server (repeat for fallbacks, tried in order)")
+    p.add_argument("--rerequest", action="append", default=[], metavar="HOST:PORT",
+                   help="MoldUDP64 re-request server (repeat for fallbacks)")
+    p.add_argument("--user", help="replay login user name (password: $XDPFEED_PASSWORD or the config's file)")
+    p.add_argument("--record", metavar="OUT.itch", help="write the delivered stream as a NASDAQ binary ITCH file")
+    p.add_argument("--until-eos", action="store_true",
+                   help="exit 0 once End of Session was seen and every gap is filled (1 if the feed is STALE)")
+    p.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="exit when nothing arrives for this long")
+    p.add_argument("--start", choices=("one", "first"), help="follow a session from sequence 1 (default) or the "
+                   "first packet seen")
+    p.add_argument("--no-book", action="store_true", help="do not build the order book")
+    p.add_argument("-T", dest="fmt", choices=("text", "json"), default="text", help="summary format")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines or logs on stderr")
+
+
+def build_config(args) -> cfgmod.FeedConfig:
+    cfg = cfgmod.load(args.config) if args.config else cfgmod.FeedConfig()
+    if args.line_a:
+        cfg.line_a = args.line_a
+    if args.line_b:
+        cfg.line_b = args.line_b
+    if args.replay:
+        cfg.replay = [cfgmod.parse_hostport(s, "--replay") for s in args.replay]
+    if args.rerequest:
+        cfg.rerequest = [cfgmod.parse_hostport(s, "--rerequest") for s in args.rerequest]
+    if args.user:
+        cfg.user = args.user
+    if args.start:
+        cfg.start_at_one = args.start == "one"
+    if not cfg.line_a and not cfg.line_b:
+        raise cfgmod.ConfigError("no line to read: give -a URI and/or -b URI (or feed.line_a in the config)")
+    if cfg.replay and not cfg.user:
+        raise cfgmod.ConfigError("--replay needs --user (or recovery.user in the config)")
+    cfg.password = cfgmod.password_from_env(cfg)
+    if cfg.replay and not cfg.password:
+        raise cfgmod.ConfigError(f"--replay needs a password: set ${cfgmod.PASSWORD_ENV} or recovery.password_file")
+    return cfg
+
+
+def build_handler(cfg: cfgmod.FeedConfig, book=None, record=None, clock=time.monotonic) -> FeedHandler:
+    lines = []
+    try:
+        for number, uri in ((LINE_A, cfg.line_a), (LINE_B, cfg.line_b)):
+            if uri:
+                lines.append(Line(number, open_source(uri)))
+    except Exception:
+        for ln in lines:
+            ln.source.close()
+        raise
+    seq = Sequencer(hold_messages=cfg.hold_messages, slot_bytes=cfg.slot_bytes,
+                    hold_arena_bytes=cfg.hold_arena_bytes, start_at_one=cfg.start_at_one)
+
+    def recovery(s, sink, clk):
+        return Recovery(s, sink, clk, cfg.policy, cfg.rerequest, cfg.replay, cfg.user, cfg.password)
+
+    return FeedHandler(lines, seq, recovery if cfg.rerequest or cfg.replay else None, book, record, clock)
+
+
+def status_line(h: FeedHandler, rate: float) -> str:
+    s = h.seq.stats()
+    f = h.recovery.filled() if h.recovery is not None else {"rerequest": 0, "replay": 0}
+    return (f"{s['state']:<12} next {s['next_seq']:>11,}  delivered {s['delivered']:>11,} ({rate / 1e6:5.2f}M msg/s)  "
+            f"gaps {s['gaps']:>5} open {len(h.seq.missing()):>3}  filled rerequest {f['rerequest']:>8,} "
+            f"replay {f['replay']:>8,}  dup {s['duplicates']:>10,}")
+
+
+class Progress:
+    """Status lines on stderr: rewritten in place on a terminal, one per tick otherwise."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.t0 = time.monotonic()
+        self.last = (self.t0, 0)
+
+    def __call__(self, h: FeedHandler) -> None:
+        now = time.monotonic()
+        d = h.seq.stats()["delivered"]
+        rate = (d - self.last[1]) / max(now - self.last[0], 1e-9)
+        self.last = (now, d)
+        line = f"[{now - self.t0:6.1f}s] " + status_line(h, rate)
+        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=self.stream, flush=True)
+
+    def done(self) -> None:
+        if self.tty:
+            print(file=self.stream)
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"state {s['state']}  session {s['session']!r}  next sequence {s['next_seq']:,}",
+             f"delivered {s['delivered']:,}  duplicates dropped {s['duplicates']:,}  gaps {s['gaps']:,}  "
+             f"filled by re-request {s['filled_rerequest']:,}  by TCP replay {s['filled_replay']:,}  "
+             f"lost {s['lost']:,}"]
+    for name, ls in s["lines"].items():
+        lines.append(f"line {name}: {ls['packets']:,} packets, {ls['messages']:,} messages, first {ls['first']:,}, "
+                     f"duplicates {ls['duplicates']:,}, own gaps {ls['gaps']:,} ({ls['gap_messages']:,} messages)")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    if not args.quiet:
+        logging.basicConfig(level=logging.INFO, format="xdpfeed: %(message)s", stream=sys.stderr)
+    try:
+        cfg = build_config(args)
+    except cfgmod.ConfigError as e:
+        print(f"xdpfeed run: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    record = None
+    if args.record:
+        try:
+            record = open(args.record, "wb")  # noqa: SIM115 — closed in the finally below
+        except OSError as e:
+            print(f"xdpfeed run: error: {args.record}: {e.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+    stop = threading.Event()
+    old = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    book = None if args.no_book else OrderBook()
+    progress = None if args.quiet else Progress()
+    try:
+        warm_up()  # compile before the sockets fill up
+        h = build_handler(cfg, book, record)
+        try:
+            why = h.run(until_eos=args.until_eos, stop=stop, on_tick=progress, idle_timeout=args.idle_timeout)
+        except KeyboardInterrupt:
+            why = "stopped"
+        finally:
+            h.close()
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        if record is not None:
+            record.close()
+        if progress is not None:
+            progress.done()
+    summary = h.summary()
+    summary["exit"] = why
+    if book is not None:
+        summary["book_checksum"] = book.checksum()
+        summary["live_orders"] = book.live_orders
+    if args.fmt == "json":
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print(format_summary(summary))
+    if why == "stale" or (args.until_eos and summary["lost"]):
+        return EXIT_STALE
+    return 0

@@ -1,0 +1,153 @@
+"""The feed configuration: one TOML file (or command-line flags) describing a feed's lines, its
+recovery servers and credentials, and the sequencer's sizes. Every key is checked; an error names
+the key and what it accepts.
+
+```toml
+[feed]
+name = "totalview"
+line_a = "udp:233.54.12.111:26477@eth1"
+line_b = "udp:233.49.196.111:26477@eth2"
+start = "one"                       # "one": recover from sequence 1; "first": from the first packet
+
+[recovery]
+rerequest = ["206.200.127.20:26478"]  # MoldUDP64 request servers, tried in order
+replay = ["206.200.127.30:26479"]     # SoupBinTCP replay servers, tried in order
+user = "XDPF01"
+password_file = "/etc/xdpfeed/password"  # mode 0600; or the XDPFEED_PASSWORD environment variable
+rerequest_max = 10000                 # and the other RecoveryPolicy fields
+
+[sequencer]
+hold_messages = 262144
+slot_bytes = 64
+hold_arena_bytes = 1048576
+```
+Passwords never come from the command line.
+"""
+
+import os
+import stat
+import sys
+import tomllib
+from dataclasses import dataclass, field, fields
+
+from xdpfeed.multicast.recovery import RecoveryPolicy
+
+PASSWORD_ENV = "XDPFEED_PASSWORD"
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the key."""
+
+
+def parse_hostport(text: str, key: str) -> tuple[str, int]:
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{key}: expected HOST:PORT with a port in 1..65535, not {text!r}")
+    return host, int(port)
+
+
+@dataclass
+class FeedConfig:
+    name: str = "feed"
+    line_a: str | None = None
+    line_b: str | None = None
+    start_at_one: bool = True
+    rerequest: list = field(default_factory=list)  # [(host, port)]
+    replay: list = field(default_factory=list)
+    user: str = ""
+    password: str = ""
+    policy: RecoveryPolicy = field(default_factory=RecoveryPolicy)
+    hold_messages: int = 1 << 18
+    slot_bytes: int = 64
+    hold_arena_bytes: int = 1 << 20
+
+
+_SECTIONS = {
+    "feed": {"name", "line_a", "line_b", "start"},
+    "recovery": {"rerequest", "replay", "user", "password_file"} | {f.name for f in fields(RecoveryPolicy)},
+    "sequencer": {"hold_messages", "slot_bytes", "hold_arena_bytes"},
+}
+_SIZES = {"hold_messages": (2, 1 << 26), "slot_bytes": (4, 65537), "hold_arena_bytes": (1, 1 << 34)}
+
+
+def _str(v, key):
+    if not isinstance(v, str) or not v:
+        raise ConfigError(f"{key}: expected a non-empty string, not {v!r}")
+    return v
+
+
+def read_password_file(path: str, key: str = "recovery.password_file") -> str:
+    """The first line of a password file; warns when others can read it (it should be mode 0600)."""
+    try:
+        st = os.stat(path)
+        with open(path) as f:
+            pw = f.readline().rstrip("\r\n")
+    except OSError as e:
+        raise ConfigError(f"{key}: {path}: {e.strerror}") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        print(f"xdpfeed: warning: {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); use chmod 600",
+              file=sys.stderr)
+    if not pw:
+        raise ConfigError(f"{key}: {path} is empty")
+    return pw
+
+
+def load(path: str) -> FeedConfig:
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    return from_dict(doc)
+
+
+def from_dict(doc: dict) -> FeedConfig:
+    cfg = FeedConfig()
+    for section, value in doc.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown section [{section}]; known: {', '.join(sorted(_SECTIONS))}")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{section}: expected a table")
+        for key in value:
+            if key not in _SECTIONS[section]:
+                raise ConfigError(f"unknown key {section}.{key}; known: {', '.join(sorted(_SECTIONS[section]))}")
+    feed = doc.get("feed", {})
+    if "name" in feed:
+        cfg.name = _str(feed["name"], "feed.name")
+    for k in ("line_a", "line_b"):
+        if k in feed:
+            setattr(cfg, k, _str(feed[k], f"feed.{k}"))
+    if "start" in feed:
+        if feed["start"] not in ("one", "first"):
+            raise ConfigError(f"feed.start: expected \"one\" or \"first\", not {feed['start']!r}")
+        cfg.start_at_one = feed["start"] == "one"
+    rec = dict(doc.get("recovery", {}))
+    for k in ("rerequest", "replay"):
+        if k in rec:
+            servers = rec.pop(k)
+            if isinstance(servers, str):
+                servers = [servers]
+            if not isinstance(servers, list):
+                raise ConfigError(f"recovery.{k}: expected a list of \"HOST:PORT\"")
+            setattr(cfg, k, [parse_hostport(s, f"recovery.{k}") for s in servers])
+    if "user" in rec:
+        cfg.user = _str(rec.pop("user"), "recovery.user")
+    if "password_file" in rec:
+        cfg.password = read_password_file(_str(rec.pop("password_file"), "recovery.password_file"))
+    try:
+        cfg.policy = RecoveryPolicy(**rec)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    for k, v in doc.get("sequencer", {}).items():
+        lo, hi = _SIZES[k]
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise ConfigError(f"sequencer.{k}: expected an integer in {lo}..{hi}, not {v!r}")
+        setattr(cfg, k, v)
+    return cfg
+
+
+def password_from_env(cfg: FeedConfig) -> str:
+    """The password: the config's file, else $XDPFEED_PASSWORD, else empty."""
+    return cfg.password or os.environ.get(PASSWORD_ENV, "")

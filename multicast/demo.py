@@ -1,0 +1,159 @@
+"""`xdpfeed demo`: the simulated venue and the live handler on this machine, in one command.
+
+The venue runs as its own process (`xdpfeed simulate`, so both sides get a core), publishing a
+deterministic ITCH day on two loopback multicast lines with random loss on each, bursts lost on
+both at once, reordering and duplication, and serving recovery. The handler arbitrates the lines,
+fills what both lost by MoldUDP64 re-request (small gaps) and SoupBinTCP replay (large ones), builds
+the book, and shows live progress. The summary compares what was published with what was delivered,
+and the handler's book with the book of the venue's own day (SHA-256 over every level). Exits 1 if
+anything was lost or the books differ. No privileges needed: UDP sockets on loopback only.
+"""
+
+import json
+import logging
+import os
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+
+from xdpfeed.multicast import config as cfgmod
+from xdpfeed.multicast import synthetic
+from xdpfeed.multicast.book import OrderBook
+from xdpfeed.multicast.cli_run import Progress, build_handler
+from xdpfeed.multicast.recovery import Recovery, RecoveryPolicy
+from xdpfeed.multicast.warmup import warm_up
+
+PROG = "xdpfeed demo"
+USER = "DEMO01"
+SUMMARY_KEYS = ("published", "delivered", "duplicates", "gaps", "filled_rerequest", "filled_replay", "lost", "stale",
+                "book_matches")
+
+
+def add_arguments(p) -> None:
+    a = p.add_argument
+    a("--messages", type=int, default=1_000_000, metavar="N", help="messages in the day (default 1,000,000)")
+    a("--rate", type=float, default=1_000_000, metavar="MSGS_PER_S", help="publishing rate (default 1M/s; 0 = max)")
+    a("--seed", type=int, default=1, metavar="S", help="seed of the day and of the faults")
+    a("--loss-a", type=float, default=0.01, metavar="P", help="packet loss on line A (default 0.01)")
+    a("--loss-b", type=float, default=0.01, metavar="P", help="packet loss on line B (default 0.01)")
+    a("--burst-loss", type=int, default=20_000, metavar="N",
+      help="messages lost on both lines at once, per burst (default 20,000: recovered by TCP replay)")
+    a("--bursts", type=int, default=2, metavar="K", help="bursts (default 2)")
+    a("--reorder", type=float, default=0.001, metavar="P", help="packet reordering probability")
+    a("--duplicate", type=float, default=0.001, metavar="P", help="packet duplication probability")
+    a("--rerequest-max", type=int, default=5_000, metavar="N",
+      help="largest gap filled by re-request; larger ones go to TCP replay (default 5,000)")
+    a("--json", action="store_true", help="print the summary as one JSON object")
+
+
+def _say(args, text: str) -> None:
+    if not args.json:
+        print(text, flush=True)
+
+
+def _venue_book(path: str) -> str:
+    book = OrderBook()
+    from xdpfeed.multicast.itchfile import chunks
+
+    for buf in chunks(path, False, None):
+        book.apply_stream(buf)
+    return book.checksum()
+
+
+def _start_venue(args, day: str, line_a, line_b, password: str):
+    cmd = [sys.executable, "-m", "xdpfeed.multicast.cli", "simulate", "--day", day, "--messages", str(args.messages),
+           "--rate", str(args.rate), "--seed", str(args.seed), "--loss-a", str(args.loss_a),
+           "--loss-b", str(args.loss_b), "--burst-loss", str(args.burst_loss), "--bursts", str(args.bursts),
+           "--reorder", str(args.reorder), "--duplicate", str(args.duplicate),
+           "--line-a", f"{line_a[0]}:{line_a[1]}", "--line-b", f"{line_b[0]}:{line_b[1]}", "--iface-addr", "127.0.0.1",
+           "--user", USER, "--linger", "600", "--start-delay", "0.5", "-T", "json"]
+    env = dict(os.environ, XDPFEED_PASSWORD=password)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    first = proc.stdout.readline()
+    try:
+        return proc, json.loads(first)
+    except ValueError:
+        proc.kill()
+        err = proc.stderr.read().strip().splitlines()
+        raise RuntimeError(f"the venue did not start: {err[-1] if err else first.strip() or 'no output'}") from None
+
+
+def _stop_venue(proc) -> dict:
+    proc.send_signal(2)  # SIGINT: the venue stops and prints its summary
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    return json.loads(lines[-1]) if lines else {}
+
+
+def run(args) -> int:
+    if args.messages < 5000:
+        print(f"{PROG}: error: --messages must be at least 5000", file=sys.stderr)
+        return 2
+    if not args.json:
+        logging.basicConfig(level=logging.WARNING, format="xdpfeed: %(message)s", stream=sys.stderr)
+    t0 = time.monotonic()
+    day = os.path.join(tempfile.gettempdir(), f"xdpfeed-demo-day-{args.messages}-{args.seed}.itch")
+    _say(args, f"== the venue's day: {args.messages:,} ITCH messages (seed {args.seed}) → {day}")
+    synthetic.generate_to_file(day, args.messages, seed=args.seed)
+    venue_checksum = _venue_book(day)
+    rnd = random.Random()
+    line_a = (f"239.255.{rnd.randrange(1, 255)}.{rnd.randrange(1, 255)}", rnd.randrange(20000, 60000))
+    line_b = (f"239.255.{rnd.randrange(1, 255)}.{rnd.randrange(1, 255)}", line_a[1] + 1)
+    password = secrets.token_hex(5)  # 10 characters, this run only
+    cfg = cfgmod.FeedConfig(line_a=f"udp:{line_a[0]}:{line_a[1]}@lo", line_b=f"udp:{line_b[0]}:{line_b[1]}@lo",
+                            user=USER, password=password, policy=RecoveryPolicy(rerequest_max=args.rerequest_max))
+    _say(args, "== warming up the compiled code (the first run on a machine compiles it, later runs load it)")
+    warm_up()
+    book = OrderBook()
+    handler = build_handler(cfg, book)  # lines joined before the venue publishes
+    proc = None
+    try:
+        proc, addr = _start_venue(args, day, line_a, line_b, password)
+        _say(args, f"== venue: lines A {addr['line_a']} and B {addr['line_b']} on loopback, loss {args.loss_a:.1%} / "
+             f"{args.loss_b:.1%} per packet, {args.bursts} burst(s) of {args.burst_loss:,} lost on both, "
+             f"rate {args.rate:,.0f} msg/s; replay {addr['replay']}, re-request {addr['request']}")
+        cfg.rerequest = [cfgmod.parse_hostport(addr["request"], "request")]
+        cfg.replay = [cfgmod.parse_hostport(addr["replay"], "replay")]
+        handler.attach_recovery(lambda seq, sink, clock: Recovery(seq, sink, clock, cfg.policy, cfg.rerequest,
+                                                                  cfg.replay, cfg.user, cfg.password))
+        progress = None if args.json else Progress(sys.stdout)
+        _say(args, "== handler: arbitration, hold queue, recovery, book")
+        why = handler.run(until_eos=True, on_tick=progress, idle_timeout=60)
+        if progress is not None:
+            progress.done()
+    finally:
+        handler.close()
+        venue = _stop_venue(proc) if proc is not None else {}
+    s = handler.summary()
+    summary = {
+        "published": venue.get("published_messages", 0), "delivered": s["delivered"], "duplicates": s["duplicates"],
+        "gaps": s["gaps"], "filled_rerequest": s["filled_rerequest"], "filled_replay": s["filled_replay"],
+        "lost": s["lost"] + max(0, venue.get("published_messages", 0) - s["delivered"] - s["lost"]),
+        "stale": s["stale"], "book_matches": book.checksum() == venue_checksum,
+    }
+    detail = {"exit": why, "seconds": round(time.monotonic() - t0, 2), "lines": s["lines"],
+              "recovery": s.get("recovery", {}), "venue_lost_on_both": venue.get("lost_on_both_messages")}
+    if args.json:
+        print(json.dumps(dict(summary, detail=detail), sort_keys=True))
+    else:
+        r = s.get("recovery", {})
+        print(f"== summary ({detail['seconds']} s)\n"
+              f"  published {summary['published']:,}  delivered {summary['delivered']:,}  "
+              f"duplicates dropped {summary['duplicates']:,}\n"
+              f"  gaps detected {summary['gaps']:,}: filled by re-request {summary['filled_rerequest']:,} messages, "
+              f"by TCP replay {summary['filled_replay']:,} messages "
+              f"({r.get('rerequests', 0):,} requests, {r.get('replay_sessions', 0)} replay sessions, "
+              f"median gap closed in {1e3 * (r.get('recovery_seconds_median') or 0):.1f} ms)\n"
+              f"  lost {summary['lost']:,}  stale {summary['stale']}  "
+              f"book matches the venue's: {summary['book_matches']}")
+        for name, ls in s["lines"].items():
+            print(f"  line {name}: {ls['packets']:,} packets, first on {ls['first']:,} messages, "
+                  f"{ls['duplicates']:,} duplicates, {ls['gaps']:,} gaps of its own")
+    return 0 if summary["lost"] == 0 and summary["book_matches"] and not summary["stale"] else 1

@@ -1,0 +1,65 @@
+"""Warm-up of the live path's compiled code before the first packet arrives.
+
+numba compiles (or loads from its cache) each function on its first call. For a live feed that
+first call must not happen while packets queue in the socket: the first run on a machine would
+compile for seconds and overflow the receive buffers. `warm_up()` runs a few hand-made MoldUDP64
+packets through every compiled step of the live path (frame walk with control rows, sequencer with
+a gap, the hold queue and a drain, re-request answer extraction, SoupBinTCP conversion, the book).
+"""
+
+import struct
+
+import numpy as np
+
+from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch
+from xdpfeed.multicast import counters as C
+from xdpfeed.multicast.book import OrderBook
+from xdpfeed.multicast.moldudp64 import PacketIndex, Sessions, extract_batch
+from xdpfeed.multicast.sequencer import LINE_A, LINE_REPLAY, LINE_REREQUEST, Sequencer
+from xdpfeed.multicast.soupbintcp import encode_sequenced, sequenced_to_blocks
+
+NO_GROUPS = np.zeros((0, 2), dtype=np.int64)
+
+
+def _system_event(seq: int) -> bytes:
+    return b"S" + struct.pack(">HH", 0, 0) + (seq * 1000).to_bytes(6, "big") + b"O"
+
+
+def _packet(first: int, n: int, count: int | None = None) -> bytes:
+    blocks = b"".join(struct.pack(">H", 12) + _system_event(s) for s in range(first, first + n))
+    return b"WARMUP0001" + struct.pack(">QH", first, n if count is None else count) + blocks
+
+
+def _batch(payloads) -> FrameBatch:
+    fb = FrameBatch(len(payloads))
+    fb.data = np.frombuffer(b"".join(payloads), dtype=np.uint8).copy()
+    o = 0
+    for i, p in enumerate(payloads):
+        fb.offset[i], fb.length[i], fb.linktype[i] = o, len(p), LINKTYPE_UDP_PAYLOAD
+        o += len(p)
+    fb.count = len(payloads)
+    return fb
+
+
+def warm_up() -> None:
+    sessions = Sessions()
+    book = OrderBook(window=1 << 10, hash_orders=1 << 6, levels=1 << 6, events=1 << 6)
+    seq = Sequencer(sessions, hold_messages=64, hold_arena_bytes=64, out_bytes=1 << 17)
+
+    def sink(out, first, count):
+        book.apply_stream(out)
+
+    index, cnt = PacketIndex(8), C.new()
+    fb = _batch([_packet(1, 2), _packet(5, 2), _packet(7, 0, count=0)])  # gap [3, 5), heartbeat
+    extract_batch(fb, 0, NO_GROUPS, sessions, index, cnt, True)
+    seq.feed(fb.data, index, LINE_A, sink)
+    seq.missing()
+    fb = _batch([_packet(3, 1)])
+    extract_batch(fb, 0, NO_GROUPS, sessions, index, cnt)  # the re-request client's walk
+    seq.feed(fb.data, index, LINE_REREQUEST, sink)
+    soup = np.frombuffer(encode_sequenced(_system_event(4)), dtype=np.uint8).copy()
+    blocks = np.zeros(64, dtype=np.uint8)
+    _, end, n = sequenced_to_blocks(soup, 0, soup.size, blocks, 0)
+    seq.feed_blocks(blocks, 0, n, 4, LINE_REPLAY, sink)
+    seq.feed_end_of_session(7, LINE_REPLAY, sink)
+    book.checksum()

@@ -1,0 +1,153 @@
+"""The live handler against the simulated venue over loopback multicast: loss on both lines, bursts
+that hit both, reordering, duplication, and recovery servers that misbehave. Every run must end with
+the delivered stream byte-identical to the venue's day and the same book, or loudly STALE."""
+
+import io
+import logging
+import random
+
+import pytest
+
+from xdpfeed.multicast.book import OrderBook
+from xdpfeed.multicast.config import FeedConfig
+from xdpfeed.multicast.exchange.replay_server import ReplayFault
+from xdpfeed.multicast.exchange.store import DayStore
+from xdpfeed.multicast.exchange.venue import Venue, VenueConfig
+from xdpfeed.multicast.recovery import Recovery, RecoveryPolicy
+from xdpfeed.multicast.cli_run import build_handler
+
+from xdpfeed.multicast import synthetic
+
+USER, PASSWORD = "TEST01", "secret42"
+
+
+@pytest.fixture(scope="module")
+def day():
+    return DayStore(synthetic.generate(40_000, seed=11)[0], "TESTSESS01")
+
+
+def venue_book(store) -> str:
+    book = OrderBook()
+    book.apply_stream(store.records)
+    return book.checksum()
+
+
+def groups():
+    r = random.Random()
+    a = (f"239.254.{r.randrange(1, 255)}.{r.randrange(1, 255)}", r.randrange(20000, 60000))
+    return a, (f"239.254.{r.randrange(1, 255)}.{r.randrange(1, 255)}", a[1] + 1)
+
+
+def run_feed(store, policy=None, replay=True, rerequest=True, deadline_s=20.0, **venue_kw):
+    """Venue (threads) + handler (this thread) until End of Session is complete or STALE.
+    Returns (handler, why, record bytes, book, log text, venue)."""
+    line_a, line_b = groups()
+    vcfg = VenueConfig(line_a=line_a, line_b=line_b, users={USER: PASSWORD}, start_delay=0.2,
+                       heartbeat_interval=0.2, **venue_kw)
+    record = io.BytesIO()
+    book = OrderBook(window=1 << 16, hash_orders=1 << 12, levels=1 << 12)
+    cfg = FeedConfig(line_a=f"udp:{line_a[0]}:{line_a[1]}@lo", line_b=f"udp:{line_b[0]}:{line_b[1]}@lo",
+                     user=USER, password=PASSWORD, policy=policy or RecoveryPolicy(deadline=deadline_s))
+    logs = io.StringIO()
+    handler_log = logging.StreamHandler(logs)
+    logging.getLogger("xdpfeed").addHandler(handler_log)
+    logging.getLogger("xdpfeed").setLevel(logging.INFO)
+    h = build_handler(cfg, book, record)
+    venue = Venue(vcfg, store)
+    try:
+        venue.start()
+        rq = [venue.request_address] if rerequest else []
+        rp = [venue.replay_address] if replay else []
+        h.attach_recovery(lambda s, sink, clock: Recovery(s, sink, clock, cfg.policy, rq, rp, USER, PASSWORD))
+        why = h.run(until_eos=True, idle_timeout=60)
+    finally:
+        h.close()
+        venue.stop()
+        logging.getLogger("xdpfeed").removeHandler(handler_log)
+    return h, why, record.getvalue(), book, logs.getvalue(), venue
+
+
+def assert_exact(store, h, why, record, book):
+    s = h.summary()
+    assert why == "complete", (why, s)
+    assert s["lost"] == 0 and not s["stale"] and s["delivered"] == store.count
+    assert record == bytes(store.records)  # byte-identical to the venue's day, in delivery order
+    assert book.checksum() == venue_book(store)
+
+
+def test_loss_on_both_lines_recovered_by_rerequest_and_replay(day):
+    policy = RecoveryPolicy(rerequest_max=1000)
+    h, why, record, book, logs, venue = run_feed(day, policy, loss_a=0.1, loss_b=0.1, burst_loss=3000, bursts=2,
+                                                 reorder=0.01, duplicate=0.01, seed=5)
+    assert_exact(day, h, why, record, book)
+    s = h.summary()
+    assert venue.summary()["lost_on_both_messages"] >= 6000
+    assert s["filled_replay"] >= 6000 and s["filled_rerequest"] > 0  # bursts by replay, the rest by re-request
+    assert s["duplicates"] > 0 and s["gaps"] > 0
+    la, lb = s["lines"]["A"], s["lines"]["B"]
+    assert la["gaps"] > 0 and lb["gaps"] > 0 and la["first"] > 0 and lb["first"] > 0
+    assert la["first"] + lb["first"] + s["filled_rerequest"] + s["filled_replay"] == day.count
+    assert "TCP replay of" in logs
+
+
+def test_no_loss_needs_no_recovery(day):
+    h, why, record, book, logs, venue = run_feed(day, seed=2)
+    assert_exact(day, h, why, record, book)
+    s = h.summary()
+    assert s["gaps"] == 0 and s["filled_rerequest"] == 0 and s["filled_replay"] == 0
+    assert s["duplicates"] == day.count  # every message came twice: once per line
+
+
+def test_replay_rejects_login_then_rerequest_fills(day):
+    policy = RecoveryPolicy(rerequest_max=100, replay_attempts=2, backoff=0.01)
+    h, why, record, book, logs, _ = run_feed(day, policy, burst_loss=2000, bursts=1, seed=3,
+                                             replay_fault=ReplayFault(reject_login=True))
+    assert_exact(day, h, why, record, book)
+    assert "login rejected: not authorized" in logs and "re-requesting instead" in logs
+    assert h.summary()["filled_rerequest"] >= 2000
+
+
+def test_replay_closes_mid_stream_and_resumes(day):
+    policy = RecoveryPolicy(rerequest_max=100, backoff=0.01)
+    h, why, record, book, logs, _ = run_feed(day, policy, burst_loss=5000, bursts=1, seed=4,
+                                             replay_fault=ReplayFault(close_after=1500))
+    assert_exact(day, h, why, record, book)
+    assert "TCP replay broke off (disconnected) after 1500 messages; resuming" in logs
+    assert h.summary()["filled_replay"] >= 5000
+    assert h.summary()["recovery"]["replay_sessions"] >= 4  # 1,500 messages per connection
+
+
+def test_replay_stalls_then_server_silent(day):
+    policy = RecoveryPolicy(rerequest_max=100, backoff=0.01, server_timeout=0.3, heartbeat_interval=0.1)
+    h, why, record, book, logs, _ = run_feed(day, policy, burst_loss=3000, bursts=1, seed=6,
+                                             replay_fault=ReplayFault(stall_after=1000))
+    assert_exact(day, h, why, record, book)
+    assert "server silent" in logs
+
+
+def test_replay_answers_another_session(day):
+    policy = RecoveryPolicy(rerequest_max=100, replay_attempts=1, backoff=0.01)
+    h, why, record, book, logs, _ = run_feed(day, policy, burst_loss=2000, bursts=1, seed=7,
+                                             replay_fault=ReplayFault(session=b"OTHERSESS1"))
+    assert_exact(day, h, why, record, book)
+    assert "session mismatch" in logs
+
+
+def test_request_server_silent_then_replay(day):
+    policy = RecoveryPolicy(rerequest_max=10_000, request_timeout=0.05, backoff=0.01)
+    h, why, record, book, logs, _ = run_feed(day, policy, loss_a=0.15, loss_b=0.15, seed=8, request_silent=True)
+    assert_exact(day, h, why, record, book)
+    assert "unanswered" in logs
+    assert h.summary()["filled_replay"] > 0 and h.summary()["filled_rerequest"] == 0
+
+
+def test_everything_fails_goes_stale_with_the_reason(day):
+    policy = RecoveryPolicy(rerequest_max=10_000, request_timeout=0.05, backoff=0.01, deadline=1.0,
+                            max_backoff=0.1)
+    h, why, record, book, logs, _ = run_feed(day, policy, burst_loss=2000, bursts=1, seed=9, request_silent=True,
+                                             replay_fault=ReplayFault(reject_login=True))
+    s = h.summary()
+    assert why == "stale" and s["stale"] and s["lost"] >= 2000
+    assert "feed STALE: gap [" in logs and ("login rejected" in logs or "unanswered" in logs)
+    assert book.is_stale(1)  # consumers see the book flagged
+    assert len(record) < day.records.size
