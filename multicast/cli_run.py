@@ -148,6 +148,10 @@ def run(args) -> int:
     try:
         warm_up()  # compile before the sockets fill up
         h = build_handler(cfg, book, record)
+        logging.getLogger("xdpfeed.handler").info(
+            "ready: line A %s, line B %s; re-request %s; replay %s", cfg.line_a or "-", cfg.line_b or "-",
+            ", ".join(f"{h_}:{p_}" for h_, p_ in cfg.rerequest) or "-",
+            ", ".join(f"{h_}:{p_}" for h_, p_ in cfg.replay) or "-")
         try:
             why = h.run(until_eos=args.until_eos, stop=stop, on_tick=progress, idle_timeout=args.idle_timeout)
         except KeyboardInterrupt:

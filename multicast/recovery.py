@@ -44,11 +44,13 @@ class RecoveryPolicy:
         for name in ("request_delay", "request_timeout", "backoff", "max_backoff", "deadline", "heartbeat_interval",
                      "server_timeout", "connect_timeout"):
             v = getattr(self, name)
-            if not isinstance(v, int | float) or not 0 < v <= 3600:
-                raise ValueError(f"recovery.{name} must be a number of seconds in (0, 3600], not {v!r}")
+            number = isinstance(v, int | float) and not isinstance(v, bool)
+            if not number or not (v >= 0 if name == "request_delay" else v > 0) or v > 3600:
+                span = "[0, 3600]" if name == "request_delay" else "(0, 3600]"
+                raise ValueError(f"recovery.{name} must be a number of seconds in {span}, not {v!r}")
         for name, hi in (("rerequest_max", 1 << 40), ("rerequest_attempts", 1000), ("replay_attempts", 1000)):
             v = getattr(self, name)
-            if not isinstance(v, int) or not 0 <= v <= hi:
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= hi:
                 raise ValueError(f"recovery.{name} must be an integer in 0..{hi}, not {v!r}")
 
 
@@ -174,7 +176,7 @@ class Recovery:
                 self.stats.recovery_seconds.append(now - g.detected)
         self.gaps = new
         if self.rerequest is not None:
-            self.rerequest.outstanding = [(r[0], r[1]) for r in (g.request for g in new) if r is not None]
+            self.rerequest.wanted = [(g.first, g.end) for g in new]
 
     def _rerequest(self, g: Gap, now: float) -> None:
         p = self.policy
@@ -206,7 +208,6 @@ class Recovery:
         if self.rerequest.request(session, g.first, count, server):
             self.stats.rerequests += 1
         g.request = (g.first, g.first + count, now)
-        self.rerequest.outstanding.append((g.first, g.first + count))
 
     def _replay(self, now: float) -> None:
         wanted = [g for g in self.gaps if g.replay]

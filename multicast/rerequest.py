@@ -5,8 +5,8 @@ A request is 20 bytes (session, first sequence, count ≤ 0xFFFE) sent by unicas
 server; the answer is an ordinary downstream packet sent back to the socket the request came from,
 holding as many of the messages as fit in one datagram (protocols.md §2.3–2.4). Answers are
 extracted with the same compiled MoldUDP64 walk as the lines, then checked: the session must be the
-one followed and the packet must overlap a request still outstanding; anything else is counted and
-dropped. Accepted answers enter the sequencer as the `rerequest` line.
+one followed and the packet must overlap a range still missing (a late answer to a request that
+timed out is still welcome); anything else is counted and dropped. Accepted answers enter the sequencer as the `rerequest` line.
 """
 
 import struct
@@ -33,8 +33,8 @@ def encode_request(session: bytes, first: int, count: int) -> bytes:
 
 
 class RerequestClient:
-    """One unicast socket for requests and their answers; `outstanding` is kept by the caller
-    (multicast.recovery) as a list of [first, end) ranges asked for and not yet answered."""
+    """One unicast socket for requests and their answers; `wanted` is kept by the caller
+    (multicast.recovery) as the list of [first, end) ranges still missing."""
 
     def __init__(self, sessions: Sessions, bind: tuple[str, int] = ("0.0.0.0", 0)):
         self.sessions = sessions
@@ -42,7 +42,7 @@ class RerequestClient:
         self.frames = FrameBatch(256)
         self.index = PacketIndex(256)
         self.counters = C.new()
-        self.outstanding: list[tuple[int, int]] = []
+        self.wanted: list[tuple[int, int]] = []
         self.stats = {"requests": 0, "send_failures": 0, "answers": 0, "answer_messages": 0, "unsolicited": 0,
                       "wrong_session": 0}
 
@@ -67,8 +67,8 @@ class RerequestClient:
         return accepted
 
     def _check(self, seq: Sequencer) -> int:
-        """Keep the rows that answer an outstanding request of the current session (compacting the
-        index in place); count the rest."""
+        """Keep the rows of the current session that bring something missing (compacting the index in
+        place); count the rest."""
         ix = self.index
         current = seq.st[K.ST_SESSION]
         keep = 0
@@ -77,7 +77,7 @@ class RerequestClient:
             if int(ix.session[r]) != current:
                 self.stats["wrong_session"] += 1
                 continue
-            if not any(first < b and a < end for a, b in self.outstanding):
+            if not any(first < b and a < end for a, b in self.wanted):
                 self.stats["unsolicited"] += 1
                 continue
             self.stats["answers"] += 1
