@@ -39,7 +39,7 @@ def add_arguments(p) -> None:
                    "first packet seen")
     p.add_argument("--no-book", action="store_true", help="do not build the order book")
     p.add_argument("-T", dest="fmt", choices=("text", "json"), default="text", help="summary format")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines or logs on stderr")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr; only errors are logged")
 
 
 def build_config(args) -> cfgmod.FeedConfig:
@@ -127,8 +127,8 @@ def format_summary(s: dict) -> str:
 
 
 def run(args) -> int:
-    if not args.quiet:
-        logging.basicConfig(level=logging.INFO, format="xdpfeed: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.ERROR if args.quiet else logging.INFO, format="xdpfeed: %(message)s",
+                        stream=sys.stderr)
     try:
         cfg = build_config(args)
     except cfgmod.ConfigError as e:

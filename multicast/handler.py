@@ -92,7 +92,10 @@ class FeedHandler:
             if self.book is not None:
                 self.book.mark_stale()
         elif event == "session":
-            log.warning("following session %r%s", a, "" if b < 0 else f" ({b} messages of the last one abandoned)")
+            if b < 0:
+                log.info("following session %r", a)
+            else:
+                log.warning("new session %r; %d messages of the last one abandoned; book cleared", a, b)
             if self.book is not None and b >= 0:
                 self.book.clear()
         elif event == "end_of_session":
