@@ -6,7 +6,8 @@ server; the answer is an ordinary downstream packet sent back to the socket the 
 holding as many of the messages as fit in one datagram (protocols.md §2.3–2.4). Answers are
 extracted with the same compiled MoldUDP64 walk as the lines, then checked: the session must be the
 one followed and the packet must overlap a range still missing (a late answer to a request that
-timed out is still welcome); anything else is counted and dropped. Accepted answers enter the sequencer as the `rerequest` line.
+timed out is still welcome); anything else is counted and dropped. Accepted answers enter the
+sequencer as the `rerequest` line.
 """
 
 import struct

@@ -25,6 +25,8 @@ import numpy as np
 from xdpfeed.capture.byteorder import be48
 from xdpfeed.capture.jit import njit
 from xdpfeed.multicast.itch_schema import LENGTHS
+from xdpfeed.multicast.rng import next64 as _next
+from xdpfeed.multicast.rng import uniform as _uniform
 
 GENERATOR_VERSION = 3  # bump when the bytes produced for given arguments change (invalidates caches)
 
@@ -55,21 +57,6 @@ MIDNIGHT_2024_01_02_ET_NS = 1_704_171_600 * 1_000_000_000  # 2024-01-02 00:00 US
 
 
 # ------------------------------------------------------------------------------------------ helpers
-@njit(cache=True)
-def _next(st):
-    """splitmix64: next 64 random bits (state in st[0])."""
-    z = st[0] + np.uint64(0x9E3779B97F4A7C15)
-    st[0] = z
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-@njit(cache=True)
-def _uniform(st):
-    return np.float64(_next(st) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
 @njit(cache=True)
 def _below(st, k):
     """Integer in [0, k), k < 2**31."""

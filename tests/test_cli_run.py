@@ -9,10 +9,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
 
 from xdpfeed.multicast import synthetic
 from xdpfeed.multicast.book import OrderBook
+
+from conftest import REPO
 
 XDPFEED = [sys.executable, "-m", "xdpfeed.multicast.cli"]
 

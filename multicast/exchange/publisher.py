@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xdpfeed.capture.jit import njit
+from xdpfeed.multicast.rng import uniform as _uniform
 from xdpfeed.native._udp import ffi, lib
 
 MAX_BLOCK_BYTES = 1452  # 1500 MTU − IPv4 20 − UDP 8 − MoldUDP64 header 20
@@ -61,21 +62,6 @@ class LineFaults:
 
 
 # ------------------------------------------------------------------------------------ compiled parts
-@njit(cache=True)
-def _next(st):
-    """splitmix64: next 64 random bits (state in st[0])."""
-    z = st[0] + np.uint64(0x9E3779B97F4A7C15)
-    st[0] = z
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-@njit(cache=True)
-def _uniform(st):
-    return np.float64(_next(st) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
 def _stream(seed: int, stream: int) -> np.ndarray:
     """Independent splitmix64 state for (seed, stream)."""
     st = np.zeros(1, dtype=np.uint64)
