@@ -184,7 +184,8 @@ def test_password_file_must_be_private(tmp_path):
 
 def test_demo_json_summary():
     r = subprocess.run(XDPFEED + ["demo", "--messages", "30000", "--rate", "300000", "--burst-loss", "3000",
-                                  "--loss-a", "0.1", "--loss-b", "0.1", "--rerequest-max", "1000", "--json"], capture_output=True, text=True, env=env(), cwd=REPO, timeout=300)
+                                  "--loss-a", "0.1", "--loss-b", "0.1", "--rerequest-max", "1000", "--json"],
+                       capture_output=True, text=True, env=env(), cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads(r.stdout)
     assert set(s) >= {"published", "delivered", "duplicates", "gaps", "filled_rerequest", "filled_replay", "lost",
