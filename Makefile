@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml setup.py $(wildcard native/*.c native/*.h native/build_
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip setuptools wheel
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@echo "compiling the live path once (numba cache): a small demo run on loopback" >&2
+	@$(VENV)/bin/xdpfeed demo --messages 6000 --rate 0 --burst-loss 1000 --json >/dev/null
 	@touch $@
 
 demo: setup
