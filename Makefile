@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.xdpfeed-installed
-# gcc + headers build the cffi modules; tshark is the independent oracle some tests compare against.
-APT_PACKAGES := gcc libc6-dev tshark
+# gcc + headers build the cffi modules; tshark is the independent oracle some tests compare against;
+# libxdp/libbpf + clang/llvm build the AF_XDP module and the XDP program; ethtool/iproute2 for root tests.
+APT_PACKAGES := gcc libc6-dev tshark libxdp-dev libbpf-dev clang llvm pkg-config ethtool iproute2
 
 .PHONY: setup demo test test-slow bench lint clean
 

@@ -21,6 +21,8 @@ from xdpfeed.native._udp import ffi, lib
 SLOT_SIZE = 2048  # one Ethernet-MTU datagram per slot
 IP_ADD_SOURCE_MEMBERSHIP = getattr(socket, "IP_ADD_SOURCE_MEMBERSHIP", 39)
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 MAX_BATCH = lib.XDPFEED_UDP_MAX_BATCH
 
 
@@ -39,6 +41,9 @@ class _BatchSocket:
     def _slab(self, slot_size: int):
         self.slot_size = slot_size
         self.truncated = ffi.new("uint64_t *")
+        self.kernel_drops = ffi.new("uint32_t *")
+        self.packets = 0
+        self.bytes = 0
         self._slab = np.zeros(MAX_BATCH * slot_size, dtype=np.uint8)
         self._c_slab = ffi.from_buffer("uint8_t[]", self._slab)
 
@@ -51,14 +56,35 @@ class _BatchSocket:
         got = lib.xdpfeed_udp_recv_batch(
             self.sock.fileno(), self._c_slab, self.slot_size, n,
             ffi.from_buffer("int64_t[]", batch.offset), ffi.from_buffer("uint32_t[]", batch.length),
-            ffi.from_buffer("int64_t[]", batch.timestamp_ns), self.truncated,
+            ffi.from_buffer("int64_t[]", batch.timestamp_ns), self.truncated, self.kernel_drops,
         )
         if got < 0:
             raise OSError(-got, f"recvmmsg: {os.strerror(-got)}")
         batch.data = self._slab
         batch.linktype[:got] = LINKTYPE_UDP_PAYLOAD
         batch.count = got
+        if got:
+            self.packets += got
+            self.bytes += int(batch.length[:got].sum())
         return got
+
+    def _options(self, rcvbuf: int) -> None:
+        """Receive buffer (SO_RCVBUFFORCE when permitted, past net.core.rmem_max), kernel timestamps,
+        and the kernel's drop counter on every datagram."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+        except OSError:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+
+    mode = "socket recvmmsg"
+
+    def stats(self) -> dict:
+        """Packets and bytes received; drops: "kernel" (socket buffer full, SO_RXQ_OVFL) and
+        "truncated" (datagrams longer than a slot, cut)."""
+        return {"packets": self.packets, "bytes": self.bytes, "mode": self.mode,
+                "drops": {"kernel": int(self.kernel_drops[0]), "truncated": int(self.truncated[0])}}
 
     def release(self, batch: FrameBatch) -> None:
         """Slots are reused by the next recv(); nothing to give back."""
@@ -81,8 +107,7 @@ class UnicastSocket(_BatchSocket):
         self._slab(slot_size)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self._options(rcvbuf)
             self.sock.bind((host, port))
             self.sock.setblocking(False)
         except OSError as e:
@@ -121,8 +146,7 @@ class UdpSource(_BatchSocket):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self._options(rcvbuf)
             self.sock.bind((self.group, port))
             if src is None:  # struct ip_mreqn: group, local address (or any), interface index (or 0)
                 mreq = grp.packed + (local or bytes(4)) + struct.pack("@i", ifindex)

@@ -66,12 +66,22 @@ def build_config(args) -> cfgmod.FeedConfig:
     return cfg
 
 
+def _group_array(groups):
+    import ipaddress
+
+    import numpy as np
+
+    return np.array([(int(ipaddress.IPv4Address(g)), int(p)) for g, p in groups], dtype=np.int64).reshape(-1, 2)
+
+
 def build_handler(cfg: cfgmod.FeedConfig, book=None, record=None, clock=time.monotonic) -> FeedHandler:
     lines = []
     try:
         for number, uri in ((LINE_A, cfg.line_a), (LINE_B, cfg.line_b)):
             if uri:
-                lines.append(Line(number, open_source(uri)))
+                src = open_source(uri)
+                groups = getattr(src, "groups", None)  # L2 sources: keep only the feed's UDP
+                lines.append(Line(number, src, _group_array(groups) if groups else None))
     except Exception:
         for ln in lines:
             ln.source.close()
@@ -94,11 +104,13 @@ def status_line(h: FeedHandler, rate: float) -> str:
 
 
 class Progress:
-    """Status lines on stderr: rewritten in place on a terminal, one per tick otherwise."""
+    """Status lines on stderr: rewritten in place on a terminal, one per tick otherwise; with
+    as_json, one JSON object per tick (state, counts, rate, per-line source stats)."""
 
-    def __init__(self, stream=sys.stderr):
+    def __init__(self, stream=sys.stderr, as_json: bool = False):
         self.stream = stream
-        self.tty = stream.isatty()
+        self.as_json = as_json
+        self.tty = stream.isatty() and not as_json
         self.t0 = time.monotonic()
         self.last = (self.t0, 0)
 
@@ -107,6 +119,12 @@ class Progress:
         d = h.seq.stats()["delivered"]
         rate = (d - self.last[1]) / max(now - self.last[0], 1e-9)
         self.last = (now, d)
+        if self.as_json:
+            st = h.seq.stats()
+            st.update(seconds=round(now - self.t0, 3), msgs_per_s=round(rate), open_gaps=len(h.seq.missing()),
+                      sources={name: ln.get("source") for name, ln in h.line_summaries().items()})
+            print(json.dumps(st, sort_keys=True), file=self.stream, flush=True)
+            return
         line = f"[{now - self.t0:6.1f}s] " + status_line(h, rate)
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=self.stream, flush=True)
 
@@ -121,6 +139,11 @@ def format_summary(s: dict) -> str:
              f"filled by re-request {s['filled_rerequest']:,}  by TCP replay {s['filled_replay']:,}  "
              f"lost {s['lost']:,}"]
     for name, ls in s["lines"].items():
+        src = ls.get("source")
+        if src:
+            drops = ", ".join(f"{k} {v:,}" for k, v in src["drops"].items()) or "none"
+            lines.append(f"line {name} source ({src['mode']}): {src['packets']:,} packets, {src['bytes']:,} bytes, "
+                         f"drops: {drops}")
         lines.append(f"line {name}: {ls['packets']:,} packets, {ls['messages']:,} messages, first {ls['first']:,}, "
                      f"duplicates {ls['duplicates']:,}, own gaps {ls['gaps']:,} ({ls['gap_messages']:,} messages)")
     return "\n".join(lines)
@@ -144,7 +167,7 @@ def run(args) -> int:
     stop = threading.Event()
     old = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     book = None if args.no_book else OrderBook()
-    progress = None if args.quiet else Progress()
+    progress = None if args.quiet else Progress(as_json=args.fmt == "json")
     try:
         warm_up()  # compile before the sockets fill up
         h = build_handler(cfg, book, record)

@@ -166,6 +166,17 @@ class FeedHandler:
             ln.source.close()
 
     # -- results --------------------------------------------------------------------------------
+    def line_summaries(self) -> dict:
+        """Per line: the sequencer's counts and the source's own (packets, bytes, drops by reason)."""
+        out = {}
+        for ln in self.lines:
+            d = self.seq.line_stats(ln.number)
+            stats = getattr(ln.source, "stats", None)
+            if stats is not None:
+                d["source"] = stats()
+            out[LINE_NAMES[ln.number]] = d
+        return out
+
     def summary(self) -> dict:
         st = self.seq.stats()
         filled = self.recovery.filled() if self.recovery is not None else {"rerequest": 0, "replay": 0}
@@ -175,7 +186,7 @@ class FeedHandler:
             "filled_rerequest": filled["rerequest"], "filled_replay": filled["replay"], "lost": lost,
             "stale": st["state"] == "STALE", "state": st["state"], "session": st["session"],
             "next_seq": st["next_seq"], "end_of_session": st["end_of_session"], "hold_overflow": st["hold_overflow"],
-            "lines": {LINE_NAMES[ln.number]: self.seq.line_stats(ln.number) for ln in self.lines},
+            "lines": self.line_summaries(),
         }
         if self.recovery is not None:
             r = self.recovery.stats

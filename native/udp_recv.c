@@ -9,12 +9,13 @@
 #include <time.h>
 
 int xdpfeed_udp_recv_batch(int fd, uint8_t *slab, uint32_t slot_size, uint32_t nslots,
-                           int64_t *offset, uint32_t *length, int64_t *ts_ns, uint64_t *truncated)
+                           int64_t *offset, uint32_t *length, int64_t *ts_ns, uint64_t *truncated,
+                           uint32_t *kernel_drops)
 {
     struct mmsghdr msgs[XDPFEED_UDP_MAX_BATCH];
     struct iovec iov[XDPFEED_UDP_MAX_BATCH];
     union {
-        char buf[CMSG_SPACE(sizeof(struct timespec))];
+        char buf[CMSG_SPACE(sizeof(struct timespec)) + CMSG_SPACE(sizeof(uint32_t))];
         struct cmsghdr align;
     } ctl[XDPFEED_UDP_MAX_BATCH];
     uint32_t n = nslots < XDPFEED_UDP_MAX_BATCH ? nslots : XDPFEED_UDP_MAX_BATCH;
@@ -42,6 +43,12 @@ int xdpfeed_udp_recv_batch(int fd, uint8_t *slab, uint32_t slot_size, uint32_t n
                 struct timespec ts;
                 memcpy(&ts, CMSG_DATA(c), sizeof(ts));
                 ts_ns[i] = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+            } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+                /* datagrams the kernel dropped on this socket since it was created (cumulative) */
+                uint32_t d;
+                memcpy(&d, CMSG_DATA(c), sizeof(d));
+                if (d > *kernel_drops)
+                    *kernel_drops = d;
             }
         }
     }

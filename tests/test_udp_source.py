@@ -82,7 +82,15 @@ def test_moldudp64_from_socket_frames(port):
     ("udp:239.1.1.1@lo", "expected udp:GROUP:PORT@IFACE"),
     ("udp:239.1.1.1:5000@nosuchif0", "no such interface"),
     ("udp:239.1.1.1:5000@lo?speed=2", "unknown option 'speed'"),
-    ("afxdp:eth0", "unknown source scheme 'afxdp'"),
+    ("dpdkx:eth0", "unknown source scheme 'dpdkx'"),
+    ("afxdp:eth0", "afxdp needs at least one group"),
+    ("afxdp:eth0?group=239.1.1.1:5000&mode=fast", "mode='fast'; expected one of auto, native, skb"),
+    ("afxdp:eth0?group=239.1.1.1", "is not GROUP:PORT"),
+    ("afxdp:eth0?group=239.1.1.1:5000&queue=x", "queue='x' must be an integer"),
+    ("packet:eth0?fanout=-1", "fanout='-1' must be an integer"),
+    ("packet:eth0?speed=1", "unknown option 'speed'; packet: takes"),
+    ("pcap:x.pcap?speed=fast", "speed='fast' must be a positive number"),
+    ("udp:", "nothing after 'udp:'"),
 ])
 def test_bad_uris(uri, needle):
     with pytest.raises(SourceError, match=needle):
