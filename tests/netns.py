@@ -1,65 +1,22 @@
-"""Network namespaces for root tests: a veth pair between two fresh namespaces, uniquely named per
-test run, always deleted. Built with pyroute2 (netlink); processes enter a namespace with
-`ip netns exec` (iproute2), which also gives them the namespace's /etc/netns view."""
+"""The veth-pair namespaces of capture/netns.py as a test helper: skips (with the reason) where the
+machine cannot create them."""
 
 import contextlib
-import os
-import random
-import shutil
-from dataclasses import dataclass
 
 import pytest
 
-
-@dataclass
-class VethPair:
-    ns_a: str
-    ns_b: str
-    if_a: str
-    if_b: str
-    addr_a: str
-    addr_b: str
-
-    def exec(self, ns: str) -> list[str]:
-        """Command prefix that runs a program inside namespace `ns`."""
-        return ["ip", "netns", "exec", ns]
-
-
-def _need_root():
-    if os.geteuid() != 0:
-        pytest.skip("needs root: creates network namespaces and a veth pair")
-    if shutil.which("ip") is None:
-        pytest.skip("needs iproute2's ip to run processes inside a namespace")
+from xdpfeed.capture import netns as _netns
+from xdpfeed.capture.netns import VethPair  # noqa: F401  (re-exported for tests)
 
 
 @contextlib.contextmanager
 def veth_pair():
-    """Two namespaces joined by a veth pair (10.R.S.1/24 and .2/24), multicast routed over it."""
-    _need_root()
-    from pyroute2 import IPRoute, NetNS, netns
-
-    tag = f"{os.getpid() % 10000:04d}{random.randrange(100):02d}"
-    pair = VethPair(f"xfA{tag}", f"xfB{tag}", f"xfa{tag}", f"xfb{tag}", "", "")
-    r, s = random.randrange(1, 250), random.randrange(1, 250)
-    pair.addr_a, pair.addr_b = f"10.{r}.{s}.1", f"10.{r}.{s}.2"
-    created = []
     try:
-        for ns in (pair.ns_a, pair.ns_b):
-            netns.create(ns)
-            created.append(ns)
-        with IPRoute() as ip:
-            ip.link("add", ifname=pair.if_a, kind="veth", peer={"ifname": pair.if_b})
-            ip.link("set", index=ip.link_lookup(ifname=pair.if_a)[0], net_ns_fd=pair.ns_a)
-            ip.link("set", index=ip.link_lookup(ifname=pair.if_b)[0], net_ns_fd=pair.ns_b)
-        for ns, ifname, addr in ((pair.ns_a, pair.if_a, pair.addr_a), (pair.ns_b, pair.if_b, pair.addr_b)):
-            with NetNS(ns) as n:
-                idx = n.link_lookup(ifname=ifname)[0]
-                n.addr("add", index=idx, address=addr, prefixlen=24)
-                n.link("set", index=idx, state="up")
-                n.link("set", index=n.link_lookup(ifname="lo")[0], state="up")
-                n.route("add", dst="224.0.0.0/4", oif=idx)
+        cm = _netns.veth_pair()
+        pair = cm.__enter__()
+    except _netns.Unavailable as e:
+        pytest.skip(str(e))
+    try:
         yield pair
     finally:
-        for ns in created:  # deleting a namespace deletes the veth end inside it, and so the pair
-            with contextlib.suppress(Exception):
-                netns.remove(ns)
+        cm.__exit__(None, None, None)
