@@ -9,7 +9,6 @@ import shutil
 from dataclasses import dataclass
 
 
-
 @dataclass
 class VethPair:
     ns_a: str

@@ -6,11 +6,17 @@ pcapng: SHB (either byte order, several sections), IDB (linktype, snaplen, if_ts
 EPB, SPB and the obsolete PB, several interfaces; other blocks are skipped. A damaged file stops the
 walk at the bad record: the frames before it are delivered, then recv() raises CorruptInput naming
 the byte offset.
+
+Pacing (`speed`): by default frames come as fast as they are asked for. With speed=S a frame is handed
+out once (its timestamp - the first frame's timestamp) / S has elapsed since the first recv(); recv()
+sleeps until the next frame is due and then returns every frame due by then, so 0 still means the end
+of the file. Frames walked ahead of time wait in a look-ahead batch (offsets only, nothing copied).
 """
 
 import mmap
 import os
 import stat
+import time
 
 import numpy as np
 
@@ -236,10 +242,18 @@ def _walk_pcapng(buf, pos, state, if_lt, if_snap, if_tsresol, if_tsoff, off, len
 
 
 class PcapSource:
-    """Frames of a pcap or pcapng file, in file order, in batches."""
+    """Frames of a pcap or pcapng file, in file order, in batches; paced to `speed` x recorded time when
+    given (None: as fast as possible). `clock` (ns) and `sleep` (s) are injectable for tests."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, speed: float | None = None, clock=time.monotonic_ns, sleep=time.sleep):
         self.path = path
+        if speed is not None and not speed > 0:
+            raise SourceError(f"{path}: replay speed must be positive, not {speed!r}")
+        self.speed, self._clock, self._sleep = speed, clock, sleep
+        self._ahead: FrameBatch | None = None  # paced: frames walked but not yet due, [_ahead_i, count)
+        self._ahead_i = 0
+        self._t0: tuple[int, int] | None = None  # paced: (clock at the first frame, its timestamp)
+        self._buf = None
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError as e:
@@ -262,6 +276,7 @@ class PcapSource:
         self.format = sniff(bytes(self._buf[:4]))
         self._error: CorruptInput | None = None
         self.frames = 0
+        self.bytes = 0
         if self.format == "pcap":
             self._open_pcap()
         elif self.format == "pcapng":
@@ -294,7 +309,42 @@ class PcapSource:
 
     def recv(self, batch: FrameBatch) -> int:
         """Fill `batch` with the next frames; 0 at the end of the file. Raises CorruptInput once the
-        frames before a damaged record have all been handed out."""
+        frames before a damaged record have all been handed out. Paced: waits until the next frame is due."""
+        if self.speed is None:
+            return self._read(batch)
+        if self._ahead is None:
+            self._ahead = FrameBatch(max(batch.capacity, 4096))
+        a = self._ahead
+        if self._ahead_i >= a.count:
+            self._ahead_i = 0
+            if self._read(a) == 0:
+                batch.data, batch.count = a.data, 0
+                return 0
+        i, m = self._ahead_i, min(a.count - self._ahead_i, batch.capacity)
+        ts = a.timestamp_ns[i : i + m]
+        if self._t0 is None:
+            self._t0 = (self._clock(), int(ts[0]))
+        due = self._t0[0] + (ts - self._t0[1]) / self.speed  # clock time each frame is due
+        wait = due[0] - self._clock()
+        if wait > 0:
+            self._sleep(wait / 1e9)
+        late = np.flatnonzero(due > self._clock())
+        k = int(late[0]) if late.size else m
+        k = max(k, 1)  # the first frame is due now, even if the clock says a hair early
+        batch.offset[:k] = a.offset[i : i + k]
+        batch.length[:k] = a.length[i : i + k]
+        batch.timestamp_ns[:k] = ts[:k]
+        batch.linktype[:k] = a.linktype[i : i + k]
+        batch.data, batch.count = a.data, k
+        self._ahead_i += k
+        return k
+
+    def stats(self) -> dict:
+        """Frames and captured bytes read so far (a file drops nothing: damage raises CorruptInput)."""
+        return {"packets": self.frames, "bytes": self.bytes, "drops": {},
+                "mode": "pcap file" if self.speed is None else f"pcap file at {self.speed:g}x"}
+
+    def _read(self, batch: FrameBatch) -> int:
         if self._buf is None:
             raise SourceError(f"{self.path}: source is closed")
         batch.data = self._buf
@@ -311,6 +361,8 @@ class PcapSource:
         batch.count = n
         self._pos = pos
         self.frames += n
+        if n:
+            self.bytes += int(batch.length[:n].sum())
         if err and self._error is None:
             self._error = CorruptInput(
                 f"{self.path}: {self.format} {ERROR_TEXT[err]} at byte offset {pos} "

@@ -7,8 +7,8 @@
 - `afxdp:IFACE?group=G:P[&group=...][&queue=0][&mode=auto|native|skb][&zerocopy=auto|on|off]
   [&frames=4096][&busy_poll=US]` — AF_XDP socket fed by our XDP program, which redirects only UDP
   to the groups given (everything else goes on to the kernel);
-- `packet:IFACE[?group=G:P...][&fanout=ID][&blocks=N][&block_size=BYTES][&retire_ms=MS]` — AF_PACKET
-  TPACKET_V3 ring.
+- `packet:IFACE[?group=G:P...][&fanout=ID][&fanout_mode=hash|lb|cpu|rollover|rnd|qm][&blocks=N]
+  [&block_size=BYTES][&retire_ms=MS]` — AF_PACKET TPACKET_V3 ring.
 Any other scheme, or an option a scheme does not know, is an error that names what is accepted.
 """
 
@@ -21,7 +21,7 @@ _OPTIONS = {
     "pcap": {"speed"},
     "udp": {"source"},
     "afxdp": {"group", "queue", "mode", "zerocopy", "frames", "busy_poll"},
-    "packet": {"group", "fanout", "blocks", "block_size", "retire_ms"},
+    "packet": {"group", "fanout", "fanout_mode", "blocks", "block_size", "retire_ms"},
 }
 
 
@@ -104,7 +104,8 @@ def open_source(uri: str):
         from xdpfeed.capture.afxdp import AfXdpSource
 
         return AfXdpSource(spec, **kw)
-    kw = {"groups": _groups(uri, opts.get("group", [])), "fanout": _int(uri, opts, "fanout", None, 0, 0xFFFF)}
+    kw = {"groups": _groups(uri, opts.get("group", [])), "fanout": _int(uri, opts, "fanout", None, 0, 0xFFFF),
+          "fanout_mode": _choice(uri, opts, "fanout_mode", "hash", ("hash", "lb", "cpu", "rollover", "rnd", "qm"))}
     for key, lo, hi in (("blocks", 1, 1 << 16), ("block_size", 4096, 1 << 30), ("retire_ms", 0, 60_000)):
         v = _int(uri, opts, key, None, lo, hi)
         if v is not None:

@@ -105,6 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
         "messages on both lines, recover them, and check the handler's book against the venue's.",
     )
     demo.add_arguments(m)
+    from xdpfeed.multicast import cli_capture
+
+    c = sub.add_parser(
+        "capture", help="write what a source receives (AF_XDP by default) to pcapng",
+        description="Capture frames with AF_XDP on IFACE (our XDP program passes everything but the given UDP "
+        "groups on to the kernel), or from any --source URI, to a pcapng file with nanosecond timestamps.",
+    )
+    cli_capture.add_capture_arguments(c)
+    rp = sub.add_parser(
+        "replay", help="send a capture's UDP payloads out of an interface, like tcpreplay",
+        description="Send the UDP payloads of a pcap/pcapng capture to their original group:port from a kernel "
+        "socket on IFACE, at the recorded speed, --pps N or --topspeed, --loop N times.",
+    )
+    cli_capture.add_replay_arguments(rp)
     return p
 
 
@@ -223,7 +237,20 @@ def _demo(args) -> int:
     return demo.run(args)
 
 
-COMMANDS = {"decode": _decode, "book": _book, "run": _run, "simulate": _simulate, "demo": _demo}
+def _capture(args) -> int:
+    from xdpfeed.multicast import cli_capture
+
+    return cli_capture.run_capture(args)
+
+
+def _replay(args) -> int:
+    from xdpfeed.multicast import cli_capture
+
+    return cli_capture.run_replay(args)
+
+
+COMMANDS = {"decode": _decode, "book": _book, "run": _run, "simulate": _simulate, "demo": _demo, "capture": _capture,
+            "replay": _replay}
 
 
 def main(argv=None) -> int:

@@ -195,9 +195,12 @@ def test_demo_json_summary():
 
 
 @pytest.mark.root
-def test_run_across_a_veth_pair_between_namespaces(day_file, tmp_path):
+@pytest.mark.parametrize("source", ["udp", "packet", "afxdp-native", "afxdp-skb"])
+def test_run_across_a_veth_pair_between_namespaces(day_file, tmp_path, source):
     """The venue in one namespace, the handler in another, real multicast over the veth (IGMP join,
-    IP_MULTICAST_IF), loss on both lines and a burst on both: recovered across the link."""
+    IP_MULTICAST_IF), loss on both lines and a burst on both: recovered across the link. Line A comes
+    through the source under test; line B through a kernel UDP socket on the same interface (with
+    AF_XDP, its packets must pass the XDP filter on to the kernel)."""
     from netns import veth_pair
 
     with veth_pair() as v:
@@ -206,7 +209,10 @@ def test_run_across_a_veth_pair_between_namespaces(day_file, tmp_path):
         replay, request = 31000 + random.randrange(1000), 32000 + random.randrange(1000)
         cfg = tmp_path / "feed.toml"
         cfg.write_text("[recovery]\nrerequest_max = 1000\n")
-        argv = ["-a", f"udp:{a}@{v.if_b}", "-b", f"udp:{b}@{v.addr_b}", "--replay", f"{v.addr_a}:{replay}",
+        line_a = {"udp": f"udp:{a}@{v.if_b}", "packet": f"packet:{v.if_b}?group={a}",
+                  "afxdp-native": f"afxdp:{v.if_b}?group={a}&mode=native",
+                  "afxdp-skb": f"afxdp:{v.if_b}?group={a}&mode=skb"}[source]
+        argv = ["-a", line_a, "-b", f"udp:{b}@{v.addr_b}", "--replay", f"{v.addr_a}:{replay}",
                 "--rerequest", f"{v.addr_a}:{request}", "--user", "TEST01", "--record", str(record), "--until-eos",
                 "-T", "json", "--idle-timeout", "60", "-c", str(cfg)]
         h = subprocess.Popen(v.exec(v.ns_b) + XDPFEED + ["run", *argv], stdout=subprocess.PIPE,
@@ -231,4 +237,10 @@ def test_run_across_a_veth_pair_between_namespaces(day_file, tmp_path):
         assert s["delivered"] == vs["published_messages"] == 30_000 and s["lost"] == 0
         assert s["filled_replay"] >= 3000 and s["filled_rerequest"] > 0
         assert s["lines"]["A"]["packets"] > 0 and s["lines"]["B"]["packets"] > 0
+        assert s["lines"]["A"]["source"]["packets"] >= s["lines"]["A"]["packets"]
+        mode = s["lines"]["A"]["source"]["mode"]
+        assert {"udp": "socket", "packet": "tpacket_v3", "afxdp-native": "native", "afxdp-skb": "skb"}[source] in mode
         assert record.read_bytes() == open(day_file, "rb").read()
+        book = OrderBook()
+        book.apply_stream(__import__("numpy").fromfile(day_file, dtype="uint8"))
+        assert s["book_checksum"] == book.checksum()
