@@ -1,9 +1,8 @@
 /* Loader for xdp_gen.bpf.o: sends COUNT copies of the frame in FRAME_FILE out of IFACE with
- * BPF_PROG_TEST_RUN (BPF_F_TEST_XDP_LIVE_FRAMES), each stamped with the next sequence number from
- * FIRST_SEQ, paced to PPS (0 = as fast as possible), CHUNK frames per BPF_PROG_TEST_RUN call. Each
- * call costs ~25 ms of set-up on this VM (the live-frames page pool), so the rate within a call is the
- * generator's full speed and pacing happens between calls. Prints one JSON object.
- * Usage: xdp_gen OBJ IFACE FRAME_FILE COUNT FIRST_SEQ PPS CHUNK */
+ * BPF_PROG_TEST_RUN (BPF_F_TEST_XDP_LIVE_FRAMES), stamped with sequence numbers from FIRST_SEQ,
+ * evenly paced to PPS by the program itself (0 = as fast as possible). Test runs are issued in
+ * calls of 2^20 repetitions (each call costs ~25 ms of set-up on this VM) until every frame is out.
+ * Prints one JSON object. Usage: xdp_gen OBJ IFACE FRAME_FILE COUNT FIRST_SEQ PPS */
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
@@ -13,24 +12,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
-static double now(void)
+enum { NEXT, FIRST, END, T0, INTERVAL, N_STATE };
+
+static unsigned long long now_ns(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
+	clock_gettime(CLOCK_MONOTONIC, &ts); /* the clock bpf_ktime_get_ns() reads */
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
 int main(int argc, char **argv)
 {
-	if (argc != 8) {
-		fprintf(stderr, "usage: %s OBJ IFACE FRAME_FILE COUNT FIRST_SEQ PPS CHUNK\n", argv[0]);
+	if (argc != 7) {
+		fprintf(stderr, "usage: %s OBJ IFACE FRAME_FILE COUNT FIRST_SEQ PPS\n", argv[0]);
 		return 2;
 	}
 	unsigned ifindex = if_nametoindex(argv[2]);
-	long long count = atoll(argv[4]);
-	unsigned long long first = strtoull(argv[5], NULL, 10);
+	unsigned long long count = strtoull(argv[4], NULL, 10), first = strtoull(argv[5], NULL, 10);
 	double pps = atof(argv[6]);
 	unsigned char frame[2048];
 	FILE *f = fopen(argv[3], "rb");
@@ -46,35 +45,27 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	int prog = bpf_program__fd(bpf_object__find_program_by_name(obj, "gen"));
-	int map = bpf_map__fd(bpf_object__find_map_by_name(obj, "next_seq"));
-	unsigned key = 0;
-	bpf_map_update_elem(map, &key, &first, BPF_ANY);
+	int map = bpf_map__fd(bpf_object__find_map_by_name(obj, "state"));
+	unsigned long long t0 = now_ns();
+	unsigned long long st[N_STATE] = {first, first, first + count, t0, pps > 0 ? (unsigned long long)(1e9 / pps) : 0};
+	for (unsigned k = 0; k < N_STATE; k++)
+		bpf_map_update_elem(map, &k, &st[k], BPF_ANY);
 	struct xdp_md ctx = {.data_end = (unsigned)flen, .ingress_ifindex = ifindex};
-	long long sent = 0;
-	const long long chunk = atoll(argv[7]) > 0 ? atoll(argv[7]) : 1 << 20;
-	double t0 = now();
-	while (sent < count) {
-		if (pps > 0) {
-			double due = (now() - t0) * pps;
-			if (due < sent) {
-				usleep((useconds_t)((sent - due) / pps * 1e6) + 1);
-				continue;
-			}
-		}
-		long long k = count - sent < chunk ? count - sent : chunk;
+	unsigned long long next = first, calls = 0;
+	while (next < first + count) {
 		LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = (unsigned)flen, .ctx_in = &ctx,
-			    .ctx_size_in = sizeof(ctx), .repeat = (int)k, .flags = BPF_F_TEST_XDP_LIVE_FRAMES,
+			    .ctx_size_in = sizeof(ctx), .repeat = 1 << 20, .flags = BPF_F_TEST_XDP_LIVE_FRAMES,
 			    .batch_size = 64);
 		if (bpf_prog_test_run_opts(prog, &opts)) {
 			fprintf(stderr, "xdp_gen: BPF_PROG_TEST_RUN: %s\n", strerror(errno));
 			return 1;
 		}
-		sent += k;
+		calls++;
+		unsigned k = NEXT;
+		bpf_map_lookup_elem(map, &k, &next);
 	}
-	double dt = now() - t0;
-	unsigned long long next = 0;
-	bpf_map_lookup_elem(map, &key, &next);
-	printf("{\"sent\": %lld, \"seconds\": %.6f, \"pps\": %.0f, \"stamped\": %llu, \"chunk\": %lld}\n", sent, dt,
-	       sent / dt, next - first, chunk);
+	double dt = (now_ns() - t0) * 1e-9;
+	printf("{\"sent\": %llu, \"seconds\": %.6f, \"pps\": %.0f, \"stamped\": %llu, \"calls\": %llu}\n", count, dt,
+	       count / dt, next - first, calls);
 	return 0;
 }
