@@ -22,7 +22,7 @@ from xdpfeed.multicast.sequencer import LINE_NAMES, Sequencer
 
 log = logging.getLogger("xdpfeed.handler")
 
-FRAMES_PER_BATCH = 256
+FRAMES_PER_BATCH = 1024
 
 
 class Line:

@@ -12,6 +12,9 @@ The hold queue is direct-indexed by sequence: slot `seq & (M - 1)` for sequences
 arena that resets whenever no arena block is held. A message that fits neither is dropped and
 counted (hold overflow), the feed turns STALE, and recovery must bring it back.
 
+Everything here allocates nothing and compiles without NRT reference counting (njit_no_rc): the
+refcount updates on the arrays handed to inlined helpers cost more per packet than the work.
+
 Everything is resumable: when `out` or the event ring is full the call returns and the next call
 continues inside the same row (ST_ROW_BLOCK / ST_ROW_POS), so no message is counted twice.
 """
@@ -19,7 +22,7 @@ continues inside the same row (ST_ROW_BLOCK / ST_ROW_POS), so no message is coun
 import numpy as np
 
 from xdpfeed.capture.byteorder import be16
-from xdpfeed.capture.jit import njit
+from xdpfeed.capture.jit import njit_no_rc
 from xdpfeed.multicast.moldudp64 import KIND_DATA, KIND_END_OF_SESSION
 
 # Feed state array (int64)
@@ -82,7 +85,7 @@ EVENTS_FULL = 2
 FLUSH_FIRST = 3  # a new session starts: hand over `out` before its messages begin
 
 
-@njit(cache=True, inline="always")
+@njit_no_rc(cache=True, inline="always")
 def _event(ev, st, kind, a, b, line):
     n = st[ST_N_EVENTS]
     ev[n, 0] = kind
@@ -92,7 +95,7 @@ def _event(ev, st, kind, a, b, line):
     st[ST_N_EVENTS] = n + 1
 
 
-@njit(cache=True, inline="always")
+@njit_no_rc(cache=True, inline="always")
 def _copy(src, p, dst, q, n):
     """Byte copy with unsigned offsets (no wraparound code, so LLVM can vectorize the loop; a slice
     assignment would check for overlap and may allocate a temporary)."""
@@ -102,7 +105,7 @@ def _copy(src, p, dst, q, n):
         dst[q + k] = src[p + k]
 
 
-@njit(cache=True)
+@njit_no_rc(cache=True)
 def _drain(st, slot_seq, slot_len, slot_off, slot_data, arena, slot_bytes, out):
     """Deliver held messages from the expected sequence on; False when `out` filled up first."""
     mask = slot_seq.size - 1
@@ -135,7 +138,7 @@ def _drain(st, slot_seq, slot_len, slot_off, slot_data, arena, slot_bytes, out):
     return True
 
 
-@njit(cache=True)
+@njit_no_rc(cache=True)
 def block_bytes(b, p, count):
     """Bytes taken by `count` blocks at b[p:] (length prefixes included)."""
     q = np.uint64(p)
@@ -144,7 +147,7 @@ def block_bytes(b, p, count):
     return np.int64(q) - p
 
 
-@njit(cache=True, inline="always")
+@njit_no_rc(cache=True, inline="always")
 def _check_synchronized(st, ev, line):
     if st[ST_IN_GAP] == 1 and st[ST_EXPECTED] >= st[ST_HIGHEST]:
         st[ST_IN_GAP] = 0
@@ -152,7 +155,7 @@ def _check_synchronized(st, ev, line):
         _event(ev, st, EV_SYNCHRONIZED, st[ST_EXPECTED], 0, line)
 
 
-@njit(cache=True)
+@njit_no_rc(cache=True)
 def _switch_session(st, ls, slot_seq, s, ev, line):
     """Follow session s from now on: what the old one still missed is abandoned."""
     old = st[ST_SESSION]
@@ -175,7 +178,7 @@ def _switch_session(st, ls, slot_seq, s, ev, line):
     _event(ev, st, EV_SESSION, s, abandoned if old >= 0 else -1, line)
 
 
-@njit(cache=True, inline="always")
+@njit_no_rc(cache=True, inline="always")
 def _learn(st, ls, ev, line, first, top):
     """Sequences [first, top) exist: open a gap if first is past the highest known one."""
     if st[ST_EXPECTED] == 0:  # first packet of the session
@@ -201,7 +204,7 @@ def _learn(st, ls, ev, line, first, top):
             ls[line, LS_NEXT] = top
 
 
-@njit(cache=True)
+@njit_no_rc(cache=True)
 def process(
     b, m_off, m_blocks, m_seq, m_sess, m_ts, m_kind, m_bytes, row, rows, line, retired,
     st, ls, slot_seq, slot_len, slot_off, slot_data, arena, slot_bytes, out, ev,
@@ -321,7 +324,7 @@ def process(
     return row, DONE
 
 
-@njit(cache=True)
+@njit_no_rc(cache=True)
 def missing(st, slot_seq, ranges):
     """The missing sequence ranges [first, end), coalesced, at most ranges.shape[0]; returns how many."""
     mask = slot_seq.size - 1
