@@ -391,3 +391,27 @@ def test_replay_across_a_veth_into_a_packet_source(tmp_path):
             got = drain(rx, 3 * len(want))
         assert payloads(got) == want * 3
         assert {Ether(f)[IP].ttl for f, _ in got} == {4}
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("mode", ["native", "skb"])
+def test_capture_with_af_xdp_in_a_namespace(tmp_path, tshark, mode):
+    """The default source: AF_XDP on -i with our XDP filter; tshark reads the expected frames, and the
+    program is gone once the capture ends."""
+    from netns import veth_pair
+
+    n = 200
+    out = tmp_path / "xdp.pcapng"
+    with veth_pair() as v:
+        p = start_capture(v, ["-i", v.if_a, "-m", mode, "--group", f"{GA[0]}:{GA[1]}", "-c", str(n), "-w", str(out),
+                              "--duration", "60"])
+        send_from_b(v, [b"%05d" % i for i in range(n + 20)], GA)  # plus "noise" to the next port: not captured
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        links = subprocess.run(v.exec(v.ns_a) + ["ip", "-d", "link", "show", v.if_a], capture_output=True,
+                               text=True).stdout
+        assert "prog/xdp" not in links and "xdpgeneric" not in links and "xdpdrv" not in links, links
+    rows = tshark_fields(tshark, out, "udp.dstport", "ip.dst")
+    assert len(rows) == n and {tuple(r) for r in rows} == {(str(GA[1]), GA[0])}
+    assert udp_payloads(out) == [b"%05d" % i for i in range(n)]
+    assert f"{mode} copy" in err.decode()

@@ -4,9 +4,11 @@ loopback, flags, credentials from the environment, exit codes, JSON summaries, t
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -244,3 +246,41 @@ def test_run_across_a_veth_pair_between_namespaces(day_file, tmp_path, source):
         book = OrderBook()
         book.apply_stream(__import__("numpy").fromfile(day_file, dtype="uint8"))
         assert s["book_checksum"] == book.checksum()
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_run_on_af_xdp_ends_cleanly_on_a_signal(day_file, sig):
+    """Mid-feed, SIGTERM or SIGINT ends `xdpfeed run` with its summary and the XDP program detached."""
+    from netns import veth_pair
+
+    with veth_pair() as v:
+        a, b = lines_pair()
+        h = subprocess.Popen(v.exec(v.ns_b) + XDPFEED + ["run", "-a", f"afxdp:{v.if_b}?group={a}", "-T", "json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO)
+        seen = []
+        for line in h.stderr:
+            seen.append(line)
+            if "ready: line A" in line:
+                break
+        venue = subprocess.Popen(v.exec(v.ns_a) + XDPFEED + [
+            "simulate", "--day", day_file, "--line-a", a, "--line-b", b, "--user", "TEST01", "--linger", "120",
+            "-T", "json", "--iface-addr", v.addr_a, "--bind", v.addr_a, "--rate", "20000"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO)
+        try:
+            for line in h.stderr:  # the feed is flowing
+                seen.append(line)
+                if "following session" in line:
+                    break
+            time.sleep(0.2)
+            h.send_signal(sig)
+            code, out, err = finish(h, seen, timeout=60)
+        finally:
+            stop_venue(venue)
+        links = subprocess.run(v.exec(v.ns_b) + ["ip", "-d", "link", "show", v.if_b], capture_output=True,
+                               text=True).stdout
+    assert code == 0, err[-2000:]
+    s = json.loads(out)
+    assert s["exit"] == "stopped" and 0 < s["delivered"] < 30_000
+    assert s["lines"]["A"]["source"]["mode"].startswith(("native", "skb"))
+    assert "xdp" not in links.split("link/ether")[0] and "prog/xdp" not in links, links
