@@ -6,8 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.xdpfeed-installed
 # gcc + headers build the cffi modules; tshark is the independent oracle some tests compare against;
-# libxdp/libbpf + clang/llvm build the AF_XDP module and the XDP program; ethtool/iproute2 for root tests.
-APT_PACKAGES := gcc libc6-dev tshark libxdp-dev libbpf-dev clang llvm pkg-config ethtool iproute2
+# libxdp/libbpf + clang/llvm build the AF_XDP module and the XDP program; ethtool/iproute2 for root tests;
+# prometheus brings promtool, which checks the metrics exposition and the alerting rules.
+APT_PACKAGES := gcc libc6-dev tshark libxdp-dev libbpf-dev clang llvm pkg-config ethtool iproute2 prometheus
 
 .PHONY: setup demo test test-slow bench lint clean
 

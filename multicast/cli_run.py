@@ -12,10 +12,11 @@ import time
 
 from xdpfeed.capture.uri import open_source
 from xdpfeed.multicast import config as cfgmod
+from xdpfeed.multicast import sequencer_core as K
 from xdpfeed.multicast.book import OrderBook
 from xdpfeed.multicast.handler import FeedHandler, Line
 from xdpfeed.multicast.recovery import Recovery
-from xdpfeed.multicast.sequencer import LINE_A, LINE_B, Sequencer
+from xdpfeed.multicast.sequencer import LINE_A, LINE_B, LINE_NAMES, Sequencer
 from xdpfeed.multicast.warmup import warm_up
 
 EXIT_STALE = 1
@@ -38,8 +39,37 @@ def add_arguments(p) -> None:
     p.add_argument("--start", choices=("one", "first"), help="follow a session from sequence 1 (default) or the "
                    "first packet seen")
     p.add_argument("--no-book", action="store_true", help="do not build the order book")
+    add_metrics_argument(p)
     p.add_argument("-T", dest="fmt", choices=("text", "json"), default="text", help="summary format")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr; only errors are logged")
+
+
+def add_metrics_argument(p) -> None:
+    p.add_argument("--metrics-addr", metavar="HOST:PORT|off", default=None,
+                   help="serve Prometheus metrics here (default 127.0.0.1:9464, or the config's metrics.addr; "
+                   "'off' for none)")
+
+
+def start_metrics(handler, text: str | None, feed: str):
+    """Serve /metrics for the handler. The default address, when busy, is skipped with a warning; an
+    address given explicitly must work. Returns the server or None."""
+    from xdpfeed.multicast import metrics
+
+    explicit = text is not None
+    text = text or "{}:{}".format(*metrics.DEFAULT_ADDR)
+    if text == "off":
+        return None
+    addr = metrics.parse_addr(text)
+    handler.count_types = True
+    try:
+        server, _ = metrics.serve(handler, addr, feed)
+    except OSError as e:
+        if explicit:
+            raise cfgmod.ConfigError(f"--metrics-addr {text}: {e.strerror}") from None
+        logging.getLogger("xdpfeed").warning("metrics not served: %s:%d: %s", *addr, e.strerror)
+        return None
+    logging.getLogger("xdpfeed").info("metrics on http://%s:%d/metrics", *server.server_address[:2])
+    return server
 
 
 def build_config(args) -> cfgmod.FeedConfig:
@@ -96,11 +126,15 @@ def build_handler(cfg: cfgmod.FeedConfig, book=None, record=None, clock=time.mon
 
 
 def status_line(h: FeedHandler, rate: float) -> str:
+    """One compact line: state, position, rate, gaps open/filled, recovery by method, each line's share."""
     s = h.seq.stats()
     f = h.recovery.filled() if h.recovery is not None else {"rerequest": 0, "replay": 0}
+    total = max(s["delivered"], 1)
+    lines = "  ".join(f"{LINE_NAMES[ln.number]} {100 * int(h.seq.ls[ln.number, K.LS_FIRST]) / total:3.0f}% "
+                      f"gaps {int(h.seq.ls[ln.number, K.LS_GAPS])}" for ln in h.lines)
     return (f"{s['state']:<12} next {s['next_seq']:>11,}  delivered {s['delivered']:>11,} ({rate / 1e6:5.2f}M msg/s)  "
             f"gaps {s['gaps']:>5} open {len(h.seq.missing()):>3}  filled rerequest {f['rerequest']:>8,} "
-            f"replay {f['replay']:>8,}  dup {s['duplicates']:>10,}")
+            f"replay {f['replay']:>8,}  dup {s['duplicates']:>10,}  {lines}")
 
 
 class Progress:
@@ -168,9 +202,16 @@ def run(args) -> int:
     old = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     book = None if args.no_book else OrderBook()
     progress = None if args.quiet else Progress(as_json=args.fmt == "json")
+    server = None
     try:
         warm_up()  # compile before the sockets fill up
         h = build_handler(cfg, book, record)
+        try:
+            server = start_metrics(h, args.metrics_addr or cfg.metrics_addr, cfg.name)
+        except (cfgmod.ConfigError, ValueError) as e:
+            h.close()
+            print(f"xdpfeed run: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
         logging.getLogger("xdpfeed.handler").info(
             "ready: line A %s, line B %s; re-request %s; replay %s", cfg.line_a or "-", cfg.line_b or "-",
             ", ".join(f"{h_}:{p_}" for h_, p_ in cfg.rerequest) or "-",
@@ -183,6 +224,9 @@ def run(args) -> int:
             h.close()
     finally:
         signal.signal(signal.SIGTERM, old)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
         if record is not None:
             record.close()
         if progress is not None:

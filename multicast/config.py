@@ -20,6 +20,9 @@ rerequest_max = 10000                 # and the other RecoveryPolicy fields
 hold_messages = 262144
 slot_bytes = 64
 hold_arena_bytes = 1048576
+
+[metrics]
+addr = "127.0.0.1:9464"             # Prometheus /metrics; "off" for none
 ```
 Passwords never come from the command line.
 """
@@ -60,12 +63,14 @@ class FeedConfig:
     hold_messages: int = 1 << 18
     slot_bytes: int = 64
     hold_arena_bytes: int = 1 << 20
+    metrics_addr: str | None = None  # HOST:PORT or "off"; None: the default (127.0.0.1:9464)
 
 
 _SECTIONS = {
     "feed": {"name", "line_a", "line_b", "start"},
     "recovery": {"rerequest", "replay", "user", "password_file"} | {f.name for f in fields(RecoveryPolicy)},
     "sequencer": {"hold_messages", "slot_bytes", "hold_arena_bytes"},
+    "metrics": {"addr"},
 }
 _SIZES = {"hold_messages": (2, 1 << 26), "slot_bytes": (4, 65537), "hold_arena_bytes": (1, 1 << 34)}
 
@@ -140,6 +145,12 @@ def from_dict(doc: dict) -> FeedConfig:
         cfg.policy = RecoveryPolicy(**rec)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if "addr" in doc.get("metrics", {}):
+        addr = _str(doc["metrics"]["addr"], "metrics.addr")
+        host, sep, port = addr.rpartition(":")
+        if addr != "off" and (not sep or not port.isdigit() or not 0 <= int(port) < 65536):
+            raise ConfigError(f"metrics.addr: expected HOST:PORT (e.g. 127.0.0.1:9464) or \"off\", not {addr!r}")
+        cfg.metrics_addr = addr
     for k, v in doc.get("sequencer", {}).items():
         lo, hi = _SIZES[k]
         if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:

@@ -22,7 +22,7 @@ import time
 from xdpfeed.multicast import config as cfgmod
 from xdpfeed.multicast import synthetic
 from xdpfeed.multicast.book import OrderBook
-from xdpfeed.multicast.cli_run import Progress, build_handler
+from xdpfeed.multicast.cli_run import Progress, add_metrics_argument, build_handler, start_metrics
 from xdpfeed.multicast.recovery import Recovery, RecoveryPolicy
 from xdpfeed.multicast.warmup import warm_up
 
@@ -47,6 +47,7 @@ def add_arguments(p) -> None:
     a("--rerequest-max", type=int, default=5_000, metavar="N",
       help="largest gap filled by re-request; larger ones go to TCP replay (default 5,000)")
     a("--json", action="store_true", help="print the summary as one JSON object")
+    add_metrics_argument(p)
 
 
 def _say(args, text: str) -> None:
@@ -113,8 +114,11 @@ def run(args) -> int:
     warm_up()
     book = OrderBook()
     handler = build_handler(cfg, book)  # lines joined before the venue publishes
-    proc = None
+    proc = server = None
     try:
+        server = start_metrics(handler, args.metrics_addr, "demo")
+        if server is not None:
+            _say(args, "== metrics: http://{}:{}/metrics".format(*server.server_address[:2]))
         proc, addr = _start_venue(args, day, line_a, line_b, password)
         _say(args, f"== venue: lines A {addr['line_a']} and B {addr['line_b']} on loopback, loss {args.loss_a:.1%} / "
              f"{args.loss_b:.1%} per packet, {args.bursts} burst(s) of {args.burst_loss:,} lost on both, "
@@ -131,6 +135,9 @@ def run(args) -> int:
     finally:
         handler.close()
         venue = _stop_venue(proc) if proc is not None else {}
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     s = handler.summary()
     summary = {
         "published": venue.get("published_messages", 0), "delivered": s["delivered"], "duplicates": s["duplicates"],

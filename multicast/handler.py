@@ -16,9 +16,11 @@ import numpy as np
 
 from xdpfeed.capture.batch import FrameBatch
 from xdpfeed.multicast import counters as C
+from xdpfeed.multicast import sequencer_core as K
 from xdpfeed.multicast.moldudp64 import PacketIndex, extract_batch
 from xdpfeed.multicast.recovery import Recovery
 from xdpfeed.multicast.sequencer import LINE_NAMES, Sequencer
+from xdpfeed.multicast.stream_stats import count_types
 
 log = logging.getLogger("xdpfeed.handler")
 
@@ -56,10 +58,13 @@ class Line:
 
 class FeedHandler:
     def __init__(self, lines: list[Line], seq: Sequencer, recovery_factory=None, book=None, record=None,
-                 clock=time.monotonic):
-        """recovery_factory(seq, sink, clock) builds the Recovery (it needs the sink defined here)."""
+                 clock=time.monotonic, count_types: bool = False):
+        """recovery_factory(seq, sink, clock) builds the Recovery (it needs the sink defined here).
+        count_types: count delivered messages by type (for metrics)."""
         self.lines, self.seq, self.book, self.record, self.clock = lines, seq, book, record, clock
         self.delivered_bytes = 0
+        self.type_counts = np.zeros(256, dtype=np.int64)
+        self.count_types = count_types
         self.seq.on_status = self._status
         self.recovery: Recovery | None = None
         if recovery_factory is not None:
@@ -72,6 +77,8 @@ class FeedHandler:
 
     # -- consumers ------------------------------------------------------------------------------
     def deliver(self, out: np.ndarray, first_seq: int, count: int) -> None:
+        if self.count_types:
+            count_types(out, out.size, self.type_counts)
         if self.record is not None:
             self.record.write(memoryview(out))
         if self.book is not None:
@@ -156,6 +163,11 @@ class FeedHandler:
                 return "idle"
 
     @property
+    def lost(self) -> int:
+        """Messages known to exist and not delivered: missing or held now, or abandoned with a session."""
+        return int(self.seq.st[K.ST_ABANDONED]) + max(0, self.seq.highest - self.seq.expected)
+
+    @property
     def recovery_gave_up(self) -> bool:
         return self.seq.state == "STALE" and bool(self.seq.stale_reason)
 
@@ -180,7 +192,7 @@ class FeedHandler:
     def summary(self) -> dict:
         st = self.seq.stats()
         filled = self.recovery.filled() if self.recovery is not None else {"rerequest": 0, "replay": 0}
-        lost = st["abandoned"] + max(0, self.seq.highest - self.seq.expected)
+        lost = self.lost
         out = {
             "delivered": st["delivered"], "duplicates": st["duplicates"], "gaps": st["gaps"],
             "filled_rerequest": filled["rerequest"], "filled_replay": filled["replay"], "lost": lost,

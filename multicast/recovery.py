@@ -15,7 +15,9 @@ STALE (loudly, with the last failure); recovery keeps trying at the longest back
 is SYNCHRONIZED again the moment the gap closes. The clock is injected.
 """
 
+import bisect
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 
 from xdpfeed.multicast import sequencer_core as K
@@ -67,6 +69,9 @@ class Gap:
     last_error: str = ""
 
 
+RECOVERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
 @dataclass
 class RecoveryStats:
     gaps_filled: int = 0
@@ -74,8 +79,16 @@ class RecoveryStats:
     rerequest_timeouts: int = 0
     replay_sessions: int = 0
     replay_failures: dict = field(default_factory=dict)  # reason → count
-    recovery_seconds: list = field(default_factory=list)  # gap detected → filled, one entry per gap
+    recovery_seconds: deque = field(default_factory=lambda: deque(maxlen=10_000))  # the latest gaps, for medians
+    recovery_buckets: list = field(default_factory=lambda: [0] * (len(RECOVERY_BUCKETS) + 1))  # last: +Inf
+    recovery_sum: float = 0.0
     gave_up: int = 0
+
+    def gap_filled(self, seconds: float) -> None:
+        self.gaps_filled += 1
+        self.recovery_seconds.append(seconds)
+        self.recovery_buckets[bisect.bisect_left(RECOVERY_BUCKETS, seconds)] += 1
+        self.recovery_sum += seconds
 
 
 class Recovery:
@@ -172,8 +185,7 @@ class Recovery:
             new.append(Gap(a, b, p.detected, p.failures, req, p.retry_at, p.replay, p.no_replay, p.last_error))
         for g in old:
             if not any(g.first < b and a < g.end for a, b in ranges):
-                self.stats.gaps_filled += 1
-                self.stats.recovery_seconds.append(now - g.detected)
+                self.stats.gap_filled(now - g.detected)
         self.gaps = new
         if self.rerequest is not None:
             self.rerequest.wanted = [(g.first, g.end) for g in new]

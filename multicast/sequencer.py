@@ -11,6 +11,8 @@ abandoned), "end_of_session" (a: its next sequence), "overflow" (hold queue full
 (recovery gave up; a: reason), "wrong_session". States: SYNCHRONIZED, GAP_FILL, STALE.
 """
 
+import time
+
 import numpy as np
 
 from xdpfeed.multicast import sequencer_core as K
@@ -59,6 +61,7 @@ class Sequencer:
         self.arena = np.zeros(max(int(hold_arena_bytes), 1), dtype=np.uint8)
         self.out = np.zeros(int(out_bytes), dtype=np.uint8)
         self.ev = np.zeros((int(events), 4), dtype=np.int64)
+        self.latency = np.zeros(K.LATENCY_BUCKETS, dtype=np.int64)  # log2 ns buckets, see sequencer_core
         self._ranges = np.zeros((256, 2), dtype=np.int64)
         self.on_status = on_status
         self.stale_reason = ""
@@ -111,11 +114,12 @@ class Sequencer:
             self._r_kind[0] = KIND_DATA
 
     def _run(self, buf, off, blocks, seq, sess, ts, kind, nbytes, rows, line, sink):
+        self.st[K.ST_NOW_NS] = time.time_ns()
         row = 0
         while True:
             row, status = K.process(buf, off, blocks, seq, sess, ts, kind, nbytes, row, rows, line, self.retired,
                                     self.st, self.ls, self.slot_seq, self.slot_len, self.slot_off, self.slot_data,
-                                    self.arena, self.slot_bytes, self.out, self.ev)
+                                    self.arena, self.slot_bytes, self.out, self.ev, self.latency)
             self._hand_over(sink)
             if status == K.DONE:
                 return

@@ -51,7 +51,10 @@ ST_ROW_BLOCK = 21  # resume point inside the current row: next block number
 ST_ROW_POS = 22  # ... and its byte offset
 ST_N_EVENTS = 23  # events in the ring
 ST_WRONG_SESSION = 24  # recovery answers for another session (dropped)
-N_ST = 25
+ST_NOW_NS = 25  # wall-clock time of the call (set by the caller), for the delivery latency histogram
+N_ST = 26
+
+LATENCY_BUCKETS = 48  # lat[k]: packets delivered 2^k .. 2^(k+1) - 1 ns after their receive timestamp
 
 # Per-line statistics (int64[N_LINES, N_LS])
 LS_PACKETS = 0
@@ -148,6 +151,15 @@ def block_bytes(b, p, count):
 
 
 @njit_no_rc(cache=True, inline="always")
+def _latency(lat, now, ts):
+    """Count one packet delivered now that was received at ts (both ns; skipped when unknown)."""
+    if ts > 0 and now > ts:
+        k = np.int64(np.log2(np.float64(now - ts)))
+        if k < LATENCY_BUCKETS:
+            lat[k] += 1
+
+
+@njit_no_rc(cache=True, inline="always")
 def _check_synchronized(st, ev, line):
     if st[ST_IN_GAP] == 1 and st[ST_EXPECTED] >= st[ST_HIGHEST]:
         st[ST_IN_GAP] = 0
@@ -207,7 +219,7 @@ def _learn(st, ls, ev, line, first, top):
 @njit_no_rc(cache=True)
 def process(
     b, m_off, m_blocks, m_seq, m_sess, m_ts, m_kind, m_bytes, row, rows, line, retired,
-    st, ls, slot_seq, slot_len, slot_off, slot_data, arena, slot_bytes, out, ev,
+    st, ls, slot_seq, slot_len, slot_off, slot_data, arena, slot_bytes, out, ev, lat,
 ):
     """Sequence rows [row, rows) of one line's PacketIndex; returns (next row, status)."""
     mask = slot_seq.size - 1
@@ -265,16 +277,21 @@ def process(
                     st[ST_DELIVERED] += nb
                     st[ST_EXPECTED] = seq + nb
                     ls[line, LS_FIRST] += nb
+                    _latency(lat, st[ST_NOW_NS], m_ts[row])
                     row += 1
                     _check_synchronized(st, ev, line)
                     continue
         else:
             p = np.uint64(st[ST_ROW_POS])
+        timed = False
         while k < nb:
             ln = np.int64(be16(b, p)) + 2
             sq = seq + k
             e = st[ST_EXPECTED]
             if sq == e:
+                if not timed:  # the packet's first message delivered right away: its latency, once
+                    _latency(lat, st[ST_NOW_NS], m_ts[row])
+                    timed = True
                 q = st[ST_OUT_LEN]
                 if q + ln > out.size:
                     st[ST_ROW_BLOCK] = k

@@ -1,0 +1,230 @@
+"""Prometheus metrics for a running feed handler: a prometheus_client custom Collector that reads the
+numbers the hot path already keeps in numpy arrays (sequencer state and per-line statistics, frame
+counters, source statistics, book statistics, the delivery latency histogram) at scrape time. Nothing
+is incremented per packet for metrics' sake; the only extra hot-path work is counting delivered
+messages by type (multicast.stream_stats.count_types, one compiled pass over the delivered stream).
+
+Names follow Prometheus conventions: `xdpfeed_` prefix, base units, `_total` on counters; labels
+`feed`, `line`, `source`, `reason`, `method`, `type`, `state`. `serve()` starts prometheus_client's
+HTTP server, on 127.0.0.1 unless told otherwise.
+"""
+
+import time
+
+import numpy as np
+from prometheus_client import start_http_server
+from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from xdpfeed.multicast import book_apply as A
+from xdpfeed.multicast import counters as C
+from xdpfeed.multicast import sequencer_core as K
+from xdpfeed.multicast.itch_schema import TYPES
+from xdpfeed.multicast.recovery import RECOVERY_BUCKETS
+from xdpfeed.multicast.sequencer import LINE_NAMES, LINE_REPLAY, LINE_REREQUEST, STATES
+
+DEFAULT_ADDR = ("127.0.0.1", 9464)
+SKIP_REASONS = ("non_ipv4", "non_udp", "ip_fragments", "truncated_frames", "bad_headers", "unsupported_linktype",
+                "filtered", "sessions_overflow")
+LATENCY_FIRST_BUCKET = 10  # 2^10 ns ≈ 1 µs: the smallest bucket bound exported
+METRIC_NAMES = (
+    "xdpfeed_receive_packets_total", "xdpfeed_receive_bytes_total", "xdpfeed_receive_drop_total",
+    "xdpfeed_source_info", "xdpfeed_frames_skipped_total", "xdpfeed_malformed_packets_total",
+    "xdpfeed_messages_total", "xdpfeed_unknown_message_types_total", "xdpfeed_delivered_messages_total",
+    "xdpfeed_sequence_gaps_total", "xdpfeed_gap_messages_total", "xdpfeed_duplicate_messages_total",
+    "xdpfeed_hold_queue_messages", "xdpfeed_hold_overflow_messages_total", "xdpfeed_next_sequence",
+    "xdpfeed_feed_state", "xdpfeed_end_of_session", "xdpfeed_lost_messages", "xdpfeed_recovery_requests_total",
+    "xdpfeed_recovered_messages_total", "xdpfeed_recovery_failures_total", "xdpfeed_recovery_seconds",
+    "xdpfeed_line_packets_total", "xdpfeed_line_first_messages_total", "xdpfeed_line_duplicate_messages_total",
+    "xdpfeed_line_gaps_total", "xdpfeed_line_last_packet_age_seconds", "xdpfeed_book_live_orders",
+    "xdpfeed_book_stale_stocks", "xdpfeed_book_top_of_book_events_total", "xdpfeed_delivery_latency_seconds",
+)
+
+
+def _counter(name, doc, labels):
+    return CounterMetricFamily(name.removesuffix("_total"), doc, labels=labels)
+
+
+class FeedCollector:
+    """Everything one FeedHandler knows, as metric families, read when Prometheus scrapes."""
+
+    def __init__(self, handler, feed: str = "feed"):
+        self.h = handler
+        self.feed = feed
+
+    def describe(self):
+        return []  # collected on demand only: names and labels depend on the handler's lines
+
+    def collect(self):
+        h, f = self.h, self.feed
+        yield from self._capture(h, f)
+        yield from self._sequencing(h, f)
+        yield from self._recovery(h, f)
+        yield from self._lines(h, f)
+        yield from self._book(h, f)
+
+    def _capture(self, h, f):
+        pk = _counter("xdpfeed_receive_packets_total", "Packets received by the line's source.",
+                      ["feed", "line", "source"])
+        by = _counter("xdpfeed_receive_bytes_total", "Bytes received by the line's source.", ["feed", "line", "source"])
+        dr = _counter("xdpfeed_receive_drop_total", "Packets the source or the kernel dropped, by reason.",
+                      ["feed", "line", "source", "reason"])
+        info = GaugeMetricFamily("xdpfeed_source_info", "The line's source and the mode in use.",
+                                 labels=["feed", "line", "source", "mode"])
+        sk = _counter("xdpfeed_frames_skipped_total", "Frames that carried no MoldUDP64 packet, by reason.",
+                      ["feed", "line", "reason"])
+        mal = _counter("xdpfeed_malformed_packets_total", "MoldUDP64 packets malformed (counted, skipped).",
+                       ["feed", "line"])
+        for ln in h.lines:
+            name = LINE_NAMES[ln.number]
+            kind = type(ln.source).__name__.removesuffix("Source").lower() or "source"
+            stats = ln.source.stats() if hasattr(ln.source, "stats") else None
+            if stats is not None:
+                pk.add_metric([f, name, kind], stats["packets"])
+                by.add_metric([f, name, kind], stats["bytes"])
+                for reason, v in stats["drops"].items():
+                    dr.add_metric([f, name, kind, reason], v)
+                info.add_metric([f, name, kind, stats["mode"]], 1)
+            cnt = C.as_dict(ln.counters)
+            for reason in SKIP_REASONS:
+                sk.add_metric([f, name, reason], cnt[reason])
+            mal.add_metric([f, name], cnt["malformed_packets"])
+        yield from (pk, by, dr, info, sk, mal)
+
+    def _sequencing(self, h, f):
+        st = h.seq.st
+        msgs = _counter("xdpfeed_messages_total", "Messages delivered, by ITCH message type.", ["feed", "type"])
+        known = 0
+        for t in TYPES:
+            v = int(h.type_counts[ord(t)])
+            known += v
+            msgs.add_metric([f, t], v)
+        unknown = _counter("xdpfeed_unknown_message_types_total", "Delivered messages of a type ITCH 5.0 lacks.",
+                           ["feed"])
+        unknown.add_metric([f], int(h.type_counts.sum()) - known)
+        yield msgs
+        yield unknown
+        for name, doc, idx in (
+            ("xdpfeed_delivered_messages_total", "Messages delivered in sequence order, once.", K.ST_DELIVERED),
+            ("xdpfeed_sequence_gaps_total", "Gaps detected (a new missing range).", K.ST_GAPS),
+            ("xdpfeed_gap_messages_total", "Messages in the gaps when detected.", K.ST_GAP_MESSAGES),
+            ("xdpfeed_duplicate_messages_total", "Messages dropped as already delivered or held.", K.ST_DUPLICATES),
+            ("xdpfeed_hold_overflow_messages_total", "Messages dropped because the hold queue was full.",
+             K.ST_OVERFLOW),
+        ):
+            c = _counter(name, doc, ["feed"])
+            c.add_metric([f], int(st[idx]))
+            yield c
+        for name, doc, value in (
+            ("xdpfeed_hold_queue_messages", "Messages waiting in the hold queue.", h.seq.held),
+            ("xdpfeed_next_sequence", "The next sequence number to deliver.", h.seq.expected),
+            ("xdpfeed_end_of_session", "1 once End of Session was seen.", int(h.seq.end_of_session)),
+            ("xdpfeed_lost_messages", "Messages known to exist and not delivered (missing or abandoned).",
+             h.lost),
+        ):
+            g = GaugeMetricFamily(name, doc, labels=["feed"])
+            g.add_metric([f], value)
+            yield g
+        state = GaugeMetricFamily("xdpfeed_feed_state", "1 for the feed's current state.", labels=["feed", "state"])
+        now = h.seq.state
+        for s in STATES:
+            state.add_metric([f, s], int(s == now))
+        yield state
+        yield self._latency(h, f)
+
+    def _latency(self, h, f):
+        lat = h.seq.latency
+        buckets, acc, total_s = [], 0, 0.0
+        acc = int(lat[:LATENCY_FIRST_BUCKET].sum())
+        for k in range(K.LATENCY_BUCKETS):
+            total_s += int(lat[k]) * (1.5 * 2.0**k) * 1e-9  # bucket midpoint: the sum is an estimate
+            if k >= LATENCY_FIRST_BUCKET:
+                acc += int(lat[k])
+                buckets.append((f"{2.0 ** (k + 1) * 1e-9:.9g}", acc))
+        buckets.append(("+Inf", acc))
+        hist = HistogramMetricFamily("xdpfeed_delivery_latency_seconds",
+                                     "Packet receive timestamp to delivery (log2 buckets; sum estimated).",
+                                     labels=["feed"])
+        hist.add_metric([f], buckets, total_s)
+        return hist
+
+    def _recovery(self, h, f):
+        req = _counter("xdpfeed_recovery_requests_total", "Recovery requests: re-request packets, replay sessions.",
+                       ["feed", "method"])
+        got = _counter("xdpfeed_recovered_messages_total", "Messages first delivered by recovery, by method.",
+                       ["feed", "method"])
+        fail = _counter("xdpfeed_recovery_failures_total", "Failed recovery attempts, by method and reason.",
+                        ["feed", "method", "reason"])
+        hist = HistogramMetricFamily("xdpfeed_recovery_seconds", "Gap detected to gap filled.", labels=["feed"])
+        got.add_metric([f, "rerequest"], int(h.seq.ls[LINE_REREQUEST, K.LS_FIRST]))
+        got.add_metric([f, "replay"], int(h.seq.ls[LINE_REPLAY, K.LS_FIRST]))
+        r = h.recovery
+        if r is not None:
+            s = r.stats
+            req.add_metric([f, "rerequest"], s.rerequests)
+            req.add_metric([f, "replay"], s.replay_sessions)
+            fail.add_metric([f, "rerequest", "timeout"], s.rerequest_timeouts)
+            if r.rerequest is not None:
+                fail.add_metric([f, "rerequest", "send_failed"], r.rerequest.stats["send_failures"])
+            for reason, v in s.replay_failures.items():
+                fail.add_metric([f, "replay", reason], v)
+            acc, buckets = 0, []
+            for bound, v in zip(RECOVERY_BUCKETS, s.recovery_buckets, strict=False):
+                acc += v
+                buckets.append((f"{bound:g}", acc))
+            buckets.append(("+Inf", acc + s.recovery_buckets[-1]))
+            hist.add_metric([f], buckets, s.recovery_sum)
+        yield from (req, got, fail, hist)
+
+    def _lines(self, h, f):
+        now_ns = time.time_ns()
+        fams = {
+            "packets": _counter("xdpfeed_line_packets_total", "MoldUDP64 packets the line brought.", ["feed", "line"]),
+            "first": _counter("xdpfeed_line_first_messages_total", "Messages this line delivered first.",
+                              ["feed", "line"]),
+            "duplicates": _counter("xdpfeed_line_duplicate_messages_total", "Messages another line had brought.",
+                                   ["feed", "line"]),
+            "gaps": _counter("xdpfeed_line_gaps_total", "Gaps this line shows on its own.", ["feed", "line"]),
+        }
+        age = GaugeMetricFamily("xdpfeed_line_last_packet_age_seconds", "Seconds since the line's last packet.",
+                                labels=["feed", "line"])
+        for ln in h.lines:
+            name = LINE_NAMES[ln.number]
+            ls = h.seq.ls[ln.number]
+            fams["packets"].add_metric([f, name], int(ls[K.LS_PACKETS]))
+            fams["first"].add_metric([f, name], int(ls[K.LS_FIRST]))
+            fams["duplicates"].add_metric([f, name], int(ls[K.LS_DUPLICATES]))
+            fams["gaps"].add_metric([f, name], int(ls[K.LS_GAPS]))
+            last = int(ls[K.LS_LAST_NS])
+            age.add_metric([f, name], (now_ns - last) / 1e9 if 0 < last <= now_ns else float("inf"))
+        yield from fams.values()
+        yield age
+
+    def _book(self, h, f):
+        b = h.book
+        if b is None:
+            return
+        live = GaugeMetricFamily("xdpfeed_book_live_orders", "Orders live in the book.", labels=["feed"])
+        live.add_metric([f], b.live_orders)
+        stale = GaugeMetricFamily("xdpfeed_book_stale_stocks", "Stocks whose book is flagged stale.", labels=["feed"])
+        stale.add_metric([f], int(np.count_nonzero(b.stocks["stale"][1:])))
+        ev = _counter("xdpfeed_book_top_of_book_events_total", "Best bid/offer changes.", ["feed"])
+        ev.add_metric([f], int(b.stats[A.BBO_EVENTS]))
+        yield from (live, stale, ev)
+
+
+def registry_for(handler, feed: str = "feed") -> CollectorRegistry:
+    reg = CollectorRegistry()
+    reg.register(FeedCollector(handler, feed))
+    return reg
+
+
+def parse_addr(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"--metrics-addr: expected HOST:PORT, not {text!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def serve(handler, addr: tuple[str, int] = DEFAULT_ADDR, feed: str = "feed"):
+    """Serve /metrics for `handler`; returns (server, thread). Binds 127.0.0.1 unless told otherwise."""
+    return start_http_server(addr[1], addr=addr[0], registry=registry_for(handler, feed))

@@ -1,0 +1,110 @@
+"""Prometheus metrics of a live handler: scraped over HTTP while the venue injects loss; the numbers
+move as they should and agree with the handler's own summary; promtool accepts the exposition."""
+
+import shutil
+import subprocess
+import threading
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from test_handler import PASSWORD, USER, day, groups  # noqa: F401  (day is a fixture)
+
+from xdpfeed.multicast import metrics
+from xdpfeed.multicast.book import OrderBook
+from xdpfeed.multicast.cli_run import build_handler
+from xdpfeed.multicast.config import FeedConfig
+from xdpfeed.multicast.exchange.venue import Venue, VenueConfig
+from xdpfeed.multicast.recovery import Recovery, RecoveryPolicy
+
+
+def scrape(port: int) -> tuple[str, dict]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    values = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            values[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return text, values
+
+
+def value(values, name, **labels):
+    return values[(name, tuple(sorted(labels.items())))]
+
+
+@pytest.fixture
+def live(day):  # noqa: F811
+    """A handler fed by the venue with loss on both lines and bursts, metrics served on a free port."""
+    line_a, line_b = groups()
+    vcfg = VenueConfig(line_a=line_a, line_b=line_b, users={USER: PASSWORD}, start_delay=0.3, heartbeat_interval=0.2,
+                       loss_a=0.1, loss_b=0.1, burst_loss=3000, bursts=2, seed=12, rate=40_000)
+    cfg = FeedConfig(name="itch", line_a=f"udp:{line_a[0]}:{line_a[1]}@lo", line_b=f"udp:{line_b[0]}:{line_b[1]}@lo",
+                     user=USER, password=PASSWORD, policy=RecoveryPolicy(rerequest_max=1000))
+    h = build_handler(cfg, OrderBook(window=1 << 16, hash_orders=1 << 12, levels=1 << 12))
+    h.count_types = True
+    server, _ = metrics.serve(h, ("127.0.0.1", 0), "itch")
+    venue = Venue(vcfg, day).start()
+    h.attach_recovery(lambda s, sink, clock: Recovery(s, sink, clock, cfg.policy, [venue.request_address],
+                                                      [venue.replay_address], USER, PASSWORD))
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("why", h.run(until_eos=True, idle_timeout=60)))
+    t.start()
+    try:
+        yield h, server.server_address[1], t, result
+    finally:
+        t.join(120)
+        venue.stop()
+        h.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_metrics_move_during_the_run_and_agree_with_the_summary(live, day):  # noqa: F811
+    h, port, t, result = live
+    snapshots = []
+    while t.is_alive():
+        snapshots.append(scrape(port)[1])
+        t.join(0.2)
+    assert result["why"] == "complete"
+    text, end = scrape(port)
+    s = h.summary()
+    f = {"feed": "itch"}
+    delivered = [value(v, "xdpfeed_delivered_messages_total", **f) for v in snapshots + [end]]
+    assert delivered == sorted(delivered) and delivered[-1] == s["delivered"] == day.count
+    assert len(set(delivered)) > 2  # it moved while the feed flowed
+    assert value(end, "xdpfeed_sequence_gaps_total", **f) == s["gaps"] > 0
+    assert value(end, "xdpfeed_duplicate_messages_total", **f) == s["duplicates"]
+    assert value(end, "xdpfeed_recovered_messages_total", method="rerequest", **f) == s["filled_rerequest"] > 0
+    assert value(end, "xdpfeed_recovered_messages_total", method="replay", **f) == s["filled_replay"] >= 6000
+    assert value(end, "xdpfeed_recovery_requests_total", method="replay", **f) == s["recovery"]["replay_sessions"]
+    assert value(end, "xdpfeed_recovery_seconds_count", **f) == s["recovery"]["gaps_filled"] > 0
+    assert value(end, "xdpfeed_lost_messages", **f) == s["lost"] == 0
+    assert value(end, "xdpfeed_feed_state", state="SYNCHRONIZED", **f) == 1
+    assert value(end, "xdpfeed_feed_state", state="STALE", **f) == 0
+    assert value(end, "xdpfeed_hold_queue_messages", **f) == 0
+    assert value(end, "xdpfeed_next_sequence", **f) == day.count + 1
+    assert value(end, "xdpfeed_end_of_session", **f) == 1
+    assert sum(v for (n, _), v in end.items() if n == "xdpfeed_messages_total") == day.count
+    for line in ("A", "B"):
+        ls = s["lines"][line]
+        assert value(end, "xdpfeed_line_first_messages_total", line=line, **f) == ls["first"]
+        assert value(end, "xdpfeed_line_gaps_total", line=line, **f) == ls["gaps"] > 0
+        assert value(end, "xdpfeed_line_packets_total", line=line, **f) == ls["packets"]
+        assert value(end, "xdpfeed_receive_packets_total", line=line, source="udp", **f) == ls["source"]["packets"]
+        assert value(end, "xdpfeed_receive_drop_total", line=line, source="udp", reason="kernel", **f) == 0
+        assert value(end, "xdpfeed_line_last_packet_age_seconds", line=line, **f) < 60
+    assert value(end, "xdpfeed_delivery_latency_seconds_count", **f) > 0
+    assert value(end, "xdpfeed_book_live_orders", **f) == h.book.live_orders
+    names = {n for n, _ in end}
+    for name in metrics.METRIC_NAMES:  # every documented family is served
+        assert any(n == name or n.startswith(name + "_") or n == name + "_total" for n in names), name
+    promtool = shutil.which("promtool")
+    if promtool:  # the exposition passes Prometheus' own linter
+        r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_metrics_addr_is_checked_and_local_by_default():
+    assert metrics.DEFAULT_ADDR[0] == "127.0.0.1"
+    assert metrics.parse_addr("0.0.0.0:9000") == ("0.0.0.0", 9000)
+    with pytest.raises(ValueError, match="--metrics-addr: expected HOST:PORT"):
+        metrics.parse_addr("nope")
