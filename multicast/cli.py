@@ -165,6 +165,39 @@ def _book(args) -> int:
     return 0
 
 
+class _FileProgress:
+    """On a terminal, a line on stderr rewritten a few times a second while a large input decodes:
+    bytes read of the file's size, messages, rate."""
+
+    def __init__(self, run):
+        import time
+
+        self.run, self.clock = run, time.monotonic
+        self.t0 = self.clock()
+        self.last = self.t0 - 1.0  # the first batch shows at once
+        self.shown = False
+
+    def tick(self):
+        now = self.clock()
+        if now - self.last < 0.25:
+            return
+        self.last = now
+        c = self.run.counters
+        from xdpfeed.multicast import counters as C
+
+        n = int(c[C.DECODED])
+        done = int(c[C.FRAME_BYTES]) if self.run.format == "pcap" else 0
+        share = f"{100 * done / self.run.input_bytes:5.1f}% " if done else ""
+        rate = n / max(now - self.t0, 1e-9) / 1e6
+        print(f"\rxdpfeed decode: {share}{n:,} messages, {rate:.1f}M msg/s", end="",
+              file=sys.stderr, flush=True)
+        self.shown = True
+
+    def done(self):
+        if self.shown:
+            print(file=sys.stderr)
+
+
 def _decode(args) -> int:
     from xdpfeed.multicast.pipeline import Decode
 
@@ -180,8 +213,11 @@ def _decode(args) -> int:
     writer = output.csv_writer(out, output.csv_columns(args.types)) if args.fmt == "csv" else None
     with_origin = run.format == "pcap"
     damaged = None
+    progress = _FileProgress(run) if sys.stderr.isatty() else None
     try:
         for _, tables in run.batches():
+            if progress is not None:
+                progress.tick()
             names = run.sessions.names()
             if args.fmt == "summary":
                 ot = tables.order_type[: tables.count]
@@ -207,6 +243,8 @@ def _decode(args) -> int:
                 break
     except CorruptInput as e:
         damaged = e
+    if progress is not None:
+        progress.done()
     if args.fmt == "summary":
         out.write(output.summary(run, per_type, printed) + "\n")
     out.flush()

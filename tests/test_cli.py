@@ -135,3 +135,34 @@ def test_console_script_and_broken_pipe():
     assert p.returncode == 0 and "-T {jsonl,csv,summary}" in p.stdout
     p = subprocess.run(f"{exe} decode {MULTI} | head -c 10", shell=True, capture_output=True, text=True)
     assert len(p.stdout) == 10 and "Traceback" not in p.stderr
+
+
+def test_decode_shows_progress_on_a_terminal_only(tmp_path):
+    """On a terminal, stderr gets a progress line rewritten in place; on a pipe, nothing extra."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from xdpfeed.multicast import synthetic
+
+    pcap = tmp_path / "day.pcap"
+    synthetic.generate_to_file(str(tmp_path / "day.itch"), 20_000, seed=2, pcap_path=str(pcap))
+    cmd = [sys.executable, "-m", "xdpfeed.multicast.cli", "decode", str(pcap), "-T", "summary"]
+    master, slave = pty.openpty()
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=slave, timeout=120)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert r.returncode == 0
+    assert b"\rxdpfeed decode: " in seen and b"messages" in seen
+    piped = subprocess.run(cmd, capture_output=True, timeout=120)
+    assert piped.returncode == 0 and b"xdpfeed decode:" not in piped.stderr

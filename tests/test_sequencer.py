@@ -304,3 +304,22 @@ def test_end_of_session_learned_from_replay():
     assert h.seq.end_of_session and h.seq.missing() == [(3, 5)]
     h.send(LINE_REPLAY, pkt(3, 2))
     assert h.seq.finished and h.seqs == [1, 2, 3, 4]
+
+
+def test_delivery_latency_histogram_counts_packets_delivered_right_away():
+    import time
+
+    h = Harness()
+    h.send(LINE_A, pkt(1, 2))
+    assert h.seq.latency.sum() == 0  # the harness' timestamps are from 1970: outside every bucket
+    now = time.time_ns()
+    h.frames.timestamp_ns[:] = now - 3000
+    h.seq.st[25] = 0  # ST_NOW_NS is set by each feed
+    data = pkt(3, 2)
+    h.frames.data = np.frombuffer(data, dtype=np.uint8).copy()
+    h.frames.offset[0], h.frames.length[0], h.frames.count = 0, len(data), 1
+    extract_batch(h.frames, 0, NO_GROUPS, h.sessions, h.index, h.cnt, control=True)
+    h.seq.feed(h.frames.data, h.index, LINE_A, h.sink)
+    assert h.seqs == [1, 2, 3, 4]
+    k = int(np.flatnonzero(h.seq.latency)[0])
+    assert h.seq.latency.sum() == 1 and 2**k <= time.time_ns() - (now - 3000) and 2**k >= 3000 // 2
