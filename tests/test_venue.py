@@ -177,6 +177,9 @@ def test_faulty_day_is_fully_recoverable():
         (f1, e1), (f2, e2) = runs[0], runs[-1]
         assert rerequest(venue, f1, e1) == {q: store.message(q) for q in range(f1, e1)}
         assert replay(venue, "tester", "secret", f2, e2) == {q: store.message(q) for q in range(f2, e2)}
+        deadline = time.monotonic() + 5  # the server thread counts after its send returns: let it catch up
+        while venue.summary()["replay_server"]["messages_sent"] < e2 - f2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         s = venue.summary()
     finally:
         venue.stop()
@@ -185,7 +188,8 @@ def test_faulty_day_is_fully_recoverable():
     assert s["lines"]["A"]["group"] == cfg.line_a[0] and s["lines"]["B"]["port"] == cfg.line_b[1]
     for name in "AB":
         ln = s["lines"][name]
-        assert ln["packets_lost"] > 0 and ln["end_of_session"] == 3 and ln["messages_lost"] >= len(missing)
+        # End of Session: the 3 quick repeats, then once per heartbeat interval until stop()
+        assert ln["packets_lost"] > 0 and ln["end_of_session"] >= 3 and ln["messages_lost"] >= len(missing)
     assert s["request_server"]["answered"] >= 1 and s["request_server"]["messages_sent"] == e1 - f1
     assert s["replay_server"]["logins"] == 1 and s["replay_server"]["messages_sent"] >= e2 - f2
 
