@@ -2,11 +2,12 @@
 
 import random
 
-from helpers import write_pcap
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Dot1Q, Ether
 
 from xdpfeed.capture.tcp_stream import reassemble
+
+from helpers import write_pcap
 
 CLIENT, SERVER = ("10.0.0.1", 40000), ("10.0.0.2", 15000)
 
