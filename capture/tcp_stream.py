@@ -25,9 +25,9 @@ SEQ_MOD = 1 << 32
 
 
 @njit(cache=True)
-def _segments(b, f_off, f_len, f_lt, n, src, dst, sport, dport, seq, flags, p_off, p_len):
+def _segments(b, f_off, f_len, f_lt, n, src, dst, sport, dport, seq, flags, p_off, p_len, frame):
     """Per frame: the TCP 4-tuple, sequence number, flags and payload; returns TCP frames found
-    (written at the front of the output arrays in frame order)."""
+    (written at the front of the output arrays in frame order; frame[k] is the frame's index)."""
     k = 0
     for i in range(n):
         st, ip, tcp, tlen = ipv4_payload(b, f_off[i], f_len[i], f_lt[i], 6)
@@ -44,6 +44,7 @@ def _segments(b, f_off, f_len, f_lt, n, src, dst, sport, dport, seq, flags, p_of
         flags[k] = b[tcp + 13]
         p_off[k] = tcp + hl
         p_len[k] = tlen - hl
+        frame[k] = i
         k += 1
     return k
 
@@ -56,6 +57,7 @@ class Direction:
     dst: tuple[str, int]
     isn: int | None = None  # sequence number of the first payload byte
     pieces: dict = field(default_factory=dict)  # relative offset → bytes, as captured
+    times: dict = field(default_factory=dict)  # relative offset → capture time (ns) of that piece
     segments: int = 0
     retransmitted_bytes: int = 0
     conflicting_bytes: int = 0  # retransmitted bytes that differ from the first copy
@@ -64,7 +66,7 @@ class Direction:
     reset: bool = False
     _high: int = 0
 
-    def add(self, seq: int, flags: int, payload: bytes) -> None:
+    def add(self, seq: int, flags: int, payload: bytes, ts_ns: int = 0) -> None:
         if flags & SYN:
             self.isn = (seq + 1) % SEQ_MOD
             return
@@ -91,10 +93,16 @@ class Direction:
                 if payload[: len(old)] != old:
                     self.conflicting_bytes += len(old)
             self.pieces[rel] = payload
+            self.times.setdefault(rel, ts_ns)
         else:
             self.retransmitted_bytes += len(payload)
             if old[: len(payload)] != payload:
                 self.conflicting_bytes += len(payload)
+
+    def arrival(self) -> list[tuple[int, int]]:
+        """[(end offset, capture time ns)] of the placed pieces in stream order: a message ending at
+        byte e arrived with the first piece whose end offset is >= e."""
+        return [(rel + len(self.pieces[rel]), self.times.get(rel, 0)) for rel in sorted(self.pieces)]
 
     def assemble(self) -> tuple[bytes, int]:
         """(the contiguous bytes from the start, bytes missing after them — 0 when complete)."""
@@ -122,18 +130,20 @@ def reassemble(path: str) -> list[Direction]:
     sport, dport = np.zeros(cap, np.uint16), np.zeros(cap, np.uint16)
     seq, flags = np.zeros(cap, np.uint32), np.zeros(cap, np.uint8)
     p_off, p_len = np.zeros(cap, np.int64), np.zeros(cap, np.int64)
+    tcp_frame = np.zeros(cap, np.int64)
     dirs: dict[tuple, Direction] = {}
     with PcapSource(path) as source:
         while source.recv(frames):
             k = _segments(frames.data, frames.offset, frames.length, frames.linktype, frames.count, src, dst, sport,
-                          dport, seq, flags, p_off, p_len)
+                          dport, seq, flags, p_off, p_len, tcp_frame)
             for i in range(k):  # per TCP segment: offline analysis of order-entry sessions, not a feed
                 key = (int(src[i]), int(sport[i]), int(dst[i]), int(dport[i]))
                 d = dirs.get(key)
                 if d is None:
                     d = dirs[key] = Direction((_ip(key[0]), key[1]), (_ip(key[2]), key[3]))
                 o = int(p_off[i])
-                d.add(int(seq[i]), int(flags[i]), bytes(frames.data[o : o + int(p_len[i])]))
+                d.add(int(seq[i]), int(flags[i]), bytes(frames.data[o : o + int(p_len[i])]),
+                      int(frames.timestamp_ns[tcp_frame[i]]))
             source.release(frames)
     return list(dirs.values())
 

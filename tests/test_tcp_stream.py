@@ -69,3 +69,10 @@ def test_capture_started_mid_connection(tmp_path):
     frames = [seg(SERVER, CLIENT, 5000, b"late "), seg(SERVER, CLIENT, 5005, b"start")]
     d = streams(write_pcap(tmp_path / "m.pcap", frames))[(SERVER, CLIENT)]
     assert d.assemble() == (b"late start", 0)
+
+
+def test_arrival_times_follow_the_pieces(tmp_path):
+    frames = [seg(CLIENT, SERVER, 0, flags="S"), seg(CLIENT, SERVER, 6, b"world"), seg(CLIENT, SERVER, 1, b"hello")]
+    d = streams(write_pcap(tmp_path / "t.pcap", frames))[(CLIENT, SERVER)]
+    # write_pcap stamps frame i at 1700000000 + i seconds and i ns
+    assert d.arrival() == [(5, 1700000002 * 10**9 + 2), (10, 1700000001 * 10**9 + 1)]
