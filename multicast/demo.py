@@ -23,6 +23,7 @@ from xdpfeed.multicast import config as cfgmod
 from xdpfeed.multicast import synthetic
 from xdpfeed.multicast.book import OrderBook
 from xdpfeed.multicast.cli_run import Progress, add_metrics_argument, build_handler, start_metrics
+from xdpfeed.multicast.pipeline import replay_into_book
 from xdpfeed.multicast.recovery import Recovery, RecoveryPolicy
 from xdpfeed.multicast.warmup import warm_up
 
@@ -57,10 +58,7 @@ def _say(args, text: str) -> None:
 
 def _venue_book(path: str) -> str:
     book = OrderBook()
-    from xdpfeed.multicast.itchfile import chunks
-
-    for buf in chunks(path, False, None):
-        book.apply_stream(buf)
+    replay_into_book(path, book, fmt="itch")
     return book.checksum()
 
 

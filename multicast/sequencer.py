@@ -131,9 +131,7 @@ class Sequencer:
             self.st[K.ST_N_EVENTS] = 0
             if self.on_status is not None:
                 for kind, a, b, line in self.ev[:n].tolist():
-                    if kind == K.EV_SESSION:
-                        a = self.sessions.name(a)
-                    elif kind == K.EV_WRONG_SESSION:
+                    if kind in (K.EV_SESSION, K.EV_WRONG_SESSION):  # a is a session index
                         a = self.sessions.name(a)
                     self.on_status(_EVENT_NAMES[kind], a, b, line)
         count = int(self.st[K.ST_OUT_COUNT])
