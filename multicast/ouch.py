@@ -29,20 +29,10 @@ import tempfile
 import numba
 import numpy as np
 
-from xdpfeed.capture.byteorder import le32
+from xdpfeed.capture.byteorder import be16, be32, be64, le16, le32
 from xdpfeed.capture.jit import njit_no_rc
-from xdpfeed.multicast.ouch_schema import (
-    COPY_WIDTH,
-    DIRECTIONS,
-    DTYPES,
-    MESSAGES,
-    REQUIRED,
-    TAG_BITS,
-    TAG_PREFIX,
-    TAGS,
-    VERSIONS,
-    tag_columns,
-)
+from xdpfeed.multicast import ouch_schema as S
+from xdpfeed.multicast.ouch_reference import record_dict
 
 # counters (OuchTables.counters)
 DECODED = 0  # messages decoded into tables
@@ -70,7 +60,7 @@ assert len(COUNTER_NAMES) == N_COUNTERS and COUNTER_NAMES[BAD_FRAMES] == "bad_fr
 STREAM, INDEX = 0, 1  # the inputs of the walk
 STOP_END, STOP_FULL, STOP_BAD_FRAME = 0, 1, 2  # why it returned
 
-_TAG_BLOCK = np.dtype(tag_columns(), align=True)  # the tag columns, laid out the same in every record
+_TAG_BLOCK = np.dtype(S.tag_columns(), align=True)  # the tag columns, laid out the same in every record
 
 # The walk's lookup tables, in one int64 array (fewer arguments, fewer registers spilled):
 M_PACKETS = 0  # [256] SoupBinTCP packet type → the counter it adds to
@@ -82,8 +72,8 @@ M_TBASE = 1024  # [types] where each table starts in the slab, in 8-byte words
 
 def _tag_table() -> np.ndarray:
     out = np.zeros((256, 2), dtype=np.int64)
-    for n, tag in TAGS.items():
-        out[n] = tag.size, _TAG_BLOCK.fields[TAG_PREFIX + tag.name][1] // tag.size
+    for n, tag in S.TAGS.items():
+        out[n] = tag.size, _TAG_BLOCK.fields[S.TAG_PREFIX + tag.name][1] // tag.size
     return out.ravel()
 
 
@@ -103,13 +93,20 @@ _WALKS = {}
 
 
 class OuchTables:
-    """Decoded OUCH messages of one version and direction: a record table per type, arrival order, counters."""
+    """Decoded OUCH messages of one version and direction: a record table per type, arrival order, counters.
+
+    `tables[code]` (or `self['A']` for the filled rows) are numpy record arrays with the dtypes of
+    multicast.ouch_schema.DTYPES; `rows[code]` their filled rows; `order_type[:count]` / `order_row[:count]`
+    the type code and row of each message in arrival order; `counters` the totals named in COUNTER_NAMES
+    (kept across clear()). Rows are reused after clear(): read them before clearing, never write them.
+    """
 
     def __init__(self, version: str = "5.0", direction: str = "out", capacity: int = 1 << 16):
-        if version not in VERSIONS or direction not in DIRECTIONS:
-            raise ValueError(f"OUCH version {version!r} / direction {direction!r}: expected {VERSIONS} / {DIRECTIONS}")
+        if version not in S.VERSIONS or direction not in S.DIRECTIONS:
+            raise ValueError(f"OUCH {version!r} {direction!r}: expected a version of {S.VERSIONS}, direction of "
+                             f"{S.DIRECTIONS}")
         self.version, self.direction, self.capacity = version, direction, capacity
-        dtypes = DTYPES[(version, direction)]
+        dtypes = S.DTYPES[(version, direction)]
         self.types = "".join(dtypes)  # type letters; the position of a letter is its code in order_type
         self.type_code = {t: i for i, t in enumerate(self.types)}
         spans, pos = [], 0
@@ -155,12 +152,11 @@ class OuchTables:
         return {name: int(self.counters[i]) for i, name in enumerate(COUNTER_NAMES)}
 
     def to_dicts(self, start: int = 0, stop: int | None = None) -> list[dict]:
-        """Messages [start, stop) in arrival order as multicast.ouch_reference.decode gives them."""
-        from xdpfeed.multicast.ouch_reference import record_dict
-
+        """Messages [start, stop) in arrival order as multicast.ouch_reference.decode gives them (Python
+        objects per message: for tests, logs and slow paths)."""
         stop = self.count if stop is None else min(stop, self.count)
         key = (self.version, self.direction)
-        msgs = MESSAGES[key]
+        msgs = S.MESSAGES[key]
         lists, out = {}, []
         for code, row in zip(self.order_type[start:stop].tolist(), self.order_row[start:stop].tolist(), strict=True):
             if code not in lists:
@@ -174,19 +170,25 @@ class OuchTables:
         return pos, why
 
 
-@njit_no_rc(cache=True, inline="always")
+# Helpers of the generated walks. They are not inlined by numba (inline="always" on hundreds of calls
+# doubled the compile time); LLVM inlines them all the same. The byte-order ones are twins of
+# xdpfeed.capture.byteorder's, compiled without inline="always".
+@njit_no_rc(cache=True)
 def _st(a, i, v):
     a[np.uint64(i)] = v
 
 
-@njit_no_rc(cache=True, inline="always")
+@njit_no_rc(cache=True)
 def _ld(a, i):
     return a[np.uint64(i)]
 
 
-@njit_no_rc(cache=True, inline="always")
+@njit_no_rc(cache=True)
 def _le64(b, o):
     return np.uint64(le32(b, o)) | (np.uint64(le32(b, o + 4)) << np.uint64(32))
+
+
+_be16, _be32, _be64, _le16, _le32 = (njit_no_rc(f.py_func) for f in (be16, be32, be64, le16, le32))
 
 
 # ------------------------------------------------------------------------------- the generated walk
@@ -194,13 +196,14 @@ _PRELUDE = '''"""Generated by xdpfeed.multicast.ouch from xdpfeed.multicast.ouch
 
 import numpy as np
 
-from xdpfeed.capture.byteorder import be16, be32, be64, le16, le32
 from xdpfeed.capture.jit import njit_no_rc
 from xdpfeed.multicast.ouch import (
     BAD_APPENDAGES, BAD_FRAMES, BAD_LENGTHS, DECODED, PACKETS, STOP_BAD_FRAME, STOP_END, STOP_FULL, STREAM,
-    M_CODE, UNKNOWN_TAGS, UNKNOWN_TYPES, _ld, _le64, _st,
+    M_CODE, UNKNOWN_TAGS, UNKNOWN_TYPES, _be16, _be32, _be64, _ld, _le16, _le32, _le64, _st,
 )
 from xdpfeed.multicast.ouch_schema import APPENDAGE_MALFORMED
+
+be16, be32, be64, le16, le32 = _be16, _be32, _be64, _le16, _le32
 '''
 
 # One loop over either input: STREAM, the SoupBinTCP packets in b[pos:end] (those of type data_pkt carry
@@ -263,7 +266,7 @@ def {name}(b, mode, pos, end, offs, lens, stop, data_pkt, meta, st, s8, s16, s32
 {appendage}
     return pos, n, why
 '''
-_APPENDAGE = '''        if tg:  # the appendage (the tag block was zeroed)
+_APPENDAGE = '''        if tg:  # the appendage (the tag block is all 0)
             e = o + ln
             bits = 0
             while a0 and a0 < e:
@@ -283,7 +286,7 @@ _BAD = ("    st[BAD_LENGTHS] += 1", "    continue")
 def _store(f, dst: int) -> list[str]:
     """Source lines copying field f of the message at o into the row whose first 8-byte word is rw, at
     byte offset dst: every column is addressed in units of its own width."""
-    if f.size == COPY_WIDTH:  # a 14-byte alpha, 8-aligned in the record: 8 + 4 + 2 bytes, no byte swap
+    if f.size == S.COPY_WIDTH:  # a 14-byte alpha, 8-aligned in the record: 8 + 4 + 2 bytes, no byte swap
         s, d = f.offset, dst // 8
         return [f"_st(s64, rw + {d}, _le64(b, o + {s}))  # {f.name}", f"_st(s32, rw * 2 + {d * 2 + 2}, "
                 f"le32(b, o + {s + 8}))", f"_st(s16, rw * 4 + {d * 4 + 6}, le16(b, o + {s + 12}))"]
@@ -291,12 +294,32 @@ def _store(f, dst: int) -> list[str]:
     return [f"_st(s{f.size * 8}, rw * {8 // f.size} + {dst // f.size}, {load}(b, o + {f.offset}))  # {f.name}"]
 
 
+def _stores(fields, dt: np.dtype) -> list[str]:
+    """_store for each field, except that 2 or 4 one-byte fields adjacent both on the wire and in the
+    record (Capacity, ISE, Cross Type, Order State...) are copied with one unswapped 2- or 4-byte move."""
+    out, i = [], 0
+    while i < len(fields):
+        f, dst = fields[i], dt.fields[fields[i].name][1]
+        run = 1
+        while (i + run < len(fields) and fields[i + run].size == 1 and f.size == 1
+               and fields[i + run].offset == f.offset + run and dt.fields[fields[i + run].name][1] == dst + run):
+            run += 1
+        run = 4 if run >= 4 and dst % 4 == 0 else 2 if run >= 2 and dst % 2 == 0 else 1
+        if run == 1:
+            out += _store(f, dst)
+        else:
+            names = ", ".join(g.name for g in fields[i : i + run])
+            out.append(f"_st(s{run * 8}, rw * {8 // run} + {dst // run}, le{run * 8}(b, o + {f.offset}))  # {names}")
+        i += run
+    return out
+
+
 def _branch(code: int, m, dt: np.dtype, last: bool) -> list[str]:
     """The decoding of one type: length check, row, zeroing, fixed fields, ext fields, appendage start."""
     a = m.app_offset
     out = [("else:" if last else f"{'if' if code == 0 else 'elif'} c == {code}:") + f"  # {m.type!r} {m.name}"]
     body = []
-    if m.app == REQUIRED:
+    if m.app == S.REQUIRED:
         body += [f"if ln < {a + 2} or ln != {a + 2} + be16(b, o + {a}):", *_BAD, f"a0 = o + {a + 2}"]
     elif m.app is not None:
         body += [f"if ln != {m.base}:", f"    if ln < {a + 2} or ln != {a + 2} + be16(b, o + {a}):",
@@ -307,24 +330,24 @@ def _branch(code: int, m, dt: np.dtype, last: bool) -> list[str]:
         body += [f"if ln != {m.base}:", *_BAD]
     body += [f"k = _ld(st, {N_COUNTERS + code})", f"_st(st, {N_COUNTERS + code}, k + 1)",
              f"rw = _ld(meta, {M_TBASE + code}) + k * {dt.itemsize // 8}"]
-    for f in m.fields:
-        body += _store(f, dt.fields[f.name][1])
+    body += _stores(m.fields, dt)
     if m.ext:  # absent in the short form: 0
         body += [f"if ln > {m.base}:"] + ["    " + x for f in m.ext for x in _store(f, dt.fields[f.name][1])]
         body += ["else:"] + [f"    _st(s8, rw * 8 + {dt.fields[f.name][1]}, 0)" for f in m.ext]
         assert all(f.size == 1 for f in m.ext)
     if m.app is not None:
+        # The tag block is non-zero only where `appendage_tags` is: clear it only then (rows are reused).
         body += ["tg = 1", f"tb = rw + {dt.fields[_TAG_BLOCK.names[0]][1] // 8}",
-                 f"bo = rw * 2 + {dt.fields[TAG_BITS][1] // 4}", f"for j in range({_TAG_BLOCK.itemsize // 8}):",
-                 "    _st(s64, tb + j, 0)"]
+                 f"bo = rw * 2 + {dt.fields[S.TAG_BITS][1] // 4}", "if _ld(s32, bo):",
+                 f"    for j in range({_TAG_BLOCK.itemsize // 8}):", "        _st(s64, tb + j, 0)"]
     return [" " * 8 + x for x in out] + [" " * 12 + x for x in body]
 
 
 def _tag_cases() -> list[str]:
     """The appendage element at a0 (length el, tag): one case per known tag, with its width and column."""
     out, first = [], True
-    for n, tag in TAGS.items():
-        d = _TAG_BLOCK.fields[TAG_PREFIX + tag.name][1] // tag.size
+    for n, tag in S.TAGS.items():
+        d = _TAG_BLOCK.fields[S.TAG_PREFIX + tag.name][1] // tag.size
         unit = {8: "tb", 4: "tb * 2", 2: "tb * 4", 1: "tb * 8"}[tag.size]
         load = {8: "be64", 4: "be32", 2: "be16", 1: "_ld"}[tag.size]
         out += [f"{'if' if first else 'elif'} tag == {n}:  # {tag.name}", f"    if el == {tag.size + 1}:",
@@ -342,8 +365,8 @@ def walk_name(version: str, direction: str) -> str:
 def generate_source(cache: bool = True) -> str:
     """The module holding one compiled walk per version and direction, generated from the schema."""
     parts = [_PRELUDE]
-    for (v, d), msgs in MESSAGES.items():
-        dts = DTYPES[(v, d)]
+    for (v, d), msgs in S.MESSAGES.items():
+        dts = S.DTYPES[(v, d)]
         branches = [x for i, (t, m) in enumerate(msgs.items()) for x in _branch(i, m, dts[t], i == len(msgs) - 1)]
         tags = any(m.app is not None for m in msgs.values())
         app = _APPENDAGE.format(tags="\n".join(_tag_cases())) if tags else ""

@@ -5,11 +5,12 @@ integers (and raw prices) big-endian, alpha left-justified and padded with space
 bytes are taken as they are). Missing fields are 0 / blank. OUCH 5.0 appendage: `appendage={tag name:
 value}` in the given order; an int key writes that tag number with a bytes value as is (for unknown
 tags or deliberately odd elements). Length forms (protocols.md §6.4): a 5.0 type whose appendage is
-optional is written in its short form unless `appendage` is given (even {}) or an ext field (AIQ
-Strategy of 'D') is; a 4.2 'D' gets its AIQ Strategy byte only when `aiq_strategy` is given. Anything
+optional is written in its short form unless the appendage has elements or an ext field (AIQ Strategy of
+'D') is not blank; a 4.2 'D' gets its AIQ Strategy byte only when `aiq_strategy` is not blank, so that
+encoding a decoded message gives back its bytes (a long form with nothing in it aside). Anything
 out of range (an unknown field, an integer that does not fit, text too long or not ASCII) raises
-ValueError naming the field. `encode(**decode(...))` round-trips: decoded dicts hold "type" and
-"appendage" keys that this function takes.
+ValueError naming the field. `encode(v, d, **ouch_reference.decode(v, d, payload))` round-trips: the
+decoded dict's "type" and "appendage" keys are this function's arguments of those names.
 """
 
 from xdpfeed.multicast.ouch_schema import MESSAGES, REQUIRED, TAG_BY_NAME, TAGS
@@ -92,7 +93,7 @@ def encode(version: str, direction: str, type: str, **fields) -> bytes:
             raise ValueError(f"{name} is not a field of OUCH {version} {direction} {type!r} {m.name}")
     if appendage is not None and m.app is None:
         raise ValueError(f"appendage: OUCH {version} {direction} {type!r} {m.name} has none")
-    long = m.app == REQUIRED or appendage is not None or any(f.name in fields for f in m.ext)
+    long = m.app == REQUIRED or bool(appendage) or any(fields.get(f.name) not in (None, "", 0) for f in m.ext)
     parts = [type.encode("ascii")]
     for f in m.fields + (m.ext if long else ()):
         parts.append(_field(f.name, f.kind, f.size, fields.get(f.name)))

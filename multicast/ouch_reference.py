@@ -2,12 +2,12 @@
 
 `decode(version, direction, payload)` reads one message (type byte first, no SoupBinTCP header) at the
 offsets of multicast.ouch_schema with `int.from_bytes` and returns a dict: "type", then the fields in
-wire order (snake_case; integers and raw prices as int; alpha as str without trailing spaces or NULs),
-then for OUCH 5.0 types that may carry an appendage "appendage": {tag name: value} (unknown tags are
-skipped). Fields a message's short form lacks (5.0 / 4.2 'D' AIQ Strategy) decode as 0 / "". It raises
-ValueError with a one-line reason for an unknown type or a length not valid for the type, and
-BadAppendage (a ValueError) when the appendage elements are malformed. `record_dict` renders a row of
-the compiled decoder's tables the same way (used by multicast.ouch.OuchTables.to_dicts).
+wire order (snake_case; integers and raw prices as int; alpha as str without trailing spaces or NULs,
+latin-1 for non-ASCII bytes), then for OUCH 5.0 types that may carry an appendage "appendage": {tag
+name: value} (unknown tags are skipped). Fields a message's short form lacks (5.0 / 4.2 'D' AIQ
+Strategy) decode as 0 / "". It raises ValueError with a one-line reason for an unknown type or a length
+not valid for the type, and BadAppendage (a ValueError) when the appendage elements are malformed.
+`record_dict` renders a row of the compiled decoder's tables the same way (OuchTables.to_dicts).
 """
 
 from functools import cache

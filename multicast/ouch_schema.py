@@ -18,7 +18,7 @@ the fixed fields (and ext): None, REQUIRED, or OPTIONAL (protocols.md §6.4: the
 exactly `base` bytes or carries the appendage). Tables of messages that may carry an appendage get
 one column per known tag, named TAG_PREFIX + tag name (0 when absent), and `appendage_tags`, a bitmask
 with bit n set when tag n was present; bit 0 (APPENDAGE_MALFORMED, there is no tag 0) marks an
-appendage the decoder could not read to its end.
+appendage with a malformed element (empty, cut short, or of the wrong width for its tag).
 """
 
 import re
@@ -239,21 +239,20 @@ def has_tags(m: Message) -> bool:
 
 
 def tag_columns():
-    # Widest first, so that the tag block starts 8-aligned, has the same layout in every record, and
-    # every record's size is a multiple of 8; the bitmask goes with the 4-byte columns.
+    """The tag block: widest first, so that it starts 8-aligned and has the same layout in every record."""
     cols = [(TAG_PREFIX + t.name, column_type(t.size, t.kind)) for t in TAGS.values()]
-    cols.append((TAG_BITS, np.uint32))
     return sorted(cols, key=lambda c: -np.dtype(c[1]).itemsize)
 
 
 def record_dtype(m: Message) -> np.dtype:
-    """numpy record of one message type: fixed fields in wire order, ext fields, then the tag columns.
-    Laid out like align=True (C struct rules), except that the 14-byte columns start 8-aligned and the
-    record size is a multiple of 8, so that the decoder addresses every column in whole units of its
-    width from the row's first 8-byte word and copies 14-byte columns with three aligned stores."""
+    """numpy record of one message type: fixed fields in wire order, ext fields, then (if it may carry an
+    appendage) `appendage_tags` and the tag block. Laid out like align=True (C struct rules), except that
+    the 14-byte columns start 8-aligned and the record size is a multiple of 8, so that the decoder
+    addresses every column in whole units of its width from the row's first 8-byte word and copies a
+    14-byte column with three aligned stores."""
     cols = [(f.name, column_type(f.size, f.kind)) for f in m.fields + m.ext]
     if has_tags(m):
-        cols += tag_columns()
+        cols += [(TAG_BITS, np.uint32)] + tag_columns()
     offsets, pos = [], 0
     for _, t in cols:
         dt = np.dtype(t)
@@ -269,8 +268,8 @@ DTYPES = {key: {t: record_dtype(m) for t, m in msgs.items()} for key, msgs in ME
 
 
 def check_layouts() -> None:
-    """Fields tile each message from byte 1 to `base` (then ext to app_offset), no gap, no overlap; the
-    dtypes are what the compiled decoder assumes (sizes multiple of 8 where rows are zeroed)."""
+    """Fields tile each message from byte 1 to `base` (then ext to app_offset), no gap, no overlap, in
+    widths the decoder handles; record sizes are multiples of 8; appendages only in 5.0."""
     for (v, d), msgs in MESSAGES.items():
         for t, m in msgs.items():
             pos = 1
