@@ -114,7 +114,7 @@ class Recovery:
         readers = [self.rerequest] if self.rerequest else []
         writers = []
         c = self.replay
-        if c is not None and c.state in ("connecting", "login", "streaming"):
+        if c is not None and c.live:
             readers.append(c)
             if c.wants_write:
                 writers.append(c)

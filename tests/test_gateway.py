@@ -14,7 +14,8 @@ import pytest
 
 from xdpfeed.multicast import ouch_encode, ouch_reference
 from xdpfeed.multicast.book import ASK, BID, OrderBook
-from xdpfeed.multicast.exchange.gateway import Gateway, itch_message, no_fills
+from xdpfeed.multicast.exchange.gateway import Gateway, no_fills
+from xdpfeed.multicast.exchange.gateway_itch import itch_message
 from xdpfeed.multicast.orders import names
 
 encode, decode = ouch_encode.encode, ouch_reference.decode

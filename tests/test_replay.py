@@ -127,7 +127,7 @@ def test_login_rejected_bad_password(store):
         c = client(srv.address, Blocks(), password="wrong")
         run(c)
         assert (c.state, c.reason) == ("failed", "login rejected: not authorized")
-        assert srv.stats["rejected"] == 1 and srv.stats["logins"] == 0
+        assert srv.stats["rejected_logins"] == 1 and srv.stats["logins"] == 0
 
 
 def test_login_rejected_by_fault(store):
@@ -304,7 +304,7 @@ def test_client_framing_split_at_every_byte(raw):
 
 
 @pytest.mark.parametrize("reply, reason", [
-    (sb.encode_login_accepted(b"", 7), "server started at 7, wanted 1"),
+    (sb.encode_login_accepted(b"", 7), "server starts at sequence 7, wanted 1"),
     (b"\x00\x00", "protocol error: SoupBinTCP packet with length 0 at byte 0"),
     (sb.encode_sequenced(b"x"), "protocol error: unexpected packet type 'S' in state login"),
     (sb.encode_login_accepted(b"", 1) + sb.encode_login_accepted(b"", 1),
