@@ -2,8 +2,8 @@
 
 Owns the order logic, a fill thread, and per user (OUCH account) the orders and a store of every
 outbound message: a login for sequence n >= 1 is served the stored messages from n (0: only new ones),
-so a client resumes without loss or duplicate; a newer login of the same user takes over. Login Rejected: `A` bad user or password, `S` another
-session named. Inbound messages:
+so a client resumes without loss or duplicate; a newer login of the same user takes over. Login
+Rejected: `A` bad user or password, `S` another session named. Inbound messages:
 * Enter → Rejected (side not B/S/T/E, quantity 0 or above MAX_QUANTITY, price outside 1..MAX_PRICE,
   unknown display, stock not in `symbols` when given, token / UserRefNum reused or, in 5.0, not above
   the last) or Accepted with the next order reference number. Executions then follow
