@@ -31,13 +31,18 @@ def _count(text: str) -> int:
 
 
 def _types(text: str) -> str:
+    """Type letters; checked against ITCH's or OUCH's types once the input's protocol is known."""
     letters = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [t for t in letters if t not in TYPE_CODE]
-    if bad or not letters:
-        raise argparse.ArgumentTypeError(
-            f"unknown ITCH message type {','.join(bad) or text!r}; known: {','.join(TYPES)}"
-        )
+    if not letters or any(len(t) != 1 for t in letters):
+        raise argparse.ArgumentTypeError(f"--type takes message type letters separated by commas, not {text!r}")
     return "".join(letters)
+
+
+def _itch_types(letters: str) -> str:
+    bad = [t for t in letters if t not in TYPE_CODE]
+    if bad:
+        raise SourceError(f"unknown ITCH message type {','.join(bad)}; known: {','.join(TYPES)}")
+    return letters
 
 
 def _group(text: str):
@@ -56,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         "decode",
         help="decode a pcap/pcapng capture or a NASDAQ binary ITCH file",
         description="Decode ITCH 5.0 messages from a pcap/pcapng capture (MoldUDP64 over UDP) or a NASDAQ "
-        "binary ITCH file (optionally .gz); the format is detected from the file's magic.",
+        "binary ITCH file (optionally .gz); the format is detected from the file's magic. A capture of "
+        "SoupBinTCP order-entry sessions (mostly TCP) is decoded as OUCH, both directions in capture order.",
     )
     d.add_argument("input", metavar="INPUT", help="pcap, pcapng or ITCH binary file")
     d.add_argument("-T", dest="fmt", choices=("jsonl", "csv", "summary"), default="jsonl",
@@ -66,7 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--group", dest="groups", type=_group, action="append", default=[], metavar="G:P",
                    help="only UDP to this multicast group and port (repeatable; captures only)")
     d.add_argument("--type", dest="types", type=_types, default=None, metavar="A,D,...",
-                   help="only these ITCH message types (comma-separated letters)")
+                   help="only these ITCH (or OUCH) message types (comma-separated letters)")
+    from xdpfeed.multicast import cli_orders
+
+    cli_orders.add_version_argument(d, "decode the capture's SoupBinTCP sessions as OUCH 4.2 or 5.0 (auto: detect "
+                                       "the version); a mostly-TCP capture is decoded as OUCH without it")
+    o = sub.add_parser(
+        "orders", help="every order of the OUCH sessions in a capture: lifecycle and final state",
+        description="Reassemble the SoupBinTCP sessions of a pcap/pcapng capture (both directions; TCP "
+        "retransmissions and out-of-order segments handled), decode OUCH 4.2 or 5.0, and print each order's "
+        "lifecycle and final state. Impossible transitions are reported as anomalies.",
+    )
+    cli_orders.add_arguments(o)
     b = sub.add_parser(
         "book",
         help="replay a capture or ITCH file through the order book and print the final books",
@@ -199,10 +216,13 @@ class _FileProgress:
 
 
 def _decode(args) -> int:
-    from xdpfeed.multicast.pipeline import Decode
+    from xdpfeed.multicast import cli_orders, ouch_capture
+    from xdpfeed.multicast.pipeline import Decode, detect
 
+    if args.ouch is not None or (detect(args.input) == "pcap" and ouch_capture.is_tcp_capture(args.input)):
+        return cli_orders.decode_ouch(args)
     run = Decode(args.input, groups=args.groups)
-    args.types = args.types or TYPES
+    args.types = _itch_types(args.types) if args.types else TYPES
     wanted = output.type_codes(args.types)
     wanted_mask = np.zeros(N_TYPES, dtype=bool)
     wanted_mask[list(wanted)] = True
@@ -257,6 +277,12 @@ def _decode(args) -> int:
     return 0
 
 
+def _orders(args) -> int:
+    from xdpfeed.multicast import cli_orders
+
+    return cli_orders.run_orders(args)
+
+
 def _run(args) -> int:
     from xdpfeed.multicast import cli_run
 
@@ -287,8 +313,8 @@ def _replay(args) -> int:
     return cli_capture.run_replay(args)
 
 
-COMMANDS = {"decode": _decode, "book": _book, "run": _run, "simulate": _simulate, "demo": _demo, "capture": _capture,
-            "replay": _replay}
+COMMANDS = {"decode": _decode, "book": _book, "orders": _orders, "run": _run, "simulate": _simulate, "demo": _demo,
+            "capture": _capture, "replay": _replay}
 
 
 def main(argv=None) -> int:

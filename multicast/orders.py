@@ -75,13 +75,15 @@ class Order:
     duplicate_enters: int = 0  # Enter Orders that reused this id and still await their Rejected
     fills: dict = field(default_factory=dict)  # match number -> [shares, price, broken]
     history: list = field(default_factory=list)
+    when: list = field(default_factory=list)  # the tracker's `context` when each history entry was made
 
     def as_dict(self) -> dict:
         return {"id": self.id, "state": self.state, "symbol": self.symbol, "side": self.side,
                 "quantity": self.quantity, "price": self.price, "leaves": self.leaves, "executed": self.executed,
                 "avg_price_num": self.notional, "avg_price_den": self.executed,
                 "order_reference_number": self.order_reference_number, "cl_ord_id": self.cl_ord_id,
-                "replaces": self.replaces, "replaced_by": self.replaced_by, "history": list(self.history)}
+                "replaces": self.replaces, "replaced_by": self.replaced_by, "history": list(self.history),
+                "when": list(self.when)}
 
     def live_state(self) -> str:
         return "partially-filled" if self.executed else "accepted"
@@ -99,6 +101,7 @@ class OrderTracker:
         self.next_user_ref_num: int | None = None  # from Account Query Response (5.0)
         self.last_seq: int | None = None
         self._max_ref = 0  # highest UserRefNum seen on an Enter or Replace (5.0: strictly increasing)
+        self.context = None  # set by the caller before each message (e.g. capture time, sequence number)
 
     # ------------------------------------------------------------------------------------ queries
     def orders(self) -> list[dict]:
@@ -110,10 +113,14 @@ class OrderTracker:
         return None if o is None else o.as_dict()
 
     # ------------------------------------------------------------------------------------ helpers
+    def _log(self, o: Order, *entry) -> None:
+        o.history.append(entry)
+        o.when.append(self.context)
+
     def _anomaly(self, text: str, order: Order | None = None) -> None:
         self.anomalies.append(text)
         if order is not None:
-            order.history.append(("anomaly", text))
+            self._log(order, "anomaly", text)
 
     def _find(self, oid, what: str) -> Order | None:
         o = self._orders.get(oid)
@@ -154,12 +161,12 @@ class OrderTracker:
                 return
             self._check_ref(oid, "Enter Order")
             o = self._new(oid, msg, "pending-new")
-            o.history.append(("enter", o.quantity, o.price))
+            self._log(o, "enter", o.quantity, o.price)
         elif t == "U":
             old_id, new_id = msg[n.replace_old_in], msg[n.replace_new_in]
             old = self._find(old_id, "Replace Order")
             if old is not None:
-                old.history.append(("replace-request", new_id))
+                self._log(old, "replace-request", new_id)
             if new_id in self._orders:
                 self._anomaly(f"Replace Order reuses id {new_id!r} for the replacement", self._orders[new_id])
                 self._orders[new_id].duplicate_enters += 1
@@ -169,15 +176,15 @@ class OrderTracker:
             if old is not None:
                 new.symbol, new.side = old.symbol, old.side
             new.replaces = old_id
-            new.history.append(("replace-request", old_id, new.quantity, new.price))
+            self._log(new, "replace-request", old_id, new.quantity, new.price)
         elif t == "X":
             o = self._find(msg[n.id], "Cancel Order")
             if o is not None:
-                o.history.append(("cancel-request", int(msg.get(n.qty, 0))))
+                self._log(o, "cancel-request", int(msg.get(n.qty, 0)))
         elif t == "M":
             o = self._find(msg[n.id], "Modify Order")
             if o is not None:
-                o.history.append(("modify-request", msg.get(n.side, ""), int(msg.get(n.qty, 0))))
+                self._log(o, "modify-request", msg.get(n.side, ""), int(msg.get(n.qty, 0)))
 
     # ----------------------------------------------------------------------------------- outbound
     def on_outbound(self, msg: dict, seq: int | None = None) -> None:
@@ -213,7 +220,7 @@ class OrderTracker:
             self._anomaly(f"Accepted for order {oid!r} in state {o.state}", o)
             return
         self._accept(o, msg)
-        o.history.append(("accepted", o.order_reference_number, o.quantity, o.price))
+        self._log(o, "accepted", o.order_reference_number, o.quantity, o.price)
 
     def _accept(self, o: Order, msg: dict) -> None:
         n = self.n
@@ -231,7 +238,7 @@ class OrderTracker:
         old = self._find(old_id, "Replaced")
         if old is not None and self._live(old, "Replaced"):
             old.state, old.leaves, old.replaced_by = "replaced", 0, new_id
-            old.history.append(("replaced-by", new_id))
+            self._log(old, "replaced-by", new_id)
         new = self._orders.get(new_id)
         if new is None:
             self._anomaly(f"Replaced into unknown order {new_id!r}")
@@ -241,7 +248,7 @@ class OrderTracker:
             self._anomaly(f"Replaced into order {new_id!r} in state {new.state}", new)
             return
         self._accept(new, msg)
-        new.history.append(("replaces", old_id, new.order_reference_number, new.quantity, new.price))
+        self._log(new, "replaces", old_id, new.order_reference_number, new.quantity, new.price)
 
     def _out_E(self, msg: dict) -> None:  # Executed
         n = self.n
@@ -259,7 +266,7 @@ class OrderTracker:
         o.executed += qty
         o.notional += qty * price
         o.leaves -= qty
-        o.history.append(("executed", qty, price, match))
+        self._log(o, "executed", qty, price, match)
         if o.leaves == 0:
             o.state = "filled"
         elif o.state != "cancel-pending":
@@ -274,7 +281,7 @@ class OrderTracker:
             self._anomaly(f"{what} of {dec} shares on order {o.id!r} with {o.leaves} leaves", o)
             return
         o.leaves -= dec
-        o.history.append(("canceled", dec, msg.get("reason", "")))
+        self._log(o, "canceled", dec, msg.get("reason", ""))
         o.state = "canceled" if o.leaves == 0 else o.live_state()
 
     def _out_C(self, msg: dict) -> None:  # Canceled
@@ -290,10 +297,10 @@ class OrderTracker:
         reason = msg.get("reason", "")
         if o.state == "pending-new":
             o.state, o.leaves = "rejected", 0
-            o.history.append(("rejected", reason))
+            self._log(o, "rejected", reason)
         elif o.duplicate_enters:
             o.duplicate_enters -= 1
-            o.history.append(("duplicate-rejected", reason))
+            self._log(o, "duplicate-rejected", reason)
         else:
             self._anomaly(f"Rejected for order {o.id!r} in state {o.state}", o)
 
@@ -301,13 +308,13 @@ class OrderTracker:
         o = self._find(msg[self.n.id], "Cancel Pending")
         if o is not None and self._live(o, "Cancel Pending"):
             o.state = "cancel-pending"
-            o.history.append(("cancel-pending",))
+            self._log(o, "cancel-pending")
 
     def _out_I(self, msg: dict) -> None:  # Cancel Reject
         o = self._find(msg[self.n.id], "Cancel Reject")
         if o is not None and self._live(o, "Cancel Reject"):
             o.state = o.live_state()
-            o.history.append(("cancel-reject",))
+            self._log(o, "cancel-reject")
 
     def _out_B(self, msg: dict) -> None:  # Broken Trade: the execution no longer counts, leaves unchanged
         o = self._find(msg[self.n.id], "Broken Trade")
@@ -323,7 +330,7 @@ class OrderTracker:
         fill[2] = True
         o.executed -= qty
         o.notional -= qty * price
-        o.history.append(("broken", match, qty, msg.get("reason", "")))
+        self._log(o, "broken", match, qty, msg.get("reason", ""))
         if o.state == "partially-filled" and o.executed == 0:
             o.state = "accepted"
 
@@ -340,7 +347,7 @@ class OrderTracker:
         o.executed += qty - fill[0]
         o.notional += qty * price - fill[0] * fill[1]
         fill[0], fill[1] = qty, price
-        o.history.append(("corrected", match, qty, price, msg.get("reason", "")))
+        self._log(o, "corrected", match, qty, price, msg.get("reason", ""))
 
     def _out_M(self, msg: dict) -> None:  # Order Modified: side and the new open shares
         n = self.n
@@ -352,7 +359,7 @@ class OrderTracker:
             self._anomaly(f"Order Modified raises order {o.id!r} from {o.leaves} to {shares} shares", o)
             return
         o.side, o.leaves = msg.get(n.side, o.side), shares
-        o.history.append(("modified", o.side, shares))
+        self._log(o, "modified", o.side, shares)
         if shares == 0:
             o.state = "canceled"
 
@@ -361,9 +368,9 @@ class OrderTracker:
         if o is not None and self._live(o, "Order Priority Update"):
             o.price = int(msg.get("price", o.price))
             o.order_reference_number = msg.get("order_reference_number", o.order_reference_number)
-            o.history.append(("priority-update", o.price, o.order_reference_number))
+            self._log(o, "priority-update", o.price, o.order_reference_number)
 
     def _out_R(self, msg: dict) -> None:  # Order Restated (5.0)
         o = self._find(msg[self.n.id], "Order Restated")
         if o is not None:
-            o.history.append(("restated", msg.get("reason", "")))
+            self._log(o, "restated", msg.get("reason", ""))

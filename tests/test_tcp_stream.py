@@ -76,3 +76,19 @@ def test_arrival_times_follow_the_pieces(tmp_path):
     d = streams(write_pcap(tmp_path / "t.pcap", frames))[(CLIENT, SERVER)]
     # write_pcap stamps frame i at 1700000000 + i seconds and i ns
     assert d.arrival() == [(5, 1700000002 * 10**9 + 2), (10, 1700000001 * 10**9 + 1)]
+
+
+def test_mid_connection_starts_at_the_earliest_byte_and_after_early_holes(tmp_path):
+    # no SYN: the first segment seen is not the earliest (its predecessor arrives next)
+    frames = [seg(CLIENT, SERVER, 1010, b"KLMNO"), seg(CLIENT, SERVER, 1000, b"ABCDEFGHIJ")]
+    d = streams(write_pcap(tmp_path / "m.pcap", frames))[(CLIENT, SERVER)]
+    assert d.mid_connection and d.assemble() == (b"ABCDEFGHIJKLMNO", 0) and d.skipped_at_start == 0
+    # a segment in flight when the capture began is missing: read from after that early hole
+    frames = [seg(CLIENT, SERVER, 1000, b"ab"), seg(CLIENT, SERVER, 1005, b"fghij"), seg(CLIENT, SERVER, 1010, b"kl")]
+    d = streams(write_pcap(tmp_path / "h.pcap", frames))[(CLIENT, SERVER)]
+    assert d.assemble() == (b"fghijkl", 0) and d.skipped_at_start == 5
+    assert d.arrival() == [(5, 1_700_000_001_000_000_001), (7, 1_700_000_002_000_000_002)]
+    # with a SYN the same hole is a hole: nothing after it is invented or skipped over
+    frames = [seg(CLIENT, SERVER, 999, flags="S")] + frames
+    d = streams(write_pcap(tmp_path / "s.pcap", frames))[(CLIENT, SERVER)]
+    assert d.assemble() == (b"ab", 10) and d.skipped_at_start == 0

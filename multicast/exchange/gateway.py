@@ -51,7 +51,7 @@ WHY = ("side", "quantity", "price", "display", "stock", "duplicate", "replace")
 REJECT = {"4.2": dict(zip(WHY, "OZXDSOO", strict=True)),
           "5.0": dict(zip(WHY, (0x0F, 0x13, 0x1D, 0x03, 0x17, 0x0F, 0x15), strict=True))}
 ORDER_KEYS = ("messages_in", "messages_out", "accepted", "rejected", "executions", "canceled", "cancel_pending",
-              "cancel_rejects", "replaced", "modified", "ignored", "bad_messages")
+              "cancel_rejects", "replaced", "modified", "ignored", "bad_messages", "broken")
 
 
 def wall_clock() -> float:
@@ -117,16 +117,26 @@ class Gateway(SoupServer):
         self._matches = itertools.count(1)
         self._due: list = []  # heap of (due time, tie, order, shares)
         self._tie = itertools.count()
+        self._executions: dict[int, _Order] = {}  # match number → order, for break_trade
+        self._opened = False
 
     # ------------------------------------------------------------------------------------ control
     thread_name = "gateway"
 
-    def start(self) -> "Gateway":
+    def open_session(self) -> None:
+        """Stock Directory for the `symbols`, System Event 'S' (start of day) to every account. start() does
+        this before it listens; call it directly to drive the gateway without a network (handle())."""
         with self._lock:
+            if self._opened:
+                return
+            self._opened = True
             for sym in self.symbols or ():
                 self.itch.locate(sym)
             for acct in self._accounts.values():
                 self._emit(acct, "S", event_code="S")
+
+    def start(self) -> "Gateway":
+        self.open_session()
         return super().start()
 
     def background(self) -> dict:
@@ -141,6 +151,15 @@ class Gateway(SoupServer):
             for acct in self._accounts.values():
                 self._emit(acct, "S", event_code="E")
             self.ended = True
+
+    def break_trade(self, match_number: int, reason: str = "E") -> None:
+        """Broken Trade for an execution (reason 'E' erroneous, 'C' consent, 'M' manual, 'X' supervisory);
+        the order's open shares do not change. KeyError for a match number the gateway never made."""
+        with self._lock:
+            o = self._executions.pop(match_number)
+            self.stats["broken"] += 1
+            extra = {"cl_ord_id": o.fields.get("cl_ord_id", "")} if self.version == "5.0" else {}
+            self._emit(o.account, "B", **{self.n.id: o.id}, match_number=match_number, reason=reason, **extra)
 
     def messages(self, user: str) -> list[bytes]:
         """The account's outbound messages so far; message k has sequence number k + 1."""
@@ -231,6 +250,7 @@ class Gateway(SoupServer):
         o.leaves -= shares
         o.live = o.leaves > 0
         self.stats["executions"] += 1
+        self._executions[match] = o
         self._emit(o.account, "E", **{n.id: o.id, n.exec_qty: shares, n.exec_price: o.price}, liquidity_flag="A",
                    match_number=match)
         self.itch.executed(o, shares, match)
