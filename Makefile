@@ -26,6 +26,8 @@ $(STAMP): pyproject.toml setup.py $(wildcard native/*.c native/*.h native/build_
 
 demo: setup
 	@$(VENV)/bin/xdpfeed demo
+	@echo
+	@$(VENV)/bin/xdpfeed orders-demo
 
 test: setup
 	@$(PY) -m pytest

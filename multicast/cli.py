@@ -84,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
         "lifecycle and final state. Impossible transitions are reported as anomalies.",
     )
     cli_orders.add_arguments(o)
+    from xdpfeed.multicast import orders_demo
+
+    od = sub.add_parser(
+        "orders-demo", help="OUCH order entry against the simulated gateway, then its ITCH feed into the handler",
+        description="A seeded flow of OUCH orders over SoupBinTCP to the simulated gateway on loopback (with a "
+        "disconnect and resume half-way), every order followed to its end, then the gateway's ITCH published on "
+        "two lossy MoldUDP64 lines to the live handler, whose book must equal the open orders.",
+    )
+    orders_demo.add_arguments(od)
     b = sub.add_parser(
         "book",
         help="replay a capture or ITCH file through the order book and print the final books",
@@ -283,6 +292,12 @@ def _orders(args) -> int:
     return cli_orders.run_orders(args)
 
 
+def _orders_demo(args) -> int:
+    from xdpfeed.multicast import orders_demo
+
+    return orders_demo.run(args)
+
+
 def _run(args) -> int:
     from xdpfeed.multicast import cli_run
 
@@ -313,8 +328,8 @@ def _replay(args) -> int:
     return cli_capture.run_replay(args)
 
 
-COMMANDS = {"decode": _decode, "book": _book, "orders": _orders, "run": _run, "simulate": _simulate, "demo": _demo,
-            "capture": _capture, "replay": _replay}
+COMMANDS = {"decode": _decode, "book": _book, "orders": _orders, "orders-demo": _orders_demo, "run": _run,
+            "simulate": _simulate, "demo": _demo, "capture": _capture, "replay": _replay}
 
 
 def main(argv=None) -> int:

@@ -108,6 +108,10 @@ class OrderTracker:
         """Every order in the order it was first seen."""
         return [o.as_dict() for o in self._orders.values()]
 
+    def live_ids(self) -> list:
+        """Ids of the orders still open (accepted, partially filled, cancel pending), oldest first."""
+        return [oid for oid, o in self._orders.items() if o.state in LIVE]
+
     def order(self, oid) -> dict | None:
         o = self._orders.get(oid)
         return None if o is None else o.as_dict()

@@ -84,6 +84,7 @@ class _Order:
     live: bool = True
     cancel_pending: bool = False
     scheduled: int = 0  # executions still scheduled
+    executed: int = 0  # shares executed (broken trades taken back out)
 
     @property
     def on_book(self) -> bool:
@@ -117,7 +118,7 @@ class Gateway(SoupServer):
         self._matches = itertools.count(1)
         self._due: list = []  # heap of (due time, tie, order, shares)
         self._tie = itertools.count()
-        self._executions: dict[int, _Order] = {}  # match number → order, for break_trade
+        self._executions: dict[int, tuple] = {}  # match number → (order, shares), for break_trade
         self._opened = False
 
     # ------------------------------------------------------------------------------------ control
@@ -156,10 +157,16 @@ class Gateway(SoupServer):
         """Broken Trade for an execution (reason 'E' erroneous, 'C' consent, 'M' manual, 'X' supervisory);
         the order's open shares do not change. KeyError for a match number the gateway never made."""
         with self._lock:
-            o = self._executions.pop(match_number)
+            o, shares = self._executions.pop(match_number)
+            o.executed -= shares
             self.stats["broken"] += 1
             extra = {"cl_ord_id": o.fields.get("cl_ord_id", "")} if self.version == "5.0" else {}
             self._emit(o.account, "B", **{self.n.id: o.id}, match_number=match_number, reason=reason, **extra)
+
+    def orders(self, user: str) -> dict:
+        """id → (open shares, executed shares) of every order of the account (0 open once it is done)."""
+        with self._lock:
+            return {oid: (o.leaves if o.live else 0, o.executed) for oid, o in self._accounts[user].orders.items()}
 
     def messages(self, user: str) -> list[bytes]:
         """The account's outbound messages so far; message k has sequence number k + 1."""
@@ -248,9 +255,10 @@ class Gateway(SoupServer):
             return
         n, match = self.n, next(self._matches)
         o.leaves -= shares
+        o.executed += shares
         o.live = o.leaves > 0
         self.stats["executions"] += 1
-        self._executions[match] = o
+        self._executions[match] = (o, shares)
         self._emit(o.account, "E", **{n.id: o.id, n.exec_qty: shares, n.exec_price: o.price}, liquidity_flag="A",
                    match_number=match)
         self.itch.executed(o, shares, match)
