@@ -1,8 +1,9 @@
 """`xdpfeed orders-demo`: order entry and the market-data feed of the same orders, end to end on loopback.
 
 A trading client (`OuchClient` + `OrderTracker`) sends a seeded random flow of OUCH 4.2 or 5.0
-orders (which open order a cancel or replace picks depends on what has been answered by then) — enters, partial and full cancels, replaces, modifies, and some that must be rejected — over
-SoupBinTCP to the simulated gateway, which accepts, rejects and fills them on its own schedule. Half-way
+orders — enters, partial and full cancels, replaces, modifies, and some that must be rejected; which
+open order a cancel or replace picks depends on what was answered by then — over SoupBinTCP
+to the simulated gateway, which accepts, rejects and fills them on its own schedule. Half-way
 through, the client's connection is cut; it reconnects and resumes at its next sequence number while
 fills keep coming. The gateway publishes every order change as ITCH; that day is then published by the
 simulated venue on two loopback MoldUDP64 lines with loss, and the live handler (arbitration, recovery)
