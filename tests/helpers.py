@@ -1,6 +1,7 @@
 """Shared test helpers: decoding a file to message dicts, building MoldUDP64 payloads and frames."""
 
 import struct
+import time
 
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Dot1Q, Ether
@@ -45,3 +46,11 @@ def write_pcap(path, frames, linktype=1, snaplen=262144):
     with open(path, "wb") as fh:
         fh.write(b"".join(out))
     return path
+
+
+def eventually(cond, deadline: float = 20.0) -> None:
+    """Wait (polling every 5 ms) for a condition another thread makes true; fail after `deadline` s."""
+    end = time.monotonic() + deadline
+    while not cond():
+        assert time.monotonic() < end, "condition never held"
+        time.sleep(0.005)

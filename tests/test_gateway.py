@@ -98,13 +98,6 @@ def drive(clients, until, tick=None) -> None:
         sel.close()
 
 
-def eventually(cond) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not cond():
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.005)
-
-
 def out(gw: Gateway, user="ALICE", start=0) -> list[dict]:
     return [decode(gw.version, "out", m) for m in gw.messages(user)[start:]]
 

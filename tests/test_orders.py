@@ -4,11 +4,13 @@ an anomaly and not applied, and the tracker following whole sessions against the
 (both versions, with a disconnect and resume in the middle)."""
 
 import pytest
-from test_gateway import USERS, FakeClock, Flow, decode, drive, eventually
+from test_gateway import USERS, FakeClock, Flow, decode, drive
 
 from xdpfeed.multicast.exchange.gateway import Gateway
 from xdpfeed.multicast.orders import OrderTracker, names
 from xdpfeed.multicast.ouch_session import OuchClient
+
+from helpers import eventually
 
 P = 1_000_000  # $100.0000
 

@@ -5,10 +5,12 @@ disconnect mid-session resumed at the right sequence number (no loss, no duplica
 over by a second one, and the Login Rejected reasons. A real-time deadline only bounds each loop."""
 
 import pytest
-from test_gateway import USERS, FakeClock, Flow, decode, drive, eventually
+from test_gateway import USERS, FakeClock, Flow, decode, drive
 
 from xdpfeed.multicast.exchange.gateway import Gateway, no_fills
 from xdpfeed.multicast.ouch_session import OuchClient
+
+from helpers import eventually
 
 _clients: list[OuchClient] = []
 

@@ -16,6 +16,8 @@ from xdpfeed.multicast.exchange.store import DayStore
 from xdpfeed.multicast.replay_client import ReplayClient
 from xdpfeed.multicast.synthetic import generate
 
+from helpers import eventually
+
 USERS = {"feed": "secret"}
 DEADLINE = 20.0  # real seconds any one loop may take before the test fails
 
@@ -89,14 +91,6 @@ def run(c: ReplayClient, until=lambda: False, tick=None) -> None:
             c.poll()
     finally:
         sel.close()
-
-
-def eventually(cond) -> None:
-    """Wait for a condition on another thread (the server's statistics)."""
-    deadline = time.monotonic() + DEADLINE
-    while not cond():
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.005)
 
 
 # ------------------------------------------------------------------------- client ↔ ReplayServer
