@@ -56,6 +56,7 @@ def _group(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="xdpfeed", description="NASDAQ TotalView-ITCH 5.0 / MoldUDP64 feed handler.")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error (anywhere on the line)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     d = sub.add_parser(
         "decode",
@@ -333,10 +334,14 @@ COMMANDS = {"decode": _decode, "book": _book, "orders": _orders, "orders-demo": 
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, before or after the subcommand
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
     try:
         return COMMANDS[args.command](args)
     except SourceError as e:
+        if debug:
+            raise
         print(f"xdpfeed {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
@@ -346,6 +351,18 @@ def main(argv=None) -> int:
         return 128 + signal.SIGPIPE
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
+    except OSError as e:  # the environment: a file, a device, a permission
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"xdpfeed {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:  # a bug: one line here, the traceback with --debug
+        if debug:
+            raise
+        print(f"xdpfeed {args.command}: internal error: {type(e).__name__}: {e} (run with --debug for the "
+              "traceback)", file=sys.stderr)
+        return EXIT_DAMAGED
 
 
 if __name__ == "__main__":

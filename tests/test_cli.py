@@ -166,3 +166,18 @@ def test_decode_shows_progress_on_a_terminal_only(tmp_path):
     assert b"\rxdpfeed decode: " in seen and b"messages" in seen
     piped = subprocess.run(cmd, capture_output=True, timeout=120)
     assert piped.returncode == 0 and b"xdpfeed decode:" not in piped.stderr
+
+
+def test_debug_shows_the_traceback_that_is_otherwise_one_line(tmp_path):
+    bad = tmp_path / "feed.toml"
+    bad.write_bytes(b"[feed]\nname = '\xff\xfe'\n")  # not UTF-8: found by the config fuzz target
+    for extra, traceback in (([], False), (["--debug"], True)):
+        r = subprocess.run([sys.executable, "-m", "xdpfeed.multicast.cli", *extra, "decode", str(tmp_path)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 or traceback
+        assert ("Traceback" in r.stderr) == traceback, r.stderr
+        if not traceback:
+            assert r.stderr.count("\n") == 1 and "Is a directory" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "xdpfeed.multicast.cli", "run", "-c", str(bad), "-a",
+                        "udp:239.1.1.1:5000@lo"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "not UTF-8 text (byte 15)" in r.stderr and "Traceback" not in r.stderr

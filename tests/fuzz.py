@@ -1,0 +1,208 @@
+"""Mutational fuzzer for the targets in tests/fuzz_targets.py, guided by what the parsers count.
+
+    python tests/fuzz.py TARGET [--inputs 10000000] [--seconds S] [--seed N] [--timeout 10] [--save]
+    python tests/fuzz.py all --inputs 10000000        # every target, one after the other
+
+Inputs start from the target's seeds (real and generated captures, configs) plus the kept corpus in
+tests/fuzz_corpus/TARGET/, and are mutated: bit flips, interesting bytes (0, 0x7F, 0x80, 0xFF) and
+16-bit values at random places, truncation, chunks deleted, repeated or spliced from another input,
+random tails. An input whose signature (the set of non-zero counters and the paths it took) was not
+seen before joins the pool, so the fuzzer works its way into new behaviour of the compiled code that
+coverage tools cannot see into.
+
+The inputs run in a child process; before each call the input is copied into shared memory, so when
+the child dies (a crash in native code) or stops making progress for --timeout seconds (a hang) the
+parent still has the input, saves it under tests/fuzz_corpus/TARGET/crash-* or hang-* and fails.
+An exception that is not one of the target's documented errors, or a broken invariant, is a failure
+too (saved the same way). With --save, new-signature inputs are added to the corpus (at most 30 per
+target). Compiled code runs with NUMBA_BOUNDSCHECK=1, so an out-of-bounds read is an IndexError.
+Prints one JSON object per target: inputs, seconds, inputs/s, signatures, failures; exit 1 on any.
+"""
+
+import argparse
+import faulthandler
+import hashlib
+import json
+import mmap
+import multiprocessing as mp
+import os
+import random
+import struct
+import sys
+import time
+import traceback
+
+os.environ.setdefault("NUMBA_BOUNDSCHECK", "1")
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "xdpfeed",
+    "numba-boundscheck"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import fuzz_targets  # noqa: E402
+
+CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz_corpus")
+MAX_INPUT = 1 << 16
+MAX_KEPT = 30
+KEEP_BYTES = 4 << 10  # larger inputs are not kept in the repository
+INTERESTING8 = (0, 1, 0x7F, 0x80, 0xFF)
+INTERESTING16 = (0, 1, 0x7FFF, 0x8000, 0xFFFF, 0xFFFE)
+
+
+def corpus(target: str) -> list[bytes]:
+    """The kept inputs of a target (crash-*/hang-* included: they must stay fixed)."""
+    folder = os.path.join(CORPUS, target)
+    if not os.path.isdir(folder):
+        return []
+    out = []
+    for name in sorted(os.listdir(folder)):
+        with open(os.path.join(folder, name), "rb") as f:
+            out.append(f.read())
+    return out
+
+
+def save(target: str, data: bytes, kind: str) -> str:
+    folder = os.path.join(CORPUS, target)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{kind}-{hashlib.sha1(data).hexdigest()[:16]}")
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def mutate(rng: random.Random, data: bytes, pool: list[bytes]) -> bytes:
+    b = bytearray(data)
+    for _ in range(rng.choice((1, 1, 2, 3, 5))):
+        op = rng.randrange(9)
+        n = len(b)
+        if op == 0 and n:  # flip a bit
+            i = rng.randrange(n)
+            b[i] ^= 1 << rng.randrange(8)
+        elif op == 1 and n:  # an interesting byte
+            b[rng.randrange(n)] = rng.choice(INTERESTING8)
+        elif op == 2 and n >= 2:  # an interesting 16-bit value (lengths and counts are mostly 16-bit)
+            i = rng.randrange(n - 1)
+            b[i : i + 2] = struct.pack(">H", rng.choice(INTERESTING16) if rng.random() < 0.7 else rng.randrange(65536))
+        elif op == 3 and n:  # truncate
+            del b[rng.randrange(n + 1) :]
+        elif op == 4 and n:  # delete a chunk
+            i = rng.randrange(n)
+            del b[i : i + rng.randrange(1, 64)]
+        elif op == 5 and n:  # repeat a chunk
+            i = rng.randrange(n)
+            chunk = b[i : i + rng.randrange(1, 64)]
+            b[i:i] = chunk
+        elif op == 6 and pool:  # splice another input in
+            other = rng.choice(pool)
+            if other:
+                i, j = rng.randrange(len(other)), rng.randrange(n + 1)
+                b[j:] = other[i:]
+        elif op == 7:  # random tail
+            b += rng.randbytes(rng.randrange(1, 32))
+        elif n:  # a random byte
+            b[rng.randrange(n)] = rng.randrange(256)
+    return bytes(b[:MAX_INPUT])
+
+
+def _child(target: str, inputs: int, seconds: float, seed: int, shm, progress, result_q, keep: bool) -> None:
+    faulthandler.disable()  # a crash is reported by the parent, with the input that caused it
+    seeds_fn, run, allowed = fuzz_targets.TARGETS[target]
+    rng = random.Random(seed)
+    pool = [s[:MAX_INPUT] for s in seeds_fn() + corpus(target)] or [b""]
+    n_seeds = len(pool)
+    seen, kept, failures = set(), [], []
+    t0 = time.monotonic()
+    i = 0
+    try:
+        for data in pool:  # every seed and kept input once, unmutated
+            _one(target, run, allowed, data, shm, seen, kept, failures, keep)
+        while i < inputs and time.monotonic() - t0 < seconds and len(failures) < 5:
+            data = mutate(rng, rng.choice(pool if rng.random() < 0.8 or not kept else kept), pool)
+            if _one(target, run, allowed, data, shm, seen, kept, failures, keep):
+                pool.append(data)
+            i += 1
+            if i & 255 == 0:
+                progress.value = i
+    finally:
+        fuzz_targets.cleanup()
+    result_q.put({"inputs": i, "seeds": n_seeds, "signatures": len(seen), "failures": failures,
+                  "kept": len(kept)})
+
+
+def _one(target, run, allowed, data, shm, seen, kept, failures, keep) -> bool:
+    shm[:4] = struct.pack("<I", len(data))
+    shm[4 : 4 + len(data)] = data
+    try:
+        sig = run(data)
+    except allowed as e:
+        sig = ("error", type(e).__name__)
+    except Exception as e:  # a bug: an exception that is not a documented error, or a broken invariant
+        path = save(target, data, "fail")
+        failures.append({"input": path, "error": f"{type(e).__name__}: {e}",
+                         "where": traceback.format_exc().strip().splitlines()[-3:]})
+        return False
+    if sig in seen:
+        return False
+    seen.add(sig)
+    if keep and len(kept) < MAX_KEPT and len(data) <= KEEP_BYTES:
+        save(target, data, "kept")
+    kept.append(data)
+    return True
+
+
+def fuzz(target: str, inputs: int, seconds: float = float("inf"), seed: int = 1, timeout: float = 10.0,
+         keep: bool = False) -> dict:
+    """Run one target in a child process; the summary (failures include crashes and hangs)."""
+    ctx = mp.get_context("fork")
+    shm = mmap.mmap(-1, 4 + MAX_INPUT)
+    progress = ctx.Value("q", 0, lock=False)
+    result_q = ctx.Queue()
+    t0 = time.monotonic()
+    p = ctx.Process(target=_child, args=(target, inputs, seconds, seed, shm, progress, result_q, keep), daemon=True)
+    p.start()
+    last, last_t, result = -1, time.monotonic(), None
+    while result is None:
+        try:
+            result = result_q.get(timeout=0.5)
+            break
+        except Exception:  # queue.Empty
+            pass
+        if not p.is_alive():
+            break
+        if progress.value != last:
+            last, last_t = progress.value, time.monotonic()
+        elif time.monotonic() - last_t > timeout:
+            p.kill()
+            break
+    p.join(5)
+    if result is None:  # died or hung: the input being run is in shared memory
+        n = struct.unpack("<I", shm[:4])[0]
+        data = bytes(shm[4 : 4 + n])
+        kind = "hang" if p.exitcode in (None, -9) and progress.value == last else "crash"
+        result = {"inputs": progress.value, "signatures": None, "kept": None,
+                  "failures": [{"input": save(target, data, kind), "error": f"{kind} (exit code {p.exitcode})"}]}
+    seconds_taken = time.monotonic() - t0
+    result.update(target=target, seconds=round(seconds_taken, 2),
+                  inputs_per_s=round(result["inputs"] / max(seconds_taken, 1e-9)))
+    return result
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("target", choices=(*fuzz_targets.TARGETS, "all"))
+    ap.add_argument("--inputs", type=int, default=10_000_000, help="mutated inputs per target (default 10M)")
+    ap.add_argument("--seconds", type=float, default=float("inf"), help="stop a target after this long")
+    ap.add_argument("--seed", type=int, default=int(time.time()), help="random seed (default: the time)")
+    ap.add_argument("--timeout", type=float, default=10.0, help="seconds without progress that count as a hang")
+    ap.add_argument("--save", action="store_true", help="add new-signature inputs to tests/fuzz_corpus/")
+    args = ap.parse_args(argv)
+    bad = 0
+    for t in fuzz_targets.TARGETS if args.target == "all" else (args.target,):
+        r = fuzz(t, args.inputs, args.seconds, args.seed, args.timeout, args.save)
+        r["seed"] = args.seed
+        print(json.dumps(r), flush=True)
+        bad += bool(r["failures"])
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
