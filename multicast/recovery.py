@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from xdpfeed.multicast import sequencer_core as K
+from xdpfeed.multicast.ratelog import RateLimitedLog
 from xdpfeed.multicast.replay_client import ReplayClient
 from xdpfeed.multicast.rerequest import MAX_REQUEST, RerequestClient
 from xdpfeed.multicast.sequencer import LINE_REPLAY, LINE_REREQUEST, Sequencer
@@ -101,6 +102,7 @@ class Recovery:
         self.replay_servers = list(replay_servers)
         self.user, self.password = user, password
         self.rerequest = RerequestClient(seq.sessions, rerequest_bind) if self.rerequest_servers else None
+        self._noise = RateLimitedLog(log, clock, "re-request socket: answers not taken")
         self.replay: ReplayClient | None = None
         self.replay_failures = 0  # failed replay sessions in a row that brought nothing (picks the server)
         self.replay_retry_at = 0.0
@@ -123,6 +125,8 @@ class Recovery:
     def poll(self) -> None:
         if self.rerequest is not None:
             self.rerequest.receive(self.seq, self.sink)
+            st = self.rerequest.stats
+            self._noise.check({"for another session": st["wrong_session"], "unsolicited": st["unsolicited"]})
         if self.replay is not None:
             self.replay.poll()
         self._plan(self.clock())

@@ -4,9 +4,12 @@ server heartbeats and the silence timeout on the client's fake clock, logout, En
 disconnect mid-session resumed at the right sequence number (no loss, no duplicate), a login taken
 over by a second one, and the Login Rejected reasons. A real-time deadline only bounds each loop."""
 
+import time
+
 import pytest
 from test_gateway import USERS, FakeClock, Flow, decode, drive
 
+from xdpfeed.multicast import soupbintcp as sb
 from xdpfeed.multicast.exchange.gateway import Gateway, no_fills
 from xdpfeed.multicast.ouch_session import OuchClient
 
@@ -198,3 +201,36 @@ def test_undecodable_message_closes_the_connection(v):
         drive([c], lambda: False)
         assert (c.state, c.reason) == ("failed", "disconnected")
         assert gw.stats["bad_messages"] == 1 and gw.stats["messages_in"] == 0
+
+
+@pytest.mark.parametrize("junk", [
+    b"\x00\x00",  # a zero length before login
+    b"\xff\xffL" + b"x" * 100,  # an oversize login never completed: dropped when the client goes silent
+    bytes(range(256)) * 40,  # garbage
+    None,  # a good login, then an undecodable OUCH message
+])
+def test_gateway_drops_a_peer_that_sends_garbage_and_serves_the_others(v, junk):
+    import socket
+
+    clock, f = FakeClock(), Flow(v)
+    with Gateway(v, USERS, clock=clock, fill_schedule=lambda o: [], client_timeout=0.5) as gw:
+        raw = socket.create_connection(gw.address, timeout=5)
+        if junk is None:
+            raw.sendall(sb.encode_login_request("BOB", USERS["BOB"], b"", 1) + sb.encode_unsequenced(b"O\x01\x02"))
+        else:
+            raw.sendall(junk)
+        data, t0 = b"", time.monotonic()
+        while time.monotonic() - t0 < 5:  # the gateway closes the connection (EOF), whatever it sent before
+            piece = raw.recv(65536)
+            if not piece:
+                break
+            data += piece
+        assert not piece, "the gateway kept a garbage peer connected"
+        raw.close()
+        inbox = Inbox(v)
+        c = client(gw, inbox)
+        c.send(f.enter(1))
+        drive([c], lambda: len(inbox.got) >= 2)
+        assert inbox.types == "SA"
+        if junk is None:
+            assert gw.stats["bad_messages"] == 1

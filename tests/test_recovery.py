@@ -153,3 +153,48 @@ def test_policy_values_are_checked():
         RecoveryPolicy(deadline=0)
     with pytest.raises(ValueError, match="recovery.rerequest_attempts"):
         RecoveryPolicy(rerequest_attempts=-1)
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_a_flood_of_foreign_answers_is_counted_bounded_and_logged_once_per_interval(setup, caplog):
+    h, clock, (srv, _), rec = setup
+    open_gap(h, clock, rec)
+    (_, _, _, client), = requests(srv)
+    from xdpfeed.multicast import counters as C
+
+    caplog.set_level("WARNING", logger="xdpfeed.recovery")
+    n, sent = 20_000, 0
+    rss0 = _rss_kib()
+    for i in range(n):  # answers for 20,000 sessions that are not ours, some of them all different
+        session = S2 if i % 2 else b"X%09d" % i
+        srv.sendto(pkt(3, 7, session=session), client)
+        sent += 1
+        if i % 500 == 499:
+            select.select([rec.rerequest], [], [], 0.5)
+            rec.poll()
+    for _ in range(20):
+        if not select.select([rec.rerequest], [], [], 0.2)[0]:
+            break
+        rec.poll()
+    st, cnt = rec.rerequest.stats, rec.rerequest.counters
+    taken = st["wrong_session"] + int(cnt[C.SESSIONS_OVERFLOW])
+    assert st["answers"] == 0 and h.seqs == [1, 2]  # nothing foreign was delivered
+    # every datagram that arrived is in a counter (the kernel may drop some of a flood: those never arrived)
+    assert 0.5 * n < taken <= n
+    assert cnt[C.SESSIONS_OVERFLOW] > 0  # the session table is bounded: further sessions are counted, not kept
+    assert _rss_kib() - rss0 < 20 * 1024
+    lines = [r for r in caplog.records if "answers not taken" in r.getMessage()]
+    assert len(lines) == 1  # one line for the whole flood (the clock did not move)
+    clock.t += 11
+    srv.sendto(pkt(3, 7, session=S2), client)
+    select.select([rec.rerequest], [], [], 1)
+    rec.poll()
+    lines = [r.getMessage() for r in caplog.records if "answers not taken" in r.getMessage()]
+    assert len(lines) == 2 and "for another session in the last 11 s" in lines[1]
+    # the two lines together account for every foreign answer counted
+    said = [int(m.split(": ")[2].split(" for another")[0].replace(",", "")) for m in lines]
+    assert sum(said) == rec.rerequest.stats["wrong_session"]

@@ -2,6 +2,7 @@
 server for framing and protocol errors). Client timeouts run on a fake clock; a real-time deadline only
 bounds each loop so a broken test fails instead of hanging."""
 
+import select
 import selectors
 import socket
 import struct
@@ -335,3 +336,28 @@ def test_client_argument_errors():
         client(("127.0.0.1", 9), Blocks(), buffer_bytes=1000)
     with pytest.raises(ValueError, match="username"):
         client(("127.0.0.1", 9), Blocks(), user="far-too-long")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_garbage_oversize_lengths_and_silence_end_in_failed_with_bounded_memory(raw, seed):
+    """After a good login: random bytes, some starting with a maximal length field. The client never raises,
+    keeps its fixed buffers, and ends failed (a protocol error, or silence once the clock passes)."""
+    rng = np.random.default_rng(seed)
+    clock = FakeClock()
+    c = client(raw.address, Blocks(), clock=clock)
+    conn, _ = raw.accept_login(c)
+    buffers = (c._buf.size, c._out.size)
+    with conn:
+        junk = rng.integers(0, 256, size=int(rng.integers(1, 300_000)), dtype=np.uint8).tobytes()
+        if seed % 2:
+            junk = b"\xff\xffS" + junk[:1000]  # a 65,535-byte packet announced, a thousand bytes sent
+        conn.sendall(sb.encode_login_accepted(b"", 1) + junk)
+        end = time.monotonic() + 1.0  # let every byte arrive (or the client fail on them)
+        while c.state != "failed" and time.monotonic() < end:
+            select.select([c], [], [], 0.05)
+            c.poll()
+        if c.state != "failed":  # waiting for the rest of a packet that never comes
+            clock.t += c.server_timeout + 1
+            run(c)
+    assert c.state == "failed" and c.reason.startswith(("protocol error", "server silent")), c.reason
+    assert (c._buf.size, c._out.size) == buffers
