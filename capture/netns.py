@@ -35,6 +35,30 @@ def _need_root():
 
 
 @contextlib.contextmanager
+def inside(ns: str | None):
+    """Run the block with this thread in namespace `ns` (None: stay where it is). Sockets made inside
+    stay in `ns`, and threads started inside start there."""
+    if ns is None:
+        yield
+        return
+    from pyroute2 import netns
+
+    netns.pushns(ns)
+    try:
+        yield
+    finally:
+        netns.popns()
+
+
+def namespaces() -> set[str]:
+    """The named network namespaces (`ip netns list`), to check that nothing was left behind."""
+    try:
+        return set(os.listdir("/run/netns"))
+    except FileNotFoundError:
+        return set()
+
+
+@contextlib.contextmanager
 def veth_pair():
     """Two namespaces joined by a veth pair (10.R.S.1/24 and .2/24), multicast routed over it."""
     _need_root()

@@ -182,17 +182,12 @@ class Venue:
         self.error: BaseException | None = None
 
     def start(self) -> "Venue":
-        from xdpfeed.multicast.exchange.replay_server import ReplayServer
-
         c = self.config
-        published = lambda: self.publisher.published  # noqa: E731
         try:
-            self.replay_server = ReplayServer(
-                self.store, c.users, published=published, ended=lambda: self.publisher.ended, host=c.replay_host,
-                port=c.replay_port, heartbeat_interval=c.heartbeat_interval, fault=c.replay_fault).start()
+            self.replay_server = self._replay_server(c.replay_host, c.replay_port)
             self.request_server = RequestServer(
-                self.store, published=published, host=c.request_host, port=c.request_port, drop=c.request_drop,
-                silent=c.request_silent, seed=c.seed).start()
+                self.store, published=lambda: self.publisher.published, host=c.request_host, port=c.request_port,
+                drop=c.request_drop, silent=c.request_silent, seed=c.seed).start()
         except BaseException:
             self.stop()
             raise
@@ -233,6 +228,25 @@ class Venue:
         for server in (self.request_server, self.replay_server):
             if server is not None:
                 server.stop()
+
+    def restart_replay_server(self, down: float = 0.2) -> None:
+        """Stop the replay server (dropping its connections), stay down `down` seconds, then serve again on
+        the same address: a venue-side restart clients must ride out."""
+        old = self.replay_server
+        address = old.address
+        old.stop()
+        time.sleep(down)
+        self.replay_server = self._replay_server(*address)
+        self.replay_server.stats.update(old.stats)  # the counts go on across the restart
+        self.replay_server.stats["restarts"] = old.stats.get("restarts", 0) + 1
+
+    def _replay_server(self, host: str, port: int):
+        from xdpfeed.multicast.exchange.replay_server import ReplayServer
+
+        c = self.config
+        return ReplayServer(self.store, c.users, published=lambda: self.publisher.published,
+                            ended=lambda: self.publisher.ended, host=host, port=port,
+                            heartbeat_interval=c.heartbeat_interval, fault=c.replay_fault).start()
 
     @property
     def replay_address(self) -> tuple[str, int]:
