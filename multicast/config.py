@@ -58,7 +58,7 @@ class FeedConfig:
     rerequest: list = field(default_factory=list)  # [(host, port)]
     replay: list = field(default_factory=list)
     user: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # never printed, logged or put in an error
     policy: RecoveryPolicy = field(default_factory=RecoveryPolicy)
     hold_messages: int = 1 << 18
     slot_bytes: int = 64

@@ -54,19 +54,20 @@ LOGOUT_PACKET = packet(LOGOUT_REQUEST)
 
 
 # ------------------------------------------------------------------------------------------- fields
-def _ascii(field: str, value: str | bytes) -> bytes:
+def _ascii(field: str, value: str | bytes, secret: bool = False) -> bytes:
     if not isinstance(value, str):
         return bytes(value)
     try:
         return value.encode("ascii")
     except UnicodeEncodeError:
-        raise ValueError(f"{field} {value!r} is not ASCII") from None
+        raise ValueError(f"{field} {'' if secret else repr(value) + ' '}is not ASCII") from None
 
 
-def _alpha(field: str, value: str, width: int) -> bytes:
-    raw = _ascii(field, value)
+def _alpha(field: str, value: str, width: int, secret: bool = False) -> bytes:
+    """A right-padded alpha field; a `secret` value is never quoted in the error."""
+    raw = _ascii(field, value, secret)
     if len(raw) > width:
-        raise ValueError(f"{field} {raw!r} is longer than {width} characters")
+        raise ValueError(f"{field} {'' if secret else repr(raw) + ' '}is longer than {width} characters")
     return raw.ljust(width, b" ")
 
 
@@ -112,7 +113,7 @@ def _parse_alpha(field: str, raw: bytes) -> str:
 # ----------------------------------------------------------------------------------------- encoders
 def encode_login_request(user: str, password: str, session: bytes, seq: int) -> bytes:
     """'L': username and password right-padded; session left-padded (blank = current); sequence."""
-    payload = (_alpha("username", user, USERNAME_LEN) + _alpha("password", password, PASSWORD_LEN)
+    payload = (_alpha("username", user, USERNAME_LEN) + _alpha("password", password, PASSWORD_LEN, secret=True)
                + _wire_session(session) + _numeric("sequence number", seq))
     return packet(LOGIN_REQUEST, payload)
 

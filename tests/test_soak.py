@@ -50,5 +50,5 @@ def test_short_soak_across_a_veth_pair_with_af_xdp():
 def test_soak_ten_million_messages(transport):
     r = soak_or_skip(messages=10_000_000, transport=transport, rate=500_000)
     check(r, 10_000_000)
-    growth = r["rss_kib"]["growth_after_warmup"]
-    assert growth < 64 * 1024, f"RSS grew {growth} KiB after warm-up"
+    growth = r["rss_kib"]["second_over_first"]  # the same day twice: the second may not need more memory
+    assert growth < 16 * 1024, f"RSS peak of the second session {growth} KiB above the first"

@@ -74,7 +74,7 @@ class VenueConfig:
     replay_port: int = 0
     request_host: str = "127.0.0.1"
     request_port: int = 0
-    users: dict[str, str] = field(default_factory=lambda: {DEFAULT_USER: "xdpfeed"})
+    users: dict[str, str] = field(default_factory=lambda: {DEFAULT_USER: "xdpfeed"}, repr=False)  # no passwords in logs
     heartbeat_interval: float = 1.0
     request_drop: float = 0.0
     request_silent: bool = False
