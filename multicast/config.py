@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, fields
 from xdpfeed.multicast.recovery import RecoveryPolicy
 
 PASSWORD_ENV = "XDPFEED_PASSWORD"
+USER_LEN = 6  # SoupBinTCP username field
 
 
 class ConfigError(ValueError):
@@ -78,6 +79,18 @@ _SIZES = {"hold_messages": (2, 1 << 26), "slot_bytes": (4, 65537), "hold_arena_b
 def _str(v, key):
     if not isinstance(v, str) or not v:
         raise ConfigError(f"{key}: expected a non-empty string, not {v!r}")
+    return v
+
+
+def _uri(v, key):
+    """A source URI, checked as far as can be without opening it (scheme and options)."""
+    from xdpfeed.capture import uri
+    from xdpfeed.capture.errors import SourceError
+
+    try:
+        uri.parse(_str(v, key))
+    except SourceError as e:
+        raise ConfigError(f"{key}: {e}") from None
     return v
 
 
@@ -125,7 +138,7 @@ def from_dict(doc: dict) -> FeedConfig:
         cfg.name = _str(feed["name"], "feed.name")
     for k in ("line_a", "line_b"):
         if k in feed:
-            setattr(cfg, k, _str(feed[k], f"feed.{k}"))
+            setattr(cfg, k, _uri(feed[k], f"feed.{k}"))
     if "start" in feed:
         if feed["start"] not in ("one", "first"):
             raise ConfigError(f"feed.start: expected \"one\" or \"first\", not {feed['start']!r}")
@@ -141,6 +154,9 @@ def from_dict(doc: dict) -> FeedConfig:
             setattr(cfg, k, [parse_hostport(s, f"recovery.{k}") for s in servers])
     if "user" in rec:
         cfg.user = _str(rec.pop("user"), "recovery.user")
+        if len(cfg.user) > USER_LEN or not cfg.user.isascii() or " " in cfg.user:
+            raise ConfigError(f"recovery.user: expected 1..{USER_LEN} ASCII characters without spaces (the "
+                              f"SoupBinTCP username field), not {cfg.user!r}")
     if "password_file" in rec:
         cfg.password = read_password_file(_str(rec.pop("password_file"), "recovery.password_file"))
     try:
