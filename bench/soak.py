@@ -12,13 +12,16 @@ in one network namespace and the handler in another, line A received with AF_XDP
 
 Printed as one JSON object: what was published and delivered per session, lost (must be 0), whether
 the delivered stream's SHA-256 equals the venue's days' and the final book equals the book of the
-second day, the recovery counts, RSS over time and its peak in each session (the sessions do the
-same work, so memory that grows without bound shows as a higher second peak), and the file
+second day, the recovery counts, RSS over time, its peak in each session and the RSS after each
+session once garbage is collected and malloc_trim has returned free memory (the sessions do the same
+work, so memory that is really held and keeps growing shows there), and the file
 descriptors before and after (must be equal) and the network namespaces it made that are still
 there (must be none). Exit 1 if any check fails.
 """
 
 import argparse
+import ctypes
+import gc
 import hashlib
 import json
 import os
@@ -38,7 +41,7 @@ from xdpfeed.multicast.recovery import Recovery, RecoveryPolicy
 from xdpfeed.multicast.warmup import warm_up
 
 USER, PASSWORD = "SOAK01", "soaksecret"
-SESSIONS = ("SOAK000001", "SOAK000002")
+
 
 
 class Digest:
@@ -55,6 +58,16 @@ class Digest:
 def rss_kib() -> int:
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def settled_rss_kib() -> int:
+    """RSS once garbage is collected and malloc has handed its free memory back: what is really held."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    return rss_kib()
 
 
 def open_fds() -> int:
@@ -80,17 +93,18 @@ def restart_when(venue: Venue, share: float, ns: str | None, say) -> None:
     say(f"replay server restarted at sequence {venue.publisher.published:,}")
 
 
-def days(messages: int, seed: int) -> list[DayStore]:
-    """The same day twice under two session names: equal work, so a leak shows as a higher second peak."""
-    records = synthetic.generate(messages // 2, seed=seed)[0]
-    return [DayStore(records, name) for name in SESSIONS]
+def days(messages: int, seed: int, sessions: int) -> list[DayStore]:
+    """The same day under `sessions` session names: equal work, so memory that keeps growing shows as
+    higher peaks in the later sessions."""
+    records = synthetic.generate(messages // sessions, seed=seed)[0]
+    return [DayStore(records, f"SOAK{k + 1:06d}") for k in range(sessions)]
 
 
 def soak(messages: int = 10_000_000, transport: str = "loopback", rate: float = 500_000, seed: int = 1,
-         loss: float = 0.01, burst: int = 2000, bursts: int = 3, reorder: float = 0.001, duplicate: float = 0.001,
-         request_drop: float = 0.1, say=lambda text: None) -> dict:
-    say(f"generating a day of {messages // 2:,} messages, published twice under two session names")
-    stores = days(messages, seed)
+         sessions: int = 2, loss: float = 0.01, burst: int = 2000, bursts: int = 3, reorder: float = 0.001,
+         duplicate: float = 0.001, request_drop: float = 0.1, say=lambda text: None) -> dict:
+    say(f"generating a day of {messages // sessions:,} messages, published {sessions} times under new names")
+    stores = days(messages, seed, sessions)
     expect = hashlib.sha256()
     for s in stores:
         expect.update(s.records)
@@ -102,7 +116,7 @@ def soak(messages: int = 10_000_000, transport: str = "loopback", rate: float = 
     group = f"239.{r.randrange(100, 250)}.{r.randrange(1, 250)}"
     line_a, line_b = (f"{group}.1", 30000 + r.randrange(10000)), (f"{group}.2", 40000 + r.randrange(10000))
     replay_port, request_port = 50000 + r.randrange(5000), 55000 + r.randrange(5000)
-    samples, venues, runs = [], [], []
+    samples, venues, runs, settled = [], [], [], []
     t0 = time.monotonic()
     pair_cm = veth_pair() if transport == "veth-afxdp" else None
     pair = pair_cm.__enter__() if pair_cm else None
@@ -146,6 +160,8 @@ def soak(messages: int = 10_000_000, transport: str = "loopback", rate: float = 
                         restarter.join()
                     venues.append(venue.summary())
                     venue.stop()
+                    del venue
+                    settled.append(settled_rss_kib())
                     say(f"  {why}: {handler.summary()['delivered']:,} delivered so far, lost {handler.lost}")
                 summary = handler.summary()
             finally:
@@ -156,8 +172,8 @@ def soak(messages: int = 10_000_000, transport: str = "loopback", rate: float = 
     seconds = time.monotonic() - t0
     peaks = [max((kib for _, kib, k in samples if k == i), default=0) for i in range(len(stores))]
     total = sum(s.count for s in stores)
-    if samples and peaks[0] and peaks[1]:
-        say(f"RSS peak: session 1 {peaks[0] / 1024:.0f} MiB, session 2 {peaks[1] / 1024:.0f} MiB")
+    say("RSS peak per session: " + ", ".join(f"{p / 1024:.0f} MiB" for p in peaks) + "; settled after each: "
+        + ", ".join(f"{p / 1024:.0f} MiB" for p in settled))
     result = {
         "messages": total, "transport": transport, "rate": rate, "seconds": round(seconds, 1),
         "runs": runs, "delivered": summary["delivered"], "lost": handler.lost, "duplicates_dropped":
@@ -170,13 +186,14 @@ def soak(messages: int = 10_000_000, transport: str = "loopback", rate: float = 
                     "lost_on_both_messages": v["lost_on_both_messages"],
                     "replay_server": v["replay_server"], "request_server": v["request_server"]} for v in venues],
         "rss_kib": {"samples": [s[:2] for s in samples[:: max(1, len(samples) // 60)]], "peak_per_session": peaks,
-                    "second_over_first": peaks[1] - peaks[0]},
+                    "settled_after_session": settled,
+                    "settled_last_over_second": settled[-1] - settled[min(1, len(settled) - 1)]},
         "fds": {"before": fds0, "after": open_fds()},
         "netns": {"created": created, "left_behind": sorted(set(created) & namespaces())},
     }
     result["ok"] = (result["lost"] == 0 and result["delivered"] == total and result["stream_sha256_matches"]
                     and result["book_matches"] and result["fds"]["before"] == result["fds"]["after"]
-                    and not result["netns"]["left_behind"] and runs == ["stopped", "stopped"])
+                    and not result["netns"]["left_behind"] and runs == ["stopped"] * sessions)
     return result
 
 
@@ -186,11 +203,12 @@ def main(argv=None) -> int:
     ap.add_argument("--transport", choices=("loopback", "veth-afxdp"), default="loopback")
     ap.add_argument("--rate", type=float, default=500_000, help="messages/s per session (0: as fast as possible)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--sessions", type=int, default=2, help="sessions, one after the other (default 2)")
     ap.add_argument("--burst", type=int, default=2000, help="messages lost on both lines per burst")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     say = (lambda t: None) if args.quiet else (lambda t: print(t, file=sys.stderr, flush=True))
-    r = soak(args.messages, args.transport, args.rate, args.seed, burst=args.burst, say=say)
+    r = soak(args.messages, args.transport, args.rate, args.seed, args.sessions, burst=args.burst, say=say)
     print(json.dumps(r))
     return 0 if r["ok"] else 1
 
