@@ -7,8 +7,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.xdpfeed-installed
 # gcc + headers build the cffi modules; tshark is the independent oracle some tests compare against;
 # libxdp/libbpf + clang/llvm build the AF_XDP module and the XDP program; ethtool/iproute2 for root tests;
-# prometheus brings promtool, which checks the metrics exposition and the alerting rules.
-APT_PACKAGES := gcc libc6-dev tshark libxdp-dev libbpf-dev clang llvm pkg-config ethtool iproute2 prometheus
+# prometheus brings promtool, which checks the metrics exposition and the alerting rules;
+# dpdk-dev (libdpdk + its poll-mode drivers, net_pcap/net_af_packet/net_af_xdp among them) builds the dpdk: source.
+APT_PACKAGES := gcc libc6-dev tshark libxdp-dev libbpf-dev clang llvm pkg-config ethtool iproute2 prometheus dpdk-dev systemd
 
 .PHONY: setup demo test test-slow bench lint clean
 

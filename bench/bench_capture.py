@@ -3,13 +3,16 @@ namespace over a veth pair, through each packet source in turn; every packet goe
 handler (frames → MoldUDP64 → sequencer → book).
 
 Sources: the UDP socket path (recvmmsg, the baseline), AF_PACKET TPACKET_V3, AF_XDP in native
-(driver) mode and in skb (generic) mode. Two runs per source: the sender at full speed (what the
-receiver keeps up with: received packets/s, and loss), and the sender paced at `--pps` (target:
-0 loss). The sender is an XDP program run with BPF_PROG_TEST_RUN in live-frames mode on the other
-end of the veth (bench/xdp_gen.bpf.c + its loader bench/xdp_gen.c, compiled in every run): it sends
-one Ethernet/IPv4/UDP/MoldUDP64 frame of one ITCH trade message again and again, stamping the next
-sequence number into each copy, at rates no socket sender reaches on this VM; when paced, the
-program itself drops the runs that come before the next frame is due, so frames leave evenly spaced.
+(driver) mode and in skb (generic) mode, and DPDK's af_xdp and af_packet poll-mode drivers on the
+same veth (`dpdk:net_af_xdp0`, `dpdk:net_af_packet0`). Two runs per source: the sender at full speed
+(what the receiver keeps up with: received packets/s, and loss), and the sender paced at `--pps`
+(target: 0 loss). Beside them, with no sender: the same frames read from a capture file in memory
+(tmpfs) by DPDK's net_pcap and by our pcap: source, through the same handler. The sender is an XDP
+program run with BPF_PROG_TEST_RUN in live-frames mode on the other end of the veth (bench/xdp_gen.bpf.c
++ its loader bench/xdp_gen.c, compiled in every run): it sends one Ethernet/IPv4/UDP/MoldUDP64 frame
+of one ITCH trade message again and again, stamping the next sequence number into each copy, at rates
+no socket sender reaches on this VM; when paced, the program itself drops the runs that come before
+the next frame is due, so frames leave evenly spaced.
 Prints one JSON object; ratios are against the UDP socket path measured in the same run.
 """
 
@@ -28,8 +31,10 @@ sys.path.insert(0, HERE)
 from common import log, machine  # noqa: E402
 
 GROUP, PORT = "239.198.7.1", 31001
-SOURCES = ("udp", "packet", "afxdp-native", "afxdp-skb")
+SOURCES = ("udp", "packet", "afxdp-native", "afxdp-skb", "dpdk-af_xdp", "dpdk-af_packet", "dpdk-pcap", "pcap")
+FILE_SOURCES = ("dpdk-pcap", "pcap")  # read a capture in memory: no sender, no loss possible
 FRAMES = 1 << 15  # AF_XDP UMEM frames (= RX ring size): 16 ms of slack at 2 Mpps
+DPDK = "rxd=4096&mbufs=32767"  # DPDK ports: a 4096-descriptor RX ring and 32767 mbufs behind it
 
 
 # --------------------------------------------------------------------------------------- the sender
@@ -79,7 +84,10 @@ def receive(source_name: str, pair, gen: tuple[str, str, str], packets: int, pps
 
     uri = {"udp": f"udp:{GROUP}:{PORT}@{pair.if_b}", "packet": f"packet:{pair.if_b}?group={GROUP}:{PORT}",
            "afxdp-native": f"afxdp:{pair.if_b}?group={GROUP}:{PORT}&mode=native&frames={FRAMES}",
-           "afxdp-skb": f"afxdp:{pair.if_b}?group={GROUP}:{PORT}&mode=skb&frames={FRAMES}"}[source_name]
+           "afxdp-skb": f"afxdp:{pair.if_b}?group={GROUP}:{PORT}&mode=skb&frames={FRAMES}",
+           "dpdk-af_xdp": f"dpdk:net_af_xdp0,iface={pair.if_b}?group={GROUP}:{PORT}&{DPDK}",
+           "dpdk-af_packet": f"dpdk:net_af_packet0,iface={pair.if_b},framecnt={FRAMES}?group={GROUP}:{PORT}&{DPDK}",
+           }[source_name]
     netns.pushns(pair.ns_b)
     try:
         src = open_source(uri)
@@ -125,6 +133,67 @@ def receive(source_name: str, pair, gen: tuple[str, str, str], packets: int, pps
             "book_live_orders": book.live_orders}
 
 
+def capture_file(src_ip: str, frame_path: str, path: str, packets: int) -> None:
+    """The generator's frame `packets` times as a nanosecond pcap, sequence numbers 1.. stamped as the
+    generator stamps them (MoldUDP64 sequence at frame offset 52), 1 µs apart."""
+    import numpy as np
+
+    frame = np.fromfile(frame_path, dtype=np.uint8)
+    rec = np.zeros((packets, 16 + frame.size), dtype=np.uint8)
+    ts = 1_700_000_000_000_000_000 + np.arange(packets, dtype=np.int64) * 1000
+    hdr = rec[:, :16].view("<u4")
+    hdr[:, 0], hdr[:, 1] = ts // 1_000_000_000, ts % 1_000_000_000
+    hdr[:, 2] = hdr[:, 3] = frame.size
+    rec[:, 16:] = frame
+    rec[:, 16 + 52 : 16 + 60] = np.arange(1, packets + 1, dtype=">u8").view(np.uint8).reshape(packets, 8)
+    with open(path, "wb") as f:
+        f.write(np.array([0xA1B23C4D, 0x00040002, 0, 0, 65535, 1], dtype="<u4").tobytes())
+        rec.tofile(f)
+
+
+def read_file(source_name: str, path: str, packets: int) -> dict:
+    """The handler over a capture in memory: frames/s from the first frame to the end of the file."""
+    from xdpfeed.capture.uri import open_source
+    from xdpfeed.multicast.book import OrderBook
+    from xdpfeed.multicast.cli_run import _group_array
+    from xdpfeed.multicast.handler import FeedHandler, Line
+    from xdpfeed.multicast.sequencer import LINE_A, Sequencer
+
+    uri = {"dpdk-pcap": f"dpdk:net_pcap0,rx_pcap={path}?{DPDK}&group={GROUP}:{PORT}", "pcap": f"pcap:{path}"}
+    src = open_source(uri[source_name])
+    seq = Sequencer(start_at_one=False, hold_messages=1 << 20)
+    h = FeedHandler([Line(LINE_A, src, _group_array([(GROUP, PORT)]))], seq, None, OrderBook())
+    t0 = time.perf_counter()
+    while not h.lines[0].exhausted:
+        h.step(0)
+    span = time.perf_counter() - t0
+    stats = src.stats()
+    h.close()
+    st = seq.stats()
+    return {"source": source_name, "mode": stats["mode"], "sent": packets, "received": stats["packets"],
+            "received_pps": stats["packets"] / span, "loss": packets - stats["packets"],
+            "loss_ratio": (packets - stats["packets"]) / packets, "drops": stats["drops"],
+            "delivered_messages": st["delivered"], "gaps": st["gaps"]}
+
+
+def measure(name: str, pair, gen, shm: str, n: int, args) -> dict:
+    """Full-speed runs (median), then the paced run, of one source."""
+    full = []
+    for i in range(args.repeat):
+        r = read_file(name, shm, n) if name in FILE_SOURCES else receive(name, pair, gen, n, 0)
+        full.append(r)
+        sent = f"sent {r['sender_pps'] / 1e6:.2f} Mpps" if "sender_pps" in r else "a capture in memory"
+        log(f"{name} full speed run {i + 1}: {sent}, received {r['received_pps'] / 1e6:.2f} Mpps, "
+            f"loss {r['loss_ratio']:.2%}")
+    entry = {"full_speed_runs": full, "received_pps_median": statistics.median(r["received_pps"] for r in full),
+             "loss_ratio_median": statistics.median(r["loss_ratio"] for r in full)}
+    if args.pps > 0 and name not in FILE_SOURCES:
+        r = receive(name, pair, gen, n, args.pps)
+        entry["paced"] = r
+        log(f"{name} paced at {args.pps / 1e6:.2f} Mpps: sender {r['sender_pps'] / 1e6:.2f} Mpps, loss {r['loss']:,}")
+    return entry
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--packets", type=int, default=2_000_000, help="packets (one ITCH message each) per run")
@@ -153,22 +222,16 @@ def main(argv=None) -> int:
             # NAPI on the receiving end, so the generator's XDP_TX frames are taken even without an XDP program
             subprocess.run(["ip", "netns", "exec", pair.ns_b, "ethtool", "-K", pair.if_b, "gro", "on"], check=True,
                            capture_output=True)
-            for name in args.sources.split(","):
-                full = []
-                for i in range(args.repeat):
-                    r = receive(name, pair, gen, n, 0)
-                    full.append(r)
-                    log(f"{name} full speed run {i + 1}: sent {r['sender_pps'] / 1e6:.2f} Mpps, received "
-                        f"{r['received_pps'] / 1e6:.2f} Mpps, loss {r['loss_ratio']:.2%}")
-                entry = {"full_speed_runs": full,
-                         "received_pps_median": statistics.median(r["received_pps"] for r in full),
-                         "loss_ratio_median": statistics.median(r["loss_ratio"] for r in full)}
-                if args.pps > 0:
-                    r = receive(name, pair, gen, n, args.pps)
-                    entry["paced"] = r
-                    log(f"{name} paced at {args.pps / 1e6:.2f} Mpps: sender {r['sender_pps'] / 1e6:.2f} Mpps, "
-                        f"loss {r['loss']:,}")
-                runs[name] = entry
+            names = args.sources.split(",")
+            shm = os.path.join("/dev/shm" if os.path.isdir("/dev/shm") else tmp, f"bench-capture-{os.getpid()}.pcap")
+            try:
+                if any(name in FILE_SOURCES for name in names):
+                    capture_file(pair.addr_a, frame, shm, n)
+                for name in names:
+                    runs[name] = measure(name, pair, gen, shm, n, args)
+            finally:
+                if os.path.exists(shm):
+                    os.unlink(shm)
     base = runs.get("udp", {}).get("received_pps_median")
     for entry in runs.values():
         entry["over_udp_socket"] = entry["received_pps_median"] / base if base else None

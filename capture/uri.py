@@ -8,7 +8,10 @@
   [&frames=4096][&busy_poll=US]` — AF_XDP socket fed by our XDP program, which redirects only UDP
   to the groups given (everything else goes on to the kernel);
 - `packet:IFACE[?group=G:P...][&fanout=ID][&fanout_mode=hash|lb|cpu|rollover|rnd|qm][&blocks=N]
-  [&block_size=BYTES][&retire_ms=MS]` — AF_PACKET TPACKET_V3 ring.
+  [&block_size=BYTES][&retire_ms=MS]` — AF_PACKET TPACKET_V3 ring;
+- `dpdk:PCI_ADDRESS_OR_VDEV[,devargs][?group=G:P...][&rxd=N][&mbufs=N][&mbuf_size=B][&burst=N]
+  [&timestamp=auto|pmd|host][&promisc=0|1][&huge=auto|on|off][&mem=MB][&cores=LIST][&eal=ARGS]` — a
+  DPDK port (capture/dpdk.py); the last four are EAL options (capture/dpdk_eal.py).
 Any other scheme, or an option a scheme does not know, is an error that names what is accepted.
 """
 
@@ -16,12 +19,13 @@ from urllib.parse import parse_qs
 
 from xdpfeed.capture.errors import SourceError
 
-SCHEMES = ("pcap", "udp", "afxdp", "packet")
+SCHEMES = ("pcap", "udp", "afxdp", "packet", "dpdk")
 _OPTIONS = {
     "pcap": {"speed"},
     "udp": {"source"},
     "afxdp": {"group", "queue", "mode", "zerocopy", "frames", "busy_poll"},
     "packet": {"group", "fanout", "fanout_mode", "blocks", "block_size", "retire_ms"},
+    "dpdk": {"group", "rxd", "mbufs", "mbuf_size", "burst", "timestamp", "promisc", "huge", "mem", "cores", "eal"},
 }
 
 
@@ -104,6 +108,8 @@ def open_source(uri: str):
         from xdpfeed.capture.afxdp import AfXdpSource
 
         return AfXdpSource(spec, **kw)
+    if scheme == "dpdk":
+        return _open_dpdk(uri, spec, opts)
     kw = {"groups": _groups(uri, opts.get("group", [])), "fanout": _int(uri, opts, "fanout", None, 0, 0xFFFF),
           "fanout_mode": _choice(uri, opts, "fanout_mode", "hash", ("hash", "lb", "cpu", "rollover", "rnd", "qm"))}
     for key, lo, hi in (("blocks", 1, 1 << 16), ("block_size", 4096, 1 << 30), ("retire_ms", 0, 60_000)):
@@ -113,3 +119,28 @@ def open_source(uri: str):
     from xdpfeed.capture.packet import PacketSource
 
     return PacketSource(spec, **kw)
+
+
+def _open_dpdk(uri: str, spec: str, opts: dict):
+    import re
+    import shlex
+
+    cores = opts.get("cores", [None])[-1]
+    if cores is not None and not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", cores):
+        raise SourceError(f"bad source {uri!r}: cores={cores!r} must be a CPU list such as 2 or 2-3 or 1,3")
+    try:
+        extra = tuple(a for v in opts.get("eal", []) for a in shlex.split(v))
+    except ValueError as e:
+        raise SourceError(f"bad source {uri!r}: eal=: {e}") from None
+    from xdpfeed.capture.dpdk_eal import EalOptions
+
+    eal = EalOptions(huge=_choice(uri, opts, "huge", "auto", ("auto", "on", "off")),
+                     mem=_int(uri, opts, "mem", None, 16, 1 << 20), cores=cores, extra=extra)
+    kw = dict(groups=_groups(uri, opts.get("group", [])), rxd=_int(uri, opts, "rxd", 1024, 64, 32768),
+              mbufs=_int(uri, opts, "mbufs", 8191, 256, 1 << 24), burst=_int(uri, opts, "burst", 256, 1, 65535),
+              mbuf_size=_int(uri, opts, "mbuf_size", 2176, 192, 65535),
+              timestamp=_choice(uri, opts, "timestamp", "auto", ("auto", "pmd", "host")),
+              promisc=_choice(uri, opts, "promisc", "0", ("0", "1")) == "1", eal_options=eal)
+    from xdpfeed.capture.dpdk import DpdkSource
+
+    return DpdkSource(spec, **kw)

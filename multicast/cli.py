@@ -41,7 +41,7 @@ def _types(text: str) -> str:
 def _itch_types(letters: str) -> str:
     bad = [t for t in letters if t not in TYPE_CODE]
     if bad:
-        raise SourceError(f"unknown ITCH message type {','.join(bad)}; known: {','.join(TYPES)}")
+        raise SourceError(f"unknown ITCH message type {','.join(bad)!r}; known: {','.join(TYPES)}")
     return letters
 
 
@@ -227,9 +227,10 @@ class _FileProgress:
 
 def _decode(args) -> int:
     from xdpfeed.multicast import cli_orders, ouch_capture
-    from xdpfeed.multicast.pipeline import Decode, detect
+    from xdpfeed.multicast.pipeline import Decode, detect, is_source_uri
 
-    if args.ouch is not None or (detect(args.input) == "pcap" and ouch_capture.is_tcp_capture(args.input)):
+    if args.ouch is not None or (detect(args.input) == "pcap" and not is_source_uri(args.input)
+                                 and ouch_capture.is_tcp_capture(args.input)):
         return cli_orders.decode_ouch(args)
     run = Decode(args.input, groups=args.groups)
     args.types = _itch_types(args.types) if args.types else TYPES

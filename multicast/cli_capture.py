@@ -20,19 +20,18 @@ import errno
 import ipaddress
 import os
 import select
-import signal
 import socket
 import struct
 import sys
-import threading
 import time
 
 import numpy as np
 
-from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch
+from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch, source_ended
 from xdpfeed.capture.errors import CorruptInput, SourceError
 from xdpfeed.capture.jit import njit
 from xdpfeed.multicast.frames import OK, udp_payload
+from xdpfeed.multicast.stop import StopOnSignal
 
 EXIT_DAMAGED = 1
 EXIT_USAGE = 2
@@ -60,33 +59,6 @@ def _group(text: str) -> tuple[str, int]:
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return str(ipaddress.IPv4Address(ip)), port
-
-
-class _Stop:
-    """SIGINT/SIGTERM set a flag (main thread only; elsewhere the caller stops by other means)."""
-
-    def __init__(self):
-        self.flag = False
-        self._old = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._set)
-        return self
-
-    def _set(self, *_):
-        self.flag = True
-
-    def sleep(self, seconds: float) -> None:
-        """time.sleep that ends early once the flag is set (long gaps in a paced replay)."""
-        end = time.monotonic() + seconds
-        while not self.flag and (left := end - time.monotonic()) > 0:
-            time.sleep(min(left, 0.05))
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def _err(cmd: str, message) -> None:
@@ -170,7 +142,7 @@ def run_capture(args) -> int:
         poller = select.poll()
         poller.register(src.fileno(), select.POLLIN)
     try:
-        with _Stop() as stop:
+        with StopOnSignal() as stop:
             while not stop.flag and remaining > 0 and time.monotonic() < deadline:
                 n = src.recv(batch)
                 if n:
@@ -182,8 +154,10 @@ def run_capture(args) -> int:
                         writer.flush()
                     remaining -= batch.count
                     src.release(batch)
-                elif poller is None:
+                elif source_ended(src):
                     break  # a file source reached its end
+                elif poller is None:
+                    continue  # a live source without a file descriptor (DPDK): poll again
                 else:
                     poller.poll(max(1, min(100.0, (deadline - time.monotonic()) * 1000)))
     except CorruptInput as e:
@@ -349,7 +323,7 @@ def run_replay(args) -> int:
     t0 = None
     code = 0
     try:
-        with _Stop() as stop:
+        with StopOnSignal() as stop:
             for _ in range(args.loop):
                 with PcapSource(args.input, speed=speed, sleep=stop.sleep) as src:
                     while not stop.flag and (n := src.recv(batch)):

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from xdpfeed.capture.batch import FrameBatch
+from xdpfeed.capture.batch import FrameBatch, source_ended
 from xdpfeed.multicast import counters as C
 from xdpfeed.multicast import sequencer_core as K
 from xdpfeed.multicast.moldudp64 import PacketIndex, extract_batch
@@ -43,8 +43,7 @@ class Line:
         """Read one batch and sequence it; returns frames read."""
         n = self.source.recv(self.frames)
         if not n:
-            if not hasattr(self.source, "fileno"):
-                self.exhausted = True
+            self.exhausted = source_ended(self.source)
             return 0
         start = 0
         while start < self.frames.count:

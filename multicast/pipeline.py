@@ -4,22 +4,30 @@
 frames + MoldUDP64 → ITCH) and yields the filled `ItchTables` each time a batch is complete. The
 counters, session table and timing stay on the object for summaries. A damaged input raises
 CorruptInput after everything before the damage was yielded.
+
+The input may also be a packet source URI (`dpdk:net_pcap0,rx_pcap=X.pcap`, `packet:eth1?group=G:P`,
+...; capture/uri.py): its frames go through the same stages. A source's `group=` options filter as
+--group does. It ends when the source does (a capture file's end) or at SIGINT/SIGTERM, after what
+was received so far has been processed.
 """
 
 import gzip
 import ipaddress
 import os
+import select
 import time
 
 import numpy as np
 
-from xdpfeed.capture.batch import FrameBatch
+from xdpfeed.capture import uri
+from xdpfeed.capture.batch import FrameBatch, source_ended
 from xdpfeed.capture.errors import SourceError
 from xdpfeed.capture.pcapfile import PcapSource, sniff
 from xdpfeed.multicast import counters as C
 from xdpfeed.multicast.itch import ItchTables, decode_batch
 from xdpfeed.multicast.itchfile import GZIP_MAGIC, chunks, decode_file, looks_like_itch
 from xdpfeed.multicast.moldudp64 import MAX_BLOCKS_PER_PACKET, PacketIndex, Sessions, extract_batch
+from xdpfeed.multicast.stop import StopOnSignal
 
 DEFAULT_CAPACITY = 1 << 16
 
@@ -36,8 +44,27 @@ def parse_group(text: str) -> tuple[int, int]:
     return int(ip), int(port)
 
 
+def is_source_uri(text: str) -> bool:
+    """True for a packet source URI (`dpdk:...`, `pcap:FILE`, ...) rather than a file's path."""
+    scheme, sep, _ = text.partition(":")
+    return bool(sep) and scheme in uri.SCHEMES and not os.path.exists(text)
+
+
+def _input_size(path: str) -> int:
+    """Bytes of the file behind the input: the file itself, a pcap: URI's or a DPDK net_pcap's file;
+    0 for a live source."""
+    if not is_source_uri(path):
+        return os.path.getsize(path)
+    scheme, spec, _ = uri.parse(path)
+    name = spec if scheme == "pcap" else dict(kv.partition("=")[::2] for kv in spec.split(",")).get("rx_pcap")
+    return os.path.getsize(name) if scheme in ("pcap", "dpdk") and name and os.path.isfile(name) else 0
+
+
 def detect(path: str) -> str:
-    """'pcap' (pcap or pcapng), 'itch' or 'itch.gz' from the file's first bytes."""
+    """'pcap' (pcap or pcapng, or frames from a source URI), 'itch' or 'itch.gz' from the file's first bytes."""
+    if is_source_uri(path):
+        uri.parse(path)  # unknown options are refused before anything is opened
+        return "pcap"
     try:
         with open(path, "rb") as f:
             head = f.read(256)
@@ -82,7 +109,8 @@ class Decode:
         self.sessions = Sessions()
         self.tables = ItchTables(capacity)
         self.seconds = 0.0
-        self.input_bytes = os.path.getsize(path)
+        self.input_bytes = _input_size(path)
+        self.live = is_source_uri(path) and not self.input_bytes  # input_bytes follows what arrives
 
     def batches(self):
         t0 = time.perf_counter()
@@ -97,6 +125,8 @@ class Decode:
     def _pcap(self):
         for buf, index in index_batches(self.path, self.groups, self.sessions, self.counters):
             row = 0
+            if self.live:
+                self.input_bytes = int(self.counters[C.FRAME_BYTES])
             while row < index.rows:
                 self.tables.clear()
                 row = decode_batch(buf, index, row, self.tables, self.counters)
@@ -107,18 +137,35 @@ FRAMES_PER_BATCH = 1024  # frames per recv()
 
 
 def index_batches(path: str, groups, sessions: Sessions, counters):
-    """Yield (buffer, PacketIndex) for a capture: every sound MoldUDP64 data packet, in capture order.
-    The index is reused; each yield is valid until the next."""
+    """Yield (buffer, PacketIndex) for a capture or a source URI: every sound MoldUDP64 data packet, in
+    arrival order. The index is reused; each yield is valid until the next."""
     frames = FrameBatch(FRAMES_PER_BATCH)
     index = PacketIndex(FRAMES_PER_BATCH)
-    with PcapSource(path) as src:
-        while src.recv(frames):
-            start = 0
-            while start < frames.count:
-                start = extract_batch(frames, start, groups, sessions, index, counters)
-                if index.rows:
-                    yield frames.data, index
-            src.release(frames)
+    if not is_source_uri(path):
+        with PcapSource(path) as src:
+            while src.recv(frames):
+                yield from _index(frames, groups, sessions, index, counters)
+                src.release(frames)
+        return
+    with uri.open_source(path) as src, StopOnSignal() as stop:
+        if not len(groups) and getattr(src, "groups", None):
+            groups = np.array([(int(ipaddress.IPv4Address(g)), p) for g, p in src.groups], dtype=np.int64)
+        while not stop.flag:
+            if src.recv(frames):
+                yield from _index(frames, groups, sessions, index, counters)
+                src.release(frames)
+            elif source_ended(src):
+                break
+            elif hasattr(src, "fileno"):
+                select.select([src], [], [], 0.1)  # a DPDK port has nothing to wait on: it is polled
+
+
+def _index(frames: FrameBatch, groups, sessions: Sessions, index: PacketIndex, counters):
+    start = 0
+    while start < frames.count:
+        start = extract_batch(frames, start, groups, sessions, index, counters)
+        if index.rows:
+            yield frames.data, index
 
 
 def replay_into_book(path: str, book, groups=(), counters=None, sessions=None, fmt: str | None = None) -> str:

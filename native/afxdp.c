@@ -22,6 +22,9 @@ struct afxdp_prog {
 	struct bpf_object *obj;
 	int link_fd;
 	int xsks_fd, feeds_fd, counters_fd;
+	int adopted; /* afxdp_prog__adopt: no object, the map fds are ours to close */
+	int prog_fd, ifindex; /* adopted: the program, detached at close if still attached there */
+	uint32_t prog_id;
 };
 
 /* ---- libbpf / libxdp messages: kept, never printed ---- */
@@ -162,6 +165,59 @@ fail:
 	return err;
 }
 
+int afxdp_prog__adopt(struct afxdp_prog **out, int ifindex)
+{
+	struct bpf_prog_info info = {};
+	uint32_t ids[16], len = sizeof(info), prog_id = 0;
+	struct afxdp_prog *p;
+	int fd, err;
+
+	*out = NULL;
+	afxdp_log_reset();
+	err = bpf_xdp_query_id(ifindex, 0, &prog_id);
+	if (err || !prog_id)
+		return err ? err : -ENOENT;
+	fd = bpf_prog_get_fd_by_id(prog_id);
+	if (fd < 0)
+		return -errno;
+	info.nr_map_ids = sizeof(ids) / sizeof(ids[0]);
+	info.map_ids = (uint64_t)(unsigned long)ids;
+	err = bpf_obj_get_info_by_fd(fd, &info, &len) ? -errno : strcmp(info.name, XDPFEED_PROG_NAME) ? -EEXIST : 0;
+	p = err ? NULL : calloc(1, sizeof(*p));
+	if (!p) {
+		close(fd);
+		return err ? err : -ENOMEM;
+	}
+	p->adopted = 1;
+	p->prog_fd = fd;
+	p->ifindex = ifindex;
+	p->prog_id = prog_id;
+	p->link_fd = p->xsks_fd = p->feeds_fd = p->counters_fd = -1;
+	for (uint32_t i = 0; i < info.nr_map_ids && i < sizeof(ids) / sizeof(ids[0]); i++) {
+		struct bpf_map_info map = {};
+		uint32_t map_len = sizeof(map);
+		int mfd = bpf_map_get_fd_by_id(ids[i]);
+
+		if (mfd < 0 || bpf_obj_get_info_by_fd(mfd, &map, &map_len)) {
+			if (mfd >= 0)
+				close(mfd);
+			continue;
+		}
+		if (!strcmp(map.name, XDPFEED_MAP_FEEDS) && p->feeds_fd < 0)
+			p->feeds_fd = mfd;
+		else if (!strcmp(map.name, XDPFEED_MAP_COUNTERS) && p->counters_fd < 0)
+			p->counters_fd = mfd;
+		else
+			close(mfd);
+	}
+	if (p->feeds_fd < 0 || p->counters_fd < 0) {
+		afxdp_prog__close(p);
+		return -ENOENT;
+	}
+	*out = p;
+	return 0;
+}
+
 int afxdp_prog__set_feed(struct afxdp_prog *p, uint32_t daddr, uint16_t dport, uint32_t queue, int add)
 {
 	struct xdpfeed_feed_key key = { .daddr = daddr, .dport = dport };
@@ -230,6 +286,21 @@ void afxdp_prog__close(struct afxdp_prog *p)
 		return;
 	if (p->link_fd >= 0)
 		close(p->link_fd); /* the last reference to the link: the program is detached */
+	if (p->adopted) {
+		/* Detach the program if it is still the one attached (DPDK 22.11's af_xdp PMD leaves it):
+		 * XDP_FLAGS_REPLACE with its fd never takes away a program someone attached since. */
+		LIBBPF_OPTS(bpf_xdp_query_opts, q);
+		LIBBPF_OPTS(bpf_xdp_attach_opts, ao, .old_prog_fd = p->prog_fd);
+
+		if (bpf_xdp_query(p->ifindex, 0, &q) == 0 && (q.drv_prog_id == p->prog_id || q.skb_prog_id == p->prog_id))
+			bpf_xdp_detach(p->ifindex, XDP_FLAGS_REPLACE |
+				       (q.drv_prog_id == p->prog_id ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE), &ao);
+		close(p->prog_fd);
+		if (p->feeds_fd >= 0)
+			close(p->feeds_fd);
+		if (p->counters_fd >= 0)
+			close(p->counters_fd);
+	}
 	bpf_object__close(p->obj);
 	free(p);
 }

@@ -85,7 +85,12 @@ int afxdp_prog__set_feed(struct afxdp_prog *p, uint32_t daddr, uint16_t dport, u
 int afxdp_prog__set_sock(struct afxdp_prog *p, uint32_t queue, const struct afxdp_sock *s);
 /* The filter's XDPFEED_CNT_* counters, summed over CPUs, into out[0 .. n-1]. Returns how many. */
 int afxdp_prog__counters(const struct afxdp_prog *p, uint64_t *out, uint32_t n);
-/* Detach (close the link) and unload. NULL is fine. */
+/* Our filter as attached to ifindex by another loader (DPDK's af_xdp PMD loads xdp_filter_dpdk.bpf.o
+ * itself): its feeds and counters maps, for afxdp_prog__set_feed and afxdp_prog__counters; closing it
+ * detaches the program if it is still the one attached. -ENOENT when ifindex has no XDP program,
+ * -EEXIST when it has one that is not ours. */
+int afxdp_prog__adopt(struct afxdp_prog **out, int ifindex);
+/* Detach (close the link, or for an adopted program detach it if still attached) and unload. NULL is fine. */
 void afxdp_prog__close(struct afxdp_prog *p);
 
 /* UMEM memory: MAP_HUGETLB first, regular pages otherwise. Returns the mapping (NULL on error, errno

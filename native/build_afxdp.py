@@ -1,7 +1,8 @@
 """cffi build script (API, out-of-line mode) for xdpfeed.native._afxdp, the AF_XDP layer (afxdp.c and
 afxdp_xsk.c on libxdp + libbpf, found with pkg-config), and the build of its XDP program: xdp_filter.bpf.c is compiled
 with clang into native/xdp_filter.bpf.o (installed beside the module as package data) whenever this
-script runs and the object is older than its sources.
+script runs and the object is older than its sources; and once more into xdp_filter_dpdk.bpf.o, the
+same program with its XSKMAP named xsks_map as DPDK's af_xdp PMD wants it (capture/dpdk.py).
 
 The cdef is afxdp.h itself, plus `#define NAME ...` lines for the kernel's and xdp_filter.h's
 constants, so their values come from the headers at build time and are never retyped."""
@@ -17,6 +18,8 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 BPF_SOURCE = os.path.join(HERE, "xdp_filter.bpf.c")
 BPF_OBJECT = os.path.join(HERE, "xdp_filter.bpf.o")
+# object -> extra clang flags: ours, and the one DPDK's af_xdp PMD loads (its XSKMAP must be xsks_map)
+BPF_OBJECTS = {BPF_OBJECT: [], os.path.join(HERE, "xdp_filter_dpdk.bpf.o"): ["-DXDPFEED_XSKS=xsks_map"]}
 PACKAGES = "libxdp-dev libbpf-dev clang llvm pkg-config linux-libc-dev"
 # Constants the Python layer passes or reads, from linux/if_link.h, linux/if_xdp.h and linux/bpf.h.
 KERNEL_CONSTANTS = ("XDP_FLAGS_DRV_MODE", "XDP_FLAGS_SKB_MODE", "XDP_ZEROCOPY", "XDP_COPY", "XDP_PACKET_HEADROOM")
@@ -43,22 +46,22 @@ def _multiarch_include() -> list[str]:
     return [f"-I{path}"] if arch and os.path.isdir(path) else []
 
 
-def build_bpf_object() -> str:
-    """Compile the XDP program when the object is missing or older than its sources."""
+def build_bpf_object(obj: str = BPF_OBJECT) -> str:
+    """Compile the XDP program into `obj` (one of BPF_OBJECTS) when it is missing or older than its sources."""
     sources = [BPF_SOURCE, os.path.join(HERE, "xdp_filter.h")]
-    if os.path.exists(BPF_OBJECT) and all(os.path.getmtime(BPF_OBJECT) >= os.path.getmtime(s) for s in sources):
-        return BPF_OBJECT
+    if os.path.exists(obj) and all(os.path.getmtime(obj) >= os.path.getmtime(s) for s in sources):
+        return obj
     clang = shutil.which("clang")
     if clang is None:
         raise _fail("clang is missing (it compiles the XDP program xdp_filter.bpf.c)")
-    cmd = [clang, "-O2", "-g", "-Wall", "-target", "bpf", "-I", HERE, *_multiarch_include(),
-           *_pkg_config("--cflags-only-I"), "-c", BPF_SOURCE, "-o", BPF_OBJECT + ".tmp"]
+    cmd = [clang, "-O2", "-g", "-Wall", "-target", "bpf", *BPF_OBJECTS[obj], "-I", HERE, *_multiarch_include(),
+           *_pkg_config("--cflags-only-I"), "-c", BPF_SOURCE, "-o", obj + ".tmp"]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode:
         first = next((line for line in res.stderr.splitlines() if "error" in line), res.stderr.strip())
         raise _fail(f"clang could not compile xdp_filter.bpf.c: {first}")
-    os.replace(BPF_OBJECT + ".tmp", BPF_OBJECT)
-    return BPF_OBJECT
+    os.replace(obj + ".tmp", obj)
+    return obj
 
 
 def _cdef() -> str:
@@ -69,7 +72,8 @@ def _cdef() -> str:
     return header + "".join(f"#define {name} ...\n" for name in (*KERNEL_CONSTANTS, *shared))
 
 
-build_bpf_object()
+for _obj in BPF_OBJECTS:
+    build_bpf_object(_obj)
 ffibuilder = FFI()
 ffibuilder.cdef(_cdef())
 ffibuilder.set_source(

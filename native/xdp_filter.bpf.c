@@ -3,7 +3,8 @@
  * the receiving queue; everything else (ARP, ICMP, SSH, other UDP, IPv6) passes to the kernel.
  *
  * Built at install time by native/build_afxdp.py (clang -O2 -g -target bpf); loaded and attached
- * through a bpf_link by native/afxdp.c. GPL: bpf_redirect_map and the map helpers are GPL-only. */
+ * through a bpf_link by native/afxdp.c, or (as xdp_filter_dpdk.bpf.o) by DPDK's af_xdp PMD.
+ * GPL: bpf_redirect_map and the map helpers are GPL-only. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -22,12 +23,19 @@ struct vlan_hdr {
 	__be16 proto;
 };
 
+/* DPDK's af_xdp PMD loads a program of its choosing (xdp_prog=) and puts its sockets in the XSKMAP
+ * named xsks_map: build_afxdp.py compiles this file a second time, into xdp_filter_dpdk.bpf.o, with
+ * -DXDPFEED_XSKS=xsks_map. */
+#ifndef XDPFEED_XSKS
+#define XDPFEED_XSKS xsks
+#endif
+
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
 	__uint(max_entries, XDPFEED_MAX_QUEUES);
 	__type(key, __u32);
 	__type(value, __u32);
-} xsks SEC(".maps");
+} XDPFEED_XSKS SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -131,7 +139,7 @@ int xdpfeed_filter(struct xdp_md *ctx)
 	}
 	/* The flags argument's low bits are the action when xsks has no socket at rxq (kernel >= 5.3):
 	 * such frames go on to the kernel instead of being dropped. */
-	ret = bpf_redirect_map(&xsks, rxq, XDP_PASS);
+	ret = bpf_redirect_map(&XDPFEED_XSKS, rxq, XDP_PASS);
 	count(ret == XDP_REDIRECT ? XDPFEED_CNT_REDIRECTED : XDPFEED_CNT_NO_SOCKET);
 	return ret;
 }
