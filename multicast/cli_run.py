@@ -21,6 +21,7 @@ from xdpfeed.multicast.warmup import warm_up
 
 EXIT_STALE = 1
 EXIT_USAGE = 2
+EXIT_NOT_READY = 1  # --check-config: the config is valid but this host is not ready for it
 
 
 def add_arguments(p) -> None:
@@ -39,6 +40,9 @@ def add_arguments(p) -> None:
     p.add_argument("--start", choices=("one", "first"), help="follow a session from sequence 1 (default) or the "
                    "first packet seen")
     p.add_argument("--no-book", action="store_true", help="do not build the order book")
+    p.add_argument("--check-config", action="store_true",
+                   help="check the config and this host (interfaces, queues, capabilities, huge pages) and exit: "
+                   "0 ready, 1 host not ready, 2 bad config")
     add_metrics_argument(p)
     p.add_argument("-T", dest="fmt", choices=("text", "json"), default="text", help="summary format")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr; only errors are logged")
@@ -183,6 +187,25 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
+def check_config(cfg: cfgmod.FeedConfig, args) -> int:
+    """--check-config: one line per problem on stderr (exit 1), what was checked on stdout unless -q."""
+    from xdpfeed.multicast import hostcheck
+
+    try:
+        problems, notes = hostcheck.check(cfg, args.metrics_addr)
+    except cfgmod.ConfigError as e:
+        print(f"xdpfeed run: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    for line in problems:
+        print(f"xdpfeed run: error: {line}", file=sys.stderr)
+    if not args.quiet:
+        for line in notes:
+            print(line)
+        if not problems:
+            print(f"{args.config or 'the command line'}: ready")
+    return EXIT_NOT_READY if problems else 0
+
+
 def run(args) -> int:
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.INFO, format="xdpfeed: %(message)s",
                         stream=sys.stderr)
@@ -191,6 +214,8 @@ def run(args) -> int:
     except cfgmod.ConfigError as e:
         print(f"xdpfeed run: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if args.check_config:
+        return check_config(cfg, args)
     record = None
     if args.record:
         try:
