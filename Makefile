@@ -11,7 +11,7 @@ STAMP := $(VENV)/.xdpfeed-installed
 # dpdk-dev (libdpdk + its poll-mode drivers, net_pcap/net_af_packet/net_af_xdp among them) builds the dpdk: source.
 APT_PACKAGES := gcc libc6-dev tshark libxdp-dev libbpf-dev clang llvm pkg-config ethtool iproute2 prometheus dpdk-dev systemd
 
-.PHONY: setup demo test test-slow bench lint clean
+.PHONY: setup demo test test-slow test-sanitize bench lint clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,10 @@ test: setup
 
 test-slow: setup
 	@$(PY) -m pytest -m slow
+
+# native/ rebuilt with ASan + UBSan, and the tests that drive it (UDP, AF_XDP, DPDK) run against that build
+test-sanitize: setup
+	@$(PY) tests/sanitize.py
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b" >&2; $(PY) $$b || exit 1; done

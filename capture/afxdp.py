@@ -179,7 +179,8 @@ def _read_stats(sock) -> dict:
         raise SourceError(f"afxdp: XDP_STATISTICS: {_errname(err)}")
     return {"packets": int(st.packets), "bytes": int(st.bytes),
             "drops": {"rx_dropped": int(st.rx_dropped), "ring_full": int(st.rx_ring_full),
-                      "fill_empty": int(st.rx_fill_ring_empty_descs), "invalid": int(st.rx_invalid_descs)}}
+                      "fill_empty": int(st.rx_fill_ring_empty_descs), "invalid": int(st.rx_invalid_descs),
+                      "bad_descriptor": int(st.bad_descs)}}
 
 
 def _parse_groups(groups) -> list[tuple[ipaddress.IPv4Address, int]]:

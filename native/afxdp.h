@@ -74,6 +74,7 @@ struct afxdp_stats {
 	uint64_t rx_invalid_descs;         /* XDP_STATISTICS: invalid descriptors */
 	uint64_t rx_ring_full;             /* XDP_STATISTICS: RX ring full (the reader is too slow) */
 	uint64_t rx_fill_ring_empty_descs; /* XDP_STATISTICS: no free frame in the FILL ring */
+	uint64_t bad_descs;                /* descriptors outside their UMEM chunk: handed on with length 0 */
 };
 
 /* Load + attach; *out is NULL on error. info may be NULL. */

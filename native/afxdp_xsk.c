@@ -34,8 +34,9 @@ struct afxdp_sock {
 	struct xsk_ring_cons rx;
 	int fd;
 	uint32_t frame_size;
+	uint64_t umem_len; /* frames * frame_size: every descriptor must lie inside */
 	int busy_poll;
-	uint64_t packets, bytes;
+	uint64_t packets, bytes, bad_descs;
 };
 
 /* ---- UMEM memory ---- */
@@ -205,6 +206,7 @@ int afxdp_sock__open(struct afxdp_sock **out, const struct afxdp_sock_opts *uopt
 	if (!s)
 		return -ENOMEM;
 	s->frame_size = o.frame_size;
+	s->umem_len = (uint64_t)o.frames * o.frame_size;
 	if (o.bind_flags) {
 		err = sock_create(s, &o, o.bind_flags, info);
 	} else {
@@ -260,7 +262,13 @@ int afxdp_sock__recv(struct afxdp_sock *s, uint32_t max, uint64_t *addr, uint32_
 
 		addr[i] = d->addr; /* aligned chunks: the byte offset of the packet in the UMEM */
 		len[i] = d->len;
-		bytes += d->len;
+		/* The kernel only hands out frames of our UMEM; checked anyway, as nothing read past it may
+		 * reach the parsers: outside its chunk → length 0 (counted here, and as a truncated frame). */
+		if (d->addr >= s->umem_len || d->len > s->frame_size - (d->addr & (s->frame_size - 1))) {
+			len[i] = 0;
+			s->bad_descs++;
+		}
+		bytes += len[i];
 	}
 	xsk_ring_cons__release(&s->rx, n);
 	s->packets += n;
@@ -293,6 +301,7 @@ int afxdp_sock__stats(const struct afxdp_sock *s, struct afxdp_stats *out)
 	memset(out, 0, sizeof(*out));
 	out->packets = s->packets;
 	out->bytes = s->bytes;
+	out->bad_descs = s->bad_descs;
 	if (getsockopt(s->fd, SOL_XDP, XDP_STATISTICS, &st, &optlen))
 		return -errno;
 	out->rx_dropped = st.rx_dropped;

@@ -16,6 +16,11 @@ os.environ["NUMBA_CACHE_DIR"] = os.path.join(
     "xdpfeed", "numba-boundscheck",
 )
 
+if os.environ.get("XDPFEED_SANITIZED"):  # tests/sanitize.py: load the ASan/UBSan builds of native/ first
+    import xdpfeed.native
+
+    xdpfeed.native.__path__.insert(0, os.environ["XDPFEED_SANITIZED"])
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PCAPS = os.path.join(REPO, "pcaps")
 GOLDEN = os.path.join(REPO, "tests", "golden")

@@ -181,7 +181,8 @@ def test_feed_to_socket(pair, mode):
     mac = bytes([1, 0, 0x5E, 77 & 0x7F, 3, 1])  # 01:00:5e + the group's low 23 bits
     assert all(f[:6] == mac for f in frames)
     assert stats == {"packets": 300, "bytes": sum(map(len, frames)), "mode": f"{mode} copy",
-                     "drops": {"rx_dropped": 0, "ring_full": 0, "fill_empty": 0, "invalid": 0}}
+                     "drops": {"rx_dropped": 0, "ring_full": 0, "fill_empty": 0, "invalid": 0,
+                               "bad_descriptor": 0}}
     assert counters["redirected"] == 300 and counters["no_socket"] == counters["other_queue"] == 0
     assert src.stats() == stats  # the last numbers survive close()
 
