@@ -30,8 +30,9 @@ demo: setup
 	@echo
 	@$(VENV)/bin/xdpfeed orders-demo
 
+# Test files run on every core (pytest-xdist, one file per worker at a time): 2 cores halve the time.
 test: setup
-	@$(PY) -m pytest
+	@$(PY) -m pytest -n auto --dist loadfile
 
 test-slow: setup
 	@$(PY) -m pytest -m slow

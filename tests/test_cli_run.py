@@ -73,6 +73,22 @@ def start_venue(day, a, b, *extra, password="pw12345"):
     return p, json.loads(first)
 
 
+def venue_in_ns_a(v, day_file, a, b, replay, request, handler, seen):
+    """The simulated venue in namespace A (5% loss per line, a burst of 3,000 on both) until the handler
+    started in namespace B ends: (its exit code, stdout, stderr, the venue's summary)."""
+    cmd = XDPFEED + ["simulate", "--day", day_file, "--line-a", a, "--line-b", b, "--user", "TEST01",
+                     "--linger", "120", "--start-delay", "0.5", "-T", "json", "--iface-addr", v.addr_a,
+                     "--bind", v.addr_a, "--replay-port", str(replay), "--request-port", str(request),
+                     "--loss-a", "0.05", "--loss-b", "0.05", "--burst-loss", "3000", "--rate", "200000"]
+    venue = subprocess.Popen(v.exec(v.ns_a) + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env(), cwd=REPO)
+    try:
+        code, out, err = finish(handler, seen)
+    finally:
+        vs = stop_venue(venue)
+    return code, out, err, vs
+
+
 def stop_venue(p):
     p.send_signal(2)
     out, err = p.communicate(timeout=60)
@@ -224,16 +240,7 @@ def test_run_across_a_veth_pair_between_namespaces(day_file, tmp_path, source):
             seen.append(line)
             if "ready: line A" in line:
                 break
-        cmd = XDPFEED + ["simulate", "--day", day_file, "--line-a", a, "--line-b", b, "--user", "TEST01",
-                         "--linger", "120", "--start-delay", "0.5", "-T", "json", "--iface-addr", v.addr_a,
-                         "--bind", v.addr_a, "--replay-port", str(replay), "--request-port", str(request),
-                         "--loss-a", "0.05", "--loss-b", "0.05", "--burst-loss", "3000", "--rate", "200000"]
-        venue = subprocess.Popen(v.exec(v.ns_a) + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 env=env(), cwd=REPO)
-        try:
-            code, out, err = finish(h, seen)
-        finally:
-            vs = stop_venue(venue)
+        code, out, err, vs = venue_in_ns_a(v, day_file, a, b, replay, request, h, seen)
         assert code == 0, err[-3000:]
         s = json.loads(out)
         assert s["delivered"] == vs["published_messages"] == 30_000 and s["lost"] == 0

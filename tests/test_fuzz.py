@@ -1,31 +1,23 @@
 """Random and mutated bytes through the frame, MoldUDP64 and ITCH parsers: no crash, no out-of-bounds
-read (the suite runs with NUMBA_BOUNDSCHECK=1), and every frame and message accounted for."""
+read (the suite runs with NUMBA_BOUNDSCHECK=1), and every frame and message accounted for (run_frames,
+shared with the mutational fuzzer in tests/fuzz.py, checks that)."""
 
 import os
 
-import numpy as np
+from fuzz_targets import LINKTYPES, run_frames
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xdpfeed.capture.batch import (
     LINKTYPE_ETHERNET,
-    LINKTYPE_IPV4,
-    LINKTYPE_LINUX_SLL,
-    LINKTYPE_LINUX_SLL2,
     FrameBatch,
 )
 from xdpfeed.capture.pcapfile import PcapSource
 from xdpfeed.multicast import counters as C
-from xdpfeed.multicast.itch import ItchTables, decode_batch
-from xdpfeed.multicast.moldudp64 import PacketIndex, Sessions, extract_batch
 
 from conftest import PCAPS
 from helpers import frame, mold
 
-FATES = (C.NON_IPV4, C.NON_UDP, C.IP_FRAGMENTS, C.TRUNCATED_FRAMES, C.BAD_HEADERS, C.UNSUPPORTED_LINKTYPE,
-         C.FILTERED, C.PACKETS, C.MALFORMED_PACKETS, C.SESSIONS_OVERFLOW)
-LINKTYPES = [LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, 0xBEEF]
-NOGROUP = np.zeros((0, 2), dtype=np.int64)
 SEEDS = [bytes(x) for x in (
     frame(mold(b"S", 1, [b"D" + bytes(18), b"A" + bytes(35)])),
     frame(mold(b"S", 1, [b"U" + bytes(34)]), vlan=141),
@@ -35,27 +27,6 @@ with PcapSource(os.path.join(PCAPS, "omi", "itch50", "Multiple.Packets.pcap")) a
     _b = FrameBatch(8)
     _src.recv(_b)
     SEEDS += [_b.frame(i) for i in range(_b.count)]
-
-
-def run_frames(frames, linktypes):
-    """Lay the frames in one buffer and push them through extract + decode; return the counters."""
-    batch = FrameBatch(max(1, len(frames)))
-    data = b"".join(frames)
-    batch.data = np.frombuffer(data, dtype=np.uint8) if data else np.zeros(0, np.uint8)
-    pos = 0
-    for i, (f, lt) in enumerate(zip(frames, linktypes, strict=True)):
-        batch.offset[i], batch.length[i], batch.linktype[i] = pos, len(f), lt
-        pos += len(f)
-    batch.count = len(frames)
-    cnt, sessions, index, tables = C.new(), Sessions(), PacketIndex(), ItchTables(1 << 16)
-    start = 0
-    while start < batch.count:
-        start = extract_batch(batch, start, NOGROUP, sessions, index, cnt)
-        tables.clear()
-        decode_batch(batch.data, index, 0, tables, cnt)
-    assert cnt[C.FRAMES] == len(frames) == sum(int(cnt[i]) for i in FATES)
-    assert cnt[C.MESSAGES] == cnt[C.DECODED] + cnt[C.UNKNOWN_TYPES] + cnt[C.BAD_LENGTH_MESSAGES]
-    return cnt
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 
 import pytest
-from test_cli_run import XDPFEED, day_file, env, finish, lines_pair, stop_venue  # noqa: F401
+from test_cli_run import XDPFEED, day_file, env, lines_pair, venue_in_ns_a  # noqa: F401
 
 from conftest import REPO
 
@@ -44,17 +44,23 @@ def test_handler_runs_with_only_the_capabilities_its_source_needs(day_file, sour
             seen.append(line)
             if "ready: line A" in line or "error" in line:
                 break
-        cmd = XDPFEED + ["simulate", "--day", day_file, "--line-a", a, "--line-b", b, "--user", "TEST01", "--linger",
-                         "120", "--start-delay", "0.5", "-T", "json", "--iface-addr", v.addr_a, "--bind", v.addr_a,
-                         "--replay-port", str(replay), "--request-port", str(request), "--loss-a", "0.05",
-                         "--loss-b", "0.05", "--burst-loss", "3000", "--rate", "200000"]
-        venue = subprocess.Popen(v.exec(v.ns_a) + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 env=env(), cwd=REPO)
-        try:
-            code, out, err = finish(h, seen)
-        finally:
-            vs = stop_venue(venue)
+        code, out, err, vs = venue_in_ns_a(v, day_file, a, b, replay, request, h, seen)
         assert code == 0, err[-3000:]
         s = json.loads(out)
         assert s["delivered"] == vs["published_messages"] == 30_000 and s["lost"] == 0
         assert s["filled_replay"] + s["filled_rerequest"] >= 3000 and s["gaps"] > 0
+
+
+@pytest.mark.root
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux setpriv to drop capabilities")
+@pytest.mark.parametrize("uri, needle", [
+    ("packet:lo?group=239.1.2.3:5000", "CAP_NET_RAW"),
+    ("afxdp:lo?group=239.1.2.3:5000", "CAP_"),
+])
+def test_missing_capability_is_one_line_naming_it_and_exit_2(uri, needle):
+    drop = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all"]
+    r = subprocess.run(drop + XDPFEED + ["run", "-a", uri, "--metrics-addr", "off", "--idle-timeout", "5"],
+                       capture_output=True, text=True, env=env(), cwd=REPO, timeout=120)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    errors = [ln for ln in r.stderr.splitlines() if "error" in ln]
+    assert len(errors) == 1 and needle in errors[0] and "Traceback" not in r.stderr, r.stderr
