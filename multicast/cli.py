@@ -54,6 +54,19 @@ def _group(text: str):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _input_arguments(p, what: str) -> None:
+    p.add_argument("input", metavar="INPUT", nargs="?", help=f"{what}, or a source URI (e.g. dpdk:..., afxdp:...)")
+    p.add_argument("--source", metavar="URI", help="read from this source instead of INPUT (the same as giving the "
+                   "URI as INPUT): dpdk:..., afxdp:..., packet:..., udp:..., pcap:FILE")
+
+
+def _one_input(args) -> None:
+    """INPUT or --source, exactly one of them, into args.input."""
+    if (args.input is None) == (args.source is None):
+        raise SourceError("give INPUT or --source URI (one of them)")
+    args.input = args.input if args.input is not None else args.source
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="xdpfeed", description="NASDAQ TotalView-ITCH 5.0 / MoldUDP64 feed handler.")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error (anywhere on the line)")
@@ -65,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         "binary ITCH file (optionally .gz); the format is detected from the file's magic. A capture of "
         "SoupBinTCP order-entry sessions (mostly TCP) is decoded as OUCH, both directions in capture order.",
     )
-    d.add_argument("input", metavar="INPUT", help="pcap, pcapng or ITCH binary file")
+    _input_arguments(d, "pcap, pcapng or ITCH binary file")
     d.add_argument("-T", dest="fmt", choices=("jsonl", "csv", "summary"), default="jsonl",
                    help="output: one JSON object per message (default), CSV, or a summary")
     d.add_argument("-c", dest="count", type=_count, default=None, metavar="COUNT",
@@ -101,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         "print, per stock, the top levels of each side (price as a raw integer, shares, orders) and the "
         "book's counts.",
     )
-    b.add_argument("input", metavar="INPUT", help="pcap, pcapng or ITCH binary file")
+    _input_arguments(b, "pcap, pcapng or ITCH binary file")
     b.add_argument("--symbol", dest="symbols", action="append", default=[], metavar="SYM",
                    help="only this stock (repeatable); default every stock with live orders")
     b.add_argument("--depth", type=_count, default=5, metavar="N", help="levels per side (default 5)")
@@ -161,6 +174,7 @@ def _book(args) -> int:
             print("xdpfeed book: error: --bbo-out *.parquet needs pyarrow (pip install pyarrow); "
                   "use a .csv name for CSV", file=sys.stderr)
             return EXIT_USAGE
+    _one_input(args)
     fmt = detect(args.input)  # unreadable or unknown input: one line and exit 2 before any output file is made
     book = OrderBook()
     writer = None
@@ -229,6 +243,7 @@ def _decode(args) -> int:
     from xdpfeed.multicast import cli_orders, ouch_capture
     from xdpfeed.multicast.pipeline import Decode, detect, is_source_uri
 
+    _one_input(args)
     if args.ouch is not None or (detect(args.input) == "pcap" and not is_source_uri(args.input)
                                  and ouch_capture.is_tcp_capture(args.input)):
         return cli_orders.decode_ouch(args)

@@ -181,3 +181,12 @@ def test_debug_shows_the_traceback_that_is_otherwise_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "xdpfeed.multicast.cli", "run", "-c", str(bad), "-a",
                         "udp:239.1.1.1:5000@lo"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "not UTF-8 text (byte 15)" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_source_option_is_the_same_as_input(capsys):
+    rc, by_input, _ = run(capsys, "decode", MULTI)
+    rc2, by_source, _ = run(capsys, "decode", "--source", f"pcap:{MULTI}")
+    assert rc == rc2 == 0 and by_input == by_source and by_input
+    for argv in (["decode"], ["decode", MULTI, "--source", f"pcap:{MULTI}"], ["book"]):
+        assert main(argv) == 2
+        assert "give INPUT or --source URI" in capsys.readouterr().err

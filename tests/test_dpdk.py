@@ -230,6 +230,7 @@ def test_cli_capture_from_a_dpdk_port_writes_every_frame(tmp_path):
 def test_cli_decode_takes_a_dpdk_uri():
     same_output(["decode", "{}"])
     same_output(["decode", "{}", "-T", "summary"])
+    same_output(["decode", "--source", "{}", "-c", "20"])
 
 
 @needs_dpdk
