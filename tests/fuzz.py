@@ -2,6 +2,7 @@
 
     python tests/fuzz.py TARGET [--inputs 10000000] [--seconds S] [--seed N] [--timeout 10] [--save]
     python tests/fuzz.py all --inputs 10000000        # every target, one after the other
+    python tests/fuzz.py TARGET --engine atheris [-- LIBFUZZER_FLAGS]   # e.g. -- -runs=10000000 -timeout=10
 
 Inputs start from the target's seeds (real and generated captures, configs) plus the kept corpus in
 tests/fuzz_corpus/TARGET/, and are mutated: bit flips, interesting bytes (0, 0x7F, 0x80, 0xFF) and
@@ -17,6 +18,12 @@ An exception that is not one of the target's documented errors, or a broken inva
 too (saved the same way). With --save, new-signature inputs are added to the corpus (at most 30 per
 target). Compiled code runs with NUMBA_BOUNDSCHECK=1, so an out-of-bounds read is an IndexError.
 Prints one JSON object per target: inputs, seconds, inputs/s, signatures, failures; exit 1 on any.
+
+`--engine atheris` runs the same target under atheris (libFuzzer with coverage of the Python code;
+the compiled code is not instrumented, which is why the default engine steers by counters instead).
+The seeds and the kept corpus are copied into a scratch corpus; crashes, timeouts and escaping
+exceptions are written by libFuzzer as tests/fuzz_corpus/TARGET/crash-*, timeout-*, and replayed by
+`make test` like the others.
 """
 
 import argparse
@@ -186,15 +193,74 @@ def fuzz(target: str, inputs: int, seconds: float = float("inf"), seed: int = 1,
     return result
 
 
+def instrument_python(atheris) -> int:
+    """Coverage for the plain Python functions and methods of xdpfeed and the targets. Not
+    atheris.instrument_all(): numba compiles functions from their bytecode, and instrumented bytecode
+    is not something it can compile. Returns how many were instrumented."""
+    import types
+
+    n = 0
+    for name, mod in list(sys.modules.items()):
+        if not (name.startswith("xdpfeed.") or name == "fuzz_targets") or mod is None:
+            continue
+        for holder in [mod] + [v for v in vars(mod).values() if isinstance(v, type) and v.__module__ == name]:
+            for key, obj in list(vars(holder).items()):
+                if isinstance(obj, types.FunctionType) and obj.__module__ == name:
+                    setattr(holder, key, atheris.instrument_func(obj))
+                    n += 1
+    return n
+
+
+def run_atheris(target: str, libfuzzer_args: list[str]) -> int:
+    """libFuzzer via atheris on one target; does not return when libFuzzer stops (it exits the process)."""
+    import shutil
+    import tempfile
+
+    import atheris
+
+    seeds_fn, run, allowed = fuzz_targets.TARGETS[target]
+    work = tempfile.mkdtemp(prefix=f"xdpfeed-atheris-{target}-")
+    for i, data in enumerate(seeds_fn() + corpus(target)):
+        with open(os.path.join(work, f"seed-{i}"), "wb") as f:
+            f.write(data[:MAX_INPUT])
+    out = os.path.join(CORPUS, target)
+    os.makedirs(out, exist_ok=True)
+
+    def one(data: bytes) -> None:
+        try:
+            run(data)
+        except allowed:
+            pass
+
+    instrument_python(atheris)
+    args = [sys.argv[0], f"-artifact_prefix={out}/", f"-max_len={MAX_INPUT}", *libfuzzer_args, work]
+    try:
+        atheris.Setup(args, one)
+        atheris.Fuzz()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        fuzz_targets.cleanup()
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("target", choices=(*fuzz_targets.TARGETS, "all"))
+    ap.add_argument("--engine", choices=("mutate", "atheris"), default="mutate",
+                    help="mutate: this file's counter-guided fuzzer (default); atheris: libFuzzer")
     ap.add_argument("--inputs", type=int, default=10_000_000, help="mutated inputs per target (default 10M)")
     ap.add_argument("--seconds", type=float, default=float("inf"), help="stop a target after this long")
     ap.add_argument("--seed", type=int, default=int(time.time()), help="random seed (default: the time)")
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds without progress that count as a hang")
     ap.add_argument("--save", action="store_true", help="add new-signature inputs to tests/fuzz_corpus/")
     args = ap.parse_args(argv)
+    if args.engine == "atheris":
+        if args.target == "all":
+            ap.error("atheris runs one target per process")
+        return run_atheris(args.target, extra)
     bad = 0
     for t in fuzz_targets.TARGETS if args.target == "all" else (args.target,):
         r = fuzz(t, args.inputs, args.seconds, args.seed, args.timeout, args.save)

@@ -4,6 +4,8 @@ exists to catch (an escaping exception, a crash of the process, a hang). Long ru
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import fuzz
@@ -53,3 +55,14 @@ def test_runner_saves_the_input_of_a_hang_a_crash_and_an_escaping_exception(tmp_
     assert os.path.basename(f["input"]).startswith(kind + "-")
     with open(f["input"], "rb") as fh:
         assert fh.read() == first + b"xyz"
+
+
+@pytest.mark.parametrize("target", ["ouch50", "pcap"])
+def test_the_same_targets_run_under_atheris(target):
+    """libFuzzer (atheris) on a target: runs clean and stops by itself after the runs asked for."""
+    pytest.importorskip("atheris", reason="atheris is a test dependency (pip install -e .[test])")
+    r = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "fuzz.py"), target, "--engine",
+                        "atheris", "--", "-runs=1500", "-timeout=30"], capture_output=True, text=True, timeout=600,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Done 1500 runs" in r.stderr and "Uncaught Python exception" not in r.stderr
