@@ -54,3 +54,12 @@ def eventually(cond, deadline: float = 20.0) -> None:
     while not cond():
         assert time.monotonic() < end, "condition never held"
         time.sleep(0.005)
+
+
+def read_until(proc, seen: list, needle: str) -> bool:
+    """Read proc's stderr lines into `seen` until one contains `needle` (True) or the stream ends (False)."""
+    for line in proc.stderr:
+        seen.append(line)
+        if needle in line:
+            return True
+    return False

@@ -16,6 +16,7 @@ from xdpfeed.multicast import synthetic
 from xdpfeed.multicast.book import OrderBook
 
 from conftest import REPO
+from helpers import read_until
 
 XDPFEED = [sys.executable, "-m", "xdpfeed.multicast.cli"]
 
@@ -275,10 +276,7 @@ def test_run_on_af_xdp_ends_cleanly_on_a_signal(day_file, sig):
             "-T", "json", "--iface-addr", v.addr_a, "--bind", v.addr_a, "--rate", "20000"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO)
         try:
-            for line in h.stderr:  # the feed is flowing
-                seen.append(line)
-                if "following session" in line:
-                    break
+            read_until(h, seen, "following session")  # the feed is flowing
             time.sleep(0.2)
             h.send_signal(sig)
             code, out, err = finish(h, seen, timeout=60)

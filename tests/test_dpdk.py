@@ -30,6 +30,7 @@ from xdpfeed.multicast import synthetic
 from xdpfeed.multicast.book import OrderBook
 
 from conftest import PCAPS, REPO
+from helpers import read_until
 
 XDPFEED = [sys.executable, "-m", "xdpfeed.multicast.cli"]
 WORKER = [sys.executable, os.path.join(REPO, "tests", "dpdk_worker.py")]
@@ -353,10 +354,7 @@ def test_sigint_ends_a_dpdk_run_cleanly(day_file):
         venue = subprocess.Popen(v.exec(v.ns_a) + venue_cmd(v, day_file, a, b, "--rate", "20000"),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO)
         try:
-            for line in h.stderr:  # the feed is flowing
-                seen.append(line)
-                if "following session" in line:
-                    break
+            read_until(h, seen, "following session")  # the feed is flowing
             time.sleep(0.2)
             out, err = stop(h)
         finally:
