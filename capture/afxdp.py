@@ -26,6 +26,7 @@ import weakref
 
 import numpy as np
 
+from xdpfeed.capture import mcast
 from xdpfeed.capture.batch import EMPTY, LINKTYPE_ETHERNET, FrameBatch
 from xdpfeed.capture.errors import SourceError
 
@@ -302,11 +303,8 @@ class AfXdpSource:
     def _join(self, ifindex: int, groups) -> None:
         """IGMP joins through the kernel, so switches forward the groups and the NIC accepts their MACs."""
         for group in groups:
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self._res.joins.append(s)
-            try:  # struct ip_mreqn: group, local address (any), interface index
-                s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-                             group.packed + bytes(4) + struct.pack("@i", ifindex))
+            try:
+                self._res.joins.append(mcast.join(str(group), ifindex))
             except OSError as e:
                 raise SourceError(f"afxdp {self.iface}: cannot join {group}: {e.strerror}") from None
 

@@ -32,6 +32,7 @@ import sys
 
 import numpy as np
 
+from xdpfeed.capture import mcast
 from xdpfeed.capture.batch import LINKTYPE_ETHERNET, FrameBatch
 from xdpfeed.capture.errors import SourceError
 from xdpfeed.capture.jit import njit
@@ -297,11 +298,8 @@ class PacketSource:
                 self._join(ip)
 
     def _join(self, group: str) -> None:
-        j = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._joins.append(j)
-        mreqn = socket.inet_aton(group) + bytes(4) + struct.pack("@i", self.ifindex)  # struct ip_mreqn
         try:
-            j.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+            self._joins.append(mcast.join(group, self.ifindex))
         except OSError as e:
             raise _fail(f"cannot join {group} on {self.iface}", e) from None
 

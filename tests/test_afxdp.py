@@ -30,6 +30,7 @@ from xdpfeed.capture import afxdp
 from xdpfeed.capture.afxdp import AfXdpSource
 from xdpfeed.capture.batch import LINKTYPE_ETHERNET, FrameBatch
 from xdpfeed.capture.errors import SourceError
+from xdpfeed.capture.netns import inside
 from xdpfeed.capture.uri import open_source
 
 from helpers import mold
@@ -37,18 +38,6 @@ from helpers import mold
 G, G2, P = "239.77.3.1", "239.77.3.2", 26400
 MODES = ["native", "skb"]
 needs_module = pytest.mark.skipif(afxdp.lib is None, reason="xdpfeed.native._afxdp is not built")
-
-
-@contextlib.contextmanager
-def inside(ns: str):
-    """Run the block with this thread in namespace `ns` (sockets made there stay there)."""
-    from pyroute2 import netns
-
-    netns.pushns(ns)
-    try:
-        yield
-    finally:
-        netns.popns()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ sane timestamps; the socket filter keeps other traffic out of the ring; VLAN tag
 that end inside a block; ring-full drops counted; fanout; the IGMP join.
 """
 
-import contextlib
 import os
 import select
 import shutil
@@ -24,24 +23,13 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from xdpfeed.capture.batch import LINKTYPE_ETHERNET, FrameBatch
 from xdpfeed.capture.errors import SourceError
+from xdpfeed.capture.netns import inside
 from xdpfeed.capture.packet import TPACKET3_HDR, TPACKET_BLOCK_DESC, PacketSource, udp_filter
 
 G, P = "239.77.1.1", 26477
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-@contextlib.contextmanager
-def inside(ns):
-    """Run the block with this thread in namespace `ns` (sockets made there stay there)."""
-    from pyroute2 import netns
-
-    netns.pushns(ns)
-    try:
-        yield
-    finally:
-        netns.popns()
 
 
 def sender(v, ifname=None):
