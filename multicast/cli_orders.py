@@ -129,17 +129,10 @@ def _session_json(s: oc.Session, version: str, msgs: list, t: OrderTracker) -> d
             "messages_in": sum(m.direction == "in" for m in msgs),
             "messages_out": sum(m.direction == "out" for m in msgs),
             "undecoded": sum(m.fields is None for m in msgs), "orders": len(t.orders()),
-            "states": _states(t), "system_events": t.system_events, "anomalies": t.anomalies,
+            "states": t.state_counts(), "system_events": t.system_events, "anomalies": t.anomalies,
             "client_packets": s.client.counts if s.client else None,
             "server_packets": s.server.counts if s.server else None,
             "damage": _damage(s)}
-
-
-def _states(t: OrderTracker) -> dict:
-    out = {}
-    for o in t.orders():
-        out[o["state"]] = out.get(o["state"], 0) + 1
-    return out
 
 
 def _table(s: oc.Session, version: str, msgs: list, t: OrderTracker, out) -> None:

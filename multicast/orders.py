@@ -108,6 +108,13 @@ class OrderTracker:
         """Every order in the order it was first seen."""
         return [o.as_dict() for o in self._orders.values()]
 
+    def state_counts(self) -> dict[str, int]:
+        """Orders per state."""
+        out: dict[str, int] = {}
+        for o in self._orders.values():
+            out[o.state] = out.get(o.state, 0) + 1
+        return out
+
     def live_ids(self) -> list:
         """Ids of the orders still open (accepted, partially filled, cancel pending), oldest first."""
         return [oid for oid, o in self._orders.items() if o.state in LIVE]

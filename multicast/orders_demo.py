@@ -255,9 +255,7 @@ def run(args) -> int:
     try:
         oe = order_entry(args, say)
         t = oe["tracker"]
-        states = {}
-        for o in t.orders():
-            states[o["state"]] = states.get(o["state"], 0) + 1
+        states = t.state_counts()
         say(f"   {oe['stats']['messages_in']:,} messages in, {oe['n_out']:,} out in {oe['seconds']:.1f} s; orders: "
             + ", ".join(f"{k} {v:,}" for k, v in sorted(states.items())))
         fs, why, book, published = feed(args, oe["itch"], say)

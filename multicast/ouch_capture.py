@@ -127,19 +127,9 @@ def resync(data: bytes) -> int:
     """Where the first whole packet starts in a stream whose capture began inside a packet: the first
     offset from which RESYNC_PACKETS packets (or all to the end) walk cleanly; 0 when none does."""
     for start in range(min(len(data), RESYNC_SCAN)):
-        n = _chain(data, start)
-        if n >= RESYNC_PACKETS or (n > 0 and _chain_reaches_end(data, start)):
+        if _chain(data, start) > 0:  # > 0: no bad packet among the first RESYNC_PACKETS, or up to the end
             return start
     return 0
-
-
-def _chain_reaches_end(data: bytes, pos: int) -> bool:
-    while pos + 3 <= len(data):
-        length = (data[pos] << 8) | data[pos + 1]
-        if length == 0 or data[pos + 2] not in KNOWN_TYPES:
-            return False
-        pos += 2 + length
-    return pos >= len(data) - 2
 
 
 def _walk(d: Direction) -> Side:
