@@ -7,20 +7,25 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.xdpfeed-installed
 # gcc + headers build the cffi modules; tshark is the independent oracle some tests compare against;
 # libxdp/libbpf + clang/llvm build the AF_XDP module and the XDP program; ethtool/iproute2 for root tests;
-# prometheus brings promtool, which checks the metrics exposition and the alerting rules;
-# dpdk-dev (libdpdk + its poll-mode drivers, net_pcap/net_af_packet/net_af_xdp among them) builds the dpdk: source.
-APT_PACKAGES := gcc libc6-dev tshark libxdp-dev libbpf-dev clang llvm pkg-config ethtool iproute2 prometheus dpdk-dev systemd
+# dpdk-dev (libdpdk + its poll-mode drivers, net_pcap/net_af_packet/net_af_xdp among them) builds the dpdk: source;
+# python3-venv (Debian splits ensurepip out of python3) and python3-dev (Python.h for the cffi builds) for a machine
+# that has only python3; procps brings sysctl (the Ansible roles' sysctl tasks), systemd `systemd-analyze verify`.
+# promtool is not installed from the `prometheus` package (that would start a Prometheus server on a systemd host):
+# scripts/ensure-promtool.sh takes the one binary out of the package into the venv.
+APT_PACKAGES := gcc libc6-dev python3-venv python3-dev tshark libxdp-dev libbpf-dev clang llvm pkg-config ethtool \
+	iproute2 procps dpdk-dev systemd
 
 .PHONY: setup demo test test-slow test-sanitize bench lint clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py $(wildcard native/*.c native/*.h native/build_*.py)
+$(STAMP): Makefile pyproject.toml setup.py $(wildcard scripts/*.sh) $(wildcard native/*.c native/*.h native/build_*.py)
 	@scripts/ensure-apt.sh $(APT_PACKAGES)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "xdpfeed needs Python >= 3.11")'
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip setuptools wheel
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@scripts/ensure-promtool.sh $(VENV)/bin/promtool
 	@echo "compiling the live path once (numba cache): a small demo run on loopback" >&2
 	@$(VENV)/bin/xdpfeed demo --messages 6000 --rate 0 --burst-loss 1000 --json >/dev/null
 	@touch $@

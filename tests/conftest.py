@@ -7,8 +7,15 @@ checked build gets its own cache directory so it never mixes with the production
 
 import os
 import shutil
+import sys
 
 import pytest
+
+# Nothing may depend on the environment of the machine the tests happen to run on. Python's unbuffered
+# mode in particular hides output lost when a child process dies before flushing (this development VM
+# sets PYTHONUNBUFFERED=1; a fresh machine does not), so the children run as they would anywhere.
+for _name in ("PYTHONUNBUFFERED",):
+    os.environ.pop(_name, None)
 
 os.environ["NUMBA_BOUNDSCHECK"] = "1"
 os.environ["NUMBA_CACHE_DIR"] = os.path.join(
@@ -32,9 +39,24 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.unit)
 
 
+def tool(name: str) -> str | None:
+    """A command from the virtualenv the tests run in (make setup puts promtool there), else from PATH."""
+    here = os.path.join(os.path.dirname(sys.executable), name)
+    return here if os.access(here, os.X_OK) else shutil.which(name)
+
+
+def tool_or_skip(name: str, why: str) -> str:
+    path = tool(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed: {why}")
+    return path
+
+
 @pytest.fixture
 def tshark():
-    path = shutil.which("tshark")
-    if path is None:
-        pytest.skip("tshark is not installed (make test installs it): the independent oracle is missing")
-    return path
+    return tool_or_skip("tshark", "the independent oracle is missing (make test installs it)")
+
+
+@pytest.fixture
+def promtool():
+    return tool_or_skip("promtool", "make setup puts it in .venv/bin (scripts/ensure-promtool.sh)")

@@ -2,13 +2,13 @@
 promtool; the Grafana dashboard is valid, every panel queries something and every query parses; and every
 `xdpfeed_*` name used anywhere in them is one the exporter serves (EXPECTED), while every served name is shown.
 
-promtool comes from Debian's `prometheus` package; the promtool tests are skipped, with the reason, without it.
+promtool comes out of Debian's `prometheus` package (scripts/ensure-promtool.sh); the promtool tests are skipped,
+with the reason, without it.
 """
 
 import json
 import os
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -46,6 +46,9 @@ EXPECTED = frozenset({
     "xdpfeed_feed_state",
     "xdpfeed_end_of_session",
     "xdpfeed_lost_messages",
+    "xdpfeed_stale_episodes_total",
+    "xdpfeed_stale_seconds_total",
+    "xdpfeed_stale_longest_seconds",
     # recovery
     "xdpfeed_recovery_requests_total",
     "xdpfeed_recovered_messages_total",
@@ -87,14 +90,6 @@ def served(name):
         return True
     base, _, suffix = name.rpartition("_")
     return suffix in ("bucket", "sum", "count") and base in HISTOGRAMS
-
-
-@pytest.fixture
-def promtool():
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.skip("promtool is not installed (Debian package prometheus; make test installs it)")
-    return path
 
 
 def run_promtool(promtool, *args, cwd=None):
