@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import random
+import socket
 import sys
 import threading
 import time
@@ -91,6 +92,12 @@ class SessionDone:
         return self.h.seq.session == self.session and self.h.seq.finished
 
 
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def restart_when(venue: Venue, share: float, ns: str | None, say) -> None:
     """Restart the venue's replay server once `share` of its day is published (or it stopped)."""
     while venue.publisher.published < share * venue.store.count and not venue.publisher.ended:
@@ -122,7 +129,10 @@ def soak(messages: int = 10_000_000, transport: str = "loopback", rate: float = 
     r = random.Random()
     group = f"239.{r.randrange(100, 250)}.{r.randrange(1, 250)}"
     line_a, line_b = (f"{group}.1", 30000 + r.randrange(10000)), (f"{group}.2", 40000 + r.randrange(10000))
-    replay_port, request_port = 50000 + r.randrange(5000), 55000 + r.randrange(5000)
+    # the venue is restarted on the same ports; on loopback take ports nothing else holds now (a namespace of
+    # our own has no other listener at all)
+    replay_port, request_port = (50000 + r.randrange(5000), 55000 + r.randrange(5000)) if transport != "loopback" \
+        else (free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM))
     samples, venues, runs, settled = [], [], [], []
     t0 = time.monotonic()
     pair_cm = veth_pair() if transport == "veth-afxdp" else None

@@ -337,6 +337,26 @@ def start_capture(v, argv):
     return p
 
 
+def read_packets(pipe, want: int, timeout: float = 30.0) -> bytes:
+    """Bytes of a pcapng stream read from `pipe` until it holds `want` Enhanced Packet Blocks."""
+    data, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pos = blocks = 0
+        while pos + 8 <= len(data):
+            btype, blen = struct.unpack_from("<II", data, pos)
+            if pos + blen > len(data):
+                break
+            blocks += btype == 6
+            pos += blen
+        if blocks >= want:
+            return data
+        if select.select([pipe], [], [], 1.0)[0]:
+            chunk = os.read(pipe.fileno(), 65536)
+            assert chunk, "the capture ended early"
+            data += chunk
+    raise AssertionError(f"fewer than {want} packets written in {timeout} s")
+
+
 def send_from_b(v, payloads, dst):
     from test_packet_source import sender
 
@@ -360,9 +380,10 @@ def test_capture_packet_source_in_a_namespace(tmp_path, tshark):
         assert p.returncode == 0, err
         p = start_capture(v, ["--source", f"packet:{v.if_a}", "--group", f"{GA[0]}:{GA[1]}", "-w", "-"])
         send_from_b(v, [b"stdout%d" % i for i in range(7)], GA)
-        time.sleep(0.5)
+        head = read_packets(p.stdout, 7)  # written and flushed as they come
         p.send_signal(signal.SIGTERM)
         stdout, err2 = p.communicate(timeout=30)
+        stdout = head + stdout
         assert p.returncode == 0, err2
     rows = tshark_fields(tshark, out, "udp.dstport", "ip.dst")
     assert len(rows) == n and {tuple(r) for r in rows} == {(str(GA[1]), GA[0])}

@@ -15,6 +15,8 @@ from xdpfeed.multicast.exchange.publisher import LineFaults, Publisher, packetiz
 from xdpfeed.multicast.exchange.store import DayStore
 from xdpfeed.multicast.synthetic import generate
 
+from helpers import eventually
+
 EOS = 0xFFFF
 
 
@@ -269,7 +271,7 @@ def test_stop_ends_publishing_without_end_of_session(store):
     stop = threading.Event()
     t = threading.Thread(target=pub.run, args=(stop,))
     t.start()
-    time.sleep(0.1)
+    eventually(lambda: pub.published > 1)
     stop.set()
     t.join(5)
     assert not t.is_alive() and not pub.ended

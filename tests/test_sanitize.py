@@ -17,7 +17,7 @@ PROBE = """
 import socket, numpy as np
 import xdpfeed.native as n
 from xdpfeed.native import _udp
-print("module", _udp.__file__)
+print("module", _udp.__file__, flush=True)  # before the overflow aborts the process
 rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); rx.bind(("127.0.0.1", 0))
 tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for i in range(4):
@@ -61,7 +61,14 @@ def test_native_tests_pass_under_asan_and_ubsan(sanitized):
     if os.geteuid() == 0:  # AF_XDP needs namespaces (root); DPDK's tests too (in `make test-sanitize`: 70 s)
         tests += ["tests/test_afxdp.py"]
     tests = [t for t in tests if os.path.exists(os.path.join(sanitize.REPO, t))]
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow", *tests],
-                       capture_output=True, text=True, env=env, cwd=sanitize.REPO, timeout=900)
-    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
-    assert "Sanitizer" not in r.stderr and " passed" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rfE", "--tb=short", "-p", "no:cacheprovider",
+                        "-m", "not slow", *tests], capture_output=True, text=True, env=env, cwd=sanitize.REPO,
+                       timeout=900)
+    if r.returncode != 0 or "Sanitizer" in r.stderr:
+        failed = [ln for ln in r.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+        report = [ln for ln in r.stderr.splitlines() if "Sanitizer" in ln or ln.startswith(("SUMMARY", "    #"))]
+        failed = "\n".join(failed) or "(no test failed: see below)"
+        report = "\n".join(report[:200]) or r.stderr[-5000:]
+        pytest.fail(f"the sanitized run failed (exit {r.returncode}):\n{failed}\n--- its output ---\n"
+                    f"{r.stdout[-20000:]}\n--- sanitizer ---\n{report}", pytrace=False)
+    assert " passed" in r.stdout

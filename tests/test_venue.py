@@ -19,6 +19,8 @@ from xdpfeed.multicast.exchange.store import DayStore
 from xdpfeed.multicast.exchange.venue import ConfigError, Venue, VenueConfig
 from xdpfeed.multicast.synthetic import generate
 
+from helpers import eventually
+
 EOS = 0xFFFF
 
 
@@ -205,8 +207,8 @@ def test_start_delay_and_stop_with_a_given_store():
             with pytest.raises(TimeoutError):
                 s.recv(2048)
         assert not venue.wait(0.1)
-        time.sleep(0.8)
-        assert 1 < venue.publisher.published < store.next_seq
+        eventually(lambda: venue.publisher.published > 1)  # publishing began after the start delay
+        assert venue.publisher.published < store.next_seq
         venue.stop()
         assert venue.wait(0)
         s = venue.summary()
