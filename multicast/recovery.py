@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from xdpfeed.multicast import sequencer_core as K
+from xdpfeed.multicast.graceful_close import wait_closed
 from xdpfeed.multicast.ratelog import RateLimitedLog
 from xdpfeed.multicast.replay_client import ReplayClient
 from xdpfeed.multicast.rerequest import MAX_REQUEST, RerequestClient
@@ -150,6 +151,7 @@ class Recovery:
         if self.replay is not None:
             self.replay.close()
             self.replay = None
+        wait_closed()  # replay sessions logging out in the background are closed before we return
 
     # -- planning -------------------------------------------------------------------------------
     def _plan(self, now: float) -> None:

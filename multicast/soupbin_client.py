@@ -3,13 +3,14 @@
 Owns one non-blocking TCP connection and the session around it: connect (with a timeout), Login
 Request for a session and sequence number, Login Accepted / Rejected checks, Client Heartbeats after
 `heartbeat_interval` without sending, the server-silence timeout, Server Heartbeats and Debug packets,
-End of Session and Logout. No threads and no sleeping: the caller selects on `fileno()` (write
+End of Session and Logout. No sleeping and no thread on the session's path: the caller selects on `fileno()` (write
 interest while `wants_write`) and calls `poll()`; time comes from the injected `clock`. Network and
 protocol problems never raise out of `poll()`: the session ends in state "failed" with a one-line
 `reason`; a logout or End of Session ends it in "done".
 
 A subclass says what its logged-in state is called (`ACTIVE`), reads the socket (`_read`, which calls
 `_control` for each packet that is not Sequenced Data) and may react to the login (`_on_login`).
+A session that ends well is closed gracefully (Logout, FIN, the server's last bytes read: graceful_close).
 `next_seq` is the sequence number of the next Sequenced Data packet expected (protocols.md 3.3).
 """
 
@@ -18,11 +19,11 @@ import os
 import socket
 
 from xdpfeed.multicast import soupbintcp as sb
+from xdpfeed.multicast.graceful_close import close_gracefully
 
 H, DEBUG, A, J, S, Z = (ord(t) for t in (sb.SERVER_HEARTBEAT, sb.DEBUG, sb.LOGIN_ACCEPTED, sb.LOGIN_REJECTED,
                                          sb.SEQUENCED, sb.END_OF_SESSION))
 READ_ROUNDS = 4  # one poll() reads at most this many times, so other sockets get their turn
-LOGOUT_SEND_TIMEOUT = 0.5  # seconds a Logout Request may take to leave
 
 
 class SoupBinClient:
@@ -136,16 +137,15 @@ class SoupBinClient:
         return True
 
     def _end(self, state: str, reason: str, logout: bool = False) -> None:
-        """Close (after a Logout Request and whatever is pending, when `logout`) and enter `state`."""
-        if logout:
-            self._pending += sb.LOGOUT_PACKET
-            self._sock.settimeout(LOGOUT_SEND_TIMEOUT)  # best effort, bounded: the kernel takes a few bytes at once
-            try:
-                self._sock.sendall(self._pending)
-            except OSError:
-                pass  # the server also ends the connection when we close
+        """Close and enter `state`. A session that ends well ("done", or `logout`: a Logout Request after
+        whatever is pending) is closed gracefully in the background, so the server reads everything we
+        sent; a failed one is closed at once."""
+        if logout or state == "done":
+            last = bytes(self._pending) + (sb.LOGOUT_PACKET if logout else b"")
+            close_gracefully(self._sock, last)
+        else:
+            self._sock.close()
         self._pending.clear()
-        self._sock.close()
         self.state, self.reason = state, reason
 
     def _recv_failed(self, e: OSError) -> None:

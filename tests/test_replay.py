@@ -2,10 +2,12 @@
 server for framing and protocol errors). Client timeouts run on a fake clock; a real-time deadline only
 bounds each loop so a broken test fails instead of hanging."""
 
+import contextlib
 import select
 import selectors
 import socket
 import struct
+import threading
 import time
 
 import numpy as np
@@ -224,6 +226,32 @@ def test_sequence_zero_starts_at_published_and_want_logs_out(store):
         eventually(lambda: srv.stats["logouts"] == 1)
 
 
+def test_the_server_closes_after_end_of_session(store):
+    """After End of Session the server sends FIN right behind the 'Z' and does not wait for the client to
+    leave: a client that keeps the connection open and heartbeating still sees the connection end."""
+    with ReplayServer(store, USERS, heartbeat_interval=0.05) as srv, socket.create_connection(srv.address) as s:
+        s.sendall(sb.encode_login_request("feed", "secret", b"", store.next_seq))
+        s.settimeout(DEADLINE)
+        data = b""
+        t0 = time.monotonic()
+        while chunk := s.recv(65536):
+            data += chunk
+            s.sendall(sb.CLIENT_HEARTBEAT_PACKET)  # a client that heartbeats instead of leaving
+        took = time.monotonic() - t0
+    assert data.startswith(b"\x00\x1fA") and data.endswith(sb.END_OF_SESSION_PACKET)
+    assert took < 5.0  # the server's FIN came at once, it did not linger while we heartbeat
+
+
+def test_user_names_are_case_insensitive_passwords_are_not(store):
+    with ReplayServer(store, {"FEED01": "Secret"}) as srv:
+        ok = client(srv.address, Blocks(), first_seq=1, end_seq=100, user="feed01", password="Secret")
+        run(ok)
+        bad = client(srv.address, Blocks(), user="FEED01", password="SECRET")
+        run(bad)
+    assert (ok.state, ok.reason) == ("done", "caught up")
+    assert (bad.state, bad.reason) == ("failed", "login rejected: not authorized")
+
+
 # -------------------------------------------------------------------------------- connection errors
 def test_connect_refused():
     with socket.socket() as s:
@@ -296,6 +324,30 @@ def test_client_framing_split_at_every_byte(raw):
     assert (c.state, c.reason) == ("done", "end of session")
     assert got.data == b"".join(len(m).to_bytes(2, "big") + m for m in msgs) and c.next_seq == 5
     assert c.server_heartbeats == 1
+
+
+def test_logout_mid_stream_ends_in_fin_not_reset(raw):
+    """The client has what it wanted while the server is still writing (a server busy sending reads
+    late): its Logout must arrive, followed by an orderly FIN. Closing with the server's bytes unread
+    would send a RST instead, and a RST may make the server drop the Logout unread."""
+    c = client(raw.address, Blocks(), first_seq=1, end_seq=3, buffer_bytes=1 << 17)  # one read: 128 KiB
+    conn, _ = raw.accept_login(c)
+    stream = sb.encode_login_accepted(b"", 1) + b"".join(sb.encode_sequenced(b"A" * 36) for _ in range(20_000))
+
+    def write():
+        with contextlib.suppress(OSError):
+            conn.sendall(stream)
+
+    writer = threading.Thread(target=write, daemon=True)
+    with conn:
+        writer.start()  # far more than one read: the client leaves with most of it unread
+        run(c)
+        assert (c.state, c.reason) == ("done", "caught up")
+        received = b""
+        while chunk := conn.recv(65536):  # a reset raises ConnectionResetError here
+            received += chunk
+        writer.join(DEADLINE)
+    assert received.endswith(sb.LOGOUT_PACKET)
 
 
 @pytest.mark.parametrize("reply, reason", [

@@ -381,7 +381,6 @@ class _Connection(SoupConnection):
             self.next += len(batch)
             gw.count("messages_out", len(batch))
         elif ended:
-            self.send(sb.END_OF_SESSION_PACKET)
-            raise Closed("end of session")
+            self.end_session()
         elif self.heartbeat_due():
             self.send_heartbeat()

@@ -3,7 +3,8 @@
 Owns the serving of a session (the socket work is `soup_server`'s). A connection logs in ('L' → 'A' or 'J'),
 then receives Sequenced Data as large slices of `store.soup` (one send per ≤ 1 MiB, no per-message
 work) up to what the venue has published, Server Heartbeats while idle, and End of Session once the
-venue has ended the session and everything was sent. Client Heartbeats and Logout are read between
+venue has ended the session and everything was sent, after which the connection ends (FIN, the client's
+last packets read until it closes: soup_server.end_session). Client Heartbeats and Logout are read between
 sends; a client silent for `client_timeout` is dropped. `ReplayFault` makes a server misbehave on
 purpose (reject every login, cut or stall a stream, announce another session) for the tests.
 """
@@ -84,7 +85,6 @@ class _Connection(SoupConnection):
 
     def _stream(self, nxt: int) -> None:
         hb = self.server.heartbeat_interval
-        sent_end = False
         while True:
             self.take_input()
             if self.fault.close_after is not None and self.sent >= self.fault.close_after:
@@ -102,10 +102,8 @@ class _Connection(SoupConnection):
                 self.server.count("messages_sent", end - nxt)
                 nxt = end
                 continue
-            if not sent_end and ended:
-                self.send(sb.END_OF_SESSION_PACKET)
-                sent_end = True
-            elif not sent_end and self.heartbeat_due():
+            if ended:
+                self.end_session()  # 'Z', then the connection ends once the client has read it
+            if self.heartbeat_due():
                 self.send_heartbeat()
-            wait = WAIT_SLICE if sent_end else min(IDLE_POLL, hb - (time.monotonic() - self.last_send))
-            self.wait(wait)
+            self.wait(min(IDLE_POLL, hb - (time.monotonic() - self.last_send)))

@@ -4,7 +4,8 @@ Owns the listening socket, the accept thread and one thread per connection (`Sou
 connection (`SoupConnection`) the non-blocking socket, the receive buffer cut into packets, sends that
 keep reading the client while its window is full, the Login Request with its answer ('A' after a check
 of user, password and session, 'J' otherwise) and the ends of a connection: Logout, close or reset,
-a client silent for `client_timeout`, or the server stopping. Subclasses serve the logged-in session.
+a client silent for `client_timeout`, the server stopping, or End of Session (FIN after the 'Z', then the
+client's last bytes read until it closes). Subclasses serve the logged-in session.
 """
 
 import select
@@ -16,6 +17,7 @@ from xdpfeed.multicast import soupbintcp as sb
 
 WAIT_SLICE = 0.05  # longest single wait, so stop() is noticed quickly
 READ_BYTES = 1 << 16
+END_GRACE = 2.0  # seconds a client has, after End of Session, to read it and close
 SERVER_KEYS = ("connections", "logins", "rejected_logins", "logouts", "heartbeats_received", "heartbeats_sent")
 _L, _R, _O, _U, _DEBUG = (ord(t) for t in (sb.LOGIN_REQUEST, sb.CLIENT_HEARTBEAT, sb.LOGOUT_REQUEST,
                                            sb.UNSEQUENCED, sb.DEBUG))
@@ -34,6 +36,7 @@ class SoupServer:
     def __init__(self, users: dict[str, str], host: str, port: int, heartbeat_interval: float, client_timeout: float,
                  extra_keys: tuple[str, ...] = ()):
         self.users = dict(users)
+        self._names = {name.upper(): name for name in self.users}  # user names are case-insensitive
         self.heartbeat_interval = heartbeat_interval
         self.client_timeout = client_timeout
         self.stats = dict.fromkeys(SERVER_KEYS + extra_keys, 0)
@@ -45,6 +48,11 @@ class SoupServer:
 
     def connection(self, sock: socket.socket) -> "SoupConnection":
         raise NotImplementedError
+
+    def canonical_user(self, name: str) -> str | None:
+        """The configured user a Login Request's name stands for, or None. User names are matched without
+        regard to case (SoupBinTCP 3.00, Login Request Packet); the password must match exactly."""
+        return self._names.get(name.upper())
 
     def background(self) -> dict:
         """Extra threads to run while started: name → target."""
@@ -193,6 +201,17 @@ class SoupConnection:
             view = view[n:]
         self.last_send = time.monotonic()
 
+    def end_session(self) -> None:
+        """Send End of Session and end the connection as NASDAQ's servers do: FIN right after the 'Z', the
+        client's last packets read (a Logout, heartbeats) until it closes or END_GRACE passes, so it is
+        never reset before it has read the 'Z'. Raises Closed."""
+        self.send(sb.END_OF_SESSION_PACKET)
+        self.sock.shutdown(socket.SHUT_WR)
+        end = time.monotonic() + END_GRACE
+        while (left := end - time.monotonic()) > 0:
+            self.wait(left)  # raises Closed once the client logs out or closes
+        raise Closed("end of session: the client did not close")
+
     def heartbeat_due(self) -> bool:
         return time.monotonic() - self.last_send >= self.server.heartbeat_interval
 
@@ -221,7 +240,8 @@ class SoupConnection:
         except ValueError as e:
             raise Closed(str(e)) from None
         code = None
-        if reject or self.server.users.get(user) != password:
+        user = self.server.canonical_user(user)
+        if reject or user is None or self.server.users[user] != password:
             code = b"A"
         elif asked not in (sb.BLANK_SESSION, sb.normalize_session(session)):
             code = b"S"
