@@ -135,10 +135,12 @@ class FeedHandler:
 
     def run(self, until_eos: bool = False, stop=None, on_tick=None, tick: float = 0.5,
             idle_timeout: float | None = None) -> str:
-        """Loop until `stop` is set, or (until_eos) the session is complete or STALE after End of
-        Session, or every file source is exhausted and nothing is left to recover. Returns why:
-        "complete", "stale", "stopped", "sources exhausted" or "idle"."""
+        """Loop until `stop` is set, or (until_eos) the session is complete, or after End of Session the
+        feed is STALE and recovery made no progress for a gap deadline plus a server timeout, or every file
+        source is exhausted and nothing is left to recover.
+        Returns why: "complete", "stale", "stopped", "sources exhausted" or "idle"."""
         last_tick = last_input = self.clock()
+        stale_at_end = None  # (since, next sequence then): End of Session seen with the feed STALE
         while True:
             got = self.step(0.05)
             now = self.clock()
@@ -152,7 +154,15 @@ class FeedHandler:
             if until_eos and self.seq.finished:
                 return "complete"
             if until_eos and self.seq.end_of_session and self.recovery_gave_up:
-                return "stale"
+                # recovery keeps trying: the session is given up once it made no progress for a gap deadline
+                # plus a server timeout (a replay server that went silent was detected and replaced)
+                if stale_at_end is None or self.seq.expected != stale_at_end[1]:
+                    stale_at_end = (now, self.seq.expected)
+                p = self.recovery.policy if self.recovery is not None else None
+                if p is None or now - stale_at_end[0] >= p.deadline + p.server_timeout:
+                    return "stale"
+            else:
+                stale_at_end = None
             if self.lines and all(ln.exhausted for ln in self.lines):
                 if not self.seq.missing():
                     return "sources exhausted"
@@ -197,7 +207,8 @@ class FeedHandler:
             "filled_rerequest": filled["rerequest"], "filled_replay": filled["replay"], "lost": lost,
             "stale": st["state"] == "STALE", "state": st["state"], "session": st["session"],
             "next_seq": st["next_seq"], "end_of_session": st["end_of_session"], "hold_overflow": st["hold_overflow"],
-            "lines": self.line_summaries(),
+            "stale_episodes": st["stale_episodes"], "stale_seconds_total": st["stale_seconds_total"],
+            "stale_seconds_longest": st["stale_seconds_longest"], "lines": self.line_summaries(),
         }
         if self.recovery is not None:
             r = self.recovery.stats

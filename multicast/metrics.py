@@ -37,6 +37,7 @@ METRIC_NAMES = (
     "xdpfeed_line_packets_total", "xdpfeed_line_first_messages_total", "xdpfeed_line_duplicate_messages_total",
     "xdpfeed_line_gaps_total", "xdpfeed_line_last_packet_age_seconds", "xdpfeed_book_live_orders",
     "xdpfeed_book_stale_stocks", "xdpfeed_book_top_of_book_events_total", "xdpfeed_delivery_latency_seconds",
+    "xdpfeed_stale_episodes_total", "xdpfeed_stale_seconds_total", "xdpfeed_stale_longest_seconds",
 )
 
 
@@ -129,6 +130,17 @@ class FeedCollector:
         for s in STATES:
             state.add_metric([f, s], int(s == now))
         yield state
+        episodes = h.seq.stale_episodes()
+        for fam, value in (
+            (_counter("xdpfeed_stale_episodes_total", "Times the feed went STALE (a recovered one included).",
+                      ["feed"]), episodes["stale_episodes"]),
+            (_counter("xdpfeed_stale_seconds_total", "Seconds the feed spent STALE, the current episode included.",
+                      ["feed"]), episodes["stale_seconds_total"]),
+            (GaugeMetricFamily("xdpfeed_stale_longest_seconds", "The longest STALE episode so far, in seconds.",
+                               labels=["feed"]), episodes["stale_seconds_longest"]),
+        ):
+            fam.add_metric([f], value)
+            yield fam
         yield self._latency(h, f)
 
     def _latency(self, h, f):

@@ -151,7 +151,7 @@ class Sequencer:
     def give_up(self, reason: str) -> None:
         """Recovery gave up on what is missing: the feed is STALE until it catches up after all."""
         if not self.st[K.ST_STALE]:
-            self.st[K.ST_STALE] = 1
+            K.enter_stale(self.st, time.time_ns())
             self.stale_reason = reason
             if self.on_status is not None:
                 self.on_status("stale", reason, 0, -1)
@@ -204,8 +204,18 @@ class Sequencer:
             "missing": self.missing_messages, "hold_overflow": int(st[K.ST_OVERFLOW]),
             "old_session_packets": int(st[K.ST_OLD_SESSION]), "wrong_session_answers": int(st[K.ST_WRONG_SESSION]),
             "sessions": int(st[K.ST_SESSIONS]), "abandoned": int(st[K.ST_ABANDONED]),
-            "end_of_session": self.end_of_session,
+            "end_of_session": self.end_of_session, **self.stale_episodes(),
         }
+
+    def stale_episodes(self, now_ns: int | None = None) -> dict:
+        """How often the feed went STALE and for how long (seconds; an episode still open counts up to now)."""
+        st = self.st
+        total, longest = int(st[K.ST_STALE_TOTAL_NS]), int(st[K.ST_STALE_LONGEST_NS])
+        if st[K.ST_STALE]:
+            open_ns = max(0, (time.time_ns() if now_ns is None else now_ns) - int(st[K.ST_STALE_SINCE_NS]))
+            total, longest = total + open_ns, max(longest, open_ns)
+        return {"stale_episodes": int(st[K.ST_STALE_EPISODES]), "stale_seconds_total": round(total / 1e9, 3),
+                "stale_seconds_longest": round(longest / 1e9, 3)}
 
     def line_stats(self, line: int) -> dict:
         return {name: int(v) for name, v in zip(_LINE_STATS, self.ls[line], strict=True)}

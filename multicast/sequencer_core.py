@@ -52,7 +52,11 @@ ST_ROW_POS = 22  # ... and its byte offset
 ST_N_EVENTS = 23  # events in the ring
 ST_WRONG_SESSION = 24  # recovery answers for another session (dropped)
 ST_NOW_NS = 25  # wall-clock time of the call (set by the caller), for the delivery latency histogram
-N_ST = 26
+ST_STALE_EPISODES = 26  # times the feed went STALE
+ST_STALE_SINCE_NS = 27  # wall-clock time the current STALE episode began
+ST_STALE_TOTAL_NS = 28  # time spent STALE in episodes that ended
+ST_STALE_LONGEST_NS = 29  # the longest episode that ended
+N_ST = 30
 
 LATENCY_BUCKETS = 48  # lat[k]: packets delivered 2^k .. 2^(k+1) - 1 ns after their receive timestamp
 
@@ -160,10 +164,32 @@ def _latency(lat, now, ts):
 
 
 @njit_no_rc(cache=True, inline="always")
+def enter_stale(st, now_ns):
+    """The feed turns STALE now (no-op when it already is): a new episode begins."""
+    if st[ST_STALE] == 0:
+        st[ST_STALE] = 1
+        st[ST_STALE_EPISODES] += 1
+        st[ST_STALE_SINCE_NS] = now_ns
+
+
+@njit_no_rc(cache=True, inline="always")
+def _leave_stale(st, now_ns):
+    """The STALE episode (if any) ends now: its length goes to the total and the longest."""
+    if st[ST_STALE] == 1:
+        st[ST_STALE] = 0
+        d = now_ns - st[ST_STALE_SINCE_NS]
+        if d < 0:
+            d = 0
+        st[ST_STALE_TOTAL_NS] += d
+        if d > st[ST_STALE_LONGEST_NS]:
+            st[ST_STALE_LONGEST_NS] = d
+
+
+@njit_no_rc(cache=True, inline="always")
 def _check_synchronized(st, ev, line):
     if st[ST_IN_GAP] == 1 and st[ST_EXPECTED] >= st[ST_HIGHEST]:
         st[ST_IN_GAP] = 0
-        st[ST_STALE] = 0
+        _leave_stale(st, st[ST_NOW_NS])
         _event(ev, st, EV_SYNCHRONIZED, st[ST_EXPECTED], 0, line)
 
 
@@ -184,7 +210,7 @@ def _switch_session(st, ls, slot_seq, s, ev, line):
     st[ST_ARENA_USED] = 0
     st[ST_ARENA_LIVE] = 0
     st[ST_EOS] = 0
-    st[ST_STALE] = 0
+    _leave_stale(st, st[ST_NOW_NS])
     st[ST_IN_GAP] = 0
     ls[:, LS_NEXT] = 0
     _event(ev, st, EV_SESSION, s, abandoned if old >= 0 else -1, line)
@@ -315,7 +341,7 @@ def process(
             elif sq - e > mask or (ln > slot_bytes and st[ST_ARENA_USED] + ln > arena.size):
                 st[ST_OVERFLOW] += 1
                 if st[ST_STALE] == 0:
-                    st[ST_STALE] = 1
+                    enter_stale(st, st[ST_NOW_NS])
                     _event(ev, st, EV_OVERFLOW, sq, 0, line)
             else:
                 i = sq & mask

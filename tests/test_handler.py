@@ -124,6 +124,20 @@ def test_replay_stalls_then_server_silent(day):
     assert "server silent" in logs
 
 
+def test_a_stale_episode_that_recovered_is_reported(day):
+    """The replay server stalls longer than the gap deadline: the feed goes STALE, then recovers. It ends
+    SYNCHRONIZED with nothing lost, and the summary still says it was STALE, how often and how long."""
+    policy = RecoveryPolicy(rerequest_max=100, backoff=0.01, server_timeout=0.6, heartbeat_interval=0.1,
+                            deadline=0.3)
+    h, why, record, book, logs, _ = run_feed(day, policy, burst_loss=3000, bursts=1, seed=6,
+                                             replay_fault=ReplayFault(stall_after=1000))
+    assert_exact(day, h, why, record, book)
+    s = h.summary()
+    assert s["state"] == "SYNCHRONIZED" and s["stale"] is False
+    assert s["stale_episodes"] >= 1 and 0.2 < s["stale_seconds_longest"] <= s["stale_seconds_total"] < 30
+    assert "feed STALE: gap [" in logs
+
+
 def test_replay_answers_another_session(day):
     policy = RecoveryPolicy(rerequest_max=100, replay_attempts=1, backoff=0.01)
     h, why, record, book, logs, _ = run_feed(day, policy, burst_loss=2000, bursts=1, seed=7,
@@ -142,7 +156,7 @@ def test_request_server_silent_then_replay(day):
 
 def test_everything_fails_goes_stale_with_the_reason(day):
     policy = RecoveryPolicy(rerequest_max=10_000, request_timeout=0.05, backoff=0.01, deadline=1.0,
-                            max_backoff=0.1)
+                            max_backoff=0.1, server_timeout=1.0)
     h, why, record, book, logs, _ = run_feed(day, policy, burst_loss=2000, bursts=1, seed=9, request_silent=True,
                                              replay_fault=ReplayFault(reject_login=True))
     s = h.summary()

@@ -2,6 +2,7 @@
 the exact delivered stream, counters and status events."""
 
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -236,6 +237,27 @@ def test_give_up_marks_stale_until_caught_up():
     assert h.seq.state == STALE and ("stale", "recovery deadline passed", 0, -1) in h.events
     h.send(LINE_B, pkt(2, 1))
     assert h.seq.state == SYNCHRONIZED and h.seqs == [1, 2, 3]
+
+
+def test_stale_episodes_that_recovered_are_counted_with_their_time():
+    """A feed that was STALE and came back is SYNCHRONIZED now, but the episodes, their total and their
+    longest time stay on record (the summary and metrics show them)."""
+    h = Harness(hold_messages=4)
+    assert h.seq.stale_episodes() == {"stale_episodes": 0, "stale_seconds_total": 0.0, "stale_seconds_longest": 0.0}
+    h.send(LINE_A, pkt(1, 1), pkt(3, 1))
+    h.seq.give_up("recovery deadline passed")
+    h.seq.give_up("again")  # already STALE: the same episode
+    time.sleep(0.05)
+    h.send(LINE_B, pkt(2, 1))
+    first = h.seq.stale_episodes()
+    assert h.seq.state == SYNCHRONIZED and first["stale_episodes"] == 1
+    assert 0.05 <= first["stale_seconds_total"] == first["stale_seconds_longest"] < 5
+    h.send(LINE_A, pkt(5, 8))  # slots cover [4, 8): 8..12 overflow, a second episode
+    assert h.seq.state == STALE and h.seq.stale_episodes()["stale_episodes"] == 2
+    h.send(LINE_REPLAY, pkt(4, 9))
+    st = h.seq.stats()
+    assert h.seq.state == SYNCHRONIZED and st["stale_episodes"] == 2
+    assert st["stale_seconds_total"] >= first["stale_seconds_total"] and st["stale_seconds_longest"] >= 0.05
 
 
 def test_long_messages_are_held_in_the_arena():
