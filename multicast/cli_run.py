@@ -5,9 +5,7 @@ stream, `--until-eos`, and a final summary (text, or one JSON object with -T jso
 
 import json
 import logging
-import signal
 import sys
-import threading
 import time
 
 from xdpfeed.capture.uri import open_source
@@ -17,6 +15,7 @@ from xdpfeed.multicast.book import OrderBook
 from xdpfeed.multicast.handler import FeedHandler, Line
 from xdpfeed.multicast.recovery import Recovery
 from xdpfeed.multicast.sequencer import LINE_A, LINE_B, LINE_NAMES, Sequencer
+from xdpfeed.multicast.stop import StopOnSignal
 from xdpfeed.multicast.warmup import warm_up
 
 EXIT_STALE = 1
@@ -175,7 +174,9 @@ def format_summary(s: dict) -> str:
     lines = [f"state {s['state']}  session {s['session']!r}  next sequence {s['next_seq']:,}",
              f"delivered {s['delivered']:,}  duplicates dropped {s['duplicates']:,}  gaps {s['gaps']:,}  "
              f"filled by re-request {s['filled_rerequest']:,}  by TCP replay {s['filled_replay']:,}  "
-             f"lost {s['lost']:,}"]
+             f"lost {s['lost']:,}",
+             f"STALE episodes {s['stale_episodes']:,} ({s['stale_seconds_total']:.3f} s in all, longest "
+             f"{s['stale_seconds_longest']:.3f} s)" + ("; STALE now" if s["stale"] else "")]
     for name, ls in s["lines"].items():
         src = ls.get("source")
         if src:
@@ -223,8 +224,7 @@ def run(args) -> int:
         except OSError as e:
             print(f"xdpfeed run: error: {args.record}: {e.strerror}", file=sys.stderr)
             return EXIT_USAGE
-    stop = threading.Event()
-    old = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = StopOnSignal().__enter__()  # SIGINT/SIGTERM end the loop, even when SIGINT was inherited ignored
     book = None if args.no_book else OrderBook()
     progress = None if args.quiet else Progress(as_json=args.fmt == "json")
     server = None
@@ -243,12 +243,10 @@ def run(args) -> int:
             ", ".join(f"{h_}:{p_}" for h_, p_ in cfg.replay) or "-")
         try:
             why = h.run(until_eos=args.until_eos, stop=stop, on_tick=progress, idle_timeout=args.idle_timeout)
-        except KeyboardInterrupt:
-            why = "stopped"
         finally:
             h.close()
     finally:
-        signal.signal(signal.SIGTERM, old)
+        stop.__exit__()
         if server is not None:
             server.shutdown()
             server.server_close()

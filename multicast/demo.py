@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,11 @@ from xdpfeed.multicast.warmup import warm_up
 PROG = "xdpfeed demo"
 USER = "DEMO01"
 SUMMARY_KEYS = ("published", "delivered", "duplicates", "gaps", "filled_rerequest", "filled_replay", "lost", "stale",
-                "book_matches")
+                "stale_episodes", "stale_seconds_total", "book_matches")
+
+
+class DemoError(RuntimeError):
+    """The demo could not run or cannot vouch for its result: one line, exit 1."""
 
 
 def add_arguments(p) -> None:
@@ -77,21 +82,35 @@ def _start_venue(args, day: str, line_a, line_b, password: str):
     except ValueError:
         proc.kill()
         err = proc.stderr.read().strip().splitlines()
-        raise RuntimeError(f"the venue did not start: {err[-1] if err else first.strip() or 'no output'}") from None
+        raise DemoError(f"the venue did not start: {err[-1] if err else first.strip() or 'no output'}") from None
 
 
 def _stop_venue(proc) -> dict:
-    proc.send_signal(2)  # SIGINT: the venue stops and prints its summary
+    """Stop the venue (SIGTERM: it stops and prints its summary) and return that summary. Raises
+    DemoError when there is none: the demo then has nothing to compare with and says so."""
+    proc.send_signal(signal.SIGTERM)
     try:
         out, err = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
     lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-    return json.loads(lines[-1]) if lines else {}
+    summary = json.loads(lines[-1]) if lines else {}  # its address line was read when it started
+    if "published_messages" not in summary:
+        last = err.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+        raise DemoError(f"the venue ended without its summary ({last[0]}): nothing to check the run against")
+    return summary
 
 
 def run(args) -> int:
+    try:
+        return _run(args)
+    except DemoError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _run(args) -> int:
     if args.messages < 5000:
         print(f"{PROG}: error: --messages must be at least 5000", file=sys.stderr)
         return 2
@@ -132,19 +151,22 @@ def run(args) -> int:
             progress.done()
     finally:
         handler.close()
-        venue = _stop_venue(proc) if proc is not None else {}
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        try:
+            venue = _stop_venue(proc) if proc is not None else None
+        finally:
+            if server is not None:
+                server.shutdown()
+                server.server_close()
     s = handler.summary()
     summary = {
-        "published": venue.get("published_messages", 0), "delivered": s["delivered"], "duplicates": s["duplicates"],
+        "published": venue["published_messages"], "delivered": s["delivered"], "duplicates": s["duplicates"],
         "gaps": s["gaps"], "filled_rerequest": s["filled_rerequest"], "filled_replay": s["filled_replay"],
-        "lost": s["lost"] + max(0, venue.get("published_messages", 0) - s["delivered"] - s["lost"]),
-        "stale": s["stale"], "book_matches": book.checksum() == venue_checksum,
+        "lost": s["lost"] + max(0, venue["published_messages"] - s["delivered"] - s["lost"]),
+        "stale": s["stale"], "stale_episodes": s["stale_episodes"], "stale_seconds_total": s["stale_seconds_total"],
+        "book_matches": book.checksum() == venue_checksum,
     }
     detail = {"exit": why, "seconds": round(time.monotonic() - t0, 2), "lines": s["lines"],
-              "recovery": s.get("recovery", {}), "venue_lost_on_both": venue.get("lost_on_both_messages")}
+              "recovery": s.get("recovery", {}), "venue_lost_on_both": venue["lost_on_both_messages"]}
     if args.json:
         print(json.dumps(dict(summary, detail=detail), sort_keys=True))
     else:
@@ -157,8 +179,11 @@ def run(args) -> int:
               f"({r.get('rerequests', 0):,} requests, {r.get('replay_sessions', 0)} replay sessions, "
               f"median gap closed in {1e3 * (r.get('recovery_seconds_median') or 0):.1f} ms)\n"
               f"  lost {summary['lost']:,}  stale {summary['stale']}  "
-              f"book matches the venue's: {summary['book_matches']}")
+              f"book matches the venue's: {summary['book_matches']}\n"
+              f"  STALE episodes {s['stale_episodes']} ({s['stale_seconds_total']:.3f} s in all, longest "
+              f"{s['stale_seconds_longest']:.3f} s)")
         for name, ls in s["lines"].items():
             print(f"  line {name}: {ls['packets']:,} packets, first on {ls['first']:,} messages, "
                   f"{ls['duplicates']:,} duplicates, {ls['gaps']:,} gaps of its own")
-    return 0 if summary["lost"] == 0 and summary["book_matches"] and not summary["stale"] else 1
+    whole = summary["published"] == args.messages == summary["delivered"]  # the venue's whole day, all of it here
+    return 0 if whole and summary["lost"] == 0 and summary["book_matches"] and not summary["stale"] else 1

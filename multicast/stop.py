@@ -1,5 +1,11 @@
 """Stopping a loop on SIGINT/SIGTERM: the signal sets a flag the loop checks between batches, so what
-was received so far is still processed and reported (a live capture, a decode of a live source)."""
+was received so far is still processed and reported (a live capture, a decode of a live source, the
+handler, the simulated venue).
+
+The handlers are installed explicitly, whatever the process inherited: a process started with SIGINT
+ignored (`nohup`, a background job of a script, some CI runners) has no KeyboardInterrupt, yet must
+still stop cleanly when its parent sends SIGINT.
+"""
 
 import signal
 import threading
@@ -7,21 +13,28 @@ import time
 
 
 class StopOnSignal:
-    """SIGINT/SIGTERM set `flag` while the block runs (main thread only; elsewhere the caller stops by
-    other means); the previous handlers come back at its end."""
+    """SIGINT/SIGTERM set `flag` (and `signum`) while the block runs (main thread only; elsewhere the
+    caller stops by other means); the previous handlers come back at its end. `is_set()` lets it stand
+    where a threading.Event is expected."""
 
-    def __init__(self):
+    def __init__(self, signals=(signal.SIGINT, signal.SIGTERM)):
         self.flag = False
+        self.signum = 0
+        self._signals = tuple(signals)
         self._old = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in self._signals:
                 self._old[sig] = signal.signal(sig, self._set)
         return self
 
-    def _set(self, *_):
+    def _set(self, signum, _frame):
         self.flag = True
+        self.signum = signum
+
+    def is_set(self) -> bool:
+        return self.flag
 
     def sleep(self, seconds: float) -> None:
         """time.sleep that ends early once the flag is set (long gaps in a paced replay)."""
@@ -32,3 +45,4 @@ class StopOnSignal:
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
+        self._old.clear()

@@ -147,7 +147,7 @@ def test_run_stale_exits_1(day_file):
 def _cfg(day_file):
     path = os.path.join(os.path.dirname(day_file), "feed.toml")
     with open(path, "w") as f:
-        f.write("[recovery]\ndeadline = 1.0\nbackoff = 0.05\nmax_backoff = 0.2\n")
+        f.write("[recovery]\ndeadline = 1.0\nbackoff = 0.05\nmax_backoff = 0.2\nserver_timeout = 1.0\n")
     return path
 
 
@@ -211,6 +211,54 @@ def test_demo_json_summary():
                       "stale", "book_matches"}
     assert s["published"] == s["delivered"] == 30_000 and s["lost"] == 0 and s["book_matches"] is True
     assert s["filled_replay"] >= 6000 and s["filled_rerequest"] > 0 and s["gaps"] > 0 and s["stale"] is False
+
+
+def ignore_sigint():
+    """preexec_fn: start the child with SIGINT ignored, as `nohup`, a script's background job and some CI
+    runners do."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_demo_with_sigint_ignored_stops_its_venue_and_vouches_for_its_summary():
+    """Started with SIGINT ignored (inherited by the venue it starts), the demo still stops its venue
+    promptly and prints the summary a user reads: what was published, all of it delivered."""
+    t0 = time.monotonic()
+    r = subprocess.run(XDPFEED + ["demo", "--messages", "30000", "--rate", "300000", "--burst-loss", "3000",
+                                  "--metrics-addr", "off"], capture_output=True, text=True, env=env(), cwd=REPO,
+                       timeout=300, preexec_fn=ignore_sigint)
+    took = time.monotonic() - t0
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "  published 30,000  delivered 30,000  " in r.stdout
+    assert "  lost 0  stale False  book matches the venue's: True" in r.stdout
+    assert took < 60, f"{took:.1f} s: the venue was not stopped, it lingered"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_simulate_with_sigint_ignored_stops_on_a_signal_with_its_summary(day_file, sig):
+    a, b = lines_pair()
+    p = subprocess.Popen(XDPFEED + ["simulate", "--day", day_file, "--line-a", a, "--line-b", b, "--linger", "120",
+                                    "-T", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=env(), cwd=REPO, preexec_fn=ignore_sigint)
+    seen = []
+    assert read_until(p, seen, "End of Session sent"), "".join(seen)
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 128 + sig, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["published_messages"] == 30_000 and summary["ended"] is True
+
+
+def test_run_with_sigint_ignored_stops_on_sigint_with_its_summary():
+    a, b = lines_pair()
+    p = subprocess.Popen(XDPFEED + ["run", "-a", f"udp:{a}@lo", "-b", f"udp:{b}@lo", "-T", "json", "--metrics-addr",
+                                    "off"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
+                         cwd=REPO, preexec_fn=ignore_sigint)
+    seen = []
+    assert read_until(p, seen, "ready: line A"), "".join(seen)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert json.loads(out)["exit"] == "stopped"
 
 
 @pytest.mark.root

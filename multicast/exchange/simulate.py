@@ -4,7 +4,9 @@ Owns the subcommand's flags (`add_arguments`) and its top level (`run`): build a
 flags (the SoupBinTCP password comes from $XDPFEED_PASSWORD, never from a flag), start the venue, print
 one line with its addresses on stdout, progress on stderr, keep the recovery servers up for --linger
 seconds after End of Session, then print a summary (text, or one JSON object with -T json; with -T json
-the address line is a JSON object too). A bad value is one line on stderr naming the flag, exit 2.
+the address line is a JSON object too). SIGINT and SIGTERM (explicit handlers, so SIGINT works even in a
+process started with it ignored) end the run early, still with the summary. A bad value is one line on
+stderr naming the flag, exit 2.
 """
 
 import argparse
@@ -19,10 +21,12 @@ import numpy as np
 from xdpfeed.multicast.exchange.publisher import PublishError
 from xdpfeed.multicast.exchange.store import DayStore
 from xdpfeed.multicast.exchange.venue import DEFAULT_USER, ConfigError, Venue, VenueConfig
+from xdpfeed.multicast.stop import StopOnSignal
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_PASSWORD = "xdpfeed"
 PROGRESS_S = 1.0
+STOP_POLL_S = 0.05  # how often the progress loop looks at the stop flag
 PROG = "xdpfeed simulate"
 FLAGS = {  # VenueConfig field -> the flag that sets it
     "messages": "--messages", "rate": "--rate", "seed": "--seed", "session": "--session", "line_a": "--line-a",
@@ -161,37 +165,39 @@ def run(args: argparse.Namespace) -> int:
         venue.start()
     except OSError as e:
         return _error(f"cannot start the recovery servers (--replay-port / --request-port): {e.strerror or e}")
-    code = EXIT_OK
-    try:
-        addr = _addresses(venue)
-        if args.fmt == "json":
-            print(json.dumps(addr), flush=True)
-        else:
-            print("venue " + " ".join(f"{k}={v}" for k, v in addr.items()), flush=True)
-        code = _follow(venue, args.linger)
-    except KeyboardInterrupt:
-        code = EXIT_INTERRUPTED
-    finally:
-        venue.stop()
+    with StopOnSignal() as stop:  # explicit handlers: SIGINT works even when the process inherited it ignored
+        try:
+            addr = _addresses(venue)
+            if args.fmt == "json":
+                print(json.dumps(addr), flush=True)
+            else:
+                print("venue " + " ".join(f"{k}={v}" for k, v in addr.items()), flush=True)
+            code = _follow(venue, args.linger, stop)
+        finally:
+            venue.stop()
     summary = venue.summary()
     print(json.dumps(summary) if args.fmt == "json" else _text_summary(summary), flush=True)
     return code
 
 
-def _follow(venue: Venue, linger: float) -> int:
-    """Progress lines until End of Session has been sent, then linger; the exit status."""
+def _follow(venue: Venue, linger: float, stop: StopOnSignal) -> int:
+    """Progress lines until End of Session has been sent, then linger (both cut short by SIGINT/SIGTERM:
+    exit 128 + the signal); the exit status."""
     total = venue.store.count
     t0 = last_t = time.monotonic()
     last_n = 0
     try:
-        while not venue.wait(PROGRESS_S):
+        while not venue.wait(STOP_POLL_S):
+            if stop.flag:
+                return 128 + stop.signum
             now, n = time.monotonic(), venue.publisher.published - 1
-            print(f"{PROG}: published {n}/{total} messages ({(n - last_n) / (now - last_t):.0f} msg/s)",
-                  file=sys.stderr, flush=True)
-            last_t, last_n = now, n
+            if now - last_t >= PROGRESS_S:
+                print(f"{PROG}: published {n}/{total} messages ({(n - last_n) / (now - last_t):.0f} msg/s)",
+                      file=sys.stderr, flush=True)
+                last_t, last_n = now, n
     except PublishError as e:
         return _error(str(e), EXIT_FAILED)
     print(f"{PROG}: published {total} messages, End of Session sent ({time.monotonic() - t0:.2f} s); recovery "
           f"servers stay up {linger:g} s", file=sys.stderr, flush=True)
-    time.sleep(linger)
-    return EXIT_OK
+    stop.sleep(linger)
+    return 128 + stop.signum if stop.flag else EXIT_OK
