@@ -1,7 +1,7 @@
 """Order-book benchmark: numba OrderBook.apply_stream (decode + book) vs the same algorithm in C
 (bench/book.c) vs the pure-Python reference. Prints one JSON object on stdout; progress goes to stderr.
 
-A synthetic day (multicast.synthetic; default 10M messages, 1M orders live at peak; cached under
+A synthetic day (multicast.exchange.synthetic; default 10M messages, 1M orders live at peak; cached under
 bench/.data/) is applied `--repeat` times per contender on a fresh book each time (built outside the
 timed region) and the median is reported. The numba runs happen in a child process so that its peak
 RSS is the book's and the day's alone, and with numba's allocation statistics on to show that the
@@ -94,7 +94,7 @@ def stock_checksum(book) -> int:
 
 
 def describe(book) -> dict:
-    from xdpfeed.multicast import book_apply as A
+    from xdpfeed.multicast.book import apply as A
 
     lsum, n_levels = level_checksum(book)
     wsum, wn = order_checksum(book.window)
@@ -114,7 +114,7 @@ def numba_worker(path: str, repeat: int, prefault: bool, module: str) -> dict:
     """Runs in a child process (NUMBA_NRT_STATS=1): warm-up, one checked pass, `repeat` timed passes."""
     from numba.core.runtime import rtsys
 
-    from xdpfeed.multicast import synthetic
+    from xdpfeed.multicast.exchange import synthetic
 
     book_mod = importlib.import_module(module)
     OrderBook, A = book_mod.OrderBook, book_mod.A
@@ -201,9 +201,9 @@ def bench_numba(path: str, repeat: int, prefault: bool, module: str) -> dict:
 
 def check_layout(exe: str) -> None:
     """book.c's records, length table and counter names must be the numpy/Python ones."""
-    from xdpfeed.multicast import book_apply as A
-    from xdpfeed.multicast import book_store as S
-    from xdpfeed.multicast.itch_schema import LENGTHS
+    from xdpfeed.multicast.book import apply as A
+    from xdpfeed.multicast.book import store as S
+    from xdpfeed.multicast.itch.schema import LENGTHS
 
     got = json.loads(run([exe, "--layout"]))
     for name, d in (("ORDER", S.ORDER), ("LEVEL", S.LEVEL), ("EVENT", A.EVENT), ("STOCK", A.STOCK)):
@@ -229,9 +229,9 @@ def compare(a: dict, b: dict, keys) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ python
 def bench_python(data: np.ndarray, messages: int, repeat: int) -> dict:
-    from xdpfeed.multicast.book import OrderBook
-    from xdpfeed.multicast.book_reference import ReferenceBook
-    from xdpfeed.multicast.itch_reference import decode, iter_file
+    from xdpfeed.multicast.book.order_book import OrderBook
+    from xdpfeed.multicast.book.reference import ReferenceBook
+    from xdpfeed.multicast.itch.reference import decode, iter_file
 
     raw = data[: min(data.size, messages * 64)].tobytes()
     subset = list(itertools.islice(iter_file(raw), messages))
@@ -286,7 +286,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=os.path.join(HERE, ".data"), help="where generated days are cached")
     p.add_argument("--cc", default=os.environ.get("CC", "cc"))
     p.add_argument("--skip", default="", help="comma-separated: c,python")
-    p.add_argument("--book-module", default="xdpfeed.multicast.book",
+    p.add_argument("--book-module", default="xdpfeed.multicast.book.order_book",
                    help="module whose OrderBook (and its book_apply as .A) is timed: e.g. a modified copy")
     p.add_argument("--numba-worker", metavar="ITCH_FILE", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -295,7 +295,7 @@ def main(argv=None) -> int:
         return 0
     skip = set(filter(None, args.skip.split(",")))
 
-    from xdpfeed.multicast import synthetic
+    from xdpfeed.multicast.exchange import synthetic
 
     path = os.path.join(args.data_dir,
                         f"book_day_{args.messages}_{args.seed}_peak{args.peak_live}_recent{args.recent_share}.itch")

@@ -77,10 +77,10 @@ def receive(source_name: str, pair, gen: tuple[str, str, str], packets: int, pps
     from pyroute2 import netns
 
     from xdpfeed.capture.uri import open_source
-    from xdpfeed.multicast.book import OrderBook
-    from xdpfeed.multicast.cli_run import _group_array
-    from xdpfeed.multicast.handler import FeedHandler, Line
-    from xdpfeed.multicast.sequencer import LINE_A, Sequencer
+    from xdpfeed.multicast.book.order_book import OrderBook
+    from xdpfeed.multicast.cli.run import _group_array
+    from xdpfeed.multicast.feed.handler import FeedHandler, Line
+    from xdpfeed.multicast.feed.sequencer import LINE_A, Sequencer
 
     uri = {"udp": f"udp:{GROUP}:{PORT}@{pair.if_b}", "packet": f"packet:{pair.if_b}?group={GROUP}:{PORT}",
            "afxdp-native": f"afxdp:{pair.if_b}?group={GROUP}:{PORT}&mode=native&frames={FRAMES}",
@@ -154,10 +154,10 @@ def capture_file(src_ip: str, frame_path: str, path: str, packets: int) -> None:
 def read_file(source_name: str, path: str, packets: int) -> dict:
     """The handler over a capture in memory: frames/s from the first frame to the end of the file."""
     from xdpfeed.capture.uri import open_source
-    from xdpfeed.multicast.book import OrderBook
-    from xdpfeed.multicast.cli_run import _group_array
-    from xdpfeed.multicast.handler import FeedHandler, Line
-    from xdpfeed.multicast.sequencer import LINE_A, Sequencer
+    from xdpfeed.multicast.book.order_book import OrderBook
+    from xdpfeed.multicast.cli.run import _group_array
+    from xdpfeed.multicast.feed.handler import FeedHandler, Line
+    from xdpfeed.multicast.feed.sequencer import LINE_A, Sequencer
 
     uri = {"dpdk-pcap": f"dpdk:net_pcap0,rx_pcap={path}?{DPDK}&group={GROUP}:{PORT}", "pcap": f"pcap:{path}"}
     src = open_source(uri[source_name])
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
         print(json.dumps({"benchmark": "capture", "skipped": "needs root: network namespaces, a veth pair, AF_XDP"}))
         return 0
     from xdpfeed.capture.netns import veth_pair
-    from xdpfeed.multicast.warmup import warm_up
+    from xdpfeed.multicast.feed.warmup import warm_up
 
     warm_up()  # compiled code loaded before any source opens
 

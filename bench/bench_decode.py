@@ -1,7 +1,7 @@
 """ITCH decoding benchmark: numba decode_stream vs a C decoder vs the pure-Python reference, and the
 whole pcap → MoldUDP64 → ITCH path. Prints one JSON object on stdout; progress goes to stderr.
 
-A synthetic day (multicast.synthetic, cached under bench/.data/) is decoded `--repeat` times per
+A synthetic day (multicast.exchange.synthetic, cached under bench/.data/) is decoded `--repeat` times per
 contender and the median is reported. Before timing, the C decoder's struct layout is checked against
 the numpy dtypes, and C and numba must agree on per-type counts and a field-wise checksum of every
 decoded table, so both do the same work. See bench/README.md for what each number means.
@@ -17,12 +17,12 @@ import time
 
 import numpy as np
 
-from xdpfeed.multicast import counters as C
-from xdpfeed.multicast import synthetic
-from xdpfeed.multicast.itch import ItchTables, decode_stream
-from xdpfeed.multicast.itch_reference import decode, iter_file
-from xdpfeed.multicast.itch_schema import DTYPES, TYPES
-from xdpfeed.multicast.pipeline import FRAMES_PER_BATCH, Decode
+from xdpfeed.multicast.exchange import synthetic
+from xdpfeed.multicast.itch.decoder import ItchTables, decode_stream
+from xdpfeed.multicast.itch.pipeline import FRAMES_PER_BATCH, Decode
+from xdpfeed.multicast.itch.reference import decode, iter_file
+from xdpfeed.multicast.itch.schema import DTYPES, TYPES
+from xdpfeed.multicast.wire import counters as C
 
 from common import HERE, build_c, log, machine, run, summary
 
@@ -135,7 +135,7 @@ def bench_python(data: np.ndarray, messages: int, repeat: int) -> dict:
 
 # -------------------------------------------------------------------------------------------- pcap
 def pcap_pass(path: str, tables_capacity: int):
-    """The user's path, timed whole: multicast.pipeline.Decode over the capture (pcap walk, frames,
+    """The user's path, timed whole: multicast.itch.pipeline.Decode over the capture (pcap walk, frames,
     MoldUDP64 packet index, ITCH tables) until the end of the file; returns the counters."""
     run = Decode(path, capacity=tables_capacity)
     for _ in run.batches():

@@ -23,10 +23,10 @@ def one_pass(pcap: str, metrics_on: bool, scrape_interval: float) -> tuple[float
     from prometheus_client import generate_latest
 
     from xdpfeed.capture.pcapfile import PcapSource
-    from xdpfeed.multicast import metrics
-    from xdpfeed.multicast.book import OrderBook
-    from xdpfeed.multicast.handler import FeedHandler, Line
-    from xdpfeed.multicast.sequencer import LINE_A, Sequencer
+    from xdpfeed.multicast.book.order_book import OrderBook
+    from xdpfeed.multicast.feed import metrics
+    from xdpfeed.multicast.feed.handler import FeedHandler, Line
+    from xdpfeed.multicast.feed.sequencer import LINE_A, Sequencer
 
     h = FeedHandler([Line(LINE_A, PcapSource(pcap))], Sequencer(), None, OrderBook(), count_types=metrics_on)
     stop = threading.Event()
@@ -60,8 +60,8 @@ def main(argv=None) -> int:
     p.add_argument("--scrape-interval", type=float, default=1.0, help="seconds between scrapes (Prometheus: 1-60)")
     p.add_argument("--data-dir", default=os.path.join(HERE, ".data"))
     args = p.parse_args(argv)
-    from xdpfeed.multicast import synthetic
-    from xdpfeed.multicast.warmup import warm_up
+    from xdpfeed.multicast.exchange import synthetic
+    from xdpfeed.multicast.feed.warmup import warm_up
 
     base = os.path.join(args.data_dir, f"day_{args.messages}_1")
     synthetic.generate_to_file(base + ".itch", args.messages, seed=1, pcap_path=base + ".pcap")

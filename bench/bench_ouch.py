@@ -4,9 +4,9 @@ direction, with the ITCH decoder timed in the same rounds for the ratio. One JSO
 Data: a pool of `--pool` realistic messages per (version, direction) — the MIX below, random but seeded
 values, 5.0 appendages like the real captures' (Firm, BBO weight) plus, on `--extra-tags` of them, MinQty,
 MaxFloor or a peg (the variety costs branch mispredictions in the appendage walk) —
-encoded once with multicast.ouch_encode and framed as SoupBinTCP 'S' (outbound) or 'U' (inbound)
-packets; the pool is repeated to `--messages` packets. ITCH: a multicast.synthetic day of
-`--itch-messages` messages decoded by multicast.itch.decode_stream as bench_decode.py does. Both use
+encoded once with multicast.ouch.encode and framed as SoupBinTCP 'S' (outbound) or 'U' (inbound)
+packets; the pool is repeated to `--messages` packets. ITCH: a multicast.exchange.synthetic day of
+`--itch-messages` messages decoded by multicast.itch.decoder.decode_stream as bench_decode.py does. Both use
 tables of `--capacity` rows, cleared whenever full. After an untimed pass each (compile, page faults,
 counter checks), every round times ITCH once and then each OUCH stream once, so that machine noise
 falls on all alike; medians of `--repeat` rounds. `ratios.<stream>_over_itch` = OUCH ns/msg ÷ ITCH
@@ -20,11 +20,13 @@ import time
 
 import numpy as np
 
-from xdpfeed.multicast import counters as C
-from xdpfeed.multicast import ouch, ouch_reference, synthetic
-from xdpfeed.multicast.itch import ItchTables, decode_stream
-from xdpfeed.multicast.ouch_encode import encode
-from xdpfeed.multicast.ouch_schema import MESSAGES
+from xdpfeed.multicast.exchange import synthetic
+from xdpfeed.multicast.itch.decoder import ItchTables, decode_stream
+from xdpfeed.multicast.ouch import decoder as ouch
+from xdpfeed.multicast.ouch import reference as ouch_reference
+from xdpfeed.multicast.ouch.encode import encode
+from xdpfeed.multicast.ouch.schema import MESSAGES
+from xdpfeed.multicast.wire import counters as C
 
 from common import log, machine, summary
 
@@ -43,7 +45,7 @@ SYMBOLS = ["AAPL", "MSFT", "NVDA", "CVLT", "ADBE", "META", "AMZN", "TSLA", "QQQ"
 
 
 def _fields(v: str, d: str, t: str, rng, ts: int, extra: float) -> dict:
-    """Plausible field values for one message (names as in multicast.ouch_schema)."""
+    """Plausible field values for one message (names as in multicast.ouch.schema)."""
     m = MESSAGES[(v, d)][t]
     out = {}
     for f in m.fields:

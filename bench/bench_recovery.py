@@ -29,10 +29,10 @@ sys.path.insert(0, HERE)
 
 from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch  # noqa: E402
 from xdpfeed.capture.pcapfile import PcapSource  # noqa: E402
-from xdpfeed.multicast import counters as C  # noqa: E402
-from xdpfeed.multicast.book import OrderBook  # noqa: E402
-from xdpfeed.multicast.moldudp64 import PacketIndex, Sessions, extract_batch  # noqa: E402
-from xdpfeed.multicast.sequencer import LINE_A, Sequencer  # noqa: E402
+from xdpfeed.multicast.book.order_book import OrderBook  # noqa: E402
+from xdpfeed.multicast.feed.sequencer import LINE_A, Sequencer  # noqa: E402
+from xdpfeed.multicast.wire import counters as C  # noqa: E402
+from xdpfeed.multicast.wire.moldudp64 import PacketIndex, Sessions, extract_batch  # noqa: E402
 
 from common import log, machine, summary  # noqa: E402
 
@@ -100,7 +100,7 @@ def _packet(store, first: int, end: int) -> bytes:
 
 def replay_pass(store, server_addr, gap_first: int, gap: int, password: str) -> dict:
     """Deliver [1, gap_first) by packets, then a packet after the hole; time recovery by replay."""
-    from xdpfeed.multicast.recovery import Recovery, RecoveryPolicy
+    from xdpfeed.multicast.feed.recovery import Recovery, RecoveryPolicy
 
     sessions = Sessions()
     seq = Sequencer(sessions, hold_messages=1 << 12)
@@ -148,7 +148,7 @@ def replay_pass(store, server_addr, gap_first: int, gap: int, password: str) -> 
 
 
 def bench_replay(messages_in_store: int, gap: int, repeat: int) -> dict:
-    from xdpfeed.multicast import synthetic
+    from xdpfeed.multicast.exchange import synthetic
     from xdpfeed.multicast.exchange.replay_server import ReplayServer
     from xdpfeed.multicast.exchange.store import DayStore
 
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip", default="", help="comma-separated: in_order,replay")
     args = p.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
-    from xdpfeed.multicast import synthetic
+    from xdpfeed.multicast.exchange import synthetic
 
     result = {"benchmark": "sequencer_recovery", "machine": machine(os.environ.get("CC", "cc")),
               "repeat": args.repeat}

@@ -32,14 +32,14 @@ import threading
 import time
 
 from xdpfeed.capture.netns import inside, namespaces, veth_pair
-from xdpfeed.multicast import synthetic
-from xdpfeed.multicast.book import OrderBook
-from xdpfeed.multicast.cli_run import build_handler
-from xdpfeed.multicast.config import FeedConfig
+from xdpfeed.multicast.book.order_book import OrderBook
+from xdpfeed.multicast.cli.run import build_handler
+from xdpfeed.multicast.exchange import synthetic
 from xdpfeed.multicast.exchange.store import DayStore
 from xdpfeed.multicast.exchange.venue import Venue, VenueConfig
-from xdpfeed.multicast.recovery import Recovery, RecoveryPolicy
-from xdpfeed.multicast.warmup import warm_up
+from xdpfeed.multicast.feed.config import FeedConfig
+from xdpfeed.multicast.feed.recovery import Recovery, RecoveryPolicy
+from xdpfeed.multicast.feed.warmup import warm_up
 
 USER, PASSWORD = "SOAK01", "soaksecret"
 

@@ -8,7 +8,7 @@ plus LINKTYPE_UDP_PAYLOAD for socket sources that hand out UDP payloads).
 
 import numpy as np
 
-# pcap LINKTYPE_* values understood by multicast.frames (https://www.tcpdump.org/linktypes.html).
+# pcap LINKTYPE_* values understood by multicast.wire.frames (https://www.tcpdump.org/linktypes.html).
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101  # raw IPv4/IPv6, no link header
 LINKTYPE_LINUX_SLL = 113

@@ -2,7 +2,7 @@
 one per direction, as the receiving application read them (for `xdpfeed orders`, which decodes the
 SoupBinTCP/OUCH sessions inside).
 
-A compiled walk finds each frame's IPv4/TCP header (multicast.frames) and records the 4-tuple,
+A compiled walk finds each frame's IPv4/TCP header (multicast.wire.frames) and records the 4-tuple,
 sequence number, flags and payload position. Per direction, segments are then placed by sequence
 number relative to the initial one (SYN + 1, or the earliest segment seen when the capture starts
 mid-connection): retransmissions and overlaps keep the bytes already placed (a retransmission that
@@ -19,7 +19,7 @@ from xdpfeed.capture.byteorder import be16, be32
 from xdpfeed.capture.errors import CorruptInput
 from xdpfeed.capture.jit import njit
 from xdpfeed.capture.pcapfile import PcapSource
-from xdpfeed.multicast.frames import OK, ipv4_payload
+from xdpfeed.multicast.wire.frames import OK, ipv4_payload
 
 FIN, SYN, RST = 0x01, 0x02, 0x04
 SEQ_MOD = 1 << 32

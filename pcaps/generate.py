@@ -360,7 +360,7 @@ MALFORMED = [
 
 SNAPLEN_CUT = 64  # captured bytes of the snaplen_truncated frame
 
-# Counters (multicast/counters.py names) a decoder must report for malformed.pcap; frame_bytes is the
+# Counters (multicast/wire/counters.py names) a decoder must report for malformed.pcap; frame_bytes is the
 # sum of the captured lengths. README.md explains each number.
 MALFORMED_COUNTERS = {
     "frames": 19, "non_ipv4": 2, "non_udp": 1, "ip_fragments": 2, "truncated_frames": 1, "bad_headers": 1,

@@ -22,10 +22,10 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapWriter
 
-from xdpfeed.multicast import soupbintcp as sb
 from xdpfeed.multicast.exchange.gateway import Gateway
-from xdpfeed.multicast.ouch_encode import encode
-from xdpfeed.multicast.ouch_reference import decode
+from xdpfeed.multicast.ouch.encode import encode
+from xdpfeed.multicast.ouch.reference import decode
+from xdpfeed.multicast.wire import soupbintcp as sb
 
 ROOT = Path(__file__).resolve().parent.parent
 

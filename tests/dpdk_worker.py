@@ -19,10 +19,10 @@ import sys
 from xdpfeed.capture.batch import FrameBatch
 from xdpfeed.capture.errors import SourceError
 from xdpfeed.capture.uri import open_source
-from xdpfeed.multicast.book import OrderBook
-from xdpfeed.multicast.counters import as_dict
-from xdpfeed.multicast.itch_schema import TYPES
-from xdpfeed.multicast.pipeline import Decode, detect, replay_into_book
+from xdpfeed.multicast.book.order_book import OrderBook
+from xdpfeed.multicast.itch.pipeline import Decode, detect, replay_into_book
+from xdpfeed.multicast.itch.schema import TYPES
+from xdpfeed.multicast.wire.counters import as_dict
 
 
 def digest(path: str) -> dict:

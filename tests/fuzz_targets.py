@@ -22,15 +22,16 @@ import numpy as np
 
 from xdpfeed.capture.batch import LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, FrameBatch
 from xdpfeed.capture.errors import CorruptInput, SourceError
-from xdpfeed.multicast import config as cfgmod
-from xdpfeed.multicast import counters as C
-from xdpfeed.multicast import ouch, ouch_reference
-from xdpfeed.multicast import soupbintcp as sb
-from xdpfeed.multicast.book import OrderBook
-from xdpfeed.multicast.itch import ItchTables, decode_batch
-from xdpfeed.multicast.itchfile import decode_file, looks_like_itch
-from xdpfeed.multicast.moldudp64 import MAX_BLOCKS_PER_PACKET, PacketIndex, Sessions, extract_batch
-from xdpfeed.multicast.pipeline import index_batches
+from xdpfeed.multicast.book.order_book import OrderBook
+from xdpfeed.multicast.feed import config as cfgmod
+from xdpfeed.multicast.itch.decoder import ItchTables, decode_batch
+from xdpfeed.multicast.itch.file import decode_file, looks_like_itch
+from xdpfeed.multicast.itch.pipeline import index_batches
+from xdpfeed.multicast.ouch import decoder as ouch
+from xdpfeed.multicast.ouch import reference as ouch_reference
+from xdpfeed.multicast.wire import counters as C
+from xdpfeed.multicast.wire import soupbintcp as sb
+from xdpfeed.multicast.wire.moldudp64 import MAX_BLOCKS_PER_PACKET, PacketIndex, Sessions, extract_batch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PCAPS = os.path.join(REPO, "pcaps")
@@ -218,7 +219,7 @@ def _whole_records(day: bytes, start: int, size: int) -> bytes:
 
 
 def itch_seeds() -> list[bytes]:
-    from xdpfeed.multicast import synthetic
+    from xdpfeed.multicast.exchange import synthetic
 
     records, _ = synthetic.generate(1100, seed=3)
     day = bytes(records)
@@ -255,7 +256,7 @@ def itch_run(data: bytes) -> tuple:
 # ------------------------------------------------------------------------------------------ ouch
 def _soup_streams(path: str) -> list[bytes]:
     """The SoupBinTCP byte stream of each direction of each session in a capture."""
-    from xdpfeed.multicast import ouch_capture
+    from xdpfeed.multicast.ouch import capture as ouch_capture
 
     sessions, _, _ = ouch_capture.find_sessions(path)
     return [b"".join((len(p.payload) + 1).to_bytes(2, "big") + bytes([p.ptype]) + p.payload for p in side.packets)

@@ -6,9 +6,9 @@ import time
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Dot1Q, Ether
 
-from xdpfeed.multicast import output
-from xdpfeed.multicast.itch_schema import TYPES
-from xdpfeed.multicast.pipeline import Decode
+from xdpfeed.multicast.itch import output
+from xdpfeed.multicast.itch.pipeline import Decode
+from xdpfeed.multicast.itch.schema import TYPES
 
 ALL = output.type_codes(TYPES)
 

@@ -9,12 +9,12 @@ import struct
 import numpy as np
 import pytest
 
-from xdpfeed.multicast import itch_reference as R
-from xdpfeed.multicast import synthetic
-from xdpfeed.multicast.book import ASK, BID, OrderBook
-from xdpfeed.multicast.book_reference import ReferenceBook
-from xdpfeed.multicast.cli import main
-from xdpfeed.multicast.pipeline import replay_into_book
+from xdpfeed.multicast.book.order_book import ASK, BID, OrderBook
+from xdpfeed.multicast.book.reference import ReferenceBook
+from xdpfeed.multicast.cli.main import main
+from xdpfeed.multicast.exchange import synthetic
+from xdpfeed.multicast.itch import reference as R
+from xdpfeed.multicast.itch.pipeline import replay_into_book
 
 from conftest import PCAPS
 
@@ -195,7 +195,7 @@ def test_growth_and_window_migration_keep_the_book_exact(day):
 
 
 def whole_prefix(buf, n_bytes):
-    from xdpfeed.multicast.itch import stream_end
+    from xdpfeed.multicast.itch.decoder import stream_end
 
     return stream_end(buf, 0, n_bytes)
 

@@ -26,7 +26,7 @@ from xdpfeed.capture.errors import SourceError
 from xdpfeed.capture.pcapfile import PcapSource
 from xdpfeed.capture.pcapng_writer import PcapngWriter
 from xdpfeed.capture.udp import UdpSource
-from xdpfeed.multicast import cli_capture
+from xdpfeed.multicast.cli import capture as cli_capture
 
 from conftest import PCAPS
 from helpers import frame

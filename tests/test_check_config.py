@@ -1,4 +1,4 @@
-"""`xdpfeed run --config FILE --check-config` (multicast/hostcheck.py): a valid config on a ready host exits
+"""`xdpfeed run --config FILE --check-config` (multicast/feed/hostcheck.py): a valid config on a ready host exits
 0; a bad key or source URI exits 2 naming the key; a host that is not ready (no such interface, an AF_XDP
 queue the NIC does not have, a capability missing) exits 1 with one line per problem; never a traceback,
 and nothing is opened or joined.

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from xdpfeed.multicast.cli import main
+from xdpfeed.multicast.cli.main import main
 
 from conftest import PCAPS
 from helpers import frame, mold, write_pcap
@@ -144,7 +144,7 @@ def test_decode_shows_progress_on_a_terminal_only(tmp_path):
     import subprocess
     import sys
 
-    from xdpfeed.multicast import synthetic
+    from xdpfeed.multicast.exchange import synthetic
 
     pcap = tmp_path / "day.pcap"
     synthetic.generate_to_file(str(tmp_path / "day.itch"), 20_000, seed=2, pcap_path=str(pcap))

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from xdpfeed.multicast import synthetic
-from xdpfeed.multicast.book import OrderBook
+from xdpfeed.multicast.book.order_book import OrderBook
+from xdpfeed.multicast.exchange import synthetic
 
 from conftest import REPO
 from helpers import read_until
@@ -187,7 +187,7 @@ def test_config_file_errors_name_the_key(tmp_path):
 
 
 def test_password_file_must_be_private(tmp_path):
-    from xdpfeed.multicast import config
+    from xdpfeed.multicast.feed import config
 
     pw = tmp_path / "pw"
     pw.write_text("s3cret\n")

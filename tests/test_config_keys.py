@@ -3,8 +3,8 @@ what it accepts (the range or the form)."""
 
 import pytest
 
-from xdpfeed.multicast import config
-from xdpfeed.multicast.recovery import RecoveryPolicy
+from xdpfeed.multicast.feed import config
+from xdpfeed.multicast.feed.recovery import RecoveryPolicy
 
 SECONDS = ("request_delay", "request_timeout", "backoff", "max_backoff", "deadline", "heartbeat_interval",
            "server_timeout", "connect_timeout")

@@ -26,8 +26,8 @@ import pytest
 from xdpfeed.capture import dpdk, dpdk_eal
 from xdpfeed.capture.errors import SourceError
 from xdpfeed.capture.uri import open_source
-from xdpfeed.multicast import synthetic
-from xdpfeed.multicast.book import OrderBook
+from xdpfeed.multicast.book.order_book import OrderBook
+from xdpfeed.multicast.exchange import synthetic
 
 from conftest import PCAPS, REPO
 from helpers import read_until

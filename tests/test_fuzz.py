@@ -13,7 +13,7 @@ from xdpfeed.capture.batch import (
     FrameBatch,
 )
 from xdpfeed.capture.pcapfile import PcapSource
-from xdpfeed.multicast import counters as C
+from xdpfeed.multicast.wire import counters as C
 
 from conftest import PCAPS
 from helpers import frame, mold

@@ -12,11 +12,12 @@ import time
 import numpy as np
 import pytest
 
-from xdpfeed.multicast import ouch_encode, ouch_reference
-from xdpfeed.multicast.book import ASK, BID, OrderBook
+from xdpfeed.multicast.book.order_book import ASK, BID, OrderBook
 from xdpfeed.multicast.exchange.gateway import Gateway, no_fills
 from xdpfeed.multicast.exchange.gateway_itch import itch_message
-from xdpfeed.multicast.orders import names
+from xdpfeed.multicast.ouch import encode as ouch_encode
+from xdpfeed.multicast.ouch import reference as ouch_reference
+from xdpfeed.multicast.ouch.tracker import names
 
 encode, decode = ouch_encode.encode, ouch_reference.decode
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from xdpfeed.multicast import output
-from xdpfeed.multicast.counters import as_dict
-from xdpfeed.multicast.itch_schema import TYPES
-from xdpfeed.multicast.pipeline import Decode, parse_group
+from xdpfeed.multicast.itch import output
+from xdpfeed.multicast.itch.pipeline import Decode, parse_group
+from xdpfeed.multicast.itch.schema import TYPES
+from xdpfeed.multicast.wire.counters import as_dict
 
 REPO = Path(__file__).resolve().parents[1]
 GENERATED = REPO / "pcaps" / "generated"

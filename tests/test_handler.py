@@ -8,14 +8,14 @@ import random
 
 import pytest
 
-from xdpfeed.multicast import synthetic
-from xdpfeed.multicast.book import OrderBook
-from xdpfeed.multicast.cli_run import build_handler
-from xdpfeed.multicast.config import FeedConfig
+from xdpfeed.multicast.book.order_book import OrderBook
+from xdpfeed.multicast.cli.run import build_handler
+from xdpfeed.multicast.exchange import synthetic
 from xdpfeed.multicast.exchange.replay_server import ReplayFault
 from xdpfeed.multicast.exchange.store import DayStore
 from xdpfeed.multicast.exchange.venue import Venue, VenueConfig
-from xdpfeed.multicast.recovery import Recovery, RecoveryPolicy
+from xdpfeed.multicast.feed.config import FeedConfig
+from xdpfeed.multicast.feed.recovery import Recovery, RecoveryPolicy
 
 USER, PASSWORD = "TEST01", "secret42"
 

@@ -5,10 +5,11 @@ import struct
 import numpy as np
 import pytest
 
-from xdpfeed.multicast import counters as C
-from xdpfeed.multicast import itch_reference, output
-from xdpfeed.multicast.itch import ItchTables, decode_stream
-from xdpfeed.multicast.itch_schema import HEADER, MESSAGES, TYPES, check_layouts, snake
+from xdpfeed.multicast.itch import output
+from xdpfeed.multicast.itch import reference as itch_reference
+from xdpfeed.multicast.itch.decoder import ItchTables, decode_stream
+from xdpfeed.multicast.itch.schema import HEADER, MESSAGES, TYPES, check_layouts, snake
+from xdpfeed.multicast.wire import counters as C
 
 from helpers import ALL
 

@@ -9,12 +9,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_handler import PASSWORD, USER, day, groups  # noqa: F401  (day is a fixture)
 
-from xdpfeed.multicast import metrics
-from xdpfeed.multicast.book import OrderBook
-from xdpfeed.multicast.cli_run import build_handler
-from xdpfeed.multicast.config import FeedConfig
+from xdpfeed.multicast.book.order_book import OrderBook
+from xdpfeed.multicast.cli.run import build_handler
 from xdpfeed.multicast.exchange.venue import Venue, VenueConfig
-from xdpfeed.multicast.recovery import Recovery, RecoveryPolicy
+from xdpfeed.multicast.feed import metrics
+from xdpfeed.multicast.feed.config import FeedConfig
+from xdpfeed.multicast.feed.recovery import Recovery, RecoveryPolicy
 
 
 def scrape(port: int) -> tuple[str, dict]:

@@ -8,7 +8,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 
-from xdpfeed.multicast import counters as C
+from xdpfeed.multicast.wire import counters as C
 
 from helpers import decode_all, frame, mold, write_pcap
 
@@ -75,7 +75,7 @@ def test_link_layers_and_skips(tmp_path):
 def test_group_filter(tmp_path):
     frames = [frame(mold(S, 1, [D1]), port=26477), frame(mold(S, 2, [D1]), group="233.54.12.112", port=26477),
               frame(mold(S, 3, [D1]), port=26478)]
-    from xdpfeed.multicast.pipeline import parse_group
+    from xdpfeed.multicast.itch.pipeline import parse_group
 
     msgs, c, _ = run(tmp_path, frames, groups=[parse_group("233.54.12.111:26477")])
     assert [m["seq"] for m in msgs] == [1] and c[C.FILTERED] == 2
@@ -92,7 +92,7 @@ def test_ethernet_padding_is_not_part_of_the_payload(tmp_path):
 
 def test_index_capacity_splits_between_packets(tmp_path):
     """More blocks than one batch holds: the walk stops before a packet and resumes there."""
-    from xdpfeed.multicast.pipeline import Decode
+    from xdpfeed.multicast.itch.pipeline import Decode
 
     frames = [frame(mold(S, 1 + 60 * i, [D1] * 60)) for i in range(1200)]  # 72,000 messages
     msgs, c, r = run(tmp_path, frames)

@@ -22,7 +22,7 @@ PROMETHEUS_CONFIG = os.path.join(MONITORING, "prometheus", "prometheus.example.y
 DASHBOARD = os.path.join(MONITORING, "grafana", "xdpfeed.json")
 README = os.path.join(MONITORING, "README.md")
 
-# Every metric the exporter serves (multicast/metrics.py). Histograms are listed by their base name; their
+# Every metric the exporter serves (multicast/feed/metrics.py). Histograms are listed by their base name; their
 # _bucket, _sum and _count series are accepted too.
 EXPECTED = frozenset({
     # capture
@@ -263,8 +263,8 @@ def test_dashboard_shows_every_served_metric(dashboard):
 
 
 def test_expected_names_are_what_the_exporter_serves():
-    """The dashboard's and the rules' names are exactly the families multicast/metrics.py serves
+    """The dashboard's and the rules' names are exactly the families multicast/feed/metrics.py serves
     (test_metrics checks a live scrape has every one of them)."""
-    from xdpfeed.multicast.metrics import METRIC_NAMES
+    from xdpfeed.multicast.feed.metrics import METRIC_NAMES
 
     assert set(EXPECTED) == set(METRIC_NAMES)

@@ -35,7 +35,7 @@ def test_capture_matches_golden(path):
     msgs, run = decode_all(path)
     assert msgs == golden(path)
     c = run.counters
-    from xdpfeed.multicast import counters as C
+    from xdpfeed.multicast.wire import counters as C
 
     assert c[C.MALFORMED_PACKETS] == c[C.UNKNOWN_TYPES] == c[C.BAD_LENGTH_MESSAGES] == 0
     assert c[C.DECODED] == c[C.MESSAGES] == len(msgs)
@@ -93,6 +93,6 @@ def test_transport_agrees_with_tshark(path, tshark, tmp_path):
         theirs += [(int(s), int(n), d[:2]) for s, n, d in zip(seqs, lens, datas, strict=True)]
     ours = [(m["seq"], None, m["type"].encode().hex()) for m in decode_all(path)[0]]
     assert [(s, t) for s, _, t in theirs] == [(s, t) for s, _, t in ours]
-    from xdpfeed.multicast.itch_schema import MESSAGES
+    from xdpfeed.multicast.itch.schema import MESSAGES
 
     assert all(n == MESSAGES[bytes.fromhex(t).decode()][1] for _, n, t in theirs)

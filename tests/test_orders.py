@@ -7,8 +7,8 @@ import pytest
 from test_gateway import USERS, FakeClock, Flow, decode, drive
 
 from xdpfeed.multicast.exchange.gateway import Gateway
-from xdpfeed.multicast.orders import OrderTracker, names
-from xdpfeed.multicast.ouch_session import OuchClient
+from xdpfeed.multicast.ouch.session import OuchClient
+from xdpfeed.multicast.ouch.tracker import OrderTracker, names
 
 from helpers import eventually
 

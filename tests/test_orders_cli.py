@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from xdpfeed.capture.tcp_stream import reassemble
-from xdpfeed.multicast.cli import main
+from xdpfeed.multicast.cli.main import main
 
 REPO = Path(__file__).resolve().parent.parent
 GENERATED = REPO / "pcaps" / "generated"

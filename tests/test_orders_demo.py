@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from xdpfeed.multicast.cli import main
+from xdpfeed.multicast.cli.main import main
 
 
 @pytest.mark.parametrize("version", ["4.2", "5.0"])

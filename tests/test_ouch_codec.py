@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xdpfeed.multicast import ouch
-from xdpfeed.multicast import ouch_reference as R
-from xdpfeed.multicast import ouch_schema as S
-from xdpfeed.multicast.ouch_encode import encode
+from xdpfeed.multicast.ouch import decoder as ouch
+from xdpfeed.multicast.ouch import reference as R
+from xdpfeed.multicast.ouch import schema as S
+from xdpfeed.multicast.ouch.encode import encode
 
 from conftest import PCAPS
 

@@ -9,9 +9,9 @@ import time
 import pytest
 from test_gateway import USERS, FakeClock, Flow, decode, drive
 
-from xdpfeed.multicast import soupbintcp as sb
 from xdpfeed.multicast.exchange.gateway import Gateway, no_fills
-from xdpfeed.multicast.ouch_session import OuchClient
+from xdpfeed.multicast.ouch.session import OuchClient
+from xdpfeed.multicast.wire import soupbintcp as sb
 
 from helpers import eventually
 

@@ -275,7 +275,7 @@ def test_vlan_tags_are_put_back():
     """The kernel moves the outer tag into metadata (also without 8021q); frames come out as sent."""
     from netns import veth_pair
 
-    from xdpfeed.multicast.frames import OK, udp_payload
+    from xdpfeed.multicast.wire.frames import OK, udp_payload
 
     with veth_pair() as v:
         with inside(v.ns_a):

@@ -13,7 +13,7 @@ from xdpfeed.capture.batch import FrameBatch
 from xdpfeed.capture.udp import UdpSource
 from xdpfeed.multicast.exchange.publisher import LineFaults, Publisher, packetize
 from xdpfeed.multicast.exchange.store import DayStore
-from xdpfeed.multicast.synthetic import generate
+from xdpfeed.multicast.exchange.synthetic import generate
 
 from helpers import eventually
 

@@ -8,9 +8,9 @@ import struct
 import pytest
 from test_sequencer import S1, S2, Harness, pkt
 
-from xdpfeed.multicast.recovery import Recovery, RecoveryPolicy
-from xdpfeed.multicast.sequencer import LINE_A, STALE, SYNCHRONIZED
-from xdpfeed.multicast.soupbintcp import parse_login_request
+from xdpfeed.multicast.feed.recovery import Recovery, RecoveryPolicy
+from xdpfeed.multicast.feed.sequencer import LINE_A, STALE, SYNCHRONIZED
+from xdpfeed.multicast.wire.soupbintcp import parse_login_request
 
 
 class Clock:
@@ -164,7 +164,7 @@ def test_a_flood_of_foreign_answers_is_counted_bounded_and_logged_once_per_inter
     h, clock, (srv, _), rec = setup
     open_gap(h, clock, rec)
     (_, _, _, client), = requests(srv)
-    from xdpfeed.multicast import counters as C
+    from xdpfeed.multicast.wire import counters as C
 
     caplog.set_level("WARNING", logger="xdpfeed.recovery")
     n, sent = 20_000, 0

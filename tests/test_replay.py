@@ -13,11 +13,11 @@ import time
 import numpy as np
 import pytest
 
-from xdpfeed.multicast import soupbintcp as sb
 from xdpfeed.multicast.exchange.replay_server import ReplayFault, ReplayServer
 from xdpfeed.multicast.exchange.store import DayStore
-from xdpfeed.multicast.replay_client import ReplayClient
-from xdpfeed.multicast.synthetic import generate
+from xdpfeed.multicast.exchange.synthetic import generate
+from xdpfeed.multicast.feed.replay_client import ReplayClient
+from xdpfeed.multicast.wire import soupbintcp as sb
 
 from helpers import eventually
 

@@ -8,7 +8,7 @@ import pytest
 
 from xdpfeed.multicast.exchange.request_server import RequestServer
 from xdpfeed.multicast.exchange.store import DayStore
-from xdpfeed.multicast.synthetic import generate
+from xdpfeed.multicast.exchange.synthetic import generate
 
 SESSION = b"REQTEST001"
 

@@ -12,16 +12,17 @@ import urllib.request
 
 import pytest
 
-from xdpfeed.multicast import metrics, synthetic
-from xdpfeed.multicast import soupbintcp as sb
-from xdpfeed.multicast.book import OrderBook
-from xdpfeed.multicast.cli_run import build_handler, format_summary, start_metrics, status_line
-from xdpfeed.multicast.config import FeedConfig
+from xdpfeed.multicast.book.order_book import OrderBook
+from xdpfeed.multicast.cli.run import build_handler, format_summary, start_metrics, status_line
+from xdpfeed.multicast.exchange import synthetic
 from xdpfeed.multicast.exchange.gateway import Gateway
 from xdpfeed.multicast.exchange.replay_server import ReplayFault
 from xdpfeed.multicast.exchange.store import DayStore
 from xdpfeed.multicast.exchange.venue import Venue, VenueConfig
-from xdpfeed.multicast.recovery import Recovery, RecoveryPolicy
+from xdpfeed.multicast.feed import metrics
+from xdpfeed.multicast.feed.config import FeedConfig
+from xdpfeed.multicast.feed.recovery import Recovery, RecoveryPolicy
+from xdpfeed.multicast.wire import soupbintcp as sb
 
 SECRET = "Zq7sEcRet9"  # 10 characters: the longest SoupBinTCP allows
 VENUE_PW = "VenuePw42"
@@ -83,7 +84,7 @@ def test_listeners_bind_loopback_by_default():
 def test_simulated_servers_require_credentials():
     from test_gateway import drive
 
-    from xdpfeed.multicast.ouch_session import OuchClient
+    from xdpfeed.multicast.ouch.session import OuchClient
 
     with Gateway("4.2", {"U1": "right"}) as gw:
         c = OuchClient(gw.address, "U1", "wrong", "4.2")

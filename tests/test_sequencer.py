@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch
-from xdpfeed.multicast import counters as C
-from xdpfeed.multicast.moldudp64 import PacketIndex, Sessions, extract_batch
-from xdpfeed.multicast.sequencer import (
+from xdpfeed.multicast.feed.sequencer import (
     GAP_FILL,
     LINE_A,
     LINE_B,
@@ -20,6 +18,8 @@ from xdpfeed.multicast.sequencer import (
     SYNCHRONIZED,
     Sequencer,
 )
+from xdpfeed.multicast.wire import counters as C
+from xdpfeed.multicast.wire.moldudp64 import PacketIndex, Sessions, extract_batch
 
 from helpers import mold
 

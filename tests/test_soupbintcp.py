@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xdpfeed.multicast import soupbintcp as sb
+from xdpfeed.multicast.wire import soupbintcp as sb
 
 ALNUM = string.ascii_letters + string.digits
 users = st.text(ALNUM, max_size=6)

@@ -13,12 +13,12 @@ from scapy.layers.l2 import Dot1Q, Ether
 
 from xdpfeed.capture.batch import FrameBatch
 from xdpfeed.capture.pcapfile import PcapSource
-from xdpfeed.multicast import counters as C
-from xdpfeed.multicast import synthetic
-from xdpfeed.multicast.itch import ItchTables, decode_batch, decode_stream
-from xdpfeed.multicast.itch_reference import decode, iter_file
-from xdpfeed.multicast.itch_schema import TYPE_CODE, TYPES
-from xdpfeed.multicast.moldudp64 import PacketIndex, Sessions, extract_batch
+from xdpfeed.multicast.exchange import synthetic
+from xdpfeed.multicast.itch.decoder import ItchTables, decode_batch, decode_stream
+from xdpfeed.multicast.itch.reference import decode, iter_file
+from xdpfeed.multicast.itch.schema import TYPE_CODE, TYPES
+from xdpfeed.multicast.wire import counters as C
+from xdpfeed.multicast.wire.moldudp64 import PacketIndex, Sessions, extract_batch
 
 N = 200_000
 STOCKS = 500
@@ -231,7 +231,7 @@ def test_rejects_impossible_days():
 def test_recent_share_sets_how_old_the_orders_acted_on_are(share):
     """At 1.0 every D/E/X/C/U names one of the 256 newest live orders; at 0.0 any live order,
     so mostly older ones."""
-    from xdpfeed.multicast import itch_reference as R
+    from xdpfeed.multicast.itch import reference as R
 
     buf, _ = synthetic.generate(60_000, n_stocks=20, seed=9, peak_live_orders=5_000, recent_share=share)
     live, shares = [], {}  # refs in the generator's order (adds append, removals swap-remove); shares left

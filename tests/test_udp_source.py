@@ -10,8 +10,8 @@ import pytest
 from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch
 from xdpfeed.capture.errors import SourceError
 from xdpfeed.capture.uri import open_source
-from xdpfeed.multicast import counters as C
-from xdpfeed.multicast.moldudp64 import PacketIndex, Sessions, extract_batch
+from xdpfeed.multicast.wire import counters as C
+from xdpfeed.multicast.wire.moldudp64 import PacketIndex, Sessions, extract_batch
 
 from helpers import mold
 

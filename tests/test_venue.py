@@ -13,11 +13,11 @@ import pytest
 
 from xdpfeed.capture.batch import FrameBatch
 from xdpfeed.capture.udp import UdpSource
-from xdpfeed.multicast import soupbintcp as sb
-from xdpfeed.multicast.exchange import simulate
+from xdpfeed.multicast.cli import simulate
 from xdpfeed.multicast.exchange.store import DayStore
+from xdpfeed.multicast.exchange.synthetic import generate
 from xdpfeed.multicast.exchange.venue import ConfigError, Venue, VenueConfig
-from xdpfeed.multicast.synthetic import generate
+from xdpfeed.multicast.wire import soupbintcp as sb
 
 from helpers import eventually
 

@@ -1,4 +1,4 @@
-"""Compiled application of ITCH 5.0 messages to the order books (used through multicast.book).
+"""Compiled application of ITCH 5.0 messages to the order books (used through multicast.book.order_book).
 
 `apply_stream` (NASDAQ binary files) and `apply_index` (messages located by the
 MoldUDP64 walk or delivered by the sequencer) read message bytes directly: decoding the few fields
@@ -8,7 +8,7 @@ reduces; D removes; U replaces (new ref, original side and stock, new price and 
 lost); P, Q, B are counted trades; R names stocks; H and S are tracked. Whenever a stock's best bid
 or offer (price or size) changes, an event row goes into a preallocated batch. Anomalies (unknown
 references, duplicate adds, over-executions and over-cancels) are counted, never fatal. Storage is
-in multicast.book_store; when it needs room the compiled loop stops, Python grows it, and the loop
+in multicast.book.store; when it needs room the compiled loop stops, Python grows it, and the loop
 resumes at the same message, so growth is counted and never silent.
 """
 
@@ -16,8 +16,8 @@ import numpy as np
 
 from xdpfeed.capture.byteorder import be16, be32, be48, be64
 from xdpfeed.capture.jit import njit_no_rc as njit
-from xdpfeed.multicast import book_store as S
-from xdpfeed.multicast.itch_schema import LENGTHS
+from xdpfeed.multicast.book import store as S
+from xdpfeed.multicast.itch.schema import LENGTHS
 
 BID, ASK = S.BID, S.ASK
 

@@ -1,7 +1,7 @@
 """Full-depth ITCH 5.0 order books for every stock, with top-of-book events: the Python face.
 
-`OrderBook` owns the preallocated storage (multicast.book_store), feeds messages to the compiled
-loop (multicast.book_apply), grows storage when the loop asks for it (counted in stats), hands
+`OrderBook` owns the preallocated storage (multicast.book.store), feeds messages to the compiled
+loop (multicast.book.apply), grows storage when the loop asks for it (counted in stats), hands
 top-of-book event batches to a callback, and answers queries: best bid/offer, depth, symbols,
 trading state, staleness.
 """
@@ -10,8 +10,8 @@ import hashlib
 
 import numpy as np
 
-from xdpfeed.multicast import book_apply as A
-from xdpfeed.multicast import book_store as S
+from xdpfeed.multicast.book import apply as A
+from xdpfeed.multicast.book import store as S
 
 BID, ASK = S.BID, S.ASK
 STATE_NAMES = {ord("H"): "halted", ord("P"): "paused", ord("Q"): "quotation-only", ord("T"): "trading", 0: "unknown"}

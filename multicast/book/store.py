@@ -11,7 +11,7 @@ A ref inside the window's range is always in the window, so a lookup touches one
 Price levels of each (stock locate, side) form a sorted vector in a shared pool with the best price at
 the end, where most activity is; a side that outgrows its vector moves to the end of the pool with
 twice the room. Functions that need room return a status instead of failing, and the Python layer
-(multicast.book) grows the store and resumes.
+(multicast.book.order_book) grows the store and resumes.
 """
 
 import numpy as np
@@ -106,7 +106,7 @@ def rehash(old, new):
 @njit(cache=True)
 def slide_window(w, h, state, ref):
     """Advance the window so it covers ref, migrating the orders left behind into the hash. The
-    caller has made sure the hash has room for them (see multicast.book_apply._room_for_add)."""
+    caller has made sure the hash has room for them (see multicast.book.apply._room_for_add)."""
     size = w.size
     base = state[ST_BASE]
     chunk = size >> 4
@@ -140,7 +140,7 @@ def _better(side, p, q):
 @njit(cache=True, inline="always")
 def level_add(pool, s_start, s_size, s_cap, state, sidx, side, price, shares):
     """Add one order of `shares` at `price` to side sidx. The caller has made sure the pool has room
-    for this side to move (see multicast.book_apply._room_for_add)."""
+    for this side to move (see multicast.book.apply._room_for_add)."""
     start = s_start[sidx]
     n = s_size[sidx]
     j = start + n - 1

@@ -1,0 +1,1 @@
+"""The `xdpfeed` command: `main` builds the parser and dispatches; one module per subcommand."""

@@ -7,7 +7,7 @@ SIGINT or SIGTERM; a one-line summary (frames, bytes, the source's drop counters
 replay: each IPv4/UDP frame's payload is sent again to the frame's destination (group:port, or a
 unicast address as is) from kernel UDP sockets tied to the interface (SO_BINDTODEVICE when allowed,
 IP_MULTICAST_IF by index), like tcpreplay for UDP feeds. Payload offsets come from a compiled walk
-(multicast.frames.udp_payload); each destination gets one connected socket and the datagrams go out
+(multicast.wire.frames.udp_payload); each destination gets one connected socket and the datagrams go out
 with sendmmsg, batch by batch. Order is kept per destination; across destinations it is kept to
 within one batch. Pacing: recorded time (x --speed), --pps, or --topspeed.
 
@@ -30,8 +30,8 @@ import numpy as np
 from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch, source_ended
 from xdpfeed.capture.errors import CorruptInput, SourceError
 from xdpfeed.capture.jit import njit
-from xdpfeed.multicast.frames import OK, udp_payload
-from xdpfeed.multicast.stop import StopOnSignal
+from xdpfeed.multicast.feed.stop import StopOnSignal
+from xdpfeed.multicast.wire.frames import OK, udp_payload
 
 EXIT_DAMAGED = 1
 EXIT_USAGE = 2
@@ -52,7 +52,7 @@ def _positive(kind):
 
 
 def _group(text: str) -> tuple[str, int]:
-    from xdpfeed.multicast.pipeline import parse_group
+    from xdpfeed.multicast.itch.pipeline import parse_group
 
     try:
         ip, port = parse_group(text)

@@ -20,13 +20,13 @@ import sys
 import tempfile
 import time
 
-from xdpfeed.multicast import config as cfgmod
-from xdpfeed.multicast import synthetic
-from xdpfeed.multicast.book import OrderBook
-from xdpfeed.multicast.cli_run import Progress, add_metrics_argument, build_handler, start_metrics
-from xdpfeed.multicast.pipeline import replay_into_book
-from xdpfeed.multicast.recovery import Recovery, RecoveryPolicy
-from xdpfeed.multicast.warmup import warm_up
+from xdpfeed.multicast.book.order_book import OrderBook
+from xdpfeed.multicast.cli.run import Progress, add_metrics_argument, build_handler, start_metrics
+from xdpfeed.multicast.exchange import synthetic
+from xdpfeed.multicast.feed import config as cfgmod
+from xdpfeed.multicast.feed.recovery import Recovery, RecoveryPolicy
+from xdpfeed.multicast.feed.warmup import warm_up
+from xdpfeed.multicast.itch.pipeline import replay_into_book
 
 PROG = "xdpfeed demo"
 USER = "DEMO01"

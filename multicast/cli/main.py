@@ -12,8 +12,8 @@ import sys
 import numpy as np
 
 from xdpfeed.capture.errors import CorruptInput, SourceError
-from xdpfeed.multicast import output
-from xdpfeed.multicast.itch_schema import N_TYPES, TYPE_CODE, TYPES
+from xdpfeed.multicast.itch import output
+from xdpfeed.multicast.itch.schema import N_TYPES, TYPE_CODE, TYPES
 
 EXIT_DAMAGED = 1
 EXIT_USAGE = 2
@@ -46,7 +46,7 @@ def _itch_types(letters: str) -> str:
 
 
 def _group(text: str):
-    from xdpfeed.multicast.pipeline import parse_group
+    from xdpfeed.multicast.itch.pipeline import parse_group
 
     try:
         return parse_group(text)
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only UDP to this multicast group and port (repeatable; captures only)")
     d.add_argument("--type", dest="types", type=_types, default=None, metavar="A,D,...",
                    help="only these ITCH (or OUCH) message types (comma-separated letters)")
-    from xdpfeed.multicast import cli_orders
+    from xdpfeed.multicast.cli import orders as cli_orders
 
     cli_orders.add_version_argument(d, "decode the capture's SoupBinTCP sessions as OUCH 4.2 or 5.0 (auto: detect "
                                        "the version); a mostly-TCP capture is decoded as OUCH without it")
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         "lifecycle and final state. Impossible transitions are reported as anomalies.",
     )
     cli_orders.add_arguments(o)
-    from xdpfeed.multicast import orders_demo
+    from xdpfeed.multicast.cli import orders_demo
 
     od = sub.add_parser(
         "orders-demo", help="OUCH order entry against the simulated gateway, then its ITCH feed into the handler",
@@ -123,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write every top-of-book change: CSV, or Parquet when FILE ends in .parquet")
     b.add_argument("--group", dest="groups", type=_group, action="append", default=[], metavar="G:P",
                    help="only UDP to this multicast group and port (repeatable; captures only)")
-    from xdpfeed.multicast import cli_run, demo
-    from xdpfeed.multicast.exchange import simulate
+    from xdpfeed.multicast.cli import demo, simulate
+    from xdpfeed.multicast.cli import run as cli_run
 
     r = sub.add_parser(
         "run", help="the live handler: lines A/B, gap recovery, order book",
@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         "messages on both lines, recover them, and check the handler's book against the venue's.",
     )
     demo.add_arguments(m)
-    from xdpfeed.multicast import cli_capture
+    from xdpfeed.multicast.cli import capture as cli_capture
 
     c = sub.add_parser(
         "capture", help="write what a source receives (AF_XDP by default) to pcapng",
@@ -163,9 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _book(args) -> int:
-    from xdpfeed.multicast import book_report
-    from xdpfeed.multicast.book import OrderBook
-    from xdpfeed.multicast.pipeline import detect, replay_into_book
+    from xdpfeed.multicast.book import report as book_report
+    from xdpfeed.multicast.book.order_book import OrderBook
+    from xdpfeed.multicast.itch.pipeline import detect, replay_into_book
 
     if args.bbo_out and args.bbo_out.endswith(".parquet"):
         try:
@@ -224,7 +224,7 @@ class _FileProgress:
             return
         self.last = now
         c = self.run.counters
-        from xdpfeed.multicast import counters as C
+        from xdpfeed.multicast.wire import counters as C
 
         n = int(c[C.DECODED])
         done = int(c[C.FRAME_BYTES]) if self.run.format == "pcap" else 0
@@ -240,8 +240,9 @@ class _FileProgress:
 
 
 def _decode(args) -> int:
-    from xdpfeed.multicast import cli_orders, ouch_capture
-    from xdpfeed.multicast.pipeline import Decode, detect, is_source_uri
+    from xdpfeed.multicast.cli import orders as cli_orders
+    from xdpfeed.multicast.itch.pipeline import Decode, detect, is_source_uri
+    from xdpfeed.multicast.ouch import capture as ouch_capture
 
     _one_input(args)
     if args.ouch is not None or (detect(args.input) == "pcap" and not is_source_uri(args.input)
@@ -304,43 +305,43 @@ def _decode(args) -> int:
 
 
 def _orders(args) -> int:
-    from xdpfeed.multicast import cli_orders
+    from xdpfeed.multicast.cli import orders as cli_orders
 
     return cli_orders.run_orders(args)
 
 
 def _orders_demo(args) -> int:
-    from xdpfeed.multicast import orders_demo
+    from xdpfeed.multicast.cli import orders_demo
 
     return orders_demo.run(args)
 
 
 def _run(args) -> int:
-    from xdpfeed.multicast import cli_run
+    from xdpfeed.multicast.cli import run as cli_run
 
     return cli_run.run(args)
 
 
 def _simulate(args) -> int:
-    from xdpfeed.multicast.exchange import simulate
+    from xdpfeed.multicast.cli import simulate
 
     return simulate.run(args)
 
 
 def _demo(args) -> int:
-    from xdpfeed.multicast import demo
+    from xdpfeed.multicast.cli import demo
 
     return demo.run(args)
 
 
 def _capture(args) -> int:
-    from xdpfeed.multicast import cli_capture
+    from xdpfeed.multicast.cli import capture as cli_capture
 
     return cli_capture.run_capture(args)
 
 
 def _replay(args) -> int:
-    from xdpfeed.multicast import cli_capture
+    from xdpfeed.multicast.cli import capture as cli_capture
 
     return cli_capture.run_replay(args)
 

@@ -1,7 +1,7 @@
 """`xdpfeed orders` and the OUCH side of `xdpfeed decode`: order-entry sessions in a capture, printed.
 
-`orders` follows every order of every OUCH session in the capture (multicast.ouch_capture finds and
-decodes them, multicast.orders.OrderTracker follows them) and prints each order's final state and its
+`orders` follows every order of every OUCH session in the capture (multicast.ouch.capture finds and
+decodes them, multicast.ouch.tracker.OrderTracker follows them) and prints each order's final state and its
 lifecycle, as a table or one JSON object per order (`"record": "order"`) then one per session
 (`"record": "session"`: counts, anomalies, what could not be read). `decode` on an OUCH capture prints
 every message like ITCH's decode: one JSON object (or CSV row) per message, or a summary.
@@ -17,9 +17,9 @@ import sys
 from fractions import Fraction
 
 from xdpfeed.capture.errors import SourceError
-from xdpfeed.multicast import ouch_capture as oc
-from xdpfeed.multicast.orders import OrderTracker
-from xdpfeed.multicast.ouch_schema import MESSAGES, TAGS, VERSIONS
+from xdpfeed.multicast.ouch import capture as oc
+from xdpfeed.multicast.ouch.schema import MESSAGES, TAGS, VERSIONS
+from xdpfeed.multicast.ouch.tracker import OrderTracker
 
 EXIT_DAMAGED = 1
 ORDER_KEYS = ("id", "state", "symbol", "side", "quantity", "price", "leaves", "executed", "avg_price_num",

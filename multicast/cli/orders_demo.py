@@ -22,18 +22,18 @@ import time
 
 import numpy as np
 
-from xdpfeed.multicast import config as cfgmod
-from xdpfeed.multicast.book import ASK, BID, OrderBook
-from xdpfeed.multicast.cli_run import build_handler
+from xdpfeed.multicast.book.order_book import ASK, BID, OrderBook
+from xdpfeed.multicast.cli.run import build_handler
 from xdpfeed.multicast.exchange.gateway import Gateway
 from xdpfeed.multicast.exchange.gateway_itch import itch_message
 from xdpfeed.multicast.exchange.store import DayStore
 from xdpfeed.multicast.exchange.venue import Venue, VenueConfig
-from xdpfeed.multicast.orders import OrderTracker
-from xdpfeed.multicast.ouch_encode import encode
-from xdpfeed.multicast.ouch_reference import decode
-from xdpfeed.multicast.ouch_session import OuchClient
-from xdpfeed.multicast.recovery import Recovery, RecoveryPolicy
+from xdpfeed.multicast.feed import config as cfgmod
+from xdpfeed.multicast.feed.recovery import Recovery, RecoveryPolicy
+from xdpfeed.multicast.ouch.encode import encode
+from xdpfeed.multicast.ouch.reference import decode
+from xdpfeed.multicast.ouch.session import OuchClient
+from xdpfeed.multicast.ouch.tracker import OrderTracker
 
 PROG = "xdpfeed orders-demo"
 USER, PASSWORD = "DEMO01", "demo-pw"

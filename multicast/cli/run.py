@@ -9,14 +9,14 @@ import sys
 import time
 
 from xdpfeed.capture.uri import open_source
-from xdpfeed.multicast import config as cfgmod
-from xdpfeed.multicast import sequencer_core as K
-from xdpfeed.multicast.book import OrderBook
-from xdpfeed.multicast.handler import FeedHandler, Line
-from xdpfeed.multicast.recovery import Recovery
-from xdpfeed.multicast.sequencer import LINE_A, LINE_B, LINE_NAMES, Sequencer
-from xdpfeed.multicast.stop import StopOnSignal
-from xdpfeed.multicast.warmup import warm_up
+from xdpfeed.multicast.book.order_book import OrderBook
+from xdpfeed.multicast.feed import config as cfgmod
+from xdpfeed.multicast.feed import sequencer_core as K
+from xdpfeed.multicast.feed.handler import FeedHandler, Line
+from xdpfeed.multicast.feed.recovery import Recovery
+from xdpfeed.multicast.feed.sequencer import LINE_A, LINE_B, LINE_NAMES, Sequencer
+from xdpfeed.multicast.feed.stop import StopOnSignal
+from xdpfeed.multicast.feed.warmup import warm_up
 
 EXIT_STALE = 1
 EXIT_USAGE = 2
@@ -56,7 +56,7 @@ def add_metrics_argument(p) -> None:
 def start_metrics(handler, text: str | None, feed: str):
     """Serve /metrics for the handler. The default address, when busy, is skipped with a warning; an
     address given explicitly must work. Returns the server or None."""
-    from xdpfeed.multicast import metrics
+    from xdpfeed.multicast.feed import metrics
 
     explicit = text is not None
     text = text or "{}:{}".format(*metrics.DEFAULT_ADDR)
@@ -190,7 +190,7 @@ def format_summary(s: dict) -> str:
 
 def check_config(cfg: cfgmod.FeedConfig, args) -> int:
     """--check-config: one line per problem on stderr (exit 1), what was checked on stdout unless -q."""
-    from xdpfeed.multicast import hostcheck
+    from xdpfeed.multicast.feed import hostcheck
 
     try:
         problems, notes = hostcheck.check(cfg, args.metrics_addr)

@@ -21,7 +21,7 @@ import numpy as np
 from xdpfeed.multicast.exchange.publisher import PublishError
 from xdpfeed.multicast.exchange.store import DayStore
 from xdpfeed.multicast.exchange.venue import DEFAULT_USER, ConfigError, Venue, VenueConfig
-from xdpfeed.multicast.stop import StopOnSignal
+from xdpfeed.multicast.feed.stop import StopOnSignal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_PASSWORD = "xdpfeed"

@@ -27,12 +27,12 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from xdpfeed.multicast import soupbintcp as sb
 from xdpfeed.multicast.exchange.gateway_itch import ItchMirror
 from xdpfeed.multicast.exchange.soup_server import Closed, SoupConnection, SoupServer
-from xdpfeed.multicast.orders import names
-from xdpfeed.multicast.ouch_encode import encode
-from xdpfeed.multicast.ouch_reference import decode
+from xdpfeed.multicast.ouch.encode import encode
+from xdpfeed.multicast.ouch.reference import decode
+from xdpfeed.multicast.ouch.tracker import names
+from xdpfeed.multicast.wire import soupbintcp as sb
 
 MAX_QUANTITY = 1_000_000
 MAX_PRICE = 2_000_000_000  # $200,000.0000 in price4 / px8d4

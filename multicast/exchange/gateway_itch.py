@@ -7,7 +7,7 @@ removals, 'U' for replaces that stay on the book (a 'D' or an 'A' when a replace
 Cross orders never reach the book. Every message goes to `sink(bytes)` in event order.
 """
 
-from xdpfeed.multicast.itch_schema import MESSAGES as ITCH
+from xdpfeed.multicast.itch.schema import MESSAGES as ITCH
 
 STOCK_DIRECTORY = {"market_category": "Q", "financial_status_indicator": "N", "round_lot_size": 100,
                    "round_lots_only": "N", "issue_classification": "C", "issue_sub_type": "Z", "authenticity": "P",

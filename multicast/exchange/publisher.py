@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xdpfeed.capture.jit import njit
-from xdpfeed.multicast.rng import uniform as _uniform
+from xdpfeed.multicast.exchange.rng import uniform as _uniform
 from xdpfeed.native._udp import ffi, lib
 
 MAX_BLOCK_BYTES = 1452  # 1500 MTU − IPv4 20 − UDP 8 − MoldUDP64 header 20

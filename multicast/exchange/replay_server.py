@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xdpfeed.multicast import soupbintcp as sb
 from xdpfeed.multicast.exchange.soup_server import WAIT_SLICE, Closed, SoupConnection, SoupServer
+from xdpfeed.multicast.wire import soupbintcp as sb
 
 CHUNK_BYTES = 1 << 20  # most bytes handed to one send()
 IDLE_POLL = 0.005  # seconds between looks at published() / ended() while a connection is idle

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 
-from xdpfeed.multicast import soupbintcp as sb
+from xdpfeed.multicast.wire import soupbintcp as sb
 
 WAIT_SLICE = 0.05  # longest single wait, so stop() is noticed quickly
 READ_BYTES = 1 << 16

@@ -24,9 +24,9 @@ import numpy as np
 
 from xdpfeed.capture.byteorder import be48
 from xdpfeed.capture.jit import njit
-from xdpfeed.multicast.itch_schema import LENGTHS
-from xdpfeed.multicast.rng import next64 as _next
-from xdpfeed.multicast.rng import uniform as _uniform
+from xdpfeed.multicast.exchange.rng import next64 as _next
+from xdpfeed.multicast.exchange.rng import uniform as _uniform
+from xdpfeed.multicast.itch.schema import LENGTHS
 
 GENERATOR_VERSION = 3  # bump when the bytes produced for given arguments change (invalidates caches)
 

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from xdpfeed.multicast import synthetic
+from xdpfeed.multicast.exchange import synthetic
 from xdpfeed.multicast.exchange.publisher import LineFaults, Publisher
 from xdpfeed.multicast.exchange.request_server import RequestServer
 from xdpfeed.multicast.exchange.store import SESSION_LEN, DayStore

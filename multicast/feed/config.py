@@ -33,7 +33,7 @@ import sys
 import tomllib
 from dataclasses import dataclass, field, fields
 
-from xdpfeed.multicast.recovery import RecoveryPolicy
+from xdpfeed.multicast.feed.recovery import RecoveryPolicy
 
 PASSWORD_ENV = "XDPFEED_PASSWORD"
 USER_LEN = 6  # SoupBinTCP username field

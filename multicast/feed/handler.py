@@ -15,12 +15,12 @@ import time
 import numpy as np
 
 from xdpfeed.capture.batch import FrameBatch, source_ended
-from xdpfeed.multicast import counters as C
-from xdpfeed.multicast import sequencer_core as K
-from xdpfeed.multicast.moldudp64 import PacketIndex, extract_batch
-from xdpfeed.multicast.recovery import Recovery
-from xdpfeed.multicast.sequencer import LINE_NAMES, Sequencer
-from xdpfeed.multicast.stream_stats import count_types
+from xdpfeed.multicast.feed import sequencer_core as K
+from xdpfeed.multicast.feed.recovery import Recovery
+from xdpfeed.multicast.feed.sequencer import LINE_NAMES, Sequencer
+from xdpfeed.multicast.feed.stream_stats import count_types
+from xdpfeed.multicast.wire import counters as C
+from xdpfeed.multicast.wire.moldudp64 import PacketIndex, extract_batch
 
 log = logging.getLogger("xdpfeed.handler")
 

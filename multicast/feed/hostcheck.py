@@ -14,7 +14,7 @@ import socket
 
 from xdpfeed.capture import uri as urimod
 from xdpfeed.capture.errors import SourceError
-from xdpfeed.multicast.config import ConfigError, FeedConfig
+from xdpfeed.multicast.feed.config import ConfigError, FeedConfig
 
 # Bit numbers in /proc/PID/status CapEff (linux/capability.h).
 CAPS = {"CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_IPC_LOCK": 14, "CAP_SYS_ADMIN": 21, "CAP_BPF": 39}
@@ -94,7 +94,7 @@ def _need(key: str, what: str, wanted: list[str], have: set[str], problems: list
 
 def check(cfg: FeedConfig, metrics_addr: str | None = None) -> tuple[list[str], list[str]]:
     """(problems, notes) for this host and config; raises ConfigError for a bad value."""
-    from xdpfeed.multicast import metrics
+    from xdpfeed.multicast.feed import metrics
 
     lines = _lines(cfg)
     addr = metrics_addr or cfg.metrics_addr

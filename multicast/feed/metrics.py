@@ -2,7 +2,7 @@
 numbers the hot path already keeps in numpy arrays (sequencer state and per-line statistics, frame
 counters, source statistics, book statistics, the delivery latency histogram) at scrape time. Nothing
 is incremented per packet for metrics' sake; the only extra hot-path work is counting delivered
-messages by type (multicast.stream_stats.count_types, one compiled pass over the delivered stream).
+messages by type (multicast.feed.stream_stats.count_types, one compiled pass over the delivered stream).
 
 Names follow Prometheus conventions: `xdpfeed_` prefix, base units, `_total` on counters; labels
 `feed`, `line`, `source`, `reason`, `method`, `type`, `state`. `serve()` starts prometheus_client's
@@ -15,12 +15,12 @@ import numpy as np
 from prometheus_client import start_http_server
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from xdpfeed.multicast import book_apply as A
-from xdpfeed.multicast import counters as C
-from xdpfeed.multicast import sequencer_core as K
-from xdpfeed.multicast.itch_schema import TYPES
-from xdpfeed.multicast.recovery import RECOVERY_BUCKETS
-from xdpfeed.multicast.sequencer import LINE_NAMES, LINE_REPLAY, LINE_REREQUEST, STATES
+from xdpfeed.multicast.book import apply as A
+from xdpfeed.multicast.feed import sequencer_core as K
+from xdpfeed.multicast.feed.recovery import RECOVERY_BUCKETS
+from xdpfeed.multicast.feed.sequencer import LINE_NAMES, LINE_REPLAY, LINE_REREQUEST, STATES
+from xdpfeed.multicast.itch.schema import TYPES
+from xdpfeed.multicast.wire import counters as C
 
 DEFAULT_ADDR = ("127.0.0.1", 9464)
 SKIP_REASONS = ("non_ipv4", "non_udp", "ip_fragments", "truncated_frames", "bad_headers", "unsupported_linktype",

@@ -20,12 +20,12 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 
-from xdpfeed.multicast import sequencer_core as K
-from xdpfeed.multicast.graceful_close import wait_closed
-from xdpfeed.multicast.ratelog import RateLimitedLog
-from xdpfeed.multicast.replay_client import ReplayClient
-from xdpfeed.multicast.rerequest import MAX_REQUEST, RerequestClient
-from xdpfeed.multicast.sequencer import LINE_REPLAY, LINE_REREQUEST, Sequencer
+from xdpfeed.multicast.feed import sequencer_core as K
+from xdpfeed.multicast.feed.ratelog import RateLimitedLog
+from xdpfeed.multicast.feed.replay_client import ReplayClient
+from xdpfeed.multicast.feed.rerequest import MAX_REQUEST, RerequestClient
+from xdpfeed.multicast.feed.sequencer import LINE_REPLAY, LINE_REREQUEST, Sequencer
+from xdpfeed.multicast.wire.graceful_close import wait_closed
 
 log = logging.getLogger("xdpfeed.recovery")
 

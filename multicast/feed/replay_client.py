@@ -8,8 +8,8 @@ or a failure. `next_seq` says where a new client must resume (no loss, no duplic
 
 import numpy as np
 
-from xdpfeed.multicast import soupbintcp as sb
-from xdpfeed.multicast.soupbin_client import READ_ROUNDS, S, SoupBinClient
+from xdpfeed.multicast.wire import soupbintcp as sb
+from xdpfeed.multicast.wire.soupbin_client import READ_ROUNDS, S, SoupBinClient
 
 MIN_BUFFER = 1 << 17  # a whole maximal packet (2 + 65535 bytes) must fit after a partial one is moved up
 

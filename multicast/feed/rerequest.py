@@ -16,10 +16,10 @@ import numpy as np
 
 from xdpfeed.capture.batch import FrameBatch
 from xdpfeed.capture.udp import UnicastSocket
-from xdpfeed.multicast import counters as C
-from xdpfeed.multicast import sequencer_core as K
-from xdpfeed.multicast.moldudp64 import PacketIndex, Sessions, extract_batch
-from xdpfeed.multicast.sequencer import LINE_REREQUEST, Sequencer
+from xdpfeed.multicast.feed import sequencer_core as K
+from xdpfeed.multicast.feed.sequencer import LINE_REREQUEST, Sequencer
+from xdpfeed.multicast.wire import counters as C
+from xdpfeed.multicast.wire.moldudp64 import PacketIndex, Sessions, extract_batch
 
 MAX_REQUEST = 0xFFFE  # never ask for 0xFFFF: that count means End of Session (protocols.md trap 19)
 NO_GROUPS = np.zeros((0, 2), dtype=np.int64)
@@ -35,7 +35,7 @@ def encode_request(session: bytes, first: int, count: int) -> bytes:
 
 class RerequestClient:
     """One unicast socket for requests and their answers; `wanted` is kept by the caller
-    (multicast.recovery) as the list of [first, end) ranges still missing."""
+    (multicast.feed.recovery) as the list of [first, end) ranges still missing."""
 
     def __init__(self, sessions: Sessions, bind: tuple[str, int] = ("0.0.0.0", 0)):
         self.sessions = sessions

@@ -1,6 +1,6 @@
 """The sequencer's Python face: one per feed; lines A and B, re-request answers and TCP replay all
 enter it, and every message leaves it exactly once, in sequence order (compiled core:
-multicast.sequencer_core).
+multicast.feed.sequencer_core).
 
 `Sequencer.feed(buf, index, line, sink)` takes the PacketIndex rows of one line (extract them with
 `control=True` so heartbeats and End of Session count too); delivered messages reach
@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from xdpfeed.multicast import sequencer_core as K
-from xdpfeed.multicast.moldudp64 import KIND_DATA, KIND_END_OF_SESSION, MAX_SESSIONS, Sessions
+from xdpfeed.multicast.feed import sequencer_core as K
+from xdpfeed.multicast.wire.moldudp64 import KIND_DATA, KIND_END_OF_SESSION, MAX_SESSIONS, Sessions
 
 SYNCHRONIZED, GAP_FILL, STALE = "SYNCHRONIZED", "GAP_FILL", "STALE"
 STATES = (SYNCHRONIZED, GAP_FILL, STALE)  # index = the number metrics export

@@ -23,7 +23,7 @@ import numpy as np
 
 from xdpfeed.capture.byteorder import be16
 from xdpfeed.capture.jit import njit_no_rc
-from xdpfeed.multicast.moldudp64 import KIND_DATA, KIND_END_OF_SESSION
+from xdpfeed.multicast.wire.moldudp64 import KIND_DATA, KIND_END_OF_SESSION
 
 # Feed state array (int64)
 ST_EXPECTED = 0  # next sequence to deliver

@@ -12,11 +12,11 @@ import struct
 import numpy as np
 
 from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch
-from xdpfeed.multicast import counters as C
-from xdpfeed.multicast.book import OrderBook
-from xdpfeed.multicast.moldudp64 import PacketIndex, Sessions, extract_batch
-from xdpfeed.multicast.sequencer import LINE_A, LINE_REPLAY, LINE_REREQUEST, Sequencer
-from xdpfeed.multicast.soupbintcp import encode_sequenced, sequenced_to_blocks
+from xdpfeed.multicast.book.order_book import OrderBook
+from xdpfeed.multicast.feed.sequencer import LINE_A, LINE_REPLAY, LINE_REREQUEST, Sequencer
+from xdpfeed.multicast.wire import counters as C
+from xdpfeed.multicast.wire.moldudp64 import PacketIndex, Sessions, extract_batch
+from xdpfeed.multicast.wire.soupbintcp import encode_sequenced, sequenced_to_blocks
 
 NO_GROUPS = np.zeros((0, 2), dtype=np.int64)
 

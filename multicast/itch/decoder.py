@@ -1,6 +1,6 @@
 """Compiled TotalView-ITCH 5.0 decoder: message bytes → one preallocated record table per type.
 
-`ItchTables` holds, for each of the 23 types of multicast.itch_schema, a numpy record array
+`ItchTables` holds, for each of the 23 types of multicast.itch.schema, a numpy record array
 (`tables['A']['price']` is a column), plus the arrival order across types (`order_type`,
 `order_row`). Decoding fills them batch by batch with no allocation; unknown types are skipped by
 their transport length and counted, a length that does not match the type is counted and skipped.
@@ -12,8 +12,8 @@ import numpy as np
 
 from xdpfeed.capture.byteorder import be16, be32, be64, u8
 from xdpfeed.capture.jit import njit
-from xdpfeed.multicast import counters as C
-from xdpfeed.multicast.itch_schema import CODES, DTYPES, LENGTHS, N_TYPES, TYPE_CODE, TYPES
+from xdpfeed.multicast.itch.schema import CODES, DTYPES, LENGTHS, N_TYPES, TYPE_CODE, TYPES
+from xdpfeed.multicast.wire import counters as C
 
 STREAM, INDEX = 0, 1  # the inputs of _walk
 _MASK48 = np.uint64(0xFFFFFFFFFFFF)

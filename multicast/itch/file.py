@@ -14,10 +14,10 @@ import os
 import numpy as np
 
 from xdpfeed.capture.errors import CorruptInput, SourceError
-from xdpfeed.multicast import counters as C
-from xdpfeed.multicast.itch import ItchTables, decode_stream, stream_end
-from xdpfeed.multicast.itch_schema import LENGTHS
-from xdpfeed.multicast.moldudp64 import NO_SESSION
+from xdpfeed.multicast.itch.decoder import ItchTables, decode_stream, stream_end
+from xdpfeed.multicast.itch.schema import LENGTHS
+from xdpfeed.multicast.wire import counters as C
+from xdpfeed.multicast.wire.moldudp64 import NO_SESSION
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 16 << 20

@@ -3,15 +3,15 @@
 Output is per message by nature, so this layer builds Python values, but only for messages that
 are printed; it reads whole table slices with `tolist()` rather than touching records one by one.
 Keys: `session`, `seq` (MoldUDP64 input only), `type`, `stock_locate`, `tracking_number`,
-`timestamp`, then the type's fields named as in multicast.itch_schema. Integers stay integers
+`timestamp`, then the type's fields named as in multicast.itch.schema. Integers stay integers
 (prices raw), alpha fields are strings without their trailing spaces.
 """
 
 import csv
 import json
 
-from xdpfeed.multicast import counters as C
-from xdpfeed.multicast.itch_schema import MESSAGES, TYPE_CODE, TYPES
+from xdpfeed.multicast.itch.schema import MESSAGES, TYPE_CODE, TYPES
+from xdpfeed.multicast.wire import counters as C
 
 ORIGIN_KEYS = ("session", "seq")
 HEADER_KEYS = ("type", "stock_locate", "tracking_number", "timestamp")
@@ -86,7 +86,7 @@ def skipped_line(counters) -> str:
 
 
 def summary(run, per_type, printed: int) -> str:
-    """Human-readable summary of a decoding run (multicast.pipeline.Decode) as text lines."""
+    """Human-readable summary of a decoding run (multicast.itch.pipeline.Decode) as text lines."""
     c = C.as_dict(run.counters)
     lines = [f"input: {run.path} ({run.format}, {run.input_bytes} bytes)"]
     if run.format == "pcap":

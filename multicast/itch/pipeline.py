@@ -23,11 +23,11 @@ from xdpfeed.capture import uri
 from xdpfeed.capture.batch import FrameBatch, source_ended
 from xdpfeed.capture.errors import SourceError
 from xdpfeed.capture.pcapfile import PcapSource, sniff
-from xdpfeed.multicast import counters as C
-from xdpfeed.multicast.itch import ItchTables, decode_batch
-from xdpfeed.multicast.itchfile import GZIP_MAGIC, chunks, decode_file, looks_like_itch
-from xdpfeed.multicast.moldudp64 import MAX_BLOCKS_PER_PACKET, PacketIndex, Sessions, extract_batch
-from xdpfeed.multicast.stop import StopOnSignal
+from xdpfeed.multicast.feed.stop import StopOnSignal
+from xdpfeed.multicast.itch.decoder import ItchTables, decode_batch
+from xdpfeed.multicast.itch.file import GZIP_MAGIC, chunks, decode_file, looks_like_itch
+from xdpfeed.multicast.wire import counters as C
+from xdpfeed.multicast.wire.moldudp64 import MAX_BLOCKS_PER_PACKET, PacketIndex, Sessions, extract_batch
 
 DEFAULT_CAPACITY = 1 << 16
 

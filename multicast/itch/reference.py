@@ -1,11 +1,11 @@
 """A plain-Python ITCH 5.0 decoder: readable, slow, and the yardstick for the compiled one.
 
-It reads the layouts of multicast.itch_schema with `int.from_bytes` and returns one dict per message
+It reads the layouts of multicast.itch.schema with `int.from_bytes` and returns one dict per message
 with the same keys as the JSON output. Tests check the compiled decoder against it on every type;
 benchmarks use it as the baseline.
 """
 
-from xdpfeed.multicast.itch_schema import HEADER, MESSAGES
+from xdpfeed.multicast.itch.schema import HEADER, MESSAGES
 
 
 def alpha(raw: bytes) -> str:

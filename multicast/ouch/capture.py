@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xdpfeed.capture.tcp_stream import Direction, count_tcp, reassemble_until_damage
-from xdpfeed.multicast import soupbintcp as sb
-from xdpfeed.multicast.ouch import OuchTables, decode_messages
-from xdpfeed.multicast.ouch_reference import decode
-from xdpfeed.multicast.ouch_schema import VERSIONS
+from xdpfeed.multicast.ouch.decoder import OuchTables, decode_messages
+from xdpfeed.multicast.ouch.reference import decode
+from xdpfeed.multicast.ouch.schema import VERSIONS
+from xdpfeed.multicast.wire import soupbintcp as sb
 
 CLIENT_TYPES = {ord(t) for t in (sb.LOGIN_REQUEST, sb.UNSEQUENCED, sb.CLIENT_HEARTBEAT, sb.LOGOUT_REQUEST)}
 SERVER_TYPES = {ord(t) for t in (sb.LOGIN_ACCEPTED, sb.LOGIN_REJECTED, sb.SEQUENCED, sb.SERVER_HEARTBEAT,

@@ -1,6 +1,6 @@
 """OUCH 4.2 / 5.0 message encoder: fields → message payload bytes (type byte first, not SoupBinTCP-framed).
 
-`encode(version, direction, type, **fields)` lays the fields of multicast.ouch_schema out on the wire:
+`encode(version, direction, type, **fields)` lays the fields of multicast.ouch.schema out on the wire:
 integers (and raw prices) big-endian, alpha left-justified and padded with spaces (a str must be ASCII;
 bytes are taken as they are). Missing fields are 0 / blank. OUCH 5.0 appendage: `appendage={tag name:
 value}` in the given order; an int key writes that tag number with a bytes value as is (for unknown
@@ -13,7 +13,7 @@ ValueError naming the field. `encode(v, d, **ouch_reference.decode(v, d, payload
 decoded dict's "type" and "appendage" keys are this function's arguments of those names.
 """
 
-from xdpfeed.multicast.ouch_schema import MESSAGES, REQUIRED, TAG_BY_NAME, TAGS
+from xdpfeed.multicast.ouch.schema import MESSAGES, REQUIRED, TAG_BY_NAME, TAGS
 
 MAX_MESSAGE = 0xFFFF - 1  # a SoupBinTCP packet carries the type byte plus at most this many bytes
 

@@ -1,7 +1,7 @@
 """A plain-Python OUCH 4.2 / 5.0 decoder: readable, slow, and the yardstick for the compiled one.
 
 `decode(version, direction, payload)` reads one message (type byte first, no SoupBinTCP header) at the
-offsets of multicast.ouch_schema with `int.from_bytes` and returns a dict: "type", then the fields in
+offsets of multicast.ouch.schema with `int.from_bytes` and returns a dict: "type", then the fields in
 wire order (snake_case; integers and raw prices as int; alpha as str without trailing spaces or NULs,
 latin-1 for non-ASCII bytes), then for OUCH 5.0 types that may carry an appendage "appendage": {tag
 name: value} (unknown tags are skipped). Fields a message's short form lacks (5.0 / 4.2 'D' AIQ
@@ -12,7 +12,7 @@ not valid for the type, and BadAppendage (a ValueError) when the appendage eleme
 
 from functools import cache
 
-from xdpfeed.multicast.ouch_schema import (
+from xdpfeed.multicast.ouch.schema import (
     APPENDAGE_MALFORMED,
     COPY_WIDTH,
     DTYPES,

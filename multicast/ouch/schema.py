@@ -1,14 +1,14 @@
 """OUCH 4.2 and OUCH 5.0 message layouts, both directions (../shared/protocols.md §5, §6), written once.
 
 Owns the layouts, the 5.0 appendage tags and the numpy record dtypes of the decoded tables; the
-compiled decoder (multicast.ouch), the plain-Python reference decoder (multicast.ouch_reference) and the
-encoder (multicast.ouch_encode) all read them from here. Messages are keyed by (version, direction,
+compiled decoder (multicast.ouch.decoder), the plain-Python reference decoder (multicast.ouch.reference) and the
+encoder (multicast.ouch.encode) all read them from here. Messages are keyed by (version, direction,
 type letter): 'U' is Replace Order inbound and Replaced outbound (trap 21).
 
 Field kinds: 'u' unsigned integer, 'ts' timestamp (uint64 ns since midnight), 'p4' price4 (uint32, 4
 implied decimals), 'px' px8d4 (uint64, 4 implied decimals), 'a' alpha; tags may also be 's4' (spx4:
 int32, 4 implied decimals). Prices stay raw integers. In the record dtypes an alpha field of up to 8
-bytes is the big-endian integer of its bytes (as in multicast.itch_schema) and a 14-byte alpha (order
+bytes is the big-endian integer of its bytes (as in multicast.itch.schema) and a 14-byte alpha (order
 token, ClOrdID) is an 'S14' column holding the wire bytes.
 
 Length forms (trap 22: an OUCH 5.0 message is parsed by its SoupBinTCP length): `base` is the length

@@ -14,8 +14,8 @@ the replayed outbound messages tell what the venue saw).
 
 import time
 
-from xdpfeed.multicast import soupbintcp as sb
-from xdpfeed.multicast.soupbin_client import READ_ROUNDS, S, SoupBinClient
+from xdpfeed.multicast.wire import soupbintcp as sb
+from xdpfeed.multicast.wire.soupbin_client import READ_ROUNDS, S, SoupBinClient
 
 VERSIONS = ("4.2", "5.0")
 READ_BYTES = 1 << 16  # one recv

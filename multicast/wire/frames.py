@@ -16,7 +16,7 @@ from xdpfeed.capture.batch import (
 )
 from xdpfeed.capture.byteorder import be16, be32
 from xdpfeed.capture.jit import njit
-from xdpfeed.multicast import counters as C
+from xdpfeed.multicast.wire import counters as C
 
 ETH_P_IPV4 = 0x0800
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)

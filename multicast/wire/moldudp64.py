@@ -1,6 +1,6 @@
 """MoldUDP64 1.00 downstream packets → an index of data packets whose blocks are known to be sound.
 
-For each frame of a FrameBatch (compiled walk): find the UDP payload (multicast.frames), keep it when
+For each frame of a FrameBatch (compiled walk): find the UDP payload (multicast.wire.frames), keep it when
 its destination matches a wanted group:port, check the MoldUDP64 header and every block length, then
 append one row per data packet (PacketIndex): where its blocks start, how many, the sequence number
 of the first (block k has sequence + k), session index and frame timestamp. One row per packet, not
@@ -14,8 +14,8 @@ import numpy as np
 
 from xdpfeed.capture.byteorder import be16, be64
 from xdpfeed.capture.jit import njit, njit_no_rc
-from xdpfeed.multicast import counters as C
-from xdpfeed.multicast.frames import OK, udp_payload
+from xdpfeed.multicast.wire import counters as C
+from xdpfeed.multicast.wire.frames import OK, udp_payload
 
 HEADER_LEN = 20
 SESSION_LEN = 10

@@ -18,8 +18,8 @@ import errno
 import os
 import socket
 
-from xdpfeed.multicast import soupbintcp as sb
-from xdpfeed.multicast.graceful_close import close_gracefully
+from xdpfeed.multicast.wire import soupbintcp as sb
+from xdpfeed.multicast.wire.graceful_close import close_gracefully
 
 H, DEBUG, A, J, S, Z = (ord(t) for t in (sb.SERVER_HEARTBEAT, sb.DEBUG, sb.LOGIN_ACCEPTED, sb.LOGIN_REJECTED,
                                          sb.SEQUENCED, sb.END_OF_SESSION))
