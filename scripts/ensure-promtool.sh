@@ -5,7 +5,7 @@
 # promtool is a static Go binary, so the one file is all it needs. A no-op once DEST exists.
 # Usage: scripts/ensure-promtool.sh DEST
 set -euo pipefail
-dest=$1
+dest=$(realpath -m "$1")  # absolute: the work below happens in a temporary directory
 [ -x "$dest" ] && exit 0
 if ! command -v apt-get >/dev/null; then
   echo "ensure-promtool: apt-get not found; put promtool (from Prometheus) at $dest yourself" >&2
