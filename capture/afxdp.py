@@ -29,6 +29,7 @@ import numpy as np
 from xdpfeed.capture import mcast
 from xdpfeed.capture.batch import EMPTY, LINKTYPE_ETHERNET, FrameBatch
 from xdpfeed.capture.errors import SourceError
+from xdpfeed.capture.source import SourceBase
 
 try:
     from xdpfeed.native._afxdp import ffi, lib
@@ -197,7 +198,7 @@ def _parse_groups(groups) -> list[tuple[ipaddress.IPv4Address, int]]:
     return out
 
 
-class AfXdpSource:
+class AfXdpSource(SourceBase):
     """Ethernet frames from one rx queue of `iface` through AF_XDP, for the UDP `groups` [(group, port)].
 
     mode: "native" (driver XDP), "skb" (generic XDP, any driver) or "auto" (native, else skb; the
@@ -362,12 +363,10 @@ class AfXdpSource:
         self._finalizer()
         self._view = EMPTY  # the UMEM is unmapped once no batch refers to it either
 
-    def __enter__(self):
-        return self
+    @property
+    def exhausted(self) -> bool:
+        return False  # a live source
 
-    def __exit__(self, *exc):
-        self.close()
-
-    def __repr__(self) -> str:
+    def describe(self) -> str:
         state = "closed" if self._res.sock == ffi.NULL else self.mode
-        return f"<AfXdpSource {self.iface} queue {self.queue} {state} groups={self.groups}>"
+        return f"{self.iface} queue {self.queue} {state} groups={self.groups}"

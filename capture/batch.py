@@ -52,11 +52,3 @@ class FrameBatch:
             raise IndexError(i)
         o = int(self.offset[i])
         return bytes(self.data[o : o + int(self.length[i])])
-
-
-def source_ended(source) -> bool:
-    """After a recv() that returned 0: True when `source` has nothing more to give. A source that knows
-    says so in `exhausted` (DPDK: a capture file read to its end, a live port never); otherwise a
-    source with a fileno() to wait on is live, and one without (a pcap file) has reached its end."""
-    ended = getattr(source, "exhausted", None)
-    return not hasattr(source, "fileno") if ended is None else bool(ended)

@@ -42,6 +42,7 @@ from xdpfeed.capture import mcast
 from xdpfeed.capture.batch import EMPTY, LINKTYPE_ETHERNET, FrameBatch
 from xdpfeed.capture.dpdk_eal import EalOptions, errname, ffi, lib
 from xdpfeed.capture.errors import SourceError
+from xdpfeed.capture.source import SourceBase
 
 PCI = re.compile(r"^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
 MBUF_HEADROOM = 128  # RTE_PKTMBUF_HEADROOM
@@ -115,7 +116,7 @@ class _Port:
         eal.untrack(id(self))
 
 
-class DpdkSource:
+class DpdkSource(SourceBase):
     """Frames from one DPDK port: `device` as in a `dpdk:` URI (PCI address or vdev with devargs).
 
     groups: [(group, port)] the handler keeps (and net_af_xdp redirects, and a kernel interface joins);
@@ -288,12 +289,6 @@ class DpdkSource:
         self._finalizer()
         self._view = EMPTY
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __repr__(self) -> str:
+    def describe(self) -> str:
         state = "closed" if self._port.ptr == ffi.NULL else self.mode
-        return f"<DpdkSource {self.name} {state} groups={self.groups}>"
+        return f"{self.name} {state} groups={self.groups}"

@@ -36,6 +36,7 @@ from xdpfeed.capture import mcast
 from xdpfeed.capture.batch import LINKTYPE_ETHERNET, FrameBatch
 from xdpfeed.capture.errors import SourceError
 from xdpfeed.capture.jit import njit
+from xdpfeed.capture.source import SourceBase
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -209,7 +210,7 @@ def _fail(what: str, e: OSError) -> SourceError:
     return SourceError(f"packet source: {what}: {e.strerror}")
 
 
-class PacketSource:
+class PacketSource(SourceBase):
     """Frames received on `iface` through a TPACKET_V3 ring, in batches, zero copy."""
 
     def __init__(self, iface: str, groups=(), block_size: int = 1 << 20, blocks: int = 64, frame_size: int = 2048,
@@ -346,8 +347,6 @@ class PacketSource:
             except BufferError:
                 pass  # a batch still views the ring: it is unmapped when the last view goes
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    @property
+    def exhausted(self) -> bool:
+        return False  # a live source

@@ -24,6 +24,7 @@ from xdpfeed.capture.batch import FrameBatch
 from xdpfeed.capture.byteorder import le32, rd16, rd32
 from xdpfeed.capture.errors import CorruptInput, SourceError
 from xdpfeed.capture.jit import njit
+from xdpfeed.capture.source import SourceBase
 
 PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_MAGIC_NS = 0xA1B23C4D
@@ -241,7 +242,7 @@ def _walk_pcapng(buf, pos, state, if_lt, if_snap, if_tsresol, if_tsoff, off, len
     return n, pos, err
 
 
-class PcapSource:
+class PcapSource(SourceBase):
     """Frames of a pcap or pcapng file, in file order, in batches; paced to `speed` x recorded time when
     given (None: as fast as possible). `clock` (ns) and `sleep` (s) are injectable for tests."""
 
@@ -373,9 +374,6 @@ class PcapSource:
             raise self._error
         return n
 
-    def release(self, batch: FrameBatch) -> None:
-        """Nothing to give back: the frames live in the file mapping."""
-
     @property
     def bytes_total(self) -> int:
         return 0 if self._buf is None else int(self._buf.size)
@@ -386,9 +384,3 @@ class PcapSource:
             self._mm.close()
         except BufferError:
             pass  # a batch still views the mapping: it is unmapped when the last view goes
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -16,6 +16,7 @@ import numpy as np
 
 from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch
 from xdpfeed.capture.errors import SourceError
+from xdpfeed.capture.source import SourceBase
 from xdpfeed.native._udp import ffi, lib
 
 SLOT_SIZE = 2048  # one Ethernet-MTU datagram per slot
@@ -33,7 +34,7 @@ def _iface_index(iface: str) -> int:
         raise SourceError(f"udp source: no such interface {iface!r}") from None
 
 
-class _BatchSocket:
+class _BatchSocket(SourceBase):
     """A UDP socket read with recvmmsg into a preallocated slab (the FrameBatch's `data`)."""
 
     sock: socket.socket
@@ -86,17 +87,12 @@ class _BatchSocket:
         return {"packets": self.packets, "bytes": self.bytes, "mode": self.mode,
                 "drops": {"kernel": int(self.kernel_drops[0]), "truncated": int(self.truncated[0])}}
 
-    def release(self, batch: FrameBatch) -> None:
-        """Slots are reused by the next recv(); nothing to give back."""
+    @property
+    def exhausted(self) -> bool:
+        return False  # a live source
 
     def close(self) -> None:
         self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class UnicastSocket(_BatchSocket):

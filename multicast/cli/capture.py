@@ -27,9 +27,10 @@ import time
 
 import numpy as np
 
-from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch, source_ended
+from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch
 from xdpfeed.capture.errors import CorruptInput, SourceError
 from xdpfeed.capture.jit import njit
+from xdpfeed.capture.source import waitable
 from xdpfeed.multicast.feed.stop import StopOnSignal
 from xdpfeed.multicast.wire.frames import OK, udp_payload
 
@@ -138,7 +139,7 @@ def run_capture(args) -> int:
     t0 = time.monotonic()
     deadline = t0 + args.duration if args.duration else float("inf")
     poller = None
-    if hasattr(src, "fileno"):
+    if waitable(src):
         poller = select.poll()
         poller.register(src.fileno(), select.POLLIN)
     try:
@@ -154,7 +155,7 @@ def run_capture(args) -> int:
                         writer.flush()
                     remaining -= batch.count
                     src.release(batch)
-                elif source_ended(src):
+                elif src.exhausted:
                     break  # a file source reached its end
                 elif poller is None:
                     continue  # a live source without a file descriptor (DPDK): poll again

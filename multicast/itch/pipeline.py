@@ -20,9 +20,10 @@ import time
 import numpy as np
 
 from xdpfeed.capture import uri
-from xdpfeed.capture.batch import FrameBatch, source_ended
+from xdpfeed.capture.batch import FrameBatch
 from xdpfeed.capture.errors import SourceError
 from xdpfeed.capture.pcapfile import PcapSource, sniff
+from xdpfeed.capture.source import waitable
 from xdpfeed.multicast.feed.stop import StopOnSignal
 from xdpfeed.multicast.itch.decoder import ItchTables, decode_batch
 from xdpfeed.multicast.itch.file import GZIP_MAGIC, chunks, decode_file, looks_like_itch
@@ -154,9 +155,9 @@ def index_batches(path: str, groups, sessions: Sessions, counters):
             if src.recv(frames):
                 yield from _index(frames, groups, sessions, index, counters)
                 src.release(frames)
-            elif source_ended(src):
+            elif src.exhausted:
                 break
-            elif hasattr(src, "fileno"):
+            elif waitable(src):
                 select.select([src], [], [], 0.1)  # a DPDK port has nothing to wait on: it is polled
 
 
