@@ -53,16 +53,20 @@ class Harness:
         self.events = []
         self.seq = Sequencer(self.sessions, on_status=lambda *e: self.events.append(e), **kw)
         self.delivered = []  # (sequence from the message body, sequence the sequencer said)
+        self.received = []  # the receive time the sequencer gave each delivered message
+        self.t0 = 1000  # packet i of a send() is received at t0 + i; each send() moves t0 on by 1000
         self.frames = FrameBatch(64)
         self.index = PacketIndex(64)
         self.cnt = C.new()
 
-    def sink(self, out, first, count):
+    def sink(self, out, first, count, timestamp_ns):
+        assert timestamp_ns.size == count
         p = 0
         for k in range(count):
             ln = int(out[p]) << 8 | int(out[p + 1])
             body = bytes(out[p + 2 : p + 2 + ln])
             self.delivered.append((struct.unpack(">Q", body[1:9])[0], first + k))
+            self.received.append(int(timestamp_ns[k]))
             p += 2 + ln
         assert p == out.size
 
@@ -73,8 +77,9 @@ class Harness:
         for i, p in enumerate(payloads):
             self.frames.offset[i], self.frames.length[i] = o, len(p)
             self.frames.linktype[i] = LINKTYPE_UDP_PAYLOAD
-            self.frames.timestamp_ns[i] = 1000 + i
+            self.frames.timestamp_ns[i] = self.t0 + i
             o += len(p)
+        self.t0 += 1000
         self.frames.count = len(payloads)
         start = 0
         while start < self.frames.count:
@@ -103,6 +108,17 @@ def test_in_order_delivery_and_duplicates_across_lines():
     assert (a["packets"], a["first"], a["duplicates"]) == (3, 5, 1)
     assert (b["packets"], b["first"], b["duplicates"]) == (3, 1, 5)
     assert h.seq.state == SYNCHRONIZED and h.kinds() == ["session"]
+
+
+def test_each_message_carries_the_receive_time_of_the_packet_that_brought_it():
+    """Delivered at once or after waiting in the hold queue, a message's receive time is that of the first
+    packet that carried it; a duplicate on the other line changes nothing."""
+    h = Harness()
+    h.send(LINE_A, pkt(1, 2), pkt(5, 2))  # t 1000, 1001: 1-2 delivered, 5-6 held
+    h.send(LINE_B, pkt(1, 2), pkt(3, 2))  # t 2000 (duplicates), 2001: 3-4 delivered, then 5-6 from the hold
+    h.send(LINE_A, pkt(7, 1))  # t 3000
+    assert h.seqs == list(range(1, 8))
+    assert h.received == [1000, 1000, 2001, 2001, 1001, 1001, 3000]
 
 
 def test_gap_then_fill_from_the_other_line():
@@ -243,27 +259,29 @@ def test_stale_episodes_that_recovered_are_counted_with_their_time():
     """A feed that was STALE and came back is SYNCHRONIZED now, but the episodes, their total and their
     longest time stay on record (the summary and metrics show them)."""
     h = Harness(hold_messages=4)
-    assert h.seq.stale_episodes() == {"stale_episodes": 0, "stale_seconds_total": 0.0, "stale_seconds_longest": 0.0}
+    v = h.seq.view()
+    assert (v.stale_episodes, v.stale_seconds_total, v.stale_seconds_longest, v.reason) == (0, 0.0, 0.0, "")
     h.send(LINE_A, pkt(1, 1), pkt(3, 1))
     h.seq.give_up("recovery deadline passed")
-    h.seq.give_up("again")  # already STALE: the same episode
+    h.seq.give_up("again")  # already STALE: the same episode, the first reason
+    assert h.seq.view().reason == "recovery deadline passed"
     time.sleep(0.05)
     h.send(LINE_B, pkt(2, 1))
-    first = h.seq.stale_episodes()
-    assert h.seq.state == SYNCHRONIZED and first["stale_episodes"] == 1
-    assert 0.05 <= first["stale_seconds_total"] == first["stale_seconds_longest"] < 5
+    first = h.seq.view()
+    assert first.state == SYNCHRONIZED and first.stale_episodes == 1 and first.reason == ""
+    assert 0.05 <= first.stale_seconds_total == first.stale_seconds_longest < 5
     h.send(LINE_A, pkt(5, 8))  # slots cover [4, 8): 8..12 overflow, a second episode
-    assert h.seq.state == STALE and h.seq.stale_episodes()["stale_episodes"] == 2
+    assert h.seq.state == STALE and h.seq.view().stale_episodes == 2
     h.send(LINE_REPLAY, pkt(4, 9))
-    st = h.seq.stats()
-    assert h.seq.state == SYNCHRONIZED and st["stale_episodes"] == 2
-    assert st["stale_seconds_total"] >= first["stale_seconds_total"] and st["stale_seconds_longest"] >= 0.05
+    v = h.seq.view()
+    assert v.state == SYNCHRONIZED and v.stale_episodes == 2
+    assert v.stale_seconds_total >= first.stale_seconds_total and v.stale_seconds_longest >= 0.05
 
 
 def test_long_messages_are_held_in_the_arena():
     h = Harness(slot_bytes=16, hold_arena_bytes=200)
     h.send(LINE_A, pkt(1, 1), mold(S1, 3, [msg(3, 60), msg(4, 60), msg(5, 10)]))
-    assert h.seq.held == 3 and h.seq.st[3 + 3] == 2  # ST_ARENA_LIVE
+    assert h.seq.held == 3 and h.seq.arena_live == 2
     h.send(LINE_B, pkt(2, 1, size=100))
     assert h.seqs == [1, 2, 3, 4, 5]
     # the arena is empty again, so later long messages fit
@@ -336,7 +354,6 @@ def test_delivery_latency_histogram_counts_packets_delivered_right_away():
     assert h.seq.latency.sum() == 0  # the harness' timestamps are from 1970: outside every bucket
     now = time.time_ns()
     h.frames.timestamp_ns[:] = now - 3000
-    h.seq.st[25] = 0  # ST_NOW_NS is set by each feed
     data = pkt(3, 2)
     h.frames.data = np.frombuffer(data, dtype=np.uint8).copy()
     h.frames.offset[0], h.frames.length[0], h.frames.count = 0, len(data), 1

@@ -16,7 +16,6 @@ import numpy as np
 
 from xdpfeed.capture.batch import FrameBatch
 from xdpfeed.capture.udp import UnicastSocket
-from xdpfeed.multicast.feed import sequencer_core as K
 from xdpfeed.multicast.feed.sequencer import LINE_REREQUEST, Sequencer
 from xdpfeed.multicast.wire import counters as C
 from xdpfeed.multicast.wire.moldudp64 import PacketIndex, Sessions, extract_batch
@@ -71,7 +70,7 @@ class RerequestClient:
         """Keep the rows of the current session that bring something missing (compacting the index in
         place); count the rest."""
         ix = self.index
-        current = seq.st[K.ST_SESSION]
+        current = seq.session_index
         keep = 0
         for r in range(ix.rows):
             first, end = int(ix.seq[r]), int(ix.seq[r]) + int(ix.blocks[r])
