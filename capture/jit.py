@@ -1,11 +1,20 @@
-"""numba set-up for every compiled hot path: where the on-disk cache lives.
+"""numba set-up for every compiled hot path: where the on-disk cache lives, and compiled code generated
+from a schema.
 
 `cache=True` normally writes next to the source file; in a read-only site-packages that fails, so the
 cache goes to $NUMBA_CACHE_DIR, defaulting to $XDG_CACHE_HOME/xdpfeed/numba (~/.cache/...). Hot-path
 modules import `njit` from here so this runs before any function is compiled.
+
+`load_generated(stem, source)` imports Python source generated from a schema (the ITCH and OUCH
+decoders' per-type code) from a file named by its digest under the cache directory, so that numba caches
+its functions like any other and a changed schema is a new module with a new cache.
 """
 
+import hashlib
+import importlib.util
 import os
+import sys
+import tempfile
 
 _DEFAULT_CACHE = os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "xdpfeed", "numba"
@@ -27,4 +36,33 @@ def njit_no_rc(*args, **kw):
     return numba.njit(*args, _nrt=False, **kw)
 
 
-__all__ = ["njit", "njit_no_rc"]
+def load_generated(stem: str, source) -> dict:
+    """The namespace of generated module source `source(cache=True)`, imported from a file under numba's
+    cache directory (named by the source's digest); where that cannot be written, compiled from memory
+    with `source(cache=False)` (no disk cache)."""
+    src = source(cache=True)
+    digest = hashlib.sha256(src.encode()).hexdigest()[:16]
+    folder = os.path.join(numba.config.CACHE_DIR or tempfile.gettempdir(), "xdpfeed-generated")
+    path = os.path.join(folder, f"{stem}_{digest}.py")
+    try:
+        if not os.path.exists(path):
+            os.makedirs(folder, exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                f.write(src)
+            os.replace(tmp, path)
+        name = f"xdpfeed_{stem}_{digest}"
+        if name in sys.modules:
+            return vars(sys.modules[name])
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod  # numba's cache finds the module of a cached function by name
+        spec.loader.exec_module(mod)
+        return vars(mod)
+    except OSError:
+        ns: dict = {}
+        exec(compile(source(cache=False), f"<xdpfeed generated {stem}>", "exec"), ns)
+        return ns
+
+
+__all__ = ["load_generated", "njit", "njit_no_rc"]

@@ -2,7 +2,8 @@
 
 `apply_stream` (NASDAQ binary files) and `apply_index` (messages located by the
 MoldUDP64 walk or delivered by the sequencer) read message bytes directly: decoding the few fields
-the book needs is fused into the book update. The rules are ../shared/protocols.md §4.5: A and F
+the book needs is fused into the book update, at offsets taken from the ITCH schema. The rules (the
+TotalView-ITCH 5.0 specification's order messages, docs/architecture.md): A and F
 add; E and C reduce (removing at zero; C's price is the fill price, the order does not move); X
 reduces; D removes; U replaces (new ref, original side and stock, new price and shares, priority
 lost); P, Q, B are counted trades; R names stocks; H and S are tracked. Whenever a stock's best bid
@@ -17,9 +18,30 @@ import numpy as np
 from xdpfeed.capture.byteorder import be16, be32, be48, be64
 from xdpfeed.capture.jit import njit_no_rc as njit
 from xdpfeed.multicast.book import store as S
-from xdpfeed.multicast.itch.schema import LENGTHS
+from xdpfeed.multicast.itch.schema import LENGTHS, offset, same_offset
 
 BID, ASK = S.BID, S.ASK
+
+# Where the book reads each message, from the ITCH schema (numba freezes these as constants).
+_LOCATE = offset("A", "stock_locate")
+_TIMESTAMP = offset("A", "timestamp")
+_ADD_REF = same_offset({"A": "order_reference_number", "F": "order_reference_number"})
+_ADD_SIDE = same_offset({"A": "buy_sell_indicator", "F": "buy_sell_indicator"})
+_ADD_SHARES = same_offset({"A": "shares", "F": "shares"})
+_ADD_STOCK = same_offset({"A": "stock", "F": "stock"})
+_ADD_PRICE = same_offset({"A": "price", "F": "price"})
+_DEL_REF = offset("D", "order_reference_number")
+_REP_OLD = offset("U", "original_order_reference_number")
+_REP_NEW = offset("U", "new_order_reference_number")
+_REP_SHARES = offset("U", "shares")
+_REP_PRICE = offset("U", "price")
+_RED_REF = same_offset({"E": "order_reference_number", "C": "order_reference_number", "X": "order_reference_number"})
+_RED_SHARES = same_offset({"E": "executed_shares", "C": "executed_shares", "X": "canceled_shares"})
+_DIR_STOCK = offset("R", "stock")
+_DIR_LOT = offset("R", "round_lot_size")
+_ACT_STATE = offset("H", "trading_state")
+_ACT_REASON = offset("H", "reason")
+_SYS_EVENT = offset("S", "event_code")
 
 EVENT = np.dtype([("seq", np.uint64), ("timestamp", np.uint64), ("bid_shares", np.uint64),
                   ("ask_shares", np.uint64), ("bid_price", np.uint32), ("ask_price", np.uint32),
@@ -48,7 +70,8 @@ HASH_GROWS = 18
 POOL_GROWS = 19
 N_STATS = 20
 STAT_NAMES = [k.lower() for k, v in sorted(((k, v) for k, v in globals().items()
-              if k.isupper() and isinstance(v, int) and k not in ("BID", "ASK", "N_STATS")), key=lambda kv: kv[1])]
+              if k.isupper() and not k.startswith("_") and isinstance(v, int) and k not in ("BID", "ASK", "N_STATS")),
+              key=lambda kv: kv[1])]
 
 NEED_EVENTS = 3  # status: the event batch is full; drain it and call again
 
@@ -161,9 +184,9 @@ def _apply_one(b, o, ln, seq, w, h, state, pool, s_start, s_size, s_cap, last, s
     locate = -1
     if t == 65 or t == 70:  # 'A', 'F'
         stats[ADDS] += 1
-        sd = b[o + 19]
+        sd = b[o + _ADD_SIDE]
         side = 0 if sd == 66 else 1 if sd == 83 else -1
-        ref = np.int64(be64(b, o + 11))
+        ref = np.int64(be64(b, o + _ADD_REF))
         if side < 0:
             stats[BAD_SIDE] += 1
         elif ref == 0:
@@ -171,17 +194,18 @@ def _apply_one(b, o, ln, seq, w, h, state, pool, s_start, s_size, s_cap, last, s
         elif _find(w, h, state, ref)[0] >= 0:
             stats[DUPLICATE_ADDS] += 1
         else:
-            loc = be16(b, o + 1)
+            loc = be16(b, o + _LOCATE)
             st = _room_for_add(w, h, state, pool, s_size, s_cap, ref, loc * 2 + side)
             if st != S.OK:
                 stats[ADDS] -= 1
                 return st, ev_n
-            _add(w, h, state, pool, s_start, s_size, s_cap, ref, loc, side, be32(b, o + 32), be32(b, o + 20))
+            _add(w, h, state, pool, s_start, s_size, s_cap, ref, loc, side, be32(b, o + _ADD_PRICE),
+                 be32(b, o + _ADD_SHARES))
             locate = loc
             if stocks[loc].symbol == 0:  # joined mid-day: the add names the stock the directory did not
-                stocks[loc].symbol = be64(b, o + 24)
+                stocks[loc].symbol = be64(b, o + _ADD_STOCK)
     elif t == 68:  # 'D'
-        ref = np.int64(be64(b, o + 11))
+        ref = np.int64(be64(b, o + _DEL_REF))
         store, slot = _find(w, h, state, ref)
         if store < 0:
             stats[UNKNOWN_REFS] += 1
@@ -192,8 +216,8 @@ def _apply_one(b, o, ln, seq, w, h, state, pool, s_start, s_size, s_cap, last, s
             _drop(w, h, state, store, slot)
             stats[DELETES] += 1
     elif t == 85:  # 'U': the original goes; the new reference takes its side and stock
-        old = np.int64(be64(b, o + 11))
-        new = np.int64(be64(b, o + 19))
+        old = np.int64(be64(b, o + _REP_OLD))
+        new = np.int64(be64(b, o + _REP_NEW))
         store, slot = _find(w, h, state, old)
         if store < 0:
             stats[UNKNOWN_REFS] += 1
@@ -213,13 +237,14 @@ def _apply_one(b, o, ln, seq, w, h, state, pool, s_start, s_size, s_cap, last, s
             S.level_remove(pool, s_start, s_size, loc * 2 + side, side, r.price, r.shares, True)
             _drop(w, h, state, store, slot)
             if addable:
-                _add(w, h, state, pool, s_start, s_size, s_cap, new, loc, side, be32(b, o + 31), be32(b, o + 27))
+                _add(w, h, state, pool, s_start, s_size, s_cap, new, loc, side, be32(b, o + _REP_PRICE),
+                     be32(b, o + _REP_SHARES))
             stats[REPLACES] += 1
             locate = loc
     elif t == 69 or t == 67 or t == 88:  # 'E', 'C' (executions) and 'X' (cancel): take shares off
         cancel = t == 88
-        locate = _reduce(w, h, state, pool, s_start, s_size, np.int64(be64(b, o + 11)), be32(b, o + 19),
-                         OVER_CANCELS if cancel else OVER_EXECUTIONS, stats)
+        locate = _reduce(w, h, state, pool, s_start, s_size, np.int64(be64(b, o + _RED_REF)),
+                         be32(b, o + _RED_SHARES), OVER_CANCELS if cancel else OVER_EXECUTIONS, stats)
         if locate >= 0:
             stats[CANCELS if cancel else EXECUTIONS] += 1
     elif t == 80:
@@ -229,15 +254,15 @@ def _apply_one(b, o, ln, seq, w, h, state, pool, s_start, s_size, s_cap, last, s
     elif t == 66:
         stats[BROKEN_TRADES] += 1
     elif t == 82:  # 'R'
-        s = stocks[be16(b, o + 1)]
-        s.symbol = be64(b, o + 11)
-        s.round_lot = be32(b, o + 21)
+        s = stocks[be16(b, o + _LOCATE)]
+        s.symbol = be64(b, o + _DIR_STOCK)
+        s.round_lot = be32(b, o + _DIR_LOT)
     elif t == 72:  # 'H'
-        s = stocks[be16(b, o + 1)]
-        s.trading_state = b[o + 19]
-        s.reason = be32(b, o + 21)
+        s = stocks[be16(b, o + _LOCATE)]
+        s.trading_state = b[o + _ACT_STATE]
+        s.reason = be32(b, o + _ACT_REASON)
     elif t == 83:  # 'S'
-        state[S.ST_SYSTEM] = b[o + 11]
+        state[S.ST_SYSTEM] = b[o + _SYS_EVENT]
     stats[MESSAGES] += 1
     if locate >= 0:
         bb = locate * 2
@@ -254,7 +279,7 @@ def _apply_one(b, o, ln, seq, w, h, state, pool, s_start, s_size, s_cap, last, s
             last[locate, 3] = aq
             e = ev[ev_n]
             e.seq = seq
-            e.timestamp = be48(b, o + 5)
+            e.timestamp = be48(b, o + _TIMESTAMP)
             e.locate = locate
             e.bid_price = bp
             e.bid_shares = bq
@@ -266,10 +291,13 @@ def _apply_one(b, o, ln, seq, w, h, state, pool, s_start, s_size, s_cap, last, s
 
 
 @njit(cache=True)
-def apply_stream(b, pos, end, w, h, state, pool, s_start, s_size, s_cap, last, stocks, ev, ev_n, stats):
+def apply_stream(b, pos, end, seqbox, w, h, state, pool, s_start, s_size, s_cap, last, stocks, ev, ev_n, stats):
     """Length-prefixed messages in b[pos:end]. Returns (position, status, event count); stops before
-    a message when the store needs room or the event batch is full."""
+    a message when the store needs room or the event batch is full. seqbox[0] is the sequence number
+    of the message at pos (0: unnumbered, a file), stamped on its events and advanced as messages go."""
     status = S.OK
+    nseq = seqbox[0]
+    step = np.uint64(1) if nseq > 0 else np.uint64(0)
     while pos + 2 <= end:
         if ev_n == ev.size:
             status = NEED_EVENTS
@@ -277,11 +305,13 @@ def apply_stream(b, pos, end, w, h, state, pool, s_start, s_size, s_cap, last, s
         ln = be16(b, pos)
         if pos + 2 + ln > end:
             break
-        status, ev_n = _apply_one(b, pos + 2, ln, np.uint64(0), w, h, state, pool, s_start, s_size, s_cap,
+        status, ev_n = _apply_one(b, pos + 2, ln, nseq, w, h, state, pool, s_start, s_size, s_cap,
                                   last, stocks, ev, ev_n, stats)
         if status != S.OK:
             break
         pos += 2 + ln
+        nseq += step
+    seqbox[0] = nseq
     return pos, status, ev_n
 
 

@@ -26,6 +26,7 @@ from xdpfeed.capture.byteorder import be48
 from xdpfeed.capture.jit import njit
 from xdpfeed.multicast.exchange.rng import next64 as _next
 from xdpfeed.multicast.exchange.rng import uniform as _uniform
+from xdpfeed.multicast.itch import offsets as O
 from xdpfeed.multicast.itch.schema import LENGTHS
 
 GENERATOR_VERSION = 3  # bump when the bytes produced for given arguments change (invalidates caches)
@@ -74,11 +75,12 @@ def _wr(b, p, v, nbytes):
 def _msg(b, q, ln, ty, locate, ts):
     """Record prefix and common header of one message at q; returns the message's first byte."""
     _wr(b, q, ln, 2)
-    b[q + 2] = ty
-    _wr(b, q + 3, locate, 2)
-    _wr(b, q + 5, locate & 7, 2)  # tracking number: Nasdaq-internal, any small value
-    _wr(b, q + 7, ts, 6)
-    return q + 2
+    p = q + 2
+    b[p] = ty
+    _wr(b, p + O.S.stock_locate, locate, 2)
+    _wr(b, p + O.S.tracking_number, locate & 7, 2)  # tracking number: Nasdaq-internal, any small value
+    _wr(b, p + O.S.timestamp, ts, 6)
+    return p
 
 
 @njit(cache=True)
@@ -160,35 +162,35 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
     q = 0
     ts = DAY_START
     # S 'O', directory, S 'S'
-    p = _msg(out, q, 12, 83, 0, ts)
-    out[p + 11] = 79
-    q += 14
+    p = _msg(out, q, O.S.length, 83, 0, ts)
+    out[p + O.S.event_code] = 79
+    q += 2 + O.S.length
     cnt[83] += 1
     cats = np.array([81, 71, 83, 78, 65, 80, 90], dtype=np.uint8)
     for s in range(n_stocks):
         ts += 500 + _below(st, 1000)
-        p = _msg(out, q, 39, 82, s + 1, ts)
-        _stock(out, p + 11, sym, s)
-        out[p + 19] = cats[_below(st, 7)]
-        out[p + 20] = 78  # financial status N
-        _wr(out, p + 21, 100, 4)
-        out[p + 25] = 78
-        out[p + 26] = 67  # issue classification C (common)
-        out[p + 27] = 90
-        out[p + 28] = 32  # sub-type "Z "
-        out[p + 29] = 80  # authenticity P (production)
-        out[p + 30] = 78
-        out[p + 31] = 78
-        out[p + 32] = 49 + _below(st, 2)  # LULD tier 1 or 2
-        out[p + 33] = 78
-        _wr(out, p + 34, 0, 4)
-        out[p + 38] = 78
-        q += 41
+        p = _msg(out, q, O.R.length, 82, s + 1, ts)
+        _stock(out, p + O.R.stock, sym, s)
+        out[p + O.R.market_category] = cats[_below(st, 7)]
+        out[p + O.R.financial_status_indicator] = 78  # financial status N
+        _wr(out, p + O.R.round_lot_size, 100, 4)
+        out[p + O.R.round_lots_only] = 78
+        out[p + O.R.issue_classification] = 67  # issue classification C (common)
+        out[p + O.R.issue_sub_type] = 90
+        out[p + O.R.issue_sub_type + 1] = 32  # sub-type "Z "
+        out[p + O.R.authenticity] = 80  # authenticity P (production)
+        out[p + O.R.short_sale_threshold_indicator] = 78
+        out[p + O.R.ipo_flag] = 78
+        out[p + O.R.luld_reference_price_tier] = 49 + _below(st, 2)  # LULD tier 1 or 2
+        out[p + O.R.etp_flag] = 78
+        _wr(out, p + O.R.etp_leverage_factor, 0, 4)
+        out[p + O.R.inverse_indicator] = 78
+        q += 2 + O.R.length
         cnt[82] += 1
     ts += 1000
-    p = _msg(out, q, 12, 83, 0, ts)
-    out[p + 11] = 83
-    q += 14
+    p = _msg(out, q, O.S.length, 83, 0, ts)
+    out[p + O.S.event_code] = 83
+    q += 2 + O.S.length
     cnt[83] += 1
     m_pre = max(1, m // 12)
     m_reg = max(1, (m * 5) // 6)
@@ -196,14 +198,14 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
     missing = 0
     for j in range(m):
         if j == m_pre:
-            p = _msg(out, q, 12, 83, 0, MARKET_OPEN)
-            out[p + 11] = 81  # Q
-            q += 14
+            p = _msg(out, q, O.S.length, 83, 0, MARKET_OPEN)
+            out[p + O.S.event_code] = 81  # Q
+            q += 2 + O.S.length
             cnt[83] += 1
         elif j == m_pre + m_reg:
-            p = _msg(out, q, 12, 83, 0, MARKET_CLOSE)
-            out[p + 11] = 77  # M
-            q += 14
+            p = _msg(out, q, O.S.length, 83, 0, MARKET_CLOSE)
+            out[p + O.S.event_code] = 77  # M
+            q += 2 + O.S.length
             cnt[83] += 1
         ts = _time(j, m_pre, m_reg, m, t_pre, st)
         ty = 0
@@ -251,13 +253,13 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
             shares = _shares(st)
             ref += 1 + _below(st, 4)
             p = _msg(out, q, LENGTHS[ty], ty, s + 1, ts)
-            _wr(out, p + 11, ref, 8)
-            out[p + 19] = side
-            _wr(out, p + 20, shares, 4)
-            _stock(out, p + 24, sym, s)
-            _wr(out, p + 32, price, 4)
+            _wr(out, p + O.A.order_reference_number, ref, 8)
+            out[p + O.A.buy_sell_indicator] = side
+            _wr(out, p + O.A.shares, shares, 4)
+            _stock(out, p + O.A.stock, sym, s)
+            _wr(out, p + O.A.price, price, 4)
             if ty == 70:
-                _wr(out, p + 36, mpids[_below(st, mpids.size)], 4)
+                _wr(out, p + O.F.attribution, mpids[_below(st, mpids.size)], 4)
             l_ref[live] = ref
             l_stock[live] = s
             l_side[live] = side
@@ -266,7 +268,7 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
             live += 1
         elif ty == 68:  # D
             p = _msg(out, q, LENGTHS[ty], ty, l_stock[k] + 1, ts)
-            _wr(out, p + 11, l_ref[k], 8)
+            _wr(out, p + O.D.order_reference_number, l_ref[k], 8)
             gone = True
         elif ty == 85:  # U: new reference, same side and stock
             s = l_stock[k]
@@ -277,10 +279,10 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
             price = min(price, mid[s] - TICK) if l_side[k] == 66 else max(price, mid[s] + TICK)
             shares = _shares(st)
             p = _msg(out, q, LENGTHS[ty], ty, s + 1, ts)
-            _wr(out, p + 11, old, 8)
-            _wr(out, p + 19, ref, 8)
-            _wr(out, p + 27, shares, 4)
-            _wr(out, p + 31, price, 4)
+            _wr(out, p + O.U.original_order_reference_number, old, 8)
+            _wr(out, p + O.U.new_order_reference_number, ref, 8)
+            _wr(out, p + O.U.shares, shares, 4)
+            _wr(out, p + O.U.price, price, 4)
             l_ref[k] = ref
             l_shares[k] = shares
             l_price[k] = price
@@ -288,100 +290,100 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
             left = l_shares[k]
             take = left if (left == 1 or (ty != 88 and _uniform(st) < 0.6)) else 1 + _below(st, left - 1)
             p = _msg(out, q, LENGTHS[ty], ty, l_stock[k] + 1, ts)
-            _wr(out, p + 11, l_ref[k], 8)
-            _wr(out, p + 19, take, 4)
+            _wr(out, p + O.E.order_reference_number, l_ref[k], 8)
+            _wr(out, p + O.E.executed_shares, take, 4)
             if ty != 88:
                 match += 1
-                _wr(out, p + 23, match, 8)
+                _wr(out, p + O.E.match_number, match, 8)
             if ty == 67:
-                out[p + 31] = 89 if _uniform(st) < 0.9 else 78
-                _wr(out, p + 32, max(TICK, l_price[k] + TICK * (_below(st, 3) - 1)), 4)
+                out[p + O.C.printable] = 89 if _uniform(st) < 0.9 else 78
+                _wr(out, p + O.C.execution_price, max(TICK, l_price[k] + TICK * (_below(st, 3) - 1)), 4)
             l_shares[k] = left - take
             gone = take == left
         elif ty == 80:  # P: non-displayed trade, no book change
             s = np.searchsorted(cw, _uniform(st))
             match += 1
             p = _msg(out, q, LENGTHS[ty], ty, s + 1, ts)
-            _wr(out, p + 11, 0, 8)
-            out[p + 19] = 66
-            _wr(out, p + 20, _shares(st), 4)
-            _stock(out, p + 24, sym, s)
-            _wr(out, p + 32, mid[s], 4)
-            _wr(out, p + 36, match, 8)
+            _wr(out, p + O.P.order_reference_number, 0, 8)
+            out[p + O.P.buy_sell_indicator] = 66
+            _wr(out, p + O.P.shares, _shares(st), 4)
+            _stock(out, p + O.P.stock, sym, s)
+            _wr(out, p + O.P.price, mid[s], 4)
+            _wr(out, p + O.P.match_number, match, 8)
         elif ty == 73:  # I: imbalance
             s = np.searchsorted(cw, _uniform(st))
             p = _msg(out, q, LENGTHS[ty], ty, s + 1, ts)
-            _wr(out, p + 11, 100 * _below(st, 50000), 8)
-            _wr(out, p + 19, 100 * _below(st, 5000), 8)
-            out[p + 27] = (66, 83, 78, 79)[_below(st, 4)]
-            _stock(out, p + 28, sym, s)
-            _wr(out, p + 36, mid[s] + TICK * (_below(st, 21) - 10), 4)
-            _wr(out, p + 40, mid[s] + TICK * (_below(st, 11) - 5), 4)
-            _wr(out, p + 44, mid[s], 4)
-            out[p + 48] = 79 if j < m_pre + m_reg // 2 else 67
-            out[p + 49] = 76 if _uniform(st) < 0.5 else 32
+            _wr(out, p + O.I.paired_shares, 100 * _below(st, 50000), 8)
+            _wr(out, p + O.I.imbalance_shares, 100 * _below(st, 5000), 8)
+            out[p + O.I.imbalance_direction] = (66, 83, 78, 79)[_below(st, 4)]
+            _stock(out, p + O.I.stock, sym, s)
+            _wr(out, p + O.I.far_price, mid[s] + TICK * (_below(st, 21) - 10), 4)
+            _wr(out, p + O.I.near_price, mid[s] + TICK * (_below(st, 11) - 5), 4)
+            _wr(out, p + O.I.current_reference_price, mid[s], 4)
+            out[p + O.I.cross_type] = 79 if j < m_pre + m_reg // 2 else 67
+            out[p + O.I.price_variation_indicator] = 76 if _uniform(st) < 0.5 else 32
         elif ty == 81:  # Q: cross
             s = np.searchsorted(cw, _uniform(st))
             match += 1
             p = _msg(out, q, LENGTHS[ty], ty, s + 1, ts)
-            _wr(out, p + 11, 100 * _below(st, 100000), 8)
-            _stock(out, p + 19, sym, s)
-            _wr(out, p + 27, mid[s], 4)
-            _wr(out, p + 31, match, 8)
-            out[p + 39] = (79, 67, 72, 73)[_below(st, 4)]
+            _wr(out, p + O.Q.shares, 100 * _below(st, 100000), 8)
+            _stock(out, p + O.Q.stock, sym, s)
+            _wr(out, p + O.Q.cross_price, mid[s], 4)
+            _wr(out, p + O.Q.match_number, match, 8)
+            out[p + O.Q.cross_type] = (79, 67, 72, 73)[_below(st, 4)]
         elif ty == 66:  # B: breaks an earlier print
             p = _msg(out, q, LENGTHS[ty], ty, 0, ts)
-            _wr(out, p + 11, 1 + _below(st, max(1, match)), 8)
+            _wr(out, p + O.B.match_number, 1 + _below(st, max(1, match)), 8)
         elif ty == 86 or ty == 87:  # V, W: market-wide, locate 0
             p = _msg(out, q, LENGTHS[ty], ty, 0, ts)
             if ty == 86:
-                _wr(out, p + 11, 4_441_500_000_000, 8)  # $44,415.00 etc. in price8
-                _wr(out, p + 19, 4_107_900_000_000, 8)
-                _wr(out, p + 27, 3_582_900_000_000, 8)
+                _wr(out, p + O.V.level_1, 4_441_500_000_000, 8)  # $44,415.00 etc. in price8
+                _wr(out, p + O.V.level_2, 4_107_900_000_000, 8)
+                _wr(out, p + O.V.level_3, 3_582_900_000_000, 8)
             else:
-                out[p + 11] = 49 + _below(st, 3)
+                out[p + O.W.breached_level] = 49 + _below(st, 3)
         else:  # one-stock status and reference messages
             s = np.searchsorted(cw, _uniform(st))
             if ty == 76:  # L
                 p = _msg(out, q, LENGTHS[ty], ty, s + 1, ts)
-                _wr(out, p + 11, mpids[_below(st, mpids.size)], 4)
-                _stock(out, p + 15, sym, s)
-                out[p + 23] = 89 if _uniform(st) < 0.3 else 78
-                out[p + 24] = 78
-                out[p + 25] = 65
+                _wr(out, p + O.L.mpid, mpids[_below(st, mpids.size)], 4)
+                _stock(out, p + O.L.stock, sym, s)
+                out[p + O.L.primary_market_maker] = 89 if _uniform(st) < 0.3 else 78
+                out[p + O.L.market_maker_mode] = 78
+                out[p + O.L.market_participant_state] = 65
             elif ty == 75:  # K: locate documented as 0
                 p = _msg(out, q, LENGTHS[ty], ty, 0, ts)
-                _stock(out, p + 11, sym, s)
-                _wr(out, p + 19, ts // 1_000_000_000 + 600, 4)
-                out[p + 23] = 65
-                _wr(out, p + 24, mid[s], 4)
+                _stock(out, p + O.K.stock, sym, s)
+                _wr(out, p + O.K.ipo_quotation_release_time, ts // 1_000_000_000 + 600, 4)
+                out[p + O.K.ipo_quotation_release_qualifier] = 65
+                _wr(out, p + O.K.ipo_price, mid[s], 4)
             else:
                 p = _msg(out, q, LENGTHS[ty], ty, s + 1, ts)
-                _stock(out, p + 11, sym, s)
+                _stock(out, p + O.R.stock, sym, s)
                 if ty == 72:  # H
-                    out[p + 19] = (84, 72, 80, 81)[_below(st, 4)]
-                    out[p + 20] = 32
-                    _wr(out, p + 21, 0x54312020 if _uniform(st) < 0.5 else 0x20202020, 4)  # "T1  " / blank
+                    out[p + O.H.trading_state] = (84, 72, 80, 81)[_below(st, 4)]
+                    out[p + O.H.reserved] = 32
+                    _wr(out, p + O.H.reason, 0x54312020 if _uniform(st) < 0.5 else 0x20202020, 4)  # "T1  " / blank
                 elif ty == 89:  # Y
-                    out[p + 19] = 48 + _below(st, 3)
+                    out[p + O.Y.reg_sho_action] = 48 + _below(st, 3)
                 elif ty == 78:  # N
-                    out[p + 19] = (66, 83, 65, 78)[_below(st, 4)]
+                    out[p + O.N.interest_flag] = (66, 83, 65, 78)[_below(st, 4)]
                 elif ty == 74:  # J
-                    _wr(out, p + 19, mid[s], 4)
-                    _wr(out, p + 23, mid[s] + mid[s] // 20, 4)
-                    _wr(out, p + 27, mid[s] - mid[s] // 20, 4)
-                    _wr(out, p + 31, _below(st, 3), 4)
+                    _wr(out, p + O.J.auction_collar_reference_price, mid[s], 4)
+                    _wr(out, p + O.J.upper_auction_collar_price, mid[s] + mid[s] // 20, 4)
+                    _wr(out, p + O.J.lower_auction_collar_price, mid[s] - mid[s] // 20, 4)
+                    _wr(out, p + O.J.auction_collar_extension, _below(st, 3), 4)
                 elif ty == 104:  # h
-                    out[p + 19] = (81, 66, 88)[_below(st, 3)]
-                    out[p + 20] = 72 if _uniform(st) < 0.5 else 84
+                    out[p + O.h.market_code] = (81, 66, 88)[_below(st, 3)]
+                    out[p + O.h.operational_halt_action] = 72 if _uniform(st) < 0.5 else 84
                 else:  # O
-                    out[p + 19] = 89
-                    _wr(out, p + 20, mid[s] - mid[s] // 10, 4)
-                    _wr(out, p + 24, mid[s] + mid[s] // 10, 4)
-                    _wr(out, p + 28, mid[s], 4)
-                    _wr(out, p + 32, ts + 60_000_000_000, 8)
-                    _wr(out, p + 40, mid[s] - mid[s] // 20, 4)
-                    _wr(out, p + 44, mid[s] + mid[s] // 20, 4)
+                    out[p + O.O.open_eligibility_status] = 89
+                    _wr(out, p + O.O.minimum_allowable_price, mid[s] - mid[s] // 10, 4)
+                    _wr(out, p + O.O.maximum_allowable_price, mid[s] + mid[s] // 10, 4)
+                    _wr(out, p + O.O.near_execution_price, mid[s], 4)
+                    _wr(out, p + O.O.near_execution_time, ts + 60_000_000_000, 8)
+                    _wr(out, p + O.O.lower_price_range_collar, mid[s] - mid[s] // 20, 4)
+                    _wr(out, p + O.O.upper_price_range_collar, mid[s] + mid[s] // 20, 4)
         q = p + ((np.int64(out[p - 2]) << 8) | out[p - 1])
         cnt[ty] += 1
         if gone:  # swap-remove
@@ -393,9 +395,9 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
             l_price[k] = l_price[live]
         stats[0] = max(stats[0], live)
     for code in (69, 67):  # S 'E' then S 'C'
-        p = _msg(out, q, 12, 83, 0, DAY_END - 1000 if code == 69 else DAY_END)
-        out[p + 11] = code
-        q += 14
+        p = _msg(out, q, O.S.length, 83, 0, DAY_END - 1000 if code == 69 else DAY_END)
+        out[p + O.S.event_code] = code
+        q += 2 + O.S.length
         cnt[83] += 1
     stats[1] = live
     return q

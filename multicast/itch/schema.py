@@ -1,11 +1,13 @@
-"""TotalView-ITCH 5.0 message layouts (../shared/protocols.md §4), written once.
+"""TotalView-ITCH 5.0 message layouts (NASDAQ TotalView-ITCH 5.0 specification, sections 1.3 and 4),
+written once.
 
 Every other piece reads this table: the numpy record dtype of each type's output table, the field
-names of JSON/CSV output, the pure-Python reference decoder. Field names are the snake_case of the
-specification's names. Kinds: 'u' unsigned integer, 'p4'/'p8' prices with 4/8 implied decimals (kept
-as raw integers), 'a' alpha (stored as the big-endian integer of its bytes, shown as a string with
-trailing spaces removed). The common header (type, stock locate, tracking number, timestamp) is
-described once in HEADER.
+names of JSON/CSV output, the pure-Python reference decoder, the compiled decoder's generated code,
+and the offsets the order book and the synthetic day generator use (`offset`, multicast.itch.offsets).
+Field names are the snake_case of the specification's names. Kinds: 'u' unsigned integer, 'p4'/'p8'
+prices with 4/8 implied decimals (kept as raw integers), 'a' alpha (stored as the big-endian integer of
+its bytes, shown as a string with trailing spaces removed). The common header (type, stock locate,
+tracking number, timestamp) is described once in HEADER.
 """
 
 import re
@@ -137,3 +139,19 @@ def check_layouts() -> None:
 
 
 check_layouts()
+
+
+def offset(t: str, name: str) -> int:
+    """Offset of field `name` (snake_case, header fields included) in messages of type `t`, from the type byte."""
+    for f in HEADER + MESSAGES[t][2]:
+        if f.name == name:
+            return f.offset
+    raise KeyError(f"ITCH {t!r} has no field {name!r}")
+
+
+def same_offset(name_by_type: dict[str, str]) -> int:
+    """The one offset that several types' fields share (code that reads them alike relies on it)."""
+    offsets = {offset(t, n) for t, n in name_by_type.items()}
+    if len(offsets) != 1:
+        raise AssertionError(f"ITCH fields {name_by_type} are not at one offset: {sorted(offsets)}")
+    return offsets.pop()

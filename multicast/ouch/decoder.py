@@ -13,24 +13,17 @@ columns; unknown tags are skipped by their element length and counted.
 
 The per-type code is generated from the schema rather than written out by hand: `generate_source`
 emits one loop per version and direction whose branches are straight-line loads and stores at
-constant offsets — what multicast.itch.decoder writes by hand — so the layouts exist only in the schema. The
+constant offsets (as multicast.itch.decoder's, generated the same way), so the layouts exist only in the schema. The
 module is written under numba's cache directory and imported from there, so that numba caches the
 compiled loops like any other. All tables of one OuchTables live in one byte slab, written through its
 uint64/32/16/8 views. Nothing allocates, so the loops run without NRT reference counting
 (`njit_no_rc`); offsets become unsigned before indexing so that LLVM emits single MOVBE loads.
 """
 
-import hashlib
-import importlib.util
-import os
-import sys
-import tempfile
-
-import numba
 import numpy as np
 
 from xdpfeed.capture.byteorder import be16, be32, be64, le16, le32
-from xdpfeed.capture.jit import njit_no_rc
+from xdpfeed.capture.jit import load_generated, njit_no_rc
 from xdpfeed.multicast.ouch import schema as S
 from xdpfeed.multicast.ouch.reference import record_dict
 
@@ -374,36 +367,10 @@ def generate_source(cache: bool = True) -> str:
     return "".join(parts)
 
 
-def _load_generated():
-    """Import the generated module from a file under numba's cache directory, so that numba can cache the
-    compiled walks; where that directory cannot be written, compile from memory (no disk cache)."""
-    src = generate_source()
-    digest = hashlib.sha256(src.encode()).hexdigest()[:16]
-    folder = os.path.join(numba.config.CACHE_DIR or tempfile.gettempdir(), "xdpfeed-generated")
-    path = os.path.join(folder, f"ouch_walk_{digest}.py")
-    try:
-        if not os.path.exists(path):
-            os.makedirs(folder, exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                f.write(src)
-            os.replace(tmp, path)
-        name = f"xdpfeed_ouch_walk_{digest}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod  # numba's cache finds the module of a cached function by name
-        spec.loader.exec_module(mod)
-        return vars(mod)
-    except OSError:
-        ns = {}
-        exec(compile(generate_source(cache=False), "<xdpfeed.multicast.ouch.decoder generated>", "exec"), ns)
-        return ns
-
-
 def walk_for(version: str, direction: str):
     """The compiled loop of one version and direction."""
     if not _WALKS:
-        _WALKS.update(_load_generated())
+        _WALKS.update(load_generated("ouch_walk", generate_source))
     return _WALKS[walk_name(version, direction)]
 
 
