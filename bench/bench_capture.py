@@ -77,10 +77,7 @@ def receive(source_name: str, pair, gen: tuple[str, str, str], packets: int, pps
     from pyroute2 import netns
 
     from xdpfeed.capture.uri import open_source
-    from xdpfeed.multicast.book.order_book import OrderBook
-    from xdpfeed.multicast.cli.run import _group_array
-    from xdpfeed.multicast.feed.handler import FeedHandler, Line
-    from xdpfeed.multicast.feed.sequencer import LINE_A, Sequencer
+    from xdpfeed.multicast.feed.feed import Feed
 
     uri = {"udp": f"udp:{GROUP}:{PORT}@{pair.if_b}", "packet": f"packet:{pair.if_b}?group={GROUP}:{PORT}",
            "afxdp-native": f"afxdp:{pair.if_b}?group={GROUP}:{PORT}&mode=native&frames={FRAMES}",
@@ -93,10 +90,8 @@ def receive(source_name: str, pair, gen: tuple[str, str, str], packets: int, pps
         src = open_source(uri)
     finally:
         netns.popns()
-    groups = getattr(src, "groups", None)
-    book = OrderBook()
-    seq = Sequencer(start_at_one=False, hold_messages=1 << 20)
-    h = FeedHandler([Line(LINE_A, src, _group_array(groups) if groups else None)], seq, None, book)
+    h = Feed(line_a=src, start="first", hold_messages=1 << 20, warm=False)
+    book, seq = h.book, h.seq
     obj, exe, frame = gen
     cmd = ["ip", "netns", "exec", pair.ns_a, exe, obj, pair.if_a, frame, str(packets), "1", str(pps)]
     h.step(0)  # everything loaded and the rings armed before the first frame
@@ -154,15 +149,14 @@ def capture_file(src_ip: str, frame_path: str, path: str, packets: int) -> None:
 def read_file(source_name: str, path: str, packets: int) -> dict:
     """The handler over a capture in memory: frames/s from the first frame to the end of the file."""
     from xdpfeed.capture.uri import open_source
-    from xdpfeed.multicast.book.order_book import OrderBook
-    from xdpfeed.multicast.cli.run import _group_array
-    from xdpfeed.multicast.feed.handler import FeedHandler, Line
-    from xdpfeed.multicast.feed.sequencer import LINE_A, Sequencer
+    from xdpfeed.multicast.feed.feed import Feed
+    from xdpfeed.multicast.feed.lines import group_array
 
     uri = {"dpdk-pcap": f"dpdk:net_pcap0,rx_pcap={path}?{DPDK}&group={GROUP}:{PORT}", "pcap": f"pcap:{path}"}
     src = open_source(uri[source_name])
-    seq = Sequencer(start_at_one=False, hold_messages=1 << 20)
-    h = FeedHandler([Line(LINE_A, src, _group_array([(GROUP, PORT)]))], seq, None, OrderBook())
+    h = Feed(line_a=src, start="first", hold_messages=1 << 20, warm=False)
+    h.lines[0].groups = group_array([(GROUP, PORT)])  # a pcap: source names no group of its own
+    seq = h.seq
     t0 = time.perf_counter()
     while not h.lines[0].exhausted:
         h.step(0)

@@ -22,13 +22,11 @@ from common import log, machine, summary  # noqa: E402
 def one_pass(pcap: str, metrics_on: bool, scrape_interval: float) -> tuple[float, int, int]:
     from prometheus_client import generate_latest
 
-    from xdpfeed.capture.pcapfile import PcapSource
-    from xdpfeed.multicast.book.order_book import OrderBook
     from xdpfeed.multicast.feed import metrics
-    from xdpfeed.multicast.feed.handler import FeedHandler, Line
-    from xdpfeed.multicast.feed.sequencer import LINE_A, Sequencer
+    from xdpfeed.multicast.feed.feed import Feed
 
-    h = FeedHandler([Line(LINE_A, PcapSource(pcap))], Sequencer(), None, OrderBook(), count_types=metrics_on)
+    h = Feed(line_a=f"pcap:{pcap}", warm=False)
+    h.count_types = metrics_on  # what serving metrics turns on
     stop = threading.Event()
     scrapes = [0]
 
@@ -48,7 +46,7 @@ def one_pass(pcap: str, metrics_on: bool, scrape_interval: float) -> tuple[float
     if t is not None:
         t.join()
     assert why == "sources exhausted", why
-    delivered = h.seq.stats()["delivered"]
+    delivered = h.state.delivered
     h.close()
     return dt, delivered, scrapes[0]
 

@@ -47,10 +47,10 @@ def in_order_pass(pcap: str, mode: str) -> tuple[float, dict]:
     book = OrderBook() if mode != "sequencer" else None
     seq = Sequencer(sessions) if mode != "baseline" else None
 
-    def to_book(out, first, count):
-        book.apply_stream(out)
+    def to_book(out, first, count, timestamp_ns):
+        book.apply_stream(out, first_seq=first)
 
-    def nothing(out, first, count):
+    def nothing(out, first, count, timestamp_ns):
         pass
 
     sink = to_book if mode == "sequenced" else nothing
@@ -106,7 +106,7 @@ def replay_pass(store, server_addr, gap_first: int, gap: int, password: str) -> 
     seq = Sequencer(sessions, hold_messages=1 << 12)
     delivered = [0]
 
-    def sink(out, first, count):
+    def sink(out, first, count, timestamp_ns):
         delivered[0] += count
 
     rec = Recovery(seq, sink, time.monotonic, RecoveryPolicy(request_delay=0.0001), (), [server_addr],

@@ -33,12 +33,11 @@ import time
 
 from xdpfeed.capture.netns import inside, namespaces, veth_pair
 from xdpfeed.multicast.book.order_book import OrderBook
-from xdpfeed.multicast.cli.run import build_handler
 from xdpfeed.multicast.exchange import synthetic
+from xdpfeed.multicast.exchange.ports import free_port
 from xdpfeed.multicast.exchange.store import DayStore
 from xdpfeed.multicast.exchange.venue import Venue, VenueConfig
-from xdpfeed.multicast.feed.config import FeedConfig
-from xdpfeed.multicast.feed.recovery import Recovery, RecoveryPolicy
+from xdpfeed.multicast.feed.feed import Feed
 from xdpfeed.multicast.feed.warmup import warm_up
 
 USER, PASSWORD = "SOAK01", "soaksecret"
@@ -46,14 +45,16 @@ USER, PASSWORD = "SOAK01", "soaksecret"
 
 
 class Digest:
-    """The handler's record sink: SHA-256 and size of the delivered stream, nothing kept."""
+    """A consumer of the feed: SHA-256 and size of the delivered stream, nothing kept."""
+
+    name = "digest"
 
     def __init__(self):
         self.sha, self.bytes = hashlib.sha256(), 0
 
-    def write(self, data) -> None:
-        self.sha.update(data)
-        self.bytes += len(data)
+    def on_messages(self, batch) -> None:
+        self.sha.update(batch.stream)
+        self.bytes += batch.stream.size
 
 
 def rss_kib() -> int:
@@ -89,13 +90,8 @@ class SessionDone:
         self.h, self.session = handler, session
 
     def is_set(self) -> bool:
-        return self.h.seq.session == self.session and self.h.seq.finished
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        st = self.h.state
+        return st.session == self.session and st.finished
 
 
 def restart_when(venue: Venue, share: float, ns: str | None, say) -> None:
@@ -146,13 +142,13 @@ def soak(messages: int = 10_000_000, transport: str = "loopback", rate: float = 
                        f"udp:{line_b[0]}:{line_b[1]}@{pair.addr_b}")
         else:
             sources = (f"udp:{line_a[0]}:{line_a[1]}@lo", f"udp:{line_b[0]}:{line_b[1]}@lo")
-        digest, book = Digest(), OrderBook()
-        policy = RecoveryPolicy(rerequest_max=burst * 3 // 2, deadline=60.0)  # 2 × burst: replay
-        cfg = FeedConfig(line_a=sources[0], line_b=sources[1], user=USER, password=PASSWORD, policy=policy)
+        digest = Digest()
         with inside(ns_b):
-            handler = build_handler(cfg, book, digest)
-            servers = ([(host, request_port)], [(host, replay_port)])
-            handler.attach_recovery(lambda s, sink, clock: Recovery(s, sink, clock, policy, *servers, USER, PASSWORD))
+            handler = Feed(line_a=sources[0], line_b=sources[1], user=USER, password=PASSWORD,
+                           rerequest=[(host, request_port)], replay=[(host, replay_port)],
+                           rerequest_max=burst * 3 // 2, deadline=60.0,  # 2 × burst: replay
+                           consumers=[digest])
+            book = handler.book
             try:
                 for k, store in enumerate(stores):
                     vcfg = VenueConfig(line_a=line_a, line_b=line_b, iface_addr=host, replay_host=host,

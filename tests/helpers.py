@@ -1,11 +1,19 @@
-"""Shared test helpers: decoding a file to message dicts, building MoldUDP64 payloads and frames."""
+"""Shared test helpers: decoding a file to message dicts, building MoldUDP64 payloads and frames, waiting
+for a condition, free ports and multicast line pairs, and the venue + feed harness."""
 
+import contextlib
+import io
+import logging
+import socket
 import struct
 import time
 
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Dot1Q, Ether
 
+from xdpfeed.multicast.exchange.ports import free_port, line_pair
+from xdpfeed.multicast.exchange.venue import Venue, VenueConfig
+from xdpfeed.multicast.feed.feed import Feed
 from xdpfeed.multicast.itch import output
 from xdpfeed.multicast.itch.pipeline import Decode
 from xdpfeed.multicast.itch.schema import TYPES
@@ -63,3 +71,51 @@ def read_until(proc, seen: list, needle: str) -> bool:
         if needle in line:
             return True
     return False
+
+
+# ---------------------------------------------------------------------------- venue + feed harness
+USER, PASSWORD = "TEST01", "secret42"
+
+
+def lines_pair(prefix: str = "239.253") -> tuple[str, str]:
+    """Two multicast lines as "GROUP:PORT" strings (random groups, consecutive ports)."""
+    a, b = line_pair(prefix)
+    return f"{a[0]}:{a[1]}", f"{b[0]}:{b[1]}"
+
+
+@contextlib.contextmanager
+def venue_and_feed(store, *, users=None, prefix="239.254", replay=True, rerequest=True, venue=None, **feed_keys):
+    """The simulated venue (threads, not yet started) publishing `store` on two loopback lines, and a Feed on
+    them (lines joined, recovery servers known), as (venue, feed); both closed at the end. `venue` holds
+    VenueConfig fields, `feed_keys` the Feed's keyword arguments (consumers included)."""
+    a, b = line_pair(prefix)
+    replay_port, request_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
+    vcfg = VenueConfig(line_a=a, line_b=b, users=users or {USER: PASSWORD}, start_delay=0.2, heartbeat_interval=0.2,
+                       replay_port=replay_port, request_port=request_port, **(venue or {}))
+    keys = {"line_a": f"udp:{a[0]}:{a[1]}@lo", "line_b": f"udp:{b[0]}:{b[1]}@lo",
+            "rerequest": [f"127.0.0.1:{request_port}"] if rerequest else None,
+            "replay": [f"127.0.0.1:{replay_port}"] if replay else None, "user": USER, "password": PASSWORD,
+            **feed_keys}
+    feed = Feed(**keys)
+    v = Venue(vcfg, store)
+    try:
+        yield v, feed
+    finally:
+        feed.close()
+        v.stop()
+
+
+@contextlib.contextmanager
+def captured_log(name: str = "xdpfeed", level=logging.INFO):
+    """What the `name` logger writes meanwhile, as a StringIO."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    logger = logging.getLogger(name)
+    old = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield out
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)

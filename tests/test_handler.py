@@ -2,22 +2,18 @@
 that hit both, reordering, duplication, and recovery servers that misbehave. Every run must end with
 the delivered stream byte-identical to the venue's day and the same book, or loudly STALE."""
 
+import dataclasses
 import io
-import logging
-import random
 
 import pytest
 
 from xdpfeed.multicast.book.order_book import OrderBook
-from xdpfeed.multicast.cli.run import build_handler
 from xdpfeed.multicast.exchange import synthetic
 from xdpfeed.multicast.exchange.replay_server import ReplayFault
 from xdpfeed.multicast.exchange.store import DayStore
-from xdpfeed.multicast.exchange.venue import Venue, VenueConfig
-from xdpfeed.multicast.feed.config import FeedConfig
-from xdpfeed.multicast.feed.recovery import Recovery, RecoveryPolicy
+from xdpfeed.multicast.feed.recovery import RecoveryPolicy
 
-USER, PASSWORD = "TEST01", "secret42"
+from helpers import captured_log, venue_and_feed
 
 
 @pytest.fixture(scope="module")
@@ -31,39 +27,26 @@ def venue_book(store) -> str:
     return book.checksum()
 
 
-def groups():
-    r = random.Random()
-    a = (f"239.254.{r.randrange(1, 255)}.{r.randrange(1, 255)}", r.randrange(20000, 60000))
-    return a, (f"239.254.{r.randrange(1, 255)}.{r.randrange(1, 255)}", a[1] + 1)
-
-
 def run_feed(store, policy=None, replay=True, rerequest=True, deadline_s=20.0, **venue_kw):
-    """Venue (threads) + handler (this thread) until End of Session is complete or STALE.
-    Returns (handler, why, record bytes, book, log text, venue)."""
-    line_a, line_b = groups()
-    vcfg = VenueConfig(line_a=line_a, line_b=line_b, users={USER: PASSWORD}, start_delay=0.2,
-                       heartbeat_interval=0.2, **venue_kw)
+    """Venue (threads) + Feed (this thread) until End of Session is complete or STALE.
+    Returns (feed, why, record bytes, book, log text, venue)."""
     record = io.BytesIO()
-    book = OrderBook(window=1 << 16, hash_orders=1 << 12, levels=1 << 12)
-    cfg = FeedConfig(line_a=f"udp:{line_a[0]}:{line_a[1]}@lo", line_b=f"udp:{line_b[0]}:{line_b[1]}@lo",
-                     user=USER, password=PASSWORD, policy=policy or RecoveryPolicy(deadline=deadline_s))
-    logs = io.StringIO()
-    handler_log = logging.StreamHandler(logs)
-    logging.getLogger("xdpfeed").addHandler(handler_log)
-    logging.getLogger("xdpfeed").setLevel(logging.INFO)
-    h = build_handler(cfg, book, record)
-    venue = Venue(vcfg, store)
-    try:
+    policy = dataclasses.asdict(policy or RecoveryPolicy(deadline=deadline_s))
+    with captured_log() as logs, venue_and_feed(store, replay=replay, rerequest=rerequest, venue=venue_kw,
+                                                consumers=[Record(record)], **policy) as (venue, feed):
         venue.start()
-        rq = [venue.request_address] if rerequest else []
-        rp = [venue.replay_address] if replay else []
-        h.attach_recovery(lambda s, sink, clock: Recovery(s, sink, clock, cfg.policy, rq, rp, USER, PASSWORD))
-        why = h.run(until_eos=True, idle_timeout=60)
-    finally:
-        h.close()
-        venue.stop()
-        logging.getLogger("xdpfeed").removeHandler(handler_log)
-    return h, why, record.getvalue(), book, logs.getvalue(), venue
+        why = feed.run(until_eos=True, idle_timeout=60)
+    return feed, why, record.getvalue(), feed.book, logs.getvalue(), venue
+
+
+class Record:
+    """A consumer that keeps the delivered stream (what --record writes)."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def on_messages(self, batch):
+        self.out.write(batch.stream.tobytes())
 
 
 def assert_exact(store, h, why, record, book):

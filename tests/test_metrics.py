@@ -7,14 +7,12 @@ import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_handler import PASSWORD, USER, day, groups  # noqa: F401  (day is a fixture)
+from test_handler import day  # noqa: F401  (a fixture)
 
-from xdpfeed.multicast.book.order_book import OrderBook
-from xdpfeed.multicast.cli.run import build_handler
-from xdpfeed.multicast.exchange.venue import Venue, VenueConfig
 from xdpfeed.multicast.feed import metrics
-from xdpfeed.multicast.feed.config import FeedConfig
-from xdpfeed.multicast.feed.recovery import Recovery, RecoveryPolicy
+from xdpfeed.multicast.feed.consumers import Consumer
+
+from helpers import free_port, venue_and_feed
 
 
 def scrape(port: int) -> tuple[str, dict]:
@@ -32,29 +30,19 @@ def value(values, name, **labels):
 
 @pytest.fixture
 def live(day):  # noqa: F811
-    """A handler fed by the venue with loss on both lines and bursts, metrics served on a free port."""
-    line_a, line_b = groups()
-    vcfg = VenueConfig(line_a=line_a, line_b=line_b, users={USER: PASSWORD}, start_delay=0.3, heartbeat_interval=0.2,
-                       loss_a=0.1, loss_b=0.1, burst_loss=3000, bursts=2, seed=12, rate=40_000)
-    cfg = FeedConfig(name="itch", line_a=f"udp:{line_a[0]}:{line_a[1]}@lo", line_b=f"udp:{line_b[0]}:{line_b[1]}@lo",
-                     user=USER, password=PASSWORD, policy=RecoveryPolicy(rerequest_max=1000))
-    h = build_handler(cfg, OrderBook(window=1 << 16, hash_orders=1 << 12, levels=1 << 12))
-    h.count_types = True
-    server, _ = metrics.serve(h, ("127.0.0.1", 0), "itch")
-    venue = Venue(vcfg, day).start()
-    h.attach_recovery(lambda s, sink, clock: Recovery(s, sink, clock, cfg.policy, [venue.request_address],
-                                                      [venue.replay_address], USER, PASSWORD))
-    result = {}
-    t = threading.Thread(target=lambda: result.setdefault("why", h.run(until_eos=True, idle_timeout=60)))
-    t.start()
-    try:
-        yield h, server.server_address[1], t, result
-    finally:
-        t.join(120)
-        venue.stop()
-        h.close()
-        server.shutdown()
-        server.server_close()
+    """A feed fed by the venue with loss on both lines and bursts, metrics served on a free port."""
+    with venue_and_feed(day, venue={"loss_a": 0.1, "loss_b": 0.1, "burst_loss": 3000, "bursts": 2, "seed": 12,
+                                    "rate": 40_000}, name="itch", rerequest_max=1000,
+                        metrics=f"127.0.0.1:{free_port()}",
+                        consumers=[Consumer(on_messages=lambda batch: None, name="noop")]) as (venue, feed):
+        venue.start()
+        result = {}
+        t = threading.Thread(target=lambda: result.setdefault("why", feed.run(until_eos=True, idle_timeout=60)))
+        t.start()
+        try:
+            yield feed, feed.metrics_server.server_address[1], t, result
+        finally:
+            t.join(120)
 
 
 def test_metrics_move_during_the_run_and_agree_with_the_summary(live, day, promtool):  # noqa: F811
@@ -93,6 +81,9 @@ def test_metrics_move_during_the_run_and_agree_with_the_summary(live, day, promt
         assert value(end, "xdpfeed_line_last_packet_age_seconds", line=line, **f) < 60
     assert value(end, "xdpfeed_delivery_latency_seconds_count", **f) > 0
     assert value(end, "xdpfeed_book_live_orders", **f) == h.book.live_orders
+    noop = s["consumers"]["noop"]
+    assert value(end, "xdpfeed_consumer_batches_total", consumer="noop", **f) == noop["batches"] > 0
+    assert value(end, "xdpfeed_consumer_errors_total", consumer="noop", **f) == noop["errors"] == 0
     names = {n for n, _ in end}
     for name in metrics.METRIC_NAMES:  # every documented family is served
         assert any(n == name or n.startswith(name + "_") or n == name + "_total" for n in names), name

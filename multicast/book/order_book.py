@@ -44,6 +44,7 @@ class OrderBook:
         self.n_events = 0
         self.stats = np.zeros(A.N_STATS, dtype=np.int64)
         self.on_events = on_events
+        self._seqbox = np.zeros(1, dtype=np.uint64)
 
     def clear(self) -> None:
         """Forget every order and stock (a new session is a new day), keeping the sizes asked for."""
@@ -75,11 +76,15 @@ class OrderBook:
             self.on_events(self.events[: self.n_events])
         self.n_events = 0
 
-    def apply_stream(self, buf: np.ndarray, pos: int = 0, end: int | None = None) -> int:
-        """Apply the length-prefixed messages of buf[pos:end]; returns where a cut record starts (or end)."""
+    def apply_stream(self, buf: np.ndarray, pos: int = 0, end: int | None = None, first_seq: int = 0) -> int:
+        """Apply the length-prefixed messages of buf[pos:end]; returns where a cut record starts (or end).
+        first_seq: the sequence number of the first message (a delivered stream), stamped on the top-of-book
+        events each message causes; 0 for an unnumbered stream (a file)."""
         end = buf.size if end is None else end
+        self._seqbox[0] = first_seq
         while True:
-            pos, status, self.n_events = A.apply_stream(buf, pos, end, *self._args(), self.n_events, self.stats)
+            pos, status, self.n_events = A.apply_stream(buf, pos, end, self._seqbox, *self._args(), self.n_events,
+                                                        self.stats)
             if status == S.OK:
                 return pos
             self._handle(status)

@@ -12,20 +12,19 @@ anything was lost or the books differ. No privileges needed: UDP sockets on loop
 import json
 import logging
 import os
-import random
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 from xdpfeed.multicast.book.order_book import OrderBook
-from xdpfeed.multicast.cli.run import Progress, add_metrics_argument, build_handler, start_metrics
+from xdpfeed.multicast.cli.run import Progress, add_metrics_argument
 from xdpfeed.multicast.exchange import synthetic
-from xdpfeed.multicast.feed import config as cfgmod
-from xdpfeed.multicast.feed.recovery import Recovery, RecoveryPolicy
-from xdpfeed.multicast.feed.warmup import warm_up
+from xdpfeed.multicast.exchange.ports import free_port, line_pair
+from xdpfeed.multicast.feed.feed import Feed
 from xdpfeed.multicast.itch.pipeline import replay_into_book
 
 PROG = "xdpfeed demo"
@@ -67,8 +66,9 @@ def _venue_book(path: str) -> str:
     return book.checksum()
 
 
-def _start_venue(args, day: str, line_a, line_b, password: str):
+def _start_venue(args, day: str, line_a, line_b, password: str, replay_port: int, request_port: int):
     cmd = [sys.executable, "-m", "xdpfeed.multicast.cli", "simulate", "--day", day, "--messages", str(args.messages),
+           "--replay-port", str(replay_port), "--request-port", str(request_port),
            "--rate", str(args.rate), "--seed", str(args.seed), "--loss-a", str(args.loss_a),
            "--loss-b", str(args.loss_b), "--burst-loss", str(args.burst_loss), "--bursts", str(args.bursts),
            "--reorder", str(args.reorder), "--duplicate", str(args.duplicate),
@@ -121,43 +121,33 @@ def _run(args) -> int:
     _say(args, f"== the venue's day: {args.messages:,} ITCH messages (seed {args.seed}) → {day}")
     synthetic.generate_to_file(day, args.messages, seed=args.seed)
     venue_checksum = _venue_book(day)
-    rnd = random.Random()
-    line_a = (f"239.255.{rnd.randrange(1, 255)}.{rnd.randrange(1, 255)}", rnd.randrange(20000, 60000))
-    line_b = (f"239.255.{rnd.randrange(1, 255)}.{rnd.randrange(1, 255)}", line_a[1] + 1)
+    line_a, line_b = line_pair()
+    replay_port, request_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
     password = secrets.token_hex(5)  # 10 characters, this run only
-    cfg = cfgmod.FeedConfig(line_a=f"udp:{line_a[0]}:{line_a[1]}@lo", line_b=f"udp:{line_b[0]}:{line_b[1]}@lo",
-                            user=USER, password=password, policy=RecoveryPolicy(rerequest_max=args.rerequest_max))
     _say(args, "== warming up the compiled code (the first run on a machine compiles it, later runs load it)")
-    warm_up()
-    book = OrderBook()
-    handler = build_handler(cfg, book)  # lines joined before the venue publishes
-    proc = server = None
+    # the lines are joined (and the servers' ports chosen) before the venue publishes
+    feed = Feed(line_a=f"udp:{line_a[0]}:{line_a[1]}@lo", line_b=f"udp:{line_b[0]}:{line_b[1]}@lo",
+                rerequest=[f"127.0.0.1:{request_port}"], replay=[f"127.0.0.1:{replay_port}"], user=USER,
+                password=password, rerequest_max=args.rerequest_max, metrics=args.metrics_addr or "auto",
+                name="demo")
+    proc = None
     try:
-        server = start_metrics(handler, args.metrics_addr, "demo")
-        if server is not None:
-            _say(args, "== metrics: http://{}:{}/metrics".format(*server.server_address[:2]))
-        proc, addr = _start_venue(args, day, line_a, line_b, password)
-        _say(args, f"== venue: lines A {addr['line_a']} and B {addr['line_b']} on loopback, loss {args.loss_a:.1%} / "
-             f"{args.loss_b:.1%} per packet, {args.bursts} burst(s) of {args.burst_loss:,} lost on both, "
-             f"rate {args.rate:,.0f} msg/s; replay {addr['replay']}, re-request {addr['request']}")
-        cfg.rerequest = [cfgmod.parse_hostport(addr["request"], "request")]
-        cfg.replay = [cfgmod.parse_hostport(addr["replay"], "replay")]
-        handler.attach_recovery(lambda seq, sink, clock: Recovery(seq, sink, clock, cfg.policy, cfg.rerequest,
-                                                                  cfg.replay, cfg.user, cfg.password))
+        if feed.metrics_server is not None:
+            _say(args, "== metrics: http://{}:{}/metrics".format(*feed.metrics_server.server_address[:2]))
+        proc, addr = _start_venue(args, day, line_a, line_b, password, replay_port, request_port)
+        _say(args, f"== venue: lines A {addr['line_a']} and B {addr['line_b']} on loopback, loss "
+             f"{args.loss_a:.1%} / {args.loss_b:.1%} per packet, {args.bursts} burst(s) of {args.burst_loss:,} "
+             f"lost on both, rate {args.rate:,.0f} msg/s; replay {addr['replay']}, re-request {addr['request']}")
         progress = None if args.json else Progress(sys.stdout)
         _say(args, "== handler: arbitration, hold queue, recovery, book")
-        why = handler.run(until_eos=True, on_tick=progress, idle_timeout=60)
+        why = feed.run(until_eos=True, on_tick=progress, idle_timeout=60)
         if progress is not None:
             progress.done()
     finally:
-        handler.close()
-        try:
-            venue = _stop_venue(proc) if proc is not None else None
-        finally:
-            if server is not None:
-                server.shutdown()
-                server.server_close()
-    s = handler.summary()
+        feed.close()
+        venue = _stop_venue(proc) if proc is not None else None
+    book = feed.book
+    s = feed.summary()
     summary = {
         "published": venue["published_messages"], "delivered": s["delivered"], "duplicates": s["duplicates"],
         "gaps": s["gaps"], "filled_rerequest": s["filled_rerequest"], "filled_replay": s["filled_replay"],

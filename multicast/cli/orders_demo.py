@@ -17,19 +17,19 @@ the handler lost nothing; and its book is exactly the tracker's open orders, lev
 import json
 import random
 import selectors
+import socket
 import sys
 import time
 
 import numpy as np
 
 from xdpfeed.multicast.book.order_book import ASK, BID, OrderBook
-from xdpfeed.multicast.cli.run import build_handler
 from xdpfeed.multicast.exchange.gateway import Gateway
 from xdpfeed.multicast.exchange.gateway_itch import itch_message
+from xdpfeed.multicast.exchange.ports import free_port, line_pair
 from xdpfeed.multicast.exchange.store import DayStore
 from xdpfeed.multicast.exchange.venue import Venue, VenueConfig
-from xdpfeed.multicast.feed import config as cfgmod
-from xdpfeed.multicast.feed.recovery import Recovery, RecoveryPolicy
+from xdpfeed.multicast.feed.feed import Feed
 from xdpfeed.multicast.ouch.encode import encode
 from xdpfeed.multicast.ouch.reference import decode
 from xdpfeed.multicast.ouch.session import OuchClient
@@ -114,6 +114,15 @@ def fill_schedule(seed: int):
     return schedule
 
 
+def _wait(until, what: str) -> None:
+    """Wait (no session to drive) until `until()` holds."""
+    deadline = time.monotonic() + DEADLINE
+    while not until():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: no progress for {DEADLINE:.0f} s")
+        time.sleep(0.005)
+
+
 def _drive(client, until, what: str) -> None:
     deadline = time.monotonic() + DEADLINE
     sel = selectors.DefaultSelector()
@@ -158,8 +167,8 @@ def order_entry(args, say) -> dict:
             if i == cut_at:
                 _drive(client, lambda: client.next_seq > len(gw.messages(USER)), "catch up before the cut")
                 client.close()  # the connection dies; fills keep coming meanwhile
-                time.sleep(0.15)
                 resumed_at = client.next_seq
+                _wait(lambda: len(gw.messages(USER)) >= resumed_at, "a fill while disconnected")
                 backlog = len(gw.messages(USER)) + 1 - resumed_at
                 client.reconnect()
                 _drive(client, lambda: client.state == "active", "reconnect")
@@ -182,27 +191,24 @@ def feed(args, itch: list[bytes], say) -> tuple:
     day = [itch_message("S", 0, 0, event_code="O"), *itch, itch_message("S", 0, 0, event_code="C")]
     records = np.frombuffer(b"".join(len(m).to_bytes(2, "big") + m for m in day), dtype=np.uint8)
     store = DayStore(records, "ORDERS0001")
-    r = random.Random()
-    line_a = (f"239.253.{r.randrange(1, 255)}.{r.randrange(1, 255)}", r.randrange(20000, 60000))
-    line_b = (line_a[0].rsplit(".", 1)[0] + f".{(int(line_a[0].rsplit('.', 1)[1]) % 254) + 1}", line_a[1] + 1)
+    line_a, line_b = line_pair("239.253")
+    replay_port, request_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
     vcfg = VenueConfig(line_a=line_a, line_b=line_b, users={USER: PASSWORD}, start_delay=0.3, heartbeat_interval=0.2,
-                       loss_a=args.loss, loss_b=args.loss, seed=args.seed, rate=200_000)
-    cfg = cfgmod.FeedConfig(line_a=f"udp:{line_a[0]}:{line_a[1]}@lo", line_b=f"udp:{line_b[0]}:{line_b[1]}@lo",
-                            user=USER, password=PASSWORD, policy=RecoveryPolicy(rerequest_max=1000))
-    book = OrderBook(window=1 << 16, hash_orders=1 << 12, levels=1 << 12)
-    handler = build_handler(cfg, book)
+                       loss_a=args.loss, loss_b=args.loss, seed=args.seed, rate=200_000, replay_port=replay_port,
+                       request_port=request_port)
+    feed = Feed(line_a=f"udp:{line_a[0]}:{line_a[1]}@lo", line_b=f"udp:{line_b[0]}:{line_b[1]}@lo",
+                rerequest=[f"127.0.0.1:{request_port}"], replay=[f"127.0.0.1:{replay_port}"], user=USER,
+                password=PASSWORD, rerequest_max=1000)
     venue = Venue(vcfg, store)
     say(f"== feed: the gateway's {len(itch):,} ITCH messages on lines A {line_a[0]}:{line_a[1]} and B "
         f"{line_b[0]}:{line_b[1]}, {args.loss:.0%} loss on each")
     try:
         venue.start()
-        rq, rp = [venue.request_address], [venue.replay_address]
-        handler.attach_recovery(lambda s, sink, clock: Recovery(s, sink, clock, cfg.policy, rq, rp, USER, PASSWORD))
-        why = handler.run(until_eos=True, idle_timeout=30)
+        why = feed.run(until_eos=True, idle_timeout=30)
     finally:
-        handler.close()
+        feed.close()
         venue.stop()
-    return handler.summary(), why, book, store.count
+    return feed.summary(), why, feed.book, store.count
 
 
 def expected_levels(tracker: OrderTracker) -> dict:

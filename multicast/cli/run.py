@@ -8,17 +8,12 @@ import logging
 import sys
 import time
 
-from xdpfeed.capture.uri import open_source
-from xdpfeed.multicast.book.order_book import OrderBook
 from xdpfeed.multicast.feed import config as cfgmod
-from xdpfeed.multicast.feed import sequencer_core as K
-from xdpfeed.multicast.feed.handler import FeedHandler, Line
-from xdpfeed.multicast.feed.recovery import Recovery
-from xdpfeed.multicast.feed.sequencer import LINE_A, LINE_B, LINE_NAMES, Sequencer
+from xdpfeed.multicast.feed.feed import Feed
+from xdpfeed.multicast.feed.state import LINE_NAMES
 from xdpfeed.multicast.feed.stop import StopOnSignal
-from xdpfeed.multicast.feed.warmup import warm_up
 
-EXIT_STALE = 1
+EXIT_STALE = 1  # also: a consumer failed
 EXIT_USAGE = 2
 EXIT_NOT_READY = 1  # --check-config: the config is valid but this host is not ready for it
 
@@ -53,42 +48,18 @@ def add_metrics_argument(p) -> None:
                    "'off' for none)")
 
 
-def start_metrics(handler, text: str | None, feed: str):
-    """Serve /metrics for the handler. The default address, when busy, is skipped with a warning; an
-    address given explicitly must work. Returns the server or None."""
-    from xdpfeed.multicast.feed import metrics
-
-    explicit = text is not None
-    text = text or "{}:{}".format(*metrics.DEFAULT_ADDR)
-    if text == "off":
-        return None
-    addr = metrics.parse_addr(text)
-    handler.count_types = True
-    try:
-        server, _ = metrics.serve(handler, addr, feed)
-    except OSError as e:
-        if explicit:
-            raise cfgmod.ConfigError(f"--metrics-addr {text}: {e.strerror}") from None
-        logging.getLogger("xdpfeed").warning("metrics not served: %s:%d: %s", *addr, e.strerror)
-        return None
-    logging.getLogger("xdpfeed").info("metrics on http://%s:%d/metrics", *server.server_address[:2])
-    return server
+def metrics_key(args_addr: str | None, cfg: cfgmod.FeedConfig) -> str:
+    """The `metrics` key of the Feed: the flag, else the config's, else "auto" (127.0.0.1:9464 unless busy)."""
+    return args_addr or cfg.metrics_addr or "auto"
 
 
 def build_config(args) -> cfgmod.FeedConfig:
+    """The config file (if any) with the command line's flags over it; checked as the Feed checks it."""
     cfg = cfgmod.load(args.config) if args.config else cfgmod.FeedConfig()
-    if args.line_a:
-        cfg.line_a = args.line_a
-    if args.line_b:
-        cfg.line_b = args.line_b
-    if args.replay:
-        cfg.replay = [cfgmod.parse_hostport(s, "--replay") for s in args.replay]
-    if args.rerequest:
-        cfg.rerequest = [cfgmod.parse_hostport(s, "--rerequest") for s in args.rerequest]
-    if args.user:
-        cfg.user = args.user
-    if args.start:
-        cfg.start_at_one = args.start == "one"
+    keys = {"line_a": args.line_a, "line_b": args.line_b, "replay": args.replay or None,
+            "rerequest": args.rerequest or None, "user": args.user, "start": args.start,
+            "record": getattr(args, "record", None), "book": False if getattr(args, "no_book", False) else None}
+    cfg = cfgmod.with_keys(cfg, {k: v for k, v in keys.items() if v is not None})
     if not cfg.line_a and not cfg.line_b:
         raise cfgmod.ConfigError("no line to read: give -a URI and/or -b URI (or feed.line_a in the config)")
     if cfg.replay and not cfg.user:
@@ -99,45 +70,16 @@ def build_config(args) -> cfgmod.FeedConfig:
     return cfg
 
 
-def _group_array(groups):
-    import ipaddress
-
-    import numpy as np
-
-    return np.array([(int(ipaddress.IPv4Address(g)), int(p)) for g, p in groups], dtype=np.int64).reshape(-1, 2)
-
-
-def build_handler(cfg: cfgmod.FeedConfig, book=None, record=None, clock=time.monotonic) -> FeedHandler:
-    lines = []
-    try:
-        for number, uri in ((LINE_A, cfg.line_a), (LINE_B, cfg.line_b)):
-            if uri:
-                src = open_source(uri)
-                groups = getattr(src, "groups", None)  # L2 sources: keep only the feed's UDP
-                lines.append(Line(number, src, _group_array(groups) if groups else None))
-    except Exception:
-        for ln in lines:
-            ln.source.close()
-        raise
-    seq = Sequencer(hold_messages=cfg.hold_messages, slot_bytes=cfg.slot_bytes,
-                    hold_arena_bytes=cfg.hold_arena_bytes, start_at_one=cfg.start_at_one)
-
-    def recovery(s, sink, clk):
-        return Recovery(s, sink, clk, cfg.policy, cfg.rerequest, cfg.replay, cfg.user, cfg.password)
-
-    return FeedHandler(lines, seq, recovery if cfg.rerequest or cfg.replay else None, book, record, clock)
-
-
-def status_line(h: FeedHandler, rate: float) -> str:
+def status_line(feed: Feed, rate: float) -> str:
     """One compact line: state, position, rate, gaps open/filled, recovery by method, each line's share."""
-    s = h.seq.stats()
-    f = h.recovery.filled() if h.recovery is not None else {"rerequest": 0, "replay": 0}
-    total = max(s["delivered"], 1)
-    lines = "  ".join(f"{LINE_NAMES[ln.number]} {100 * int(h.seq.ls[ln.number, K.LS_FIRST]) / total:3.0f}% "
-                      f"gaps {int(h.seq.ls[ln.number, K.LS_GAPS])}" for ln in h.lines)
-    return (f"{s['state']:<12} next {s['next_seq']:>11,}  delivered {s['delivered']:>11,} ({rate / 1e6:5.2f}M msg/s)  "
-            f"gaps {s['gaps']:>5} open {len(h.seq.missing()):>3}  filled rerequest {f['rerequest']:>8,} "
-            f"replay {f['replay']:>8,}  dup {s['duplicates']:>10,}  {lines}")
+    s = feed.state
+    f = feed.recovery.filled() if feed.recovery is not None else {"rerequest": 0, "replay": 0}
+    total = max(s.delivered, 1)
+    lines = "  ".join(f"{LINE_NAMES[ln.number]} {100 * feed.seq.line(ln.number).first / total:3.0f}% "
+                      f"gaps {feed.seq.line(ln.number).gaps}" for ln in feed.lines)
+    return (f"{s.state:<12} next {s.next_seq:>11,}  delivered {s.delivered:>11,} ({rate / 1e6:5.2f}M msg/s)  "
+            f"gaps {s.gaps:>5} open {len(feed.seq.missing()):>3}  filled rerequest {f['rerequest']:>8,} "
+            f"replay {f['replay']:>8,}  dup {s.duplicates:>10,}  {lines}")
 
 
 class Progress:
@@ -151,18 +93,18 @@ class Progress:
         self.t0 = time.monotonic()
         self.last = (self.t0, 0)
 
-    def __call__(self, h: FeedHandler) -> None:
+    def __call__(self, feed: Feed) -> None:
         now = time.monotonic()
-        d = h.seq.stats()["delivered"]
-        rate = (d - self.last[1]) / max(now - self.last[0], 1e-9)
-        self.last = (now, d)
+        st = feed.state
+        rate = (st.delivered - self.last[1]) / max(now - self.last[0], 1e-9)
+        self.last = (now, st.delivered)
         if self.as_json:
-            st = h.seq.stats()
-            st.update(seconds=round(now - self.t0, 3), msgs_per_s=round(rate), open_gaps=len(h.seq.missing()),
-                      sources={name: ln.get("source") for name, ln in h.line_summaries().items()})
-            print(json.dumps(st, sort_keys=True), file=self.stream, flush=True)
+            d = st.as_dict()
+            d.update(seconds=round(now - self.t0, 3), msgs_per_s=round(rate), open_gaps=len(feed.seq.missing()),
+                     sources={name: ln.get("source") for name, ln in feed.line_summaries().items()})
+            print(json.dumps(d, sort_keys=True), file=self.stream, flush=True)
             return
-        line = f"[{now - self.t0:6.1f}s] " + status_line(h, rate)
+        line = f"[{now - self.t0:6.1f}s] " + status_line(feed, rate)
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=self.stream, flush=True)
 
     def done(self) -> None:
@@ -208,6 +150,9 @@ def check_config(cfg: cfgmod.FeedConfig, args) -> int:
 
 
 def run(args) -> int:
+    """Exit status: 0 the run ended as asked (with --until-eos: the session complete, nothing lost); 1 the
+    feed was STALE at its end (with --until-eos: lost messages too) or a consumer failed; 2 bad usage, a bad
+    config or an environment that cannot run it (one line on stderr)."""
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.INFO, format="xdpfeed: %(message)s",
                         stream=sys.stderr)
     try:
@@ -217,52 +162,25 @@ def run(args) -> int:
         return EXIT_USAGE
     if args.check_config:
         return check_config(cfg, args)
-    record = None
-    if args.record:
-        try:
-            record = open(args.record, "wb")  # noqa: SIM115 — closed in the finally below
-        except OSError as e:
-            print(f"xdpfeed run: error: {args.record}: {e.strerror}", file=sys.stderr)
-            return EXIT_USAGE
-    stop = StopOnSignal().__enter__()  # SIGINT/SIGTERM end the loop, even when SIGINT was inherited ignored
-    book = None if args.no_book else OrderBook()
     progress = None if args.quiet else Progress(as_json=args.fmt == "json")
-    server = None
-    try:
-        warm_up()  # compile before the sockets fill up
-        h = build_handler(cfg, book, record)
+    with StopOnSignal() as stop:  # SIGINT/SIGTERM end the loop, even when SIGINT was inherited ignored
         try:
-            server = start_metrics(h, args.metrics_addr or cfg.metrics_addr, cfg.name)
+            feed = Feed(cfg, metrics=metrics_key(args.metrics_addr, cfg))
         except (cfgmod.ConfigError, ValueError) as e:
-            h.close()
             print(f"xdpfeed run: error: {e}", file=sys.stderr)
             return EXIT_USAGE
-        logging.getLogger("xdpfeed.handler").info(
-            "ready: line A %s, line B %s; re-request %s; replay %s", cfg.line_a or "-", cfg.line_b or "-",
-            ", ".join(f"{h_}:{p_}" for h_, p_ in cfg.rerequest) or "-",
-            ", ".join(f"{h_}:{p_}" for h_, p_ in cfg.replay) or "-")
-        try:
-            why = h.run(until_eos=args.until_eos, stop=stop, on_tick=progress, idle_timeout=args.idle_timeout)
-        finally:
-            h.close()
-    finally:
-        stop.__exit__()
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if record is not None:
-            record.close()
-        if progress is not None:
-            progress.done()
-    summary = h.summary()
+        with feed:
+            try:
+                why = feed.run(until_eos=args.until_eos, stop=stop, on_tick=progress, idle_timeout=args.idle_timeout)
+            finally:
+                if progress is not None:
+                    progress.done()
+    summary = feed.summary()
     summary["exit"] = why
-    if book is not None:
-        summary["book_checksum"] = book.checksum()
-        summary["live_orders"] = book.live_orders
     if args.fmt == "json":
         print(json.dumps(summary, sort_keys=True))
     else:
         print(format_summary(summary))
-    if why == "stale" or (args.until_eos and summary["lost"]):
+    if why in ("stale", "consumer failed") or (args.until_eos and summary["lost"]):
         return EXIT_STALE
     return 0

@@ -8,6 +8,8 @@ name = "totalview"
 line_a = "udp:233.54.12.111:26477@eth1"
 line_b = "udp:233.49.196.111:26477@eth2"
 start = "one"                       # "one": recover from sequence 1; "first": from the first packet
+book = true                         # build the order book
+record = "/var/lib/xdpfeed/day.itch"  # the delivered stream as a NASDAQ binary ITCH file (optional)
 
 [recovery]
 rerequest = ["206.200.127.20:26478"]  # MoldUDP64 request servers, tried in order
@@ -22,11 +24,16 @@ slot_bytes = 64
 hold_arena_bytes = 1048576
 
 [metrics]
-addr = "127.0.0.1:9464"             # Prometheus /metrics; "off" for none
+addr = "127.0.0.1:9464"             # Prometheus /metrics; "auto": this one unless busy; "off": none
 ```
 Passwords never come from the command line.
+
+The same keys, without their sections, are the keyword arguments of `Feed(...)` (`Feed(line_a=...,
+replay=[...], rerequest_max=5000, hold_messages=65536, book=False, metrics="127.0.0.1:9464")`):
+`with_keys(cfg, keys)` applies them to a config through the same checks.
 """
 
+import dataclasses
 import os
 import stat
 import sys
@@ -64,11 +71,13 @@ class FeedConfig:
     hold_messages: int = 1 << 18
     slot_bytes: int = 64
     hold_arena_bytes: int = 1 << 20
-    metrics_addr: str | None = None  # HOST:PORT or "off"; None: the default (127.0.0.1:9464)
+    metrics_addr: str | None = None  # HOST:PORT, "auto" (127.0.0.1:9464 unless busy), "off"; None: not given
+    book: bool = True
+    record: str | None = None  # path of the delivered stream as a NASDAQ binary ITCH file
 
 
 _SECTIONS = {
-    "feed": {"name", "line_a", "line_b", "start"},
+    "feed": {"name", "line_a", "line_b", "start", "book", "record"},
     "recovery": {"rerequest", "replay", "user", "password_file"} | {f.name for f in fields(RecoveryPolicy)},
     "sequencer": {"hold_messages", "slot_bytes", "hold_arena_bytes"},
     "metrics": {"addr"},
@@ -123,8 +132,9 @@ def load(path: str) -> FeedConfig:
     return from_dict(doc)
 
 
-def from_dict(doc: dict) -> FeedConfig:
-    cfg = FeedConfig()
+def from_dict(doc: dict, base: FeedConfig | None = None) -> FeedConfig:
+    """A config from a parsed TOML document, over `base` (the defaults when None)."""
+    cfg = dataclasses.replace(base) if base is not None else FeedConfig()
     for section, value in doc.items():
         if section not in _SECTIONS:
             raise ConfigError(f"unknown section [{section}]; known: {', '.join(sorted(_SECTIONS))}")
@@ -143,6 +153,12 @@ def from_dict(doc: dict) -> FeedConfig:
         if feed["start"] not in ("one", "first"):
             raise ConfigError(f"feed.start: expected \"one\" or \"first\", not {feed['start']!r}")
         cfg.start_at_one = feed["start"] == "one"
+    if "book" in feed:
+        if not isinstance(feed["book"], bool):
+            raise ConfigError(f"feed.book: expected true or false, not {feed['book']!r}")
+        cfg.book = feed["book"]
+    if "record" in feed:
+        cfg.record = _str(feed["record"], "feed.record")
     rec = dict(doc.get("recovery", {}))
     for k in ("rerequest", "replay"):
         if k in rec:
@@ -160,14 +176,15 @@ def from_dict(doc: dict) -> FeedConfig:
     if "password_file" in rec:
         cfg.password = read_password_file(_str(rec.pop("password_file"), "recovery.password_file"))
     try:
-        cfg.policy = RecoveryPolicy(**rec)
+        cfg.policy = dataclasses.replace(cfg.policy, **rec)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if "addr" in doc.get("metrics", {}):
         addr = _str(doc["metrics"]["addr"], "metrics.addr")
         host, sep, port = addr.rpartition(":")
-        if addr != "off" and (not sep or not port.isdigit() or not 0 <= int(port) < 65536):
-            raise ConfigError(f"metrics.addr: expected HOST:PORT (e.g. 127.0.0.1:9464) or \"off\", not {addr!r}")
+        if addr not in ("off", "auto") and (not sep or not port.isdigit() or not 0 <= int(port) < 65536):
+            raise ConfigError(f"metrics.addr: expected HOST:PORT (e.g. 127.0.0.1:9464), \"auto\" (127.0.0.1:9464 "
+                              f"unless busy) or \"off\", not {addr!r}")
         cfg.metrics_addr = addr
     for k, v in doc.get("sequencer", {}).items():
         lo, hi = _SIZES[k]
@@ -175,6 +192,37 @@ def from_dict(doc: dict) -> FeedConfig:
             raise ConfigError(f"sequencer.{k}: expected an integer in {lo}..{hi}, not {v!r}")
         setattr(cfg, k, v)
     return cfg
+
+
+_KEY_SECTION = {key: section for section, keys in _SECTIONS.items() for key in keys if section != "metrics"}
+
+
+def with_keys(cfg: FeedConfig, keys: dict) -> FeedConfig:
+    """`cfg` with the config keys given flat (the keyword arguments of Feed): every key of every section
+    by its own name, `metrics` for metrics.addr (None: no metrics), and `password` (library use only:
+    the CLI never takes a password). The same checks as a file; an error names the key."""
+    doc: dict = {}
+    password = None
+    cfg = dataclasses.replace(cfg)
+    for key, value in keys.items():
+        if key in ("line_a", "line_b", "record") and value is None:
+            setattr(cfg, key, None)  # an optional value left out
+        elif key == "metrics":
+            doc.setdefault("metrics", {})["addr"] = "off" if value is None else value
+        elif key == "password":
+            password = value
+        elif key in _KEY_SECTION:
+            if key in ("rerequest", "replay"):  # "HOST:PORT", or (host, port), one or a list; None: none
+                value = [] if value is None else [value] if isinstance(value, str) else value
+                value = [v if isinstance(v, str) else "{}:{}".format(*v) for v in value]
+            doc.setdefault(_KEY_SECTION[key], {})[key] = value
+        else:
+            known = sorted({*_KEY_SECTION, "metrics", "password"})
+            raise ConfigError(f"unknown key {key!r}; known: {', '.join(known)}")
+    out = from_dict(doc, base=cfg)
+    if password is not None:
+        out.password = password
+    return out
 
 
 def password_from_env(cfg: FeedConfig) -> str:

@@ -98,7 +98,7 @@ def check(cfg: FeedConfig, metrics_addr: str | None = None) -> tuple[list[str], 
 
     lines = _lines(cfg)
     addr = metrics_addr or cfg.metrics_addr
-    if addr and addr != "off":
+    if addr and addr not in ("off", "auto"):
         try:
             metrics.parse_addr(addr)
         except ValueError as e:

@@ -38,6 +38,7 @@ METRIC_NAMES = (
     "xdpfeed_line_gaps_total", "xdpfeed_line_last_packet_age_seconds", "xdpfeed_book_live_orders",
     "xdpfeed_book_stale_stocks", "xdpfeed_book_top_of_book_events_total", "xdpfeed_delivery_latency_seconds",
     "xdpfeed_stale_episodes_total", "xdpfeed_stale_seconds_total", "xdpfeed_stale_longest_seconds",
+    "xdpfeed_consumer_batches_total", "xdpfeed_consumer_errors_total", "xdpfeed_consumer_detached",
 )
 
 
@@ -46,7 +47,7 @@ def _counter(name, doc, labels):
 
 
 class FeedCollector:
-    """Everything one FeedHandler knows, as metric families, read when Prometheus scrapes."""
+    """Everything one Feed knows, as metric families, read when Prometheus scrapes."""
 
     def __init__(self, handler, feed: str = "feed"):
         self.h = handler
@@ -62,6 +63,7 @@ class FeedCollector:
         yield from self._recovery(h, f)
         yield from self._lines(h, f)
         yield from self._book(h, f)
+        yield from self._consumers(h, f)
 
     def _capture(self, h, f):
         pk = _counter("xdpfeed_receive_packets_total", "Packets received by the line's source.",
@@ -92,7 +94,7 @@ class FeedCollector:
         yield from (pk, by, dr, info, sk, mal)
 
     def _sequencing(self, h, f):
-        st = h.seq.st
+        st = h.seq.view()
         msgs = _counter("xdpfeed_messages_total", "Messages delivered, by ITCH message type.", ["feed", "type"])
         known = 0
         for t in TYPES:
@@ -104,43 +106,36 @@ class FeedCollector:
         unknown.add_metric([f], int(h.type_counts.sum()) - known)
         yield msgs
         yield unknown
-        for name, doc, idx in (
-            ("xdpfeed_delivered_messages_total", "Messages delivered in sequence order, once.", K.ST_DELIVERED),
-            ("xdpfeed_sequence_gaps_total", "Gaps detected (a new missing range).", K.ST_GAPS),
-            ("xdpfeed_gap_messages_total", "Messages in the gaps when detected.", K.ST_GAP_MESSAGES),
-            ("xdpfeed_duplicate_messages_total", "Messages dropped as already delivered or held.", K.ST_DUPLICATES),
+        for name, doc, value in (
+            ("xdpfeed_delivered_messages_total", "Messages delivered in sequence order, once.", st.delivered),
+            ("xdpfeed_sequence_gaps_total", "Gaps detected (a new missing range).", st.gaps),
+            ("xdpfeed_gap_messages_total", "Messages in the gaps when detected.", st.gap_messages),
+            ("xdpfeed_duplicate_messages_total", "Messages dropped as already delivered or held.", st.duplicates),
             ("xdpfeed_hold_overflow_messages_total", "Messages dropped because the hold queue was full.",
-             K.ST_OVERFLOW),
+             st.hold_overflow),
+            ("xdpfeed_stale_episodes_total", "Times the feed went STALE (a recovered one included).",
+             st.stale_episodes),
+            ("xdpfeed_stale_seconds_total", "Seconds the feed spent STALE, the current episode included.",
+             st.stale_seconds_total),
         ):
             c = _counter(name, doc, ["feed"])
-            c.add_metric([f], int(st[idx]))
+            c.add_metric([f], value)
             yield c
         for name, doc, value in (
-            ("xdpfeed_hold_queue_messages", "Messages waiting in the hold queue.", h.seq.held),
-            ("xdpfeed_next_sequence", "The next sequence number to deliver.", h.seq.expected),
-            ("xdpfeed_end_of_session", "1 once End of Session was seen.", int(h.seq.end_of_session)),
-            ("xdpfeed_lost_messages", "Messages known to exist and not delivered (missing or abandoned).",
-             h.lost),
+            ("xdpfeed_hold_queue_messages", "Messages waiting in the hold queue.", st.held),
+            ("xdpfeed_next_sequence", "The next sequence number to deliver.", st.next_seq),
+            ("xdpfeed_end_of_session", "1 once End of Session was seen.", int(st.end_of_session)),
+            ("xdpfeed_lost_messages", "Messages known to exist and not delivered (missing or abandoned).", st.lost),
+            ("xdpfeed_stale_longest_seconds", "The longest STALE episode so far, in seconds.",
+             st.stale_seconds_longest),
         ):
             g = GaugeMetricFamily(name, doc, labels=["feed"])
             g.add_metric([f], value)
             yield g
         state = GaugeMetricFamily("xdpfeed_feed_state", "1 for the feed's current state.", labels=["feed", "state"])
-        now = h.seq.state
         for s in STATES:
-            state.add_metric([f, s], int(s == now))
+            state.add_metric([f, s], int(s == st.state))
         yield state
-        episodes = h.seq.stale_episodes()
-        for fam, value in (
-            (_counter("xdpfeed_stale_episodes_total", "Times the feed went STALE (a recovered one included).",
-                      ["feed"]), episodes["stale_episodes"]),
-            (_counter("xdpfeed_stale_seconds_total", "Seconds the feed spent STALE, the current episode included.",
-                      ["feed"]), episodes["stale_seconds_total"]),
-            (GaugeMetricFamily("xdpfeed_stale_longest_seconds", "The longest STALE episode so far, in seconds.",
-                               labels=["feed"]), episodes["stale_seconds_longest"]),
-        ):
-            fam.add_metric([f], value)
-            yield fam
         yield self._latency(h, f)
 
     def _latency(self, h, f):
@@ -167,8 +162,8 @@ class FeedCollector:
         fail = _counter("xdpfeed_recovery_failures_total", "Failed recovery attempts, by method and reason.",
                         ["feed", "method", "reason"])
         hist = HistogramMetricFamily("xdpfeed_recovery_seconds", "Gap detected to gap filled.", labels=["feed"])
-        got.add_metric([f, "rerequest"], int(h.seq.ls[LINE_REREQUEST, K.LS_FIRST]))
-        got.add_metric([f, "replay"], int(h.seq.ls[LINE_REPLAY, K.LS_FIRST]))
+        got.add_metric([f, "rerequest"], h.seq.line(LINE_REREQUEST).first)
+        got.add_metric([f, "replay"], h.seq.line(LINE_REPLAY).first)
         r = h.recovery
         if r is not None:
             s = r.stats
@@ -201,12 +196,12 @@ class FeedCollector:
                                 labels=["feed", "line"])
         for ln in h.lines:
             name = LINE_NAMES[ln.number]
-            ls = h.seq.ls[ln.number]
-            fams["packets"].add_metric([f, name], int(ls[K.LS_PACKETS]))
-            fams["first"].add_metric([f, name], int(ls[K.LS_FIRST]))
-            fams["duplicates"].add_metric([f, name], int(ls[K.LS_DUPLICATES]))
-            fams["gaps"].add_metric([f, name], int(ls[K.LS_GAPS]))
-            last = int(ls[K.LS_LAST_NS])
+            ls = h.seq.line(ln.number)
+            fams["packets"].add_metric([f, name], ls.packets)
+            fams["first"].add_metric([f, name], ls.first)
+            fams["duplicates"].add_metric([f, name], ls.duplicates)
+            fams["gaps"].add_metric([f, name], ls.gaps)
+            last = ls.last_packet_ns
             age.add_metric([f, name], (now_ns - last) / 1e9 if 0 < last <= now_ns else float("inf"))
         yield from fams.values()
         yield age
@@ -222,6 +217,20 @@ class FeedCollector:
         ev = _counter("xdpfeed_book_top_of_book_events_total", "Best bid/offer changes.", ["feed"])
         ev.add_metric([f], int(b.stats[A.BBO_EVENTS]))
         yield from (live, stale, ev)
+
+
+    def _consumers(self, h, f):
+        batches = _counter("xdpfeed_consumer_batches_total", "Batches a consumer took without raising.",
+                           ["feed", "consumer"])
+        errors = _counter("xdpfeed_consumer_errors_total", "Exceptions a consumer raised (it is then detached, or "
+                          "the feed stops).", ["feed", "consumer"])
+        detached = GaugeMetricFamily("xdpfeed_consumer_detached", "1 once a consumer was detached after an error.",
+                                     labels=["feed", "consumer"])
+        for name, s in h.consumers.stats().items():
+            batches.add_metric([f, name], s["batches"])
+            errors.add_metric([f, name], s["errors"])
+            detached.add_metric([f, name], int(s["detached"]))
+        yield from (batches, errors, detached)
 
 
 def registry_for(handler, feed: str = "feed") -> CollectorRegistry:

@@ -17,14 +17,15 @@ is SYNCHRONIZED again the moment the gap closes. The clock is injected.
 
 import bisect
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from xdpfeed.multicast.feed import sequencer_core as K
 from xdpfeed.multicast.feed.ratelog import RateLimitedLog
 from xdpfeed.multicast.feed.replay_client import ReplayClient
 from xdpfeed.multicast.feed.rerequest import MAX_REQUEST, RerequestClient
 from xdpfeed.multicast.feed.sequencer import LINE_REPLAY, LINE_REREQUEST, Sequencer
+from xdpfeed.multicast.feed.status import GapFilled, RecoveryAttempt, RecoveryFailed
 from xdpfeed.multicast.wire.graceful_close import wait_closed
 
 log = logging.getLogger("xdpfeed.recovery")
@@ -69,6 +70,7 @@ class Gap:
     replay: bool = False  # handed to TCP replay
     no_replay: bool = False  # TCP replay kept failing: re-request whatever the size
     last_error: str = ""
+    server: str = ""  # the re-request server asked last
 
 
 RECOVERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -96,8 +98,11 @@ class RecoveryStats:
 class Recovery:
     def __init__(self, seq: Sequencer, sink, clock, policy: RecoveryPolicy | None = None,
                  rerequest_servers=(), replay_servers=(), user: str = "", password: str = "",
-                 rerequest_bind: tuple[str, int] = ("0.0.0.0", 0)):
+                 rerequest_bind: tuple[str, int] = ("0.0.0.0", 0), on_status=None):
+        """on_status(event) gets the typed recovery events (multicast.feed.status): attempts, failures,
+        gaps filled."""
         self.seq, self.sink, self.clock = seq, sink, clock
+        self.on_status = on_status
         self.policy = policy or RecoveryPolicy()
         self.rerequest_servers = list(rerequest_servers)
         self.replay_servers = list(replay_servers)
@@ -188,10 +193,12 @@ class Recovery:
             elif req is not None and a > req[0]:  # the answer made progress: ask for the rest now
                 req = None
                 p.failures = 0
-            new.append(Gap(a, b, p.detected, p.failures, req, p.retry_at, p.replay, p.no_replay, p.last_error))
+            new.append(Gap(a, b, p.detected, p.failures, req, p.retry_at, p.replay, p.no_replay, p.last_error,
+                           p.server))
         for g in old:
             if not any(g.first < b and a < g.end for a, b in ranges):
                 self.stats.gap_filled(now - g.detected)
+                self._emit(GapFilled(now, g.first, g.end, round(now - g.detected, 6)))
         self.gaps = new
         if self.rerequest is not None:
             self.rerequest.wanted = [(g.first, g.end) for g in new]
@@ -210,6 +217,7 @@ class Recovery:
             self.stats.rerequest_timeouts += 1
             g.last_error = f"re-request of [{g.request[0]}, {g.request[1]}) unanswered"
             log.warning("%s (attempt %d)", g.last_error, g.failures)
+            self._emit(RecoveryFailed(now, "rerequest", g.last_error, g.server))
             g.request = None
             g.retry_at = now + min(p.max_backoff, p.backoff * (1 << min(g.failures - 1, 30)))
             if g.failures >= p.rerequest_attempts and replay_ok:
@@ -226,6 +234,8 @@ class Recovery:
         if self.rerequest.request(session, g.first, count, server):
             self.stats.rerequests += 1
         g.request = (g.first, g.first + count, now)
+        g.server = "{}:{}".format(*server)
+        self._emit(RecoveryAttempt(now, "rerequest", g.first, g.first + count, g.server))
 
     def _replay(self, now: float) -> None:
         wanted = [g for g in self.gaps if g.replay]
@@ -249,6 +259,7 @@ class Recovery:
         session = self.seq.session.encode("ascii").ljust(10)
         log.info("TCP replay of [%d, %d) from %s:%d", first, end, *server)
         self.stats.replay_sessions += 1
+        self._emit(RecoveryAttempt(now, "replay", first, end, "{}:{}".format(*server)))
         self.replay = ReplayClient(server, self.user, self.password, session, first, end, self.clock,
                                    self._on_replay, heartbeat_interval=self.policy.heartbeat_interval,
                                    server_timeout=self.policy.server_timeout,
@@ -260,6 +271,7 @@ class Recovery:
         that brought nothing counts towards the next server, the backoff and the fall-back."""
         p = self.policy
         self.stats.replay_failures[reason] = self.stats.replay_failures.get(reason, 0) + 1
+        self._emit(RecoveryFailed(now, "replay", reason, "{}:{}".format(*self.replay.address)))
         if progress:
             log.warning("TCP replay broke off (%s) after %d messages; resuming", reason, self.replay.messages)
             self.replay.close()
@@ -295,9 +307,12 @@ class Recovery:
             self.replay.want(self.replay.next_seq)  # nothing left to fetch: log out
 
     def _on_replay(self, buf, offset: int, count: int, first_seq: int) -> None:
-        self.seq.feed_blocks(buf, offset, count, first_seq, LINE_REPLAY, self.sink)
+        self.seq.feed_blocks(buf, offset, count, first_seq, LINE_REPLAY, self.sink, timestamp_ns=time.time_ns())
+
+    def _emit(self, event) -> None:
+        if self.on_status is not None:
+            self.on_status(event)
 
     # -- results --------------------------------------------------------------------------------
     def filled(self) -> dict:
-        return {"rerequest": int(self.seq.ls[LINE_REREQUEST, K.LS_FIRST]),
-                "replay": int(self.seq.ls[LINE_REPLAY, K.LS_FIRST])}
+        return {"rerequest": self.seq.line(LINE_REREQUEST).first, "replay": self.seq.line(LINE_REPLAY).first}

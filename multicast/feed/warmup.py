@@ -46,8 +46,8 @@ def warm_up() -> None:
     book = OrderBook(window=1 << 10, hash_orders=1 << 6, levels=1 << 6, events=1 << 6)
     seq = Sequencer(sessions, hold_messages=64, hold_arena_bytes=64, out_bytes=1 << 17)
 
-    def sink(out, first, count):
-        book.apply_stream(out)
+    def sink(out, first, count, timestamp_ns):
+        book.apply_stream(out, first_seq=first)
 
     index, cnt = PacketIndex(8), C.new()
     fb = _batch([_packet(1, 2), _packet(5, 2), _packet(7, 0, count=0)])  # gap [3, 5), heartbeat
@@ -63,3 +63,14 @@ def warm_up() -> None:
     seq.feed_blocks(blocks, 0, n, 4, LINE_REPLAY, sink)
     seq.feed_end_of_session(7, LINE_REPLAY, sink)
     book.checksum()
+    _warm_consumers(seq)
+
+
+def _warm_consumers(seq: Sequencer) -> None:
+    """What a consumer's batch does the first time: decoding and type counts."""
+    from xdpfeed.multicast.feed.consumers import MessageBatch
+    from xdpfeed.multicast.feed.stream_stats import count_types
+
+    stream = np.frombuffer(struct.pack(">H", 12) + _system_event(1), dtype=np.uint8).copy()
+    MessageBatch(1).set(stream, 1, 1, np.zeros(1, dtype=np.int64)).decoded()
+    count_types(stream, stream.size, np.zeros(256, dtype=np.int64))

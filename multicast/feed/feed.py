@@ -1,0 +1,372 @@
+"""`Feed`: the one way to build a live or replayed pipeline, and the loop that runs it.
+
+A Feed owns everything between the wire and its consumers: the line sources (any source URI: `pcap:`,
+`udp:`, `afxdp:`, `packet:`, `dpdk:`), the sequencer (A/B arbitration, hold queue, exactly once and in
+order), recovery (MoldUDP64 re-request, SoupBinTCP replay), the order book, the record file, metrics,
+and the consumers given when it is built (multicast.feed.consumers). It takes the keys of the TOML
+config as keyword arguments (multicast.feed.config):
+
+    with Feed(line_a="pcap:day.pcap", consumers=[MyStrategy()]) as feed:
+        why = feed.run(until_eos=True)
+        print(feed.summary())
+
+For each delivered batch, in this order: the record file, the book, `on_messages(batch)`, then
+`on_top_of_book(events)` with the book's changes that batch caused. Status changes become typed events
+(multicast.feed.status) for `on_status`, the log and the book (STALE flags every book, SYNCHRONIZED
+clears the flags, a new session clears the book). `run()` loops until told to stop; `step(timeout)`
+serves callers that own their loop.
+"""
+
+import logging
+import select
+import time
+from collections import deque
+
+import numpy as np
+
+from xdpfeed.capture.uri import open_source
+from xdpfeed.multicast.book.order_book import OrderBook
+from xdpfeed.multicast.feed import config as cfgmod
+from xdpfeed.multicast.feed.consumers import ConsumerSet, MessageBatch
+from xdpfeed.multicast.feed.lines import FRAMES_PER_BATCH, Line
+from xdpfeed.multicast.feed.recovery import Recovery
+from xdpfeed.multicast.feed.sequencer import LINE_A, LINE_B, LINE_NAMES, Sequencer
+from xdpfeed.multicast.feed.state import GAP_FILL, STALE, SYNCHRONIZED, FeedState
+from xdpfeed.multicast.feed.status import (
+    ConsumerFailed,
+    EndOfSession,
+    GapOpened,
+    SessionChanged,
+    StateChanged,
+    StatusEvent,
+    WrongSession,
+)
+from xdpfeed.multicast.feed.stream_stats import count_types
+from xdpfeed.multicast.feed.warmup import warm_up
+from xdpfeed.multicast.wire import counters as C
+
+log = logging.getLogger("xdpfeed.handler")
+
+OUT_MESSAGES = 1 << 16  # most messages in one delivered batch
+SKIPPED = ("malformed_packets", "filtered", "non_ipv4", "non_udp", "ip_fragments", "truncated_frames", "bad_headers",
+           "sessions_overflow")
+WHY = ("complete", "stale", "stopped", "sources exhausted", "idle", "consumer failed")
+
+
+class Feed:
+    """A feed handler: lines → sequencer → (record, book, consumers), recovery beside it.
+
+    Keyword arguments are the config keys (`line_a`, `line_b`, `rerequest`, `replay`, `user`,
+    `password_file`, the recovery policy's, `hold_messages`, `slot_bytes`, `hold_arena_bytes`, `start`,
+    `book`, `record`, `metrics`, `name`), over `config` when given. A line may also be an open source
+    object. `consumers` are called for every batch; `on_consumer_error` is "stop" or "detach"."""
+
+    def __init__(self, config: cfgmod.FeedConfig | None = None, *, consumers=(), on_consumer_error: str = "stop",
+                 clock=time.monotonic, warm: bool = True, **keys):
+        given = {k: keys.pop(k) for k in ("line_a", "line_b") if keys.get(k) is not None
+                 and not isinstance(keys[k], str)}  # open sources
+        cfg = cfgmod.with_keys(config or cfgmod.FeedConfig(), keys)
+        if not (cfg.line_a or cfg.line_b or given):
+            raise cfgmod.ConfigError("no line to read: give line_a and/or line_b (a source URI)")
+        if not cfg.password and cfg.replay:
+            cfg.password = cfgmod.password_from_env(cfg)
+        if cfg.replay and not cfg.user:
+            raise cfgmod.ConfigError("recovery.replay needs recovery.user")
+        if cfg.replay and not cfg.password:
+            raise cfgmod.ConfigError(f"recovery.replay needs a password: set ${cfgmod.PASSWORD_ENV} or "
+                                     "recovery.password_file")
+        self.config = cfg
+        self.name = cfg.name
+        self.clock = clock
+        self.consumers = ConsumerSet(consumers, on_consumer_error, self._consumer_failed)
+        self.status_log: deque[StatusEvent] = deque(maxlen=10_000)  # the latest status events
+        self._state = SYNCHRONIZED  # as the status events told it (always the sequencer's, once handed over)
+        self.batch = MessageBatch(OUT_MESSAGES)
+        self.type_counts = np.zeros(256, dtype=np.int64)
+        self.count_types = False  # metrics turn it on
+        self.delivered_bytes = 0
+        self._record = None
+        self.recovery: Recovery | None = None
+        self.metrics_server = None
+        self.lines: list[Line] = []
+        self._closed = False
+        if warm:
+            warm_up()  # compile (or load) before the sockets fill up
+        try:
+            for number, key in ((LINE_A, "line_a"), (LINE_B, "line_b")):
+                src = given.get(key) or (open_source(getattr(cfg, key)) if getattr(cfg, key) else None)
+                if src is not None:
+                    self.lines.append(Line(number, src))
+            self.seq = Sequencer(hold_messages=cfg.hold_messages, slot_bytes=cfg.slot_bytes,
+                                 hold_arena_bytes=cfg.hold_arena_bytes, out_messages=OUT_MESSAGES,
+                                 start_at_one=cfg.start_at_one, on_status=self._on_sequencer)
+            # one batch's top-of-book events fit: they reach consumers after the batch's messages
+            self.book = OrderBook(events=OUT_MESSAGES, on_events=self._top_of_book) if cfg.book else None
+            if cfg.record:
+                self._record = open(cfg.record, "wb")  # noqa: SIM115 — closed by close()
+            if cfg.rerequest or cfg.replay:
+                self.recovery = Recovery(self.seq, self.deliver, clock, cfg.policy, cfg.rerequest, cfg.replay,
+                                         cfg.user, cfg.password, on_status=self._emit)
+            self._start_metrics(cfg.metrics_addr)
+        except BaseException:
+            self.close()
+            raise
+        log.info("ready: line A %s, line B %s; re-request %s; replay %s", self._line_text(LINE_A),
+                 self._line_text(LINE_B), ", ".join(f"{h}:{p}" for h, p in cfg.rerequest) or "-",
+                 ", ".join(f"{h}:{p}" for h, p in cfg.replay) or "-")
+
+    @classmethod
+    def from_config(cls, path: str, **overrides) -> "Feed":
+        """A Feed from a TOML config file, keys given here overriding the file's."""
+        consumers = {k: overrides.pop(k) for k in ("consumers", "on_consumer_error", "clock", "warm")
+                     if k in overrides}
+        return cls(cfgmod.load(path), **consumers, **overrides)
+
+    def _line_text(self, number: int) -> str:
+        return next((getattr(self.config, "line_a" if number == LINE_A else "line_b") or repr(ln.source)
+                     for ln in self.lines if ln.number == number), "-")
+
+    def _start_metrics(self, addr: str | None) -> None:
+        """Serve /metrics: `addr` HOST:PORT (must work), "auto" (the default address; skipped with a warning
+        when busy), or None / "off" (none)."""
+        if addr in (None, "off"):
+            return
+        from xdpfeed.multicast.feed import metrics
+
+        auto = addr == "auto"
+        host_port = metrics.DEFAULT_ADDR if auto else metrics.parse_addr(addr)
+        self.count_types = True
+        try:
+            self.metrics_server, _ = metrics.serve(self, host_port, self.name)
+        except OSError as e:
+            if not auto:
+                raise cfgmod.ConfigError(f"metrics {addr}: {e.strerror}") from None
+            log.warning("metrics not served: %s:%d: %s", *host_port, e.strerror)
+            return
+        log.info("metrics on http://%s:%d/metrics", *self.metrics_server.server_address[:2])
+
+    # -- the delivered stream -------------------------------------------------------------------
+    def deliver(self, stream: np.ndarray, first_seq: int, count: int, timestamp_ns: np.ndarray) -> None:
+        """Where the sequencer hands over each batch of delivered messages."""
+        if self.count_types:
+            count_types(stream, stream.size, self.type_counts)
+        if self._record is not None:
+            self._record.write(memoryview(stream))
+        if self.book is not None:
+            self.book.apply_stream(stream, first_seq=first_seq)
+        if self.consumers.wants("on_messages"):
+            self.consumers.call("on_messages", self.batch.set(stream, first_seq, count, timestamp_ns,
+                                                              self.seq.session))
+        if self.book is not None:
+            self.book.flush_events()
+        self.delivered_bytes += stream.size
+
+    def _top_of_book(self, events: np.ndarray) -> None:
+        if self.consumers.wants("on_top_of_book"):
+            self.consumers.call("on_top_of_book", events)
+
+    # -- status ---------------------------------------------------------------------------------
+    def _emit(self, event: StatusEvent) -> None:
+        self.status_log.append(event)
+        if self.consumers.wants("on_status"):
+            self.consumers.call("on_status", event)
+
+    def _change_state(self, state: str, reason: str = "") -> None:
+        if state != self._state:
+            previous, self._state = self._state, state
+            self._emit(StateChanged(self.clock(), state, previous, reason))
+
+    def _on_sequencer(self, event: str, a, b, line: int) -> None:
+        """The sequencer's status listener: typed events, the log, and the book's flags."""
+        now, who = self.clock(), LINE_NAMES[line] if 0 <= line < len(LINE_NAMES) else "-"
+        if event == "gap":
+            log.info("gap [%d, %d) (%d messages) seen on line %s", a, b, b - a, who)
+            self._emit(GapOpened(now, a, b, who))
+            if self._state == SYNCHRONIZED:
+                self._change_state(GAP_FILL)
+        elif event == "synchronized":
+            log.info("synchronized at %d", a)
+            if self.book is not None and self._state == STALE:
+                self.book.mark_stale(stale=False)
+            self._change_state(SYNCHRONIZED)
+        elif event in ("stale", "overflow"):
+            reason = a if event == "stale" else f"hold queue full at sequence {a}"
+            log.error("feed STALE: %s", reason)
+            if self.book is not None:
+                self.book.mark_stale()
+            self._change_state(STALE, reason)
+        elif event == "session":
+            if b < 0:
+                log.info("following session %r", a)
+            else:
+                log.warning("new session %r; %d messages of the last one abandoned; book cleared", a, b)
+                if self.book is not None:
+                    self.book.clear()
+            self._emit(SessionChanged(now, a, b))
+            self._change_state(SYNCHRONIZED)
+        elif event == "end_of_session":
+            log.info("end of session at %d (line %s)", a, who)
+            self._emit(EndOfSession(now, a, who))
+        elif event == "wrong_session":
+            log.warning("recovery answer for session %r dropped", a)
+            self._emit(WrongSession(now, a))
+
+    def _consumer_failed(self, name: str, error: str, detached: bool) -> None:
+        self._emit(ConsumerFailed(self.clock(), name, error, detached))
+
+    # -- the loop -------------------------------------------------------------------------------
+    def step(self, timeout: float = 0.05) -> int:
+        """Wait up to `timeout` seconds for input, then process everything waiting; returns the messages
+        delivered."""
+        before = self.seq.view().delivered
+        self._step(timeout)
+        return self.seq.view().delivered - before
+
+    def _step(self, timeout: float) -> int:
+        live = [ln for ln in self.lines if not ln.exhausted]
+        files = [ln.source for ln in live if ln.waitable]
+        polled = any(not ln.waitable for ln in live)
+        writers = []
+        if self.recovery is not None:
+            readers, writers = self.recovery.fileobjs()
+            files += readers
+            timeout = min(timeout, self.recovery.next_timer())
+        if (files or writers) and not polled:
+            select.select(files, writers, [], timeout)
+        frames = 0
+        while True:
+            got = 0
+            for ln in self.lines:
+                if not ln.exhausted:
+                    got += ln.pump(self.seq, self.deliver)
+            if self.recovery is not None:
+                self.recovery.poll()
+            frames += got
+            if not got or frames >= 64 * FRAMES_PER_BATCH or self.consumers.failed:
+                return frames
+
+    def run(self, until_eos: bool = False, stop=None, idle_timeout: float | None = None, on_tick=None,
+            tick: float = 0.5) -> str:
+        """Loop until `stop` (anything with is_set()) is set, or (until_eos) the session is complete, or
+        after End of Session the feed is STALE and recovery made no progress for a gap deadline plus a
+        server timeout, or every file source is exhausted and nothing is left to recover, or a consumer
+        failed (on_consumer_error="stop"), or nothing arrived for `idle_timeout` seconds. `on_tick(feed)`
+        is called every `tick` seconds. Returns why, one of WHY."""
+        last_tick = last_input = self.clock()
+        stale_at_end = None  # (since, next sequence then): End of Session seen with the feed STALE
+        while True:
+            got = self._step(0.05)
+            now = self.clock()
+            if got:
+                last_input = now
+            if on_tick is not None and now - last_tick >= tick:
+                last_tick = now
+                on_tick(self)
+            if self.consumers.failed:
+                return "consumer failed"
+            if stop is not None and stop.is_set():
+                return "stopped"
+            st = self.seq.view()
+            if until_eos and st.finished:
+                return "complete"
+            if until_eos and st.end_of_session and self.recovery_gave_up:
+                # recovery keeps trying: the session is given up once it made no progress for a gap deadline
+                # plus a server timeout (a replay server that went silent was detected and replaced)
+                if stale_at_end is None or st.next_seq != stale_at_end[1]:
+                    stale_at_end = (now, st.next_seq)
+                p = self.recovery.policy if self.recovery is not None else None
+                if p is None or now - stale_at_end[0] >= p.deadline + p.server_timeout:
+                    return "stale"
+            else:
+                stale_at_end = None
+            if self.lines and all(ln.exhausted for ln in self.lines):
+                if not self.seq.missing():
+                    return "sources exhausted"
+                if self.recovery is None or self.recovery_gave_up:
+                    return "stale"
+            if idle_timeout is not None and now - last_input > idle_timeout:
+                return "idle"
+
+    @property
+    def recovery_gave_up(self) -> bool:
+        st = self.seq.view()
+        return st.state == STALE and bool(st.reason)
+
+    # -- state and results ----------------------------------------------------------------------
+    @property
+    def state(self) -> FeedState:
+        """The feed's state now (the sequencer's typed view)."""
+        return self.seq.view()
+
+    @property
+    def lost(self) -> int:
+        return self.seq.view().lost
+
+    def line_summaries(self) -> dict:
+        """Per line: the sequencer's counts, the source's own (packets, bytes, drops by reason), and what
+        its frames were skipped for."""
+        out = {}
+        for ln in self.lines:
+            d = self.seq.line_stats(ln.number)
+            d["source"] = ln.source.stats()
+            skipped = {k: v for k, v in C.as_dict(ln.counters).items() if v and k in SKIPPED}
+            if skipped:
+                d["skipped"] = skipped
+            out[LINE_NAMES[ln.number]] = d
+        return out
+
+    def summary(self) -> dict:
+        """What the feed did, as one JSON-ready dict."""
+        st = self.seq.view()
+        filled = self.recovery.filled() if self.recovery is not None else {"rerequest": 0, "replay": 0}
+        out = {
+            "delivered": st.delivered, "duplicates": st.duplicates, "gaps": st.gaps,
+            "filled_rerequest": filled["rerequest"], "filled_replay": filled["replay"], "lost": st.lost,
+            "stale": st.stale, "state": st.state, "reason": st.reason, "session": st.session,
+            "next_seq": st.next_seq, "end_of_session": st.end_of_session, "hold_overflow": st.hold_overflow,
+            "stale_episodes": st.stale_episodes, "stale_seconds_total": st.stale_seconds_total,
+            "stale_seconds_longest": st.stale_seconds_longest, "lines": self.line_summaries(),
+        }
+        if self.recovery is not None:
+            r = self.recovery.stats
+            secs = sorted(r.recovery_seconds)
+            out["recovery"] = {
+                "rerequests": r.rerequests, "rerequest_timeouts": r.rerequest_timeouts,
+                "replay_sessions": r.replay_sessions, "replay_failures": dict(r.replay_failures),
+                "gaps_filled": r.gaps_filled, "gave_up": r.gave_up,
+                "recovery_seconds_median": secs[len(secs) // 2] if secs else None,
+                "recovery_seconds_max": secs[-1] if secs else None,
+            }
+            if self.recovery.rerequest is not None:
+                out["recovery"]["rerequest_client"] = dict(self.recovery.rerequest.stats)
+        if self.book is not None:
+            out["book_checksum"] = self.book.checksum()
+            out["live_orders"] = self.book.live_orders
+        if self.consumers.slots:
+            out["consumers"] = self.consumers.stats()
+        return out
+
+    # -- lifetime -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close recovery, the sources, the record file and the metrics server (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.recovery is not None:
+            self.recovery.close()
+        for ln in self.lines:
+            ln.source.close()
+        if self._record is not None:
+            self._record.close()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+
+    def __enter__(self) -> "Feed":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Feed {self.name} {self.seq.state if hasattr(self, 'seq') else 'opening'} lines={len(self.lines)}>"
