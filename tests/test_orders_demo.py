@@ -15,7 +15,7 @@ def test_orders_demo_checks_pass(capsys, version):
     s = json.loads(out)
     assert rc == 0, (s["problems"], err)
     assert s["problems"] == [] and s["anomalies"] == 0 and s["lost"] == 0 and s["book_matches"]
-    assert s["messages_in"] == 600 and s["resumed_at"] > 1 and s["replayed"] >= 0
+    assert s["messages_in"] == 600 and s["resumed_at"] > 1 and s["replayed"] > 0  # fills came during the cut
     assert s["itch_delivered"] == s["itch_published"] > 600
     for state in ("accepted", "filled", "canceled", "replaced", "rejected"):
         assert s["states"].get(state, 0) > 0, state

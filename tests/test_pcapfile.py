@@ -993,13 +993,19 @@ def test_random_bytes_after_valid_file(scratch, name, tail):
     assert r.frames[: len(lay.frames)] == lay.frames  # the valid part is all delivered first
 
 
+# layouts with something after their file header (section header block) to damage
+DAMAGEABLE = [n for n, lay in BASE_LAYOUTS.items() if len(lay.data) > lay.ends[0]]
+
+
 @ROBUST
 @given(data=st.data())
 def test_random_bit_flips(scratch, data):
-    name = data.draw(st.sampled_from(list(BASES)))
+    """Flips after the file header: opened, and every frame of a record before the first flip comes out
+    intact (then anything, or CorruptInput at a sound offset). Flips in the header: test_damaged_magic."""
+    name = data.draw(st.sampled_from(DAMAGEABLE))
     lay = BASE_LAYOUTS[name]
     buf = bytearray(lay.data)
-    bits = st.tuples(st.integers(0, len(buf) - 1), st.integers(0, 7))
+    bits = st.tuples(st.integers(lay.ends[0], len(buf) - 1), st.integers(0, 7))
     flips = data.draw(st.lists(bits, min_size=1, max_size=6))
     for pos, bit in flips:
         buf[pos] ^= 1 << bit
@@ -1008,26 +1014,39 @@ def test_random_bit_flips(scratch, data):
         r = read_damaged(path, len(buf))
     finally:
         os.unlink(path)
-    first = min(p for p, _ in flips)
-    if r is not None and first >= lay.ends[0]:  # the file header is intact
-        assert r.frames[: len(prefix_frames(lay, first))] == prefix_frames(lay, first)
+    intact = prefix_frames(lay, min(p for p, _ in flips))
+    assert r is not None and r.frames[: len(intact)] == intact
 
 
 @ROBUST
 @given(data=st.data())
 def test_random_truncation_and_flips(scratch, data):
-    """Cuts past the pcap file header (the header cuts are test_classic_truncated_file_header's)."""
-    name = data.draw(st.sampled_from(list(BASES)))
+    """Cut after the file header, flips before the cut, junk after it: opened, every frame of a record before
+    the first damage intact. (The header cuts are test_classic_truncated_file_header's.)"""
+    name = data.draw(st.sampled_from(DAMAGEABLE))
     lay = BASE_LAYOUTS[name]
-    first = HEADER_LEN[name.startswith("pcap-")]
-    cut = data.draw(st.integers(max(first, 1), len(lay.data)))
+    cut = data.draw(st.integers(lay.ends[0] + 1, len(lay.data)))
     buf = bytearray(lay.data[:cut])
-    for pos, bit in data.draw(st.lists(st.tuples(st.integers(0, cut - 1), st.integers(0, 7)), max_size=4)):
+    flips = data.draw(st.lists(st.tuples(st.integers(lay.ends[0], cut - 1), st.integers(0, 7)), max_size=4))
+    for pos, bit in flips:
         buf[pos] ^= 1 << bit
     buf += data.draw(st.binary(max_size=64))
     path = put(scratch, bytes(buf))
     try:
-        read_damaged(path, len(buf))
+        r = read_damaged(path, len(buf))
+    finally:
+        os.unlink(path)
+    intact = prefix_frames(lay, min([cut] + [p for p, _ in flips]))
+    assert r is not None and r.frames[: len(intact)] == intact
+
+
+@pytest.mark.parametrize("name", list(BASES))
+def test_damaged_magic_is_refused_in_one_line(scratch, name):
+    buf = bytearray(BASE_LAYOUTS[name].data)
+    buf[0] ^= 0x40
+    path = put(scratch, bytes(buf))
+    try:
+        assert read_damaged(path, len(buf)) is None  # not a pcap or pcapng file: refused at open, one line
     finally:
         os.unlink(path)
 
