@@ -33,7 +33,7 @@ from helpers import frame
 
 ALL_TYPES = os.path.join(PCAPS, "generated", "all_types.pcap")
 GA, GB = ("233.54.12.111", 26477), ("233.54.12.112", 26478)
-CLI = ("import sys, argparse\nfrom xdpfeed.multicast import cli_capture as c\np = argparse.ArgumentParser()\n"
+CLI = ("import sys, argparse\nfrom xdpfeed.multicast.cli import capture as c\np = argparse.ArgumentParser()\n"
        "c.add_{0}_arguments(p)\nsys.exit(c.run_{0}(p.parse_args(sys.argv[1:])))")
 
 

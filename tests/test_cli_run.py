@@ -194,7 +194,7 @@ def test_password_file_must_be_private(tmp_path):
     pw.chmod(0o644)
     cfg = tmp_path / "feed.toml"
     cfg.write_text(f"[recovery]\nuser = 'TEST01'\npassword_file = '{pw}'\n")
-    r = subprocess.run([sys.executable, "-c", f"from xdpfeed.multicast import config; "
+    r = subprocess.run([sys.executable, "-c", f"from xdpfeed.multicast.feed import config; "
                         f"print(config.load({str(cfg)!r}).password)"], capture_output=True, text=True, env=env())
     assert r.stdout.strip() == "s3cret" and "readable by others" in r.stderr
     pw.chmod(0o600)
