@@ -15,7 +15,7 @@ Scapy builds the Ethernet / 802.1Q / IPv4 / UDP (and ARP, IPv6, TCP, SLL) layers
 scapy would otherwise fill from the host or the clock is set explicitly (MACs, IP ids, TTLs,
 timestamps), so the files are byte-identical on every run. The MoldUDP64 header and every ITCH
 message are packed here with `struct` from the literal values in the tables below, following
-../shared/protocols.md §2 and §4 (not the decoder's schema), so the tests compare the decoder with
+docs/protocols.md §2 and §4 (not the decoder's schema), so the tests compare the decoder with
 an independent statement of what is on the wire. pcaps/generated/README.md lists each file's contents
 and the counter values expected for malformed.pcap.
 """
@@ -258,7 +258,7 @@ END_OF_SESSION = 0xFFFF
 
 @dataclass
 class Mold:
-    """One MoldUDP64 downstream packet (protocols.md §2.1)."""
+    """One MoldUDP64 downstream packet (docs/protocols.md §2.1)."""
 
     session: str  # up to 10 characters, space padded on the wire
     seq: int  # sequence number of the first block (next expected for heartbeat / end of session)

@@ -4,7 +4,7 @@ Expected values are the literals the generator was told to write (its tables are
 the decoder's own output: every field of every message in all_types.pcap, the sessions and sequence
 numbers, and the exact counters for malformed.pcap. The CLI is run as a subprocess for the output
 formats and filters. The generator itself is checked too: deterministic (a fresh run equals the
-committed files), its packing matches the byte vectors of protocols.md §4.6, and its frames have the
+committed files), its packing matches the byte vectors of docs/protocols.md §4.6, and its frames have the
 framings the file descriptions claim.
 """
 
@@ -130,7 +130,7 @@ def test_committed_files_are_small():
         assert (GENERATED / name).stat().st_size < 8192, name
 
 
-# protocols.md §4.6: real packets, hex as printed there.
+# docs/protocols.md §4.6: real packets, hex as printed there (but the 'F' attribution LUBS, not UBSS).
 VECTORS = [
     ("551db300001f1aced771e90000000000e6897f000000000145f2c700000064001036c8",
      gen.msg("U", 7603, 0, 34_199_999_836_649, original_order_reference_number=15_108_479,

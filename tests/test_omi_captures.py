@@ -1,7 +1,8 @@
 """Real NASDAQ captures (pcaps/omi, from the Open Markets Initiative) decode to verified values.
 
 The golden files in tests/golden were written by reading each message's bytes at the offsets of
-../shared/protocols.md with a throw-away script that shares no code with xdpfeed; the literal
+the TotalView-ITCH 5.0 specification (docs/protocols.md §4) with a throw-away script that shares no
+code with xdpfeed; the literal
 vectors below were checked by hand against the hex. tshark's MoldUDP64 dissector independently
 checks the transport layer of every message.
 """
@@ -46,7 +47,7 @@ def _by_seq(path):
 
 
 def test_protocols_md_vectors_by_hand():
-    """protocols.md §4.6, re-read from the capture bytes."""
+    """docs/protocols.md §4.6, re-read from the capture bytes."""
     u = decode_all(os.path.join(PCAPS, "omi/itch50/OrderReplaceMessage.pcap"))[0]
     assert u == [{
         "session": "000010059B", "seq": 14757701, "type": "U", "stock_locate": 7603, "tracking_number": 0,
@@ -63,7 +64,7 @@ def test_protocols_md_vectors_by_hand():
             a["stock"], a["price"]) == ("A", 6514, 7_942_047, "B", 1, "META", 805_200)
     f = m[19009125]
     # Bytes: 46 1972 0000 1f23e0981ae1 000000000094d0a7 42 00000005 4d45544120202020 000c394c 55425353.
-    # (protocols.md §4.6 quotes the attribution as 4c554253 "LUBS": it repeats the price's last byte.)
+    # (An earlier transcription read the attribution as 4c554253 "LUBS": it repeats the price's last byte.)
     assert (f["type"], f["order_reference_number"], f["buy_sell_indicator"], f["shares"], f["stock"],
             f["price"], f["attribution"]) == ("F", 9_752_743, "B", 5, "META", 801_100, "UBSS")
 

@@ -1,6 +1,6 @@
 """A plain-Python ITCH order book: dicts, readable, slow; the yardstick for multicast.book.order_book.
 
-It applies the book-building rules of ../shared/protocols.md §4.5 to decoded message dicts (the
+It applies the book-building rules of docs/protocols.md §4.5 to decoded message dicts (the
 shape of multicast.itch.reference.decode) and counts the same anomalies as the compiled book.
 """
 

@@ -1,4 +1,4 @@
-"""The simulated venue's OUCH 4.2 / 5.0 order-entry gateway over SoupBinTCP 3.00 (protocols.md 3, 5, 6).
+"""The simulated venue's OUCH 4.2 / 5.0 order-entry gateway over SoupBinTCP 3.00 (docs/protocols.md §3, §5, §6).
 
 Owns the order logic, a fill thread, and per user (OUCH account) the orders and a store of every
 outbound message: a login for sequence n >= 1 is served the stored messages from n (0: only new ones),

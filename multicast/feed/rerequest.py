@@ -3,7 +3,7 @@ the sequencer.
 
 A request is 20 bytes (session, first sequence, count ≤ 0xFFFE) sent by unicast UDP to a request
 server; the answer is an ordinary downstream packet sent back to the socket the request came from,
-holding as many of the messages as fit in one datagram (protocols.md §2.3–2.4). Answers are
+holding as many of the messages as fit in one datagram (docs/protocols.md §2.3–2.4). Answers are
 extracted with the same compiled MoldUDP64 walk as the lines, then checked: the session must be the
 one followed and the packet must overlap a range still missing (a late answer to a request that
 timed out is still welcome); anything else is counted and dropped. Accepted answers enter the
@@ -20,7 +20,7 @@ from xdpfeed.multicast.feed.sequencer import LINE_REREQUEST, Sequencer
 from xdpfeed.multicast.wire import counters as C
 from xdpfeed.multicast.wire.moldudp64 import PacketIndex, Sessions, extract_batch
 
-MAX_REQUEST = 0xFFFE  # never ask for 0xFFFF: that count means End of Session (protocols.md trap 19)
+MAX_REQUEST = 0xFFFE  # never ask for 0xFFFF: that count means End of Session (docs/protocols.md trap 19)
 NO_GROUPS = np.zeros((0, 2), dtype=np.int64)
 
 

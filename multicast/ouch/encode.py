@@ -4,7 +4,7 @@
 integers (and raw prices) big-endian, alpha left-justified and padded with spaces (a str must be ASCII;
 bytes are taken as they are). Missing fields are 0 / blank. OUCH 5.0 appendage: `appendage={tag name:
 value}` in the given order; an int key writes that tag number with a bytes value as is (for unknown
-tags or deliberately odd elements). Length forms (protocols.md §6.4): a 5.0 type whose appendage is
+tags or deliberately odd elements). Length forms (docs/protocols.md §6.4): a 5.0 type whose appendage is
 optional is written in its short form unless the appendage has elements or an ext field (AIQ Strategy of
 'D') is not blank; a 4.2 'D' gets its AIQ Strategy byte only when `aiq_strategy` is not blank, so that
 encoding a decoded message gives back its bytes (a long form with nothing in it aside). Anything

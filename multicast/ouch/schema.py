@@ -1,4 +1,4 @@
-"""OUCH 4.2 and OUCH 5.0 message layouts, both directions (../shared/protocols.md §5, §6), written once.
+"""OUCH 4.2 and OUCH 5.0 message layouts, both directions (docs/protocols.md §5, §6), written once.
 
 Owns the layouts, the 5.0 appendage tags and the numpy record dtypes of the decoded tables; the
 compiled decoder (multicast.ouch.decoder), the plain-Python reference decoder (multicast.ouch.reference) and the
@@ -14,7 +14,7 @@ token, ClOrdID) is an 'S14' column holding the wire bytes.
 Length forms (trap 22: an OUCH 5.0 message is parsed by its SoupBinTCP length): `base` is the length
 of the fixed fields; `ext` are trailing fields a later revision added (present only in the long
 form); `app` says whether a uint16 Appendage Length plus that many bytes of TagValue elements follows
-the fixed fields (and ext): None, REQUIRED, or OPTIONAL (protocols.md §6.4: the message is either
+the fixed fields (and ext): None, REQUIRED, or OPTIONAL (docs/protocols.md §6.4: the message is either
 exactly `base` bytes or carries the appendage). Tables of messages that may carry an appendage get
 one column per known tag, named TAG_PREFIX + tag name (0 when absent), and `appendage_tags`, a bitmask
 with bit n set when tag n was present; bit 0 (APPENDAGE_MALFORMED, there is no tag 0) marks an
@@ -110,7 +110,7 @@ _OUT42 = [
     _msg("U", "Replaced", 80, [_TS, ("Replacement Order Token", 9, 14, "a"), *_ORDER42,
                                ("Previous Order Token", 65, 14, "a"), ("BBO Weight Indicator", 79, 1, "a")]),
     _msg("C", "Canceled", 28, [_TS, _TOKEN, ("Decrement Shares", 23, 4, "u"), ("Reason", 27, 1, "a")]),
-    # 37 bytes per O42 and WS; FM (spec updated Oct 2025) adds AIQ Strategy → 38 (§5.2 revision note).
+    # 37 bytes in the 2019 edition and Wireshark; a later revision adds AIQ Strategy → 38 (docs/protocols.md §5.2).
     _msg("D", "AIQ Canceled", 37, [
         _TS, _TOKEN, ("Decrement Shares", 23, 4, "u"), ("Reason", 27, 1, "a"),
         ("Quantity Prevented from Trading", 28, 4, "u"), ("Execution Price", 32, 4, "p4"),
@@ -126,7 +126,7 @@ _OUT42 = [
     _msg("G", "Executed with Reference Price", 45, [*_EXEC42, ("Reference Price", 40, 4, "p4"),
                                                     ("Reference Price Type", 44, 1, "a")]),
     _msg("F", "Trade Correction", 41, [*_EXEC42, ("Reason", 40, 1, "a")]),
-    _msg("N", "Trade Now", 23, [_TS, _TOKEN]),  # ◐ protocols.md §5.2 "out 'N' 23"
+    _msg("N", "Trade Now", 23, [_TS, _TOKEN]),  # known from one dissector only (docs/protocols.md §5.2)
 ]
 
 # ---------------------------------------------------------------------------------------------- 5.0
@@ -146,7 +146,7 @@ _IN50 = [
          app=OPTIONAL),
     _msg("Q", "Account Query", 1, [], app=OPTIONAL),
     _msg("C", "Mass Cancel", 17, [("UserRefNum", 1, 4, "u"), ("Firm", 5, 4, "a"), ("Symbol", 9, 8, "a")],
-         app=REQUIRED),  # ◐ FM only, as are D and E
+         app=REQUIRED),  # later 5.0 revision only, as are D and E (docs/protocols.md §6.4)
     _msg("D", "Disable Order Entry", 9, [("UserRefNum", 1, 4, "u"), ("Firm", 5, 4, "a")], app=REQUIRED),
     _msg("E", "Enable Order Entry", 9, [("UserRefNum", 1, 4, "u"), ("Firm", 5, 4, "a")], app=REQUIRED),
 ]
@@ -175,7 +175,7 @@ _OUT50 = [
     _msg("E", "Order Executed", 34, _EXEC50, app=REQUIRED),
     _msg("B", "Broken Trade", 36, [_TS, _REF, ("Match Number", 13, 8, "u"), ("Reason", 21, 1, "a"),
                                    ("ClOrdID", 22, 14, "a")], app=OPTIONAL),
-    _msg("F", "Trade Correction", 49, [*_EXEC50, ("Reason", 34, 1, "a"), ("ClOrdID", 35, 14, "a")]),  # O50 only
+    _msg("F", "Trade Correction", 49, [*_EXEC50, ("Reason", 34, 1, "a"), ("ClOrdID", 35, 14, "a")]),  # 2023 edition
     _msg("J", "Rejected", 29, [_TS, _REF, ("Reason", 13, 2, "u"), ("ClOrdID", 15, 14, "a")], app=OPTIONAL),
     _msg("P", "Cancel Pending", 13, [_TS, _REF], app=OPTIONAL),
     _msg("I", "Cancel Reject", 13, [_TS, _REF], app=OPTIONAL),
@@ -185,7 +185,7 @@ _OUT50 = [
     _msg("R", "Order Restated", 14, [_TS, _REF, ("Reason", 13, 1, "a")], app=REQUIRED),
     _msg("Q", "Account Query Response", 13, [_TS, ("NextUserRefNum", 9, 4, "u")], app=OPTIONAL),
     _msg("X", "Mass Cancel Response", 25, [_TS, _REF, ("Firm", 13, 4, "a"), ("Symbol", 17, 8, "a")],
-         app=REQUIRED),  # ◐ FM only, as are G and K
+         app=REQUIRED),  # later 5.0 revision only, as are G and K
     _msg("G", "Disable Order Entry Response", 17, [_TS, _REF, ("Firm", 13, 4, "a")], app=REQUIRED),
     _msg("K", "Enable Order Entry Response", 17, [_TS, _REF, ("Firm", 13, 4, "a")], app=REQUIRED),
 ]

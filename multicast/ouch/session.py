@@ -3,7 +3,7 @@
 Owns the order-entry side of a `SoupBinClient` session: OUCH inbound messages out as Unsequenced Data
 ('U', queued while connecting and logging in, sent in order once logged in) and OUCH outbound messages
 in as Sequenced Data ('S'), each handed to `on_message(seq, payload)` with its sequence number, counted
-from the Login Accepted value (protocols.md 3.3, trap 17). The client is payload-agnostic: it neither
+from the Login Accepted value (docs/protocols.md §3.3, trap 17). The client is payload-agnostic: it neither
 encodes nor decodes OUCH (that is `ouch_encode` / `ouch_reference`).
 
 `next_seq` is always the sequence number of the next message expected, so `reconnect()` (or a new client

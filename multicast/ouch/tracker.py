@@ -2,7 +2,7 @@
 
 `OrderTracker` is fed both directions as dicts from `ouch_reference.decode` (client → venue with
 `on_inbound`, venue → client with `on_outbound`). Orders are keyed by Order Token (4.2) or UserRefNum
-(5.0) (protocols.md 5.1, 6.2). States:
+(5.0) (docs/protocols.md §5.1, §6.2). States:
 
     pending-new ─► accepted ─► partially-filled ─► filled
          │            │  ▲            │
@@ -27,7 +27,7 @@ DEAD = ("filled", "canceled", "rejected", "replaced")
 
 @dataclass(frozen=True)
 class Names:
-    """Where one OUCH version keeps each field the tracker needs (snake_case of protocols.md §5, §6)."""
+    """Where one OUCH version keeps each field the tracker needs (snake_case of the OUCH specifications' names)."""
 
     id: str  # order key on every message about one order
     side: str

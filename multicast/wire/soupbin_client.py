@@ -11,7 +11,7 @@ protocol problems never raise out of `poll()`: the session ends in state "failed
 A subclass says what its logged-in state is called (`ACTIVE`), reads the socket (`_read`, which calls
 `_control` for each packet that is not Sequenced Data) and may react to the login (`_on_login`).
 A session that ends well is closed gracefully (Logout, FIN, the server's last bytes read: graceful_close).
-`next_seq` is the sequence number of the next Sequenced Data packet expected (protocols.md 3.3).
+`next_seq` is the sequence number of the next Sequenced Data packet expected (docs/protocols.md §3.3).
 """
 
 import errno

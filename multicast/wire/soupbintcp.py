@@ -1,6 +1,6 @@
 """SoupBinTCP 3.00 packets: encoders, control-packet decoders and the compiled Sequenced Data walk.
 
-Owns the wire format only (protocols.md section 3): [uint16 BE length][type][payload] where the length
+Owns the wire format only (docs/protocols.md §3): [uint16 BE length][type][payload] where the length
 counts the type byte and the payload but not itself (trap 12). Control packets (Login, Heartbeats,
 End of Session, Logout, Debug) are rare and handled in Python; runs of Sequenced Data ('S') packets
 are turned into MoldUDP64 blocks ([uint16 BE message length][message]) by `sequenced_to_blocks`, one
