@@ -49,6 +49,10 @@ EXPECTED = frozenset({
     "xdpfeed_stale_episodes_total",
     "xdpfeed_stale_seconds_total",
     "xdpfeed_stale_longest_seconds",
+    # consumers
+    "xdpfeed_consumer_batches_total",
+    "xdpfeed_consumer_errors_total",
+    "xdpfeed_consumer_detached",
     # recovery
     "xdpfeed_recovery_requests_total",
     "xdpfeed_recovered_messages_total",

@@ -1,6 +1,6 @@
 """OUCH 4.2 / 5.0 codec: encoder, reference decoder and compiled decoder agree on every message type of
 both versions and directions; damaged input is counted, never crashes (NUMBA_BOUNDSCHECK=1, conftest);
-the real OUCH 5.0 captures and protocols.md §6.7 decode to values read by hand from their bytes."""
+the real OUCH 5.0 captures and docs/protocols.md §6.7 decode to values read by hand from their bytes."""
 
 import os
 import random
@@ -11,6 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from xdpfeed.capture import jit
+from xdpfeed.multicast.itch import decoder as itch_decoder
 from xdpfeed.multicast.ouch import decoder as ouch
 from xdpfeed.multicast.ouch import reference as R
 from xdpfeed.multicast.ouch import schema as S
@@ -347,7 +349,7 @@ CAP = os.path.join(PCAPS, "omi", "ouch50", "Nasdaq.Nsm.Ouch.v5.0")
 
 # Read by hand from `xxd` of each file: byte offsets are file offsets (the TCP payload starts at 0x62 in
 # EnterOrderMessage.pcap: 40 pcap bytes + 18 Ethernet/VLAN + 20 IPv4 + 20 TCP; at 0x5e in the others,
-# which have no VLAN tag), read at the offsets of protocols.md §6.3.
+# which have no VLAN tag), read at the offsets of the OUCH 5.0 specification (docs/protocols.md §6.3).
 ENTER = {  # 0x62: 00 36 = Soup length 54; 0x64: 'U'; 0x65: 4f 'O'
     "type": "O", "user_ref_num": 113,  # 0x66: 00 00 00 71
     "side": "T", "quantity": 225,  # 0x6a: 54; 0x6b: 00 00 00 e1
@@ -369,7 +371,7 @@ ACCEPTED = {  # 0x5e: 00 4a = Soup length 74; 0x60: 'S'; 0x61: 41 'A'
     "cl_ord_id": "7682701",  # 0x91..0x9e: 37 36 38 32 37 30 31 20×7
     "appendage": {"firm": "MLRO", "bbo_weight_indicator": "0"},  # 0x9f: 00 09; 0xa1: 05 02 4d4c524f; 0xa7: 02 12 30
 }
-CANCELED = {  # 0x5e: 00 13 = Soup length 19; 0x60: 'S'; 0x61: 43 'C' — the short (O50) 18-byte form
+CANCELED = {  # 0x5e: 00 13 = Soup length 19; 0x60: 'S'; 0x61: 43 'C' — the short (2023 edition) 18-byte form
     "type": "C", "timestamp": 44_647_483_708_183,  # 0x62: 00 00 28 9b 4d 68 13 17
     "user_ref_num": 7_682_701, "quantity": 40, "reason": "U",  # 0x6a: 00 75 3a 8d; 0x6e: 00 00 00 28; 0x72: 55
     "appendage": {},
@@ -410,7 +412,7 @@ def test_protocols_md_6_7_vectors():
 
 
 def test_ouch42_vectors_by_hand():
-    """OUCH 4.2 bytes laid out by hand from the tables of protocols.md §5.2 (not by the schema)."""
+    """OUCH 4.2 bytes laid out by hand from the OUCH 4.2 specification (docs/protocols.md §5.2), not by the schema."""
     accepted = bytes.fromhex(
         "41" "0000289b4d64af87" + b"ABC123".hex() + "2020202020202020" "42" "00000064"  # @0 'A', @1 ts, @9 token,
         + b"AAPL    ".hex() + "0016e360" "0001869e" + b"LIME".hex() + "59"  # @23 B, @24 100, @28 stock, @36 price
@@ -430,6 +432,8 @@ def test_ouch42_vectors_by_hand():
 
 
 def test_walks_compile_from_memory_where_the_cache_cannot_be_written(monkeypatch):
-    monkeypatch.setattr(ouch.numba.config, "CACHE_DIR", "/proc/xdpfeed-cannot-write-here")
-    ns = ouch._load_generated()
+    monkeypatch.setattr(jit.numba.config, "CACHE_DIR", "/proc/xdpfeed-cannot-write-here")
+    ns = jit.load_generated("ouch_walk", ouch.generate_source)
     assert all(callable(ns[ouch.walk_name(v, d)]) for v, d in S.MESSAGES)
+    itch_ns = jit.load_generated("itch_walk", itch_decoder.generate_source)  # the ITCH decoder's, likewise
+    assert all(callable(itch_ns[f]) for f in ("decode_index", "decode_stream", "decode_numbered"))

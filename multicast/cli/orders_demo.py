@@ -168,7 +168,7 @@ def order_entry(args, say) -> dict:
                 _drive(client, lambda: client.next_seq > len(gw.messages(USER)), "catch up before the cut")
                 client.close()  # the connection dies; fills keep coming meanwhile
                 resumed_at = client.next_seq
-                _wait(lambda: len(gw.messages(USER)) >= resumed_at, "a fill while disconnected")
+                _wait(lambda at=resumed_at: len(gw.messages(USER)) >= at, "a fill while disconnected")
                 backlog = len(gw.messages(USER)) + 1 - resumed_at
                 client.reconnect()
                 _drive(client, lambda: client.state == "active", "reconnect")

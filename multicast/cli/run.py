@@ -56,8 +56,10 @@ def metrics_key(args_addr: str | None, cfg: cfgmod.FeedConfig) -> str:
 def build_config(args) -> cfgmod.FeedConfig:
     """The config file (if any) with the command line's flags over it; checked as the Feed checks it."""
     cfg = cfgmod.load(args.config) if args.config else cfgmod.FeedConfig()
-    keys = {"line_a": args.line_a, "line_b": args.line_b, "replay": args.replay or None,
-            "rerequest": args.rerequest or None, "user": args.user, "start": args.start,
+    replay = [cfgmod.parse_hostport(s, "--replay") for s in args.replay]  # a bad one names the flag
+    rerequest = [cfgmod.parse_hostport(s, "--rerequest") for s in args.rerequest]
+    keys = {"line_a": args.line_a, "line_b": args.line_b, "replay": replay or None, "rerequest": rerequest or None,
+            "user": args.user, "start": args.start,
             "record": getattr(args, "record", None), "book": False if getattr(args, "no_book", False) else None}
     cfg = cfgmod.with_keys(cfg, {k: v for k, v in keys.items() if v is not None})
     if not cfg.line_a and not cfg.line_b:
