@@ -21,6 +21,8 @@ _EXPORTS = {
     "FeedState": "xdpfeed.multicast.feed.state",
     "LineState": "xdpfeed.multicast.feed.state",
     "OrderBook": "xdpfeed.multicast.book.order_book",
+    "Subscriber": "xdpfeed.multicast.sinks.subscriber",
+    "open_sink": "xdpfeed.multicast.sinks.uri",
     "status": "xdpfeed.multicast.feed.status",
 }
 

@@ -80,34 +80,11 @@ STOCK = np.dtype([("symbol", np.uint64), ("round_lot", np.uint32), ("trading_sta
 
 
 @njit(cache=True, inline="always")
-def _find(w, h, state, ref):
-    """(store, slot): store 0 window, 1 hash, -1 absent. Reference 0 is never an order (it marks
-    empty slots)."""
-    if ref == 0:
-        return -1, 0
-    base = state[S.ST_BASE]
-    if base <= ref < base + w.size:
-        s = ref & (w.size - 1)
-        if np.int64(w[np.uint64(s)].ref) == ref:
-            return 0, s
-        return -1, 0
-    i = S.hash_find(h, ref)
-    return (1, i) if i >= 0 else (-1, 0)
-
-
-@njit(cache=True, inline="always")
 def _room_for_add(w, h, state, pool, s_size, s_cap, ref, sidx):
     """OK when adding ref on side sidx cannot run out of room half-way, else the store to grow."""
-    base = state[S.ST_BASE]
-    need = 0
-    if ref < base:
-        need = 1
-    elif ref >= base + w.size:
-        in_window = state[S.ST_LIVE] - state[S.ST_HASH_N]
-        chunk = w.size >> 4
-        need = min(in_window, ((ref - base - w.size) // chunk + 1) * chunk)
-    if need and not S.hash_has_room(h, state, need):
-        return S.NEED_HASH
+    st = S.order_room(w, h, state, ref)
+    if st != S.OK:
+        return st
     if s_size[sidx] == s_cap[sidx] and state[S.ST_POOL] + max(8, 2 * s_cap[sidx]) > pool.size:
         return S.NEED_POOL
     return S.OK
@@ -116,35 +93,11 @@ def _room_for_add(w, h, state, pool, s_size, s_cap, ref, sidx):
 @njit(cache=True, inline="always")
 def _add(w, h, state, pool, s_start, s_size, s_cap, ref, locate, side, price, shares):
     """Insert a new order (room was checked by _room_for_add)."""
-    if ref >= state[S.ST_BASE] + w.size:
-        S.slide_window(w, h, state, ref)
     S.level_add(pool, s_start, s_size, s_cap, state, locate * 2 + side, side, price, shares)
-    if ref < state[S.ST_BASE]:
-        S.hash_insert(h, ref, price, shares, locate, side)
-        state[S.ST_HASH_N] += 1
-    else:
-        o = w[ref & (w.size - 1)]
-        o.ref = ref
-        o.price = price
-        o.shares = shares
-        o.locate = locate
-        o.side = side
-    state[S.ST_LIVE] += 1
+    S.order_put(w, h, state, ref, price, shares, locate, side)
 
 
-@njit(cache=True, inline="always")
-def _order(w, h, store, slot):
-    return w[np.uint64(slot)] if store == 0 else h[np.uint64(slot)]
-
-
-@njit(cache=True, inline="always")
-def _drop(w, h, state, store, slot):
-    if store == 0:
-        w[slot].ref = 0
-    else:
-        S.hash_delete(h, slot)
-        state[S.ST_HASH_N] -= 1
-    state[S.ST_LIVE] -= 1
+_find, _order, _drop = S.order_find, S.order_at, S.order_drop
 
 
 @njit(cache=True, inline="always")

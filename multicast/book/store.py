@@ -129,6 +129,100 @@ def slide_window(w, h, state, ref):
         state[ST_BASE] = base
 
 
+# ---- orders: one API over the window and the hash ----------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def order_find(w, h, state, ref):
+    """(store, slot): store 0 window, 1 hash, -1 absent. Reference 0 is never an order (it marks empty
+    slots)."""
+    if ref == 0:
+        return -1, 0
+    base = state[ST_BASE]
+    if base <= ref < base + w.size:
+        s = ref & (w.size - 1)
+        if np.int64(w[np.uint64(s)].ref) == ref:
+            return 0, s
+        return -1, 0
+    i = hash_find(h, ref)
+    return (1, i) if i >= 0 else (-1, 0)
+
+
+@njit(cache=True, inline="always")
+def order_at(w, h, store, slot):
+    return w[np.uint64(slot)] if store == 0 else h[np.uint64(slot)]
+
+
+@njit(cache=True, inline="always")
+def order_room(w, h, state, ref):
+    """OK when storing ref cannot run out of room half-way (a window slide migrates orders to the hash),
+    else NEED_HASH."""
+    base = state[ST_BASE]
+    need = 0
+    if ref < base:
+        need = 1
+    elif ref >= base + w.size:
+        in_window = state[ST_LIVE] - state[ST_HASH_N]
+        chunk = w.size >> 4
+        need = min(in_window, ((ref - base - w.size) // chunk + 1) * chunk)
+    if need and not hash_has_room(h, state, need):
+        return NEED_HASH
+    return OK
+
+
+@njit(cache=True, inline="always")
+def order_put(w, h, state, ref, price, shares, locate, side):
+    """Store a new order (room was checked by order_room)."""
+    if ref >= state[ST_BASE] + w.size:
+        slide_window(w, h, state, ref)
+    if ref < state[ST_BASE]:
+        hash_insert(h, ref, price, shares, locate, side)
+        state[ST_HASH_N] += 1
+    else:
+        o = w[ref & (w.size - 1)]
+        o.ref = ref
+        o.price = price
+        o.shares = shares
+        o.locate = locate
+        o.side = side
+    state[ST_LIVE] += 1
+
+
+@njit(cache=True, inline="always")
+def order_drop(w, h, state, store, slot):
+    if store == 0:
+        w[slot].ref = 0
+    else:
+        hash_delete(h, slot)
+        state[ST_HASH_N] -= 1
+    state[ST_LIVE] -= 1
+
+
+def pow2(n: int, floor: int = 4) -> int:
+    return 1 << max(floor, int(n - 1).bit_length())
+
+
+class OrderStore:
+    """The live orders of one feed (window + hash), for code that tracks orders without the price levels
+    (the DBN sink's ITCH → MBO conversion); grows its hash when a compiled loop asks (NEED_HASH)."""
+
+    def __init__(self, window: int = 1 << 22, hash_orders: int = 1 << 21):
+        self.window = np.zeros(pow2(window), dtype=ORDER)
+        self.hash = np.zeros(pow2(hash_orders), dtype=ORDER)
+        self.state = np.zeros(N_STATE, dtype=np.int64)
+        self.grows = 0
+
+    def grow(self) -> None:
+        new = np.zeros(self.hash.size * 2, dtype=ORDER)
+        rehash(self.hash, new)
+        self.hash = new
+        self.grows += 1
+
+    @property
+    def live(self) -> int:
+        return int(self.state[ST_LIVE])
+
+
 # ---- price levels -------------------------------------------------------------------------------
 
 

@@ -21,11 +21,13 @@ import tempfile
 import time
 
 from xdpfeed.multicast.book.order_book import OrderBook
-from xdpfeed.multicast.cli.run import Progress, add_metrics_argument
+from xdpfeed.multicast.cli.run import Progress, add_metrics_argument, add_output_arguments
 from xdpfeed.multicast.exchange import synthetic
 from xdpfeed.multicast.exchange.ports import free_port, line_pair
+from xdpfeed.multicast.feed.config import ConfigError
 from xdpfeed.multicast.feed.feed import Feed
 from xdpfeed.multicast.itch.pipeline import replay_into_book
+from xdpfeed.multicast.sinks.base import SinkError
 
 PROG = "xdpfeed demo"
 USER = "DEMO01"
@@ -53,6 +55,7 @@ def add_arguments(p) -> None:
       help="largest gap filled by re-request; larger ones go to TCP replay (default 5,000)")
     a("--json", action="store_true", help="print the summary as one JSON object")
     add_metrics_argument(p)
+    add_output_arguments(p)
 
 
 def _say(args, text: str) -> None:
@@ -108,6 +111,9 @@ def run(args) -> int:
     except DemoError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
+    except (ConfigError, SinkError) as e:  # an output that cannot be opened
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
 
 
 def _run(args) -> int:
@@ -129,7 +135,7 @@ def _run(args) -> int:
     feed = Feed(line_a=f"udp:{line_a[0]}:{line_a[1]}@lo", line_b=f"udp:{line_b[0]}:{line_b[1]}@lo",
                 rerequest=[f"127.0.0.1:{request_port}"], replay=[f"127.0.0.1:{replay_port}"], user=USER,
                 password=password, rerequest_max=args.rerequest_max, metrics=args.metrics_addr or "auto",
-                name="demo")
+                name="demo", record=args.record, outputs=args.out)
     proc = None
     try:
         if feed.metrics_server is not None:
@@ -175,5 +181,8 @@ def _run(args) -> int:
         for name, ls in s["lines"].items():
             print(f"  line {name}: {ls['packets']:,} packets, first on {ls['first']:,} messages, "
                   f"{ls['duplicates']:,} duplicates, {ls['gaps']:,} gaps of its own")
+    for name, error in feed.sink_failures:
+        print(f"{PROG}: error: output {name} failed: {error}", file=sys.stderr)
     whole = summary["published"] == args.messages == summary["delivered"]  # the venue's whole day, all of it here
-    return 0 if whole and summary["lost"] == 0 and summary["book_matches"] and not summary["stale"] else 1
+    ok = whole and summary["lost"] == 0 and summary["book_matches"] and not summary["stale"]
+    return 1 if not ok else 3 if feed.sink_failures else 0

@@ -159,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
         "socket on IFACE, at the recorded speed, --pps N or --topspeed, --loop N times.",
     )
     cli_capture.add_replay_arguments(rp)
+    tl = sub.add_parser(
+        "tail", help="print what a feed publishes (ipc:NAME), as decode prints it",
+        description="Subscribe to what a running feed publishes (an ipc: output on this host) and print each "
+        "message as `decode` does, or a summary with the publish-to-receive latency. Ends when the publisher "
+        "goes, at -c, --idle-timeout or SIGINT/SIGTERM; exit 1 when messages were missed (a slow subscriber).",
+    )
+    from xdpfeed.multicast.cli import tail
+
+    tail.add_arguments(tl, _types, _count)
     return p
 
 
@@ -346,8 +355,14 @@ def _replay(args) -> int:
     return cli_capture.run_replay(args)
 
 
+def _tail(args) -> int:
+    from xdpfeed.multicast.cli import tail
+
+    return tail.run(args, _itch_types)
+
+
 COMMANDS = {"decode": _decode, "book": _book, "orders": _orders, "orders-demo": _orders_demo, "run": _run,
-            "simulate": _simulate, "demo": _demo, "capture": _capture, "replay": _replay}
+            "simulate": _simulate, "demo": _demo, "capture": _capture, "replay": _replay, "tail": _tail}
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,7 @@
 """`xdpfeed run`: the live handler from the command line (or a TOML config): lines A/B from source
-URIs, recovery servers, credentials from the environment or a 0600 file, `--record` of the delivered
-stream, `--until-eos`, and a final summary (text, or one JSON object with -T json).
+URIs, recovery servers, credentials from the environment or a 0600 file, `--out URI` outputs (and
+`--record`, the ITCH file of the delivered stream), `--until-eos`, and a final summary (text, or one JSON
+object with -T json).
 """
 
 import json
@@ -15,6 +16,7 @@ from xdpfeed.multicast.feed.stop import StopOnSignal
 
 EXIT_STALE = 1  # also: a consumer failed
 EXIT_USAGE = 2
+EXIT_OUTPUT_FAILED = 3  # the run went on, but an output (sink) failed: what it holds is incomplete
 EXIT_NOT_READY = 1  # --check-config: the config is valid but this host is not ready for it
 
 
@@ -27,7 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--rerequest", action="append", default=[], metavar="HOST:PORT",
                    help="MoldUDP64 re-request server (repeat for fallbacks)")
     p.add_argument("--user", help="replay login user name (password: $XDPFEED_PASSWORD or the config's file)")
-    p.add_argument("--record", metavar="OUT.itch", help="write the delivered stream as a NASDAQ binary ITCH file")
+    add_output_arguments(p)
     p.add_argument("--until-eos", action="store_true",
                    help="exit 0 once End of Session was seen and every gap is filled (1 if the feed is STALE)")
     p.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="exit when nothing arrives for this long")
@@ -40,6 +42,13 @@ def add_arguments(p) -> None:
     add_metrics_argument(p)
     p.add_argument("-T", dest="fmt", choices=("text", "json"), default="text", help="summary format")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr; only errors are logged")
+
+
+def add_output_arguments(p) -> None:
+    p.add_argument("--out", action="append", default=[], metavar="URI",
+                   help="an output for the delivered stream (repeatable): itch:FILE, dbn:FILE, parquet:DIR, ipc:NAME")
+    p.add_argument("--record", metavar="OUT.itch", help="write the delivered stream as a NASDAQ binary ITCH file "
+                   "(the same as --out itch:OUT.itch)")
 
 
 def add_metrics_argument(p) -> None:
@@ -60,7 +69,8 @@ def build_config(args) -> cfgmod.FeedConfig:
     rerequest = [cfgmod.parse_hostport(s, "--rerequest") for s in args.rerequest]
     keys = {"line_a": args.line_a, "line_b": args.line_b, "replay": replay or None, "rerequest": rerequest or None,
             "user": args.user, "start": args.start,
-            "record": getattr(args, "record", None), "book": False if getattr(args, "no_book", False) else None}
+            "record": getattr(args, "record", None), "book": False if getattr(args, "no_book", False) else None,
+            "outputs": (cfg.outputs + args.out) if getattr(args, "out", None) else None}
     cfg = cfgmod.with_keys(cfg, {k: v for k, v in keys.items() if v is not None})
     if not cfg.line_a and not cfg.line_b:
         raise cfgmod.ConfigError("no line to read: give -a URI and/or -b URI (or feed.line_a in the config)")
@@ -154,7 +164,8 @@ def check_config(cfg: cfgmod.FeedConfig, args) -> int:
 def run(args) -> int:
     """Exit status: 0 the run ended as asked (with --until-eos: the session complete, nothing lost); 1 the
     feed was STALE at its end (with --until-eos: lost messages too) or a consumer failed; 2 bad usage, a bad
-    config or an environment that cannot run it (one line on stderr)."""
+    config, an output that cannot be opened or an environment that cannot run it (one line on stderr); 3 an
+    output failed during the run (one line each; the feed went on without it)."""
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.INFO, format="xdpfeed: %(message)s",
                         stream=sys.stderr)
     try:
@@ -185,4 +196,8 @@ def run(args) -> int:
         print(format_summary(summary))
     if why in ("stale", "consumer failed") or (args.until_eos and summary["lost"]):
         return EXIT_STALE
+    if feed.sink_failures:
+        for name, error in feed.sink_failures:
+            print(f"xdpfeed run: error: output {name} failed: {error}", file=sys.stderr)
+        return EXIT_OUTPUT_FAILED
     return 0

@@ -9,7 +9,8 @@ line_a = "udp:233.54.12.111:26477@eth1"
 line_b = "udp:233.49.196.111:26477@eth2"
 start = "one"                       # "one": recover from sequence 1; "first": from the first packet
 book = true                         # build the order book
-record = "/var/lib/xdpfeed/day.itch"  # the delivered stream as a NASDAQ binary ITCH file (optional)
+record = "/var/lib/xdpfeed/day.itch"  # the delivered stream as a NASDAQ binary ITCH file (= itch:FILE output)
+outputs = ["dbn:/var/lib/xdpfeed/day.dbn", "ipc:totalview"]  # sinks (multicast.sinks.uri)
 
 [recovery]
 rerequest = ["206.200.127.20:26478"]  # MoldUDP64 request servers, tried in order
@@ -74,10 +75,11 @@ class FeedConfig:
     metrics_addr: str | None = None  # HOST:PORT, "auto" (127.0.0.1:9464 unless busy), "off"; None: not given
     book: bool = True
     record: str | None = None  # path of the delivered stream as a NASDAQ binary ITCH file
+    outputs: list = field(default_factory=list)  # sink URIs
 
 
 _SECTIONS = {
-    "feed": {"name", "line_a", "line_b", "start", "book", "record"},
+    "feed": {"name", "line_a", "line_b", "start", "book", "record", "outputs"},
     "recovery": {"rerequest", "replay", "user", "password_file"} | {f.name for f in fields(RecoveryPolicy)},
     "sequencer": {"hold_messages", "slot_bytes", "hold_arena_bytes"},
     "metrics": {"addr"},
@@ -101,6 +103,23 @@ def _uri(v, key):
     except SourceError as e:
         raise ConfigError(f"{key}: {e}") from None
     return v
+
+
+def _outputs(v, key):
+    """Sink URIs, each checked as far as can be without opening it (scheme and options)."""
+    from xdpfeed.multicast.sinks.base import SinkError
+    from xdpfeed.multicast.sinks.uri import parse
+
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list):
+        raise ConfigError(f"{key}: expected a list of output URIs")
+    for uri in v:
+        try:
+            parse(_str(uri, key))
+        except SinkError as e:
+            raise ConfigError(f"{key}: {e}") from None
+    return list(v)
 
 
 def read_password_file(path: str, key: str = "recovery.password_file") -> str:
@@ -159,6 +178,8 @@ def from_dict(doc: dict, base: FeedConfig | None = None) -> FeedConfig:
         cfg.book = feed["book"]
     if "record" in feed:
         cfg.record = _str(feed["record"], "feed.record")
+    if "outputs" in feed:
+        cfg.outputs = _outputs(feed["outputs"], "feed.outputs")
     rec = dict(doc.get("recovery", {}))
     for k in ("rerequest", "replay"):
         if k in rec:

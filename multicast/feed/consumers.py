@@ -17,7 +17,7 @@ of three callbacks:
 with the arrays only (`f(stream, seq, timestamp_ns, *state)`, `g(events, *state)`), so no Python runs
 per message. A consumer that raises is logged with its name and counted; then either the feed stops
 (on_error="stop", the default: `Feed.run()` returns "consumer failed") or that consumer is detached and
-the feed goes on (on_error="detach").
+the feed goes on (on_error="detach"). A consumer may carry its own `on_error` (every sink: "detach").
 """
 
 import logging
@@ -71,14 +71,15 @@ class MessageBatch:
 
     def decoded(self) -> ItchTables:
         """The batch's messages decoded into one record table per ITCH type (`tables['A']['price']`),
-        in the dtypes of `xdpfeed decode`, each row's `seq` its sequence number. Decoded once per batch."""
+        in the dtypes of `xdpfeed decode`, each row's `seq` its sequence number and `session` 0 (the
+        batch's, `batch.session`). Decoded once per batch."""
         if not self._decoded:
             if self._tables is None:
                 self._tables = ItchTables(self._arange.size)
             t = self._tables
             t.clear()
             self._box[0] = self.first_seq
-            _, n, _ = decode_numbered(self.stream, 0, self.stream.size, np.uint16(0xFFFF), self._box, t.tables,
+            _, n, _ = decode_numbered(self.stream, 0, self.stream.size, np.uint16(0), self._box, t.tables,
                                       t.rows, t.order_type, t.order_row, 0, self._cnt)
             t.count = n
             self._decoded = True
@@ -134,6 +135,7 @@ class _Slot:
 
     name: str
     calls: dict = field(default_factory=dict)  # callback name -> bound method
+    on_error: str = "stop"
     batches: int = 0
     errors: int = 0
     detached: bool = False
@@ -146,7 +148,6 @@ class ConsumerSet:
     def __init__(self, consumers=(), on_error: str = "stop", on_failure=None):
         if on_error not in ON_ERROR:
             raise ValueError(f"on_consumer_error must be one of {ON_ERROR}, not {on_error!r}")
-        self.on_error = on_error
         self.on_failure = on_failure  # called with (name, error text, detached) when a consumer raises
         self.failed: tuple[str, str] | None = None
         self.slots: list[_Slot] = []
@@ -160,7 +161,8 @@ class ConsumerSet:
             calls = {cb: getattr(c, cb) for cb in CALLBACKS if callable(getattr(c, cb, None))}
             if not calls:
                 raise TypeError(f"consumer {name!r} has none of {', '.join(CALLBACKS)}")
-            self.slots.append(_Slot(name, calls))
+            policy = getattr(c, "on_error", None)  # a consumer may set its own (a sink: always detach)
+            self.slots.append(_Slot(name, calls, policy if policy in ON_ERROR else on_error))
         self._by_callback = {cb: [s for s in self.slots if cb in s.calls] for cb in CALLBACKS}
 
     def wants(self, callback: str) -> bool:
@@ -183,11 +185,11 @@ class ConsumerSet:
         s.detached = True  # never called again, whatever the policy: the feed stops or goes on without it
         text = f"{type(e).__name__}: {e}"
         log.error("consumer %s failed in %s: %s%s", s.name, callback, text,
-                  "; detached, the feed goes on" if self.on_error == "detach" else "; the feed stops")
-        if self.on_error == "stop" and self.failed is None:
+                  "; detached, the feed goes on" if s.on_error == "detach" else "; the feed stops")
+        if s.on_error == "stop" and self.failed is None:
             self.failed = (s.name, f"{callback}: {text}")
         if self.on_failure is not None:
-            self.on_failure(s.name, text, self.on_error == "detach")
+            self.on_failure(s.name, text, s.on_error == "detach")
 
     def stats(self) -> dict:
         return {s.name: {"batches": s.batches, "errors": s.errors, "detached": s.detached} for s in self.slots}

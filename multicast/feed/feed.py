@@ -2,16 +2,18 @@
 
 A Feed owns everything between the wire and its consumers: the line sources (any source URI: `pcap:`,
 `udp:`, `afxdp:`, `packet:`, `dpdk:`), the sequencer (A/B arbitration, hold queue, exactly once and in
-order), recovery (MoldUDP64 re-request, SoupBinTCP replay), the order book, the record file, metrics,
-and the consumers given when it is built (multicast.feed.consumers). It takes the keys of the TOML
-config as keyword arguments (multicast.feed.config):
+order), recovery (MoldUDP64 re-request, SoupBinTCP replay), the order book, metrics, the consumers given
+when it is built (multicast.feed.consumers) and the sinks opened from its `outputs` URIs (multicast.sinks:
+`itch:`, `dbn:`, `parquet:`, `ipc:`; `record=PATH` is `itch:PATH`). It takes the keys of the TOML config as
+keyword arguments (multicast.feed.config):
 
     with Feed(line_a="pcap:day.pcap", consumers=[MyStrategy()]) as feed:
         why = feed.run(until_eos=True)
         print(feed.summary())
 
-For each delivered batch, in this order: the record file, the book, `on_messages(batch)`, then
-`on_top_of_book(events)` with the book's changes that batch caused. Status changes become typed events
+For each delivered batch, in this order: the book, `on_messages(batch)` of every consumer and then of every
+sink, then `on_top_of_book(events)` with the book's changes that batch caused. A sink that fails is logged,
+counted, detached and listed in `sink_failures`; the feed goes on. Status changes become typed events
 (multicast.feed.status) for `on_status`, the log and the book (STALE flags every book, SYNCHRONIZED
 clears the flags, a new session clears the book). `run()` loops until told to stop; `step(timeout)`
 serves callers that own their loop.
@@ -78,14 +80,15 @@ class Feed:
         self.config = cfg
         self.name = cfg.name
         self.clock = clock
-        self.consumers = ConsumerSet(consumers, on_consumer_error, self._consumer_failed)
+        self.sinks: list = []  # opened from cfg.outputs (and cfg.record) below
+        self._polled: list = []
+        self.sink_failures: list[tuple[str, str]] = []  # (sink, why) of every sink that failed
         self.status_log: deque[StatusEvent] = deque(maxlen=10_000)  # the latest status events
         self._state = SYNCHRONIZED  # as the status events told it (always the sequencer's, once handed over)
         self.batch = MessageBatch(OUT_MESSAGES)
         self.type_counts = np.zeros(256, dtype=np.int64)
         self.count_types = False  # metrics turn it on
         self.delivered_bytes = 0
-        self._record = None
         self.recovery: Recovery | None = None
         self.metrics_server = None
         self.lines: list[Line] = []
@@ -102,8 +105,13 @@ class Feed:
                                  start_at_one=cfg.start_at_one, on_status=self._on_sequencer)
             # one batch's top-of-book events fit: they reach consumers after the batch's messages
             self.book = OrderBook(events=OUT_MESSAGES, on_events=self._top_of_book) if cfg.book else None
-            if cfg.record:
-                self._record = open(cfg.record, "wb")  # noqa: SIM115 — closed by close()
+            from xdpfeed.multicast.sinks.uri import open_sink
+
+            for uri in ([f"itch:{cfg.record}"] if cfg.record else []) + list(cfg.outputs):
+                self.sinks.append(open_sink(uri))
+            self._polled = [s for s in self.sinks if hasattr(s, "poll")]  # sinks with work between batches
+            # sinks come after the caller's consumers, and are detached (never stop the feed) when they fail
+            self.consumers = ConsumerSet([*consumers, *self.sinks], on_consumer_error, self._consumer_failed)
             if cfg.rerequest or cfg.replay:
                 self.recovery = Recovery(self.seq, self.deliver, clock, cfg.policy, cfg.rerequest, cfg.replay,
                                          cfg.user, cfg.password, on_status=self._emit)
@@ -150,8 +158,6 @@ class Feed:
         """Where the sequencer hands over each batch of delivered messages."""
         if self.count_types:
             count_types(stream, stream.size, self.type_counts)
-        if self._record is not None:
-            self._record.write(memoryview(stream))
         if self.book is not None:
             self.book.apply_stream(stream, first_seq=first_seq)
         if self.consumers.wants("on_messages"):
@@ -212,6 +218,8 @@ class Feed:
             self._emit(WrongSession(now, a))
 
     def _consumer_failed(self, name: str, error: str, detached: bool) -> None:
+        if any(s.name == name for s in self.sinks):
+            self.sink_failures.append((name, error))
         self._emit(ConsumerFailed(self.clock(), name, error, detached))
 
     # -- the loop -------------------------------------------------------------------------------
@@ -241,6 +249,8 @@ class Feed:
                     got += ln.pump(self.seq, self.deliver)
             if self.recovery is not None:
                 self.recovery.poll()
+            for sink in self._polled:
+                sink.poll()
             frames += got
             if not got or frames >= 64 * FRAMES_PER_BATCH or self.consumers.failed:
                 return frames
@@ -344,6 +354,9 @@ class Feed:
             out["live_orders"] = self.book.live_orders
         if self.consumers.slots:
             out["consumers"] = self.consumers.stats()
+        if self.sinks:
+            out["outputs"] = {s.name: s.stats() for s in self.sinks}
+            out["outputs_failed"] = dict(self.sink_failures)
         return out
 
     # -- lifetime -------------------------------------------------------------------------------
@@ -356,8 +369,14 @@ class Feed:
             self.recovery.close()
         for ln in self.lines:
             ln.source.close()
-        if self._record is not None:
-            self._record.close()
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as e:  # a sink that cannot finish (disk full at the last flush) is a failed sink
+                text = f"{type(e).__name__}: {e}"
+                log.error("output %s failed when closing: %s", sink.name, text)
+                if all(n != sink.name for n, _ in self.sink_failures):
+                    self.sink_failures.append((sink.name, text))
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()

@@ -39,6 +39,8 @@ METRIC_NAMES = (
     "xdpfeed_book_stale_stocks", "xdpfeed_book_top_of_book_events_total", "xdpfeed_delivery_latency_seconds",
     "xdpfeed_stale_episodes_total", "xdpfeed_stale_seconds_total", "xdpfeed_stale_longest_seconds",
     "xdpfeed_consumer_batches_total", "xdpfeed_consumer_errors_total", "xdpfeed_consumer_detached",
+    "xdpfeed_output_messages_total", "xdpfeed_output_bytes_total", "xdpfeed_output_failed",
+    "xdpfeed_output_subscribers",
 )
 
 
@@ -64,6 +66,7 @@ class FeedCollector:
         yield from self._lines(h, f)
         yield from self._book(h, f)
         yield from self._consumers(h, f)
+        yield from self._outputs(h, f)
 
     def _capture(self, h, f):
         pk = _counter("xdpfeed_receive_packets_total", "Packets received by the line's source.",
@@ -231,6 +234,25 @@ class FeedCollector:
             errors.add_metric([f, name], s["errors"])
             detached.add_metric([f, name], int(s["detached"]))
         yield from (batches, errors, detached)
+
+
+    def _outputs(self, h, f):
+        msgs = _counter("xdpfeed_output_messages_total", "Messages an output (sink) wrote.", ["feed", "output"])
+        nbytes = _counter("xdpfeed_output_bytes_total", "Bytes of delivered stream an output (sink) wrote.",
+                          ["feed", "output"])
+        failed = GaugeMetricFamily("xdpfeed_output_failed", "1 once an output failed and was detached.",
+                                   labels=["feed", "output"])
+        subs = GaugeMetricFamily("xdpfeed_output_subscribers", "Processes subscribed to an ipc: output.",
+                                 labels=["feed", "output"])
+        bad = dict(h.sink_failures)
+        for sink in h.sinks:
+            st = sink.stats()
+            msgs.add_metric([f, sink.name], st["messages"])
+            nbytes.add_metric([f, sink.name], st["bytes"])
+            failed.add_metric([f, sink.name], int(sink.name in bad))
+            if "subscribers" in st:
+                subs.add_metric([f, sink.name], st["subscribers"])
+        yield from (msgs, nbytes, failed, subs)
 
 
 def registry_for(handler, feed: str = "feed") -> CollectorRegistry:
