@@ -115,7 +115,7 @@ def test_every_sink_holds_the_venues_day(day, tmp_path, subscribers):
         # once connected it gets the history at once (the publisher serves new subscribers while it idles too)
         eventually(lambda: feed.step(0.01) >= 0 and os.path.getsize(f"{tmp_path}/late") > 0)
         why = feed.run(until_eos=True, idle_timeout=60)
-        s = feed.summary()
+    s = feed.summary()  # once closed: what every output wrote, to its end
     assert why == "complete" and s["lost"] == 0 and s["filled_replay"] >= 6000 and s["filled_rerequest"] > 0
     assert not s["outputs_failed"] and all(o["messages"] == day.count for o in s["outputs"].values())
     records = bytes(day.records)

@@ -145,21 +145,21 @@ def walk(b, mode, pos, end, m_off, m_blocks, m_seq, m_sess, i, stop, sess, table
     return (pos if mode == STREAM else i), n, cut
 
 
-@njit(cache={cache})
+@njit(cache={cache}, nogil=True)
 def decode_index(b, m_off, m_blocks, m_seq, m_sess, start, stop, tables, rows, o_type, o_row, n, cnt):
     i, n, _ = walk(b, INDEX, 0, 0, m_off, m_blocks, m_seq, m_sess, start, stop, np.uint16(0), tables, rows,
                    o_type, o_row, n, cnt)
     return i, n
 
 
-@njit(cache={cache})
+@njit(cache={cache}, nogil=True)
 def decode_stream(b, pos, end, sess, tables, rows, o_type, o_row, n, cnt):
     none = np.zeros(0, np.int64)
     return walk(b, STREAM, pos, end, none, none, np.zeros(0, np.uint64), np.zeros(0, np.uint16), 0, 0,
                 np.uint16(sess), tables, rows, o_type, o_row, n, cnt)
 
 
-@njit(cache={cache})
+@njit(cache={cache}, nogil=True)
 def decode_numbered(b, pos, end, sess, seq, tables, rows, o_type, o_row, n, cnt):
     none = np.zeros(0, np.int64)
     return walk(b, STREAM, pos, end, none, none, seq, np.zeros(0, np.uint16), 0, 0, np.uint16(sess), tables, rows,

@@ -2,7 +2,7 @@
 
 A sink is a Feed consumer (multicast.feed.consumers) that writes what it is given somewhere else. Unlike
 other consumers, a sink that fails (disk full, permission denied, a subscriber service gone) never stops
-the feed: the Feed logs it in one line, counts it (`xdpfeed_sink_errors_total`), detaches it and goes on,
+the feed: the Feed logs it in one line, counts it (`xdpfeed_output_failed`), detaches it and goes on,
 and `xdpfeed run` then exits 3 (a sink failed). Everything a sink was given is counted, so whatever it did
 not write is known: `stats()` says batches, messages and bytes written, and `failed` why it stopped.
 """

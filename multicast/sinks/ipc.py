@@ -1,4 +1,4 @@
-"""`ipc:NAME[?subscribers=8&history=16&buffer=64&chunk=131072]`: same-host publish/subscribe over shared
+"""`ipc:NAME[?subscribers=8&history=16&buffer=64&chunk=65536]`: same-host publish/subscribe over shared
 memory with iceoryx2, and the subscriber that reads it.
 
 The sink publishes to two iceoryx2 publish-subscribe services, `xdpfeed/NAME/messages` and
@@ -27,7 +27,8 @@ from xdpfeed.multicast.sinks.base import Sink, SinkError
 
 log = logging.getLogger("xdpfeed.ipc")
 
-DEFAULTS = {"subscribers": 8, "history": 16, "buffer": 64, "chunk": 1 << 17}
+DEFAULTS = {"subscribers": 8, "history": 16, "buffer": 64, "chunk": 1 << 16}
+MIN_MESSAGE = 14  # bytes of the shortest ITCH message with its length prefix: a sample holds at most chunk / 14
 F_SNAPSHOT = 1  # BatchHeader.flags: the messages are a snapshot (late join)
 
 
@@ -102,7 +103,7 @@ class IpcSink(Sink):
             self._msgs = _pubsub(iox, self._node, msgs, self.opts, create=True)
             self._events = _pubsub(iox, self._node, events, self.opts, create=True)
             chunk = self.opts["chunk"]
-            slice_len = chunk + 8 + 8 * (chunk // 3)  # the stream, padding, and a timestamp per (>= 3-byte) message
+            slice_len = chunk + 8 + 8 * (chunk // MIN_MESSAGE)  # the stream, padding, a timestamp per message
             self._pub = (self._msgs.publisher_builder().initial_max_slice_len(slice_len)
                          .allocation_strategy(iox.AllocationStrategy.PowerOfTwo).create())
             self._pub_events = (self._events.publisher_builder().initial_max_slice_len(1 << 16)
@@ -126,7 +127,8 @@ class IpcSink(Sink):
 
     @property
     def subscribers(self) -> int:
-        return int(self._msgs.dynamic_config.number_of_subscribers)
+        """Subscriber processes connected now (0 once closed)."""
+        return int(self._msgs.dynamic_config.number_of_subscribers) if self._msgs is not None else 0
 
     def _publish(self, pub, kind, first_seq, count, stream, ts, session) -> None:
         nbytes = stream.size
@@ -149,12 +151,12 @@ class IpcSink(Sink):
         session = batch.session.encode("ascii", "replace")[:16]
         stream, ts, first = batch.stream, batch.timestamp_ns, batch.first_seq
         chunk = self.opts["chunk"]
-        if stream.size <= chunk:
+        if stream.size <= chunk and batch.count <= chunk // MIN_MESSAGE:
             self._publish(self._pub, KIND_MESSAGES, first, batch.count, stream, ts, session)
         else:  # cut on message boundaries
             pos = k = 0
             while pos < stream.size:
-                end, n = (int(x) for x in _chunk_end(stream, pos, chunk))
+                end, n = (int(x) for x in _chunk_end(stream, pos, chunk, chunk // MIN_MESSAGE))
                 self._publish(self._pub, KIND_MESSAGES, first + k, n, stream[pos:end], ts[k:k + n], session)
                 pos, k = end, k + n
         self._notifier.notify()
@@ -184,12 +186,13 @@ class IpcSink(Sink):
 
 
 @njit(cache=True)
-def _chunk_end(stream, pos, limit):
-    """(end, messages) of the longest run of whole messages from pos within `limit` bytes (at least one)."""
+def _chunk_end(stream, pos, limit, most):
+    """(end, messages) of the longest run of whole messages from pos within `limit` bytes and `most` messages
+    (at least one)."""
     end, n = pos, 0
     while end + 2 <= stream.size:
         ln = 2 + ((np.int64(stream[end]) << 8) | np.int64(stream[end + 1]))
-        if n and end + ln - pos > limit:
+        if n and (end + ln - pos > limit or n >= most):
             break
         end += ln
         n += 1

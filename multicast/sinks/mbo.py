@@ -77,7 +77,7 @@ def _rec(out, n, action, side, locate, order_id, price, size, flags, ts_event, t
     return n + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # the DBN sink runs it on a thread of its own
 def convert(b, end, ts, cur, day_ns, publisher, extra_flags, w, h, state, symbols, out, stats):
     """Messages of the delivered stream b[cur[0]:end] (the first one numbered cur[1], its receive time at
     ts[cur[2]]) → MBO records appended at out[cur[3]:]. Stops when `out` could not hold the next message's

@@ -1,5 +1,6 @@
-"""`parquet:DIR[?row_group=ROWS]`: one Parquet file per ITCH message type, plus the top-of-book events,
-written with pyarrow in row groups as the day goes on; pandas, polars and duckdb read them.
+"""`parquet:DIR[?row_group=ROWS&compression=zstd|lz4|snappy|none]`: one Parquet file per ITCH message type,
+plus the top-of-book events, written with pyarrow in row groups as the day goes on; pandas, polars and
+duckdb read them.
 
 Each type's file (`DIR/A_add_order.parquet`, `DIR/h_operational_halt.parquet`, ...: the type letter and
 the specification's message name, so 'H' and 'h' stay apart on case-insensitive file systems) has the
@@ -11,7 +12,12 @@ caused it), `timestamp`, `stock_locate`, `bid_price`, `bid_shares`, `ask_price`,
 
 Rows come from the batch's decoded tables (decoded once per batch, whoever asks) and are converted to
 Arrow column by column (alpha fields with one vectorized cast), buffered per type, and written as a row
-group every `row_group` rows (default 262,144) and at close.
+group every `row_group` rows (default 262,144) and at close, compressed with zstd unless told otherwise.
+Only the string columns are dictionary-encoded: on integer columns (prices, order numbers, sequence numbers,
+nearly all distinct) a dictionary is work thrown away, and leaving it out makes writing about a quarter
+faster and the files smaller. Parquet's encoding still costs about 250 ns a row (pyarrow, whatever the
+compression): the sink runs on a thread of its own (multicast.sinks.threaded), which keeps up with a live
+feed, not with a replay at full speed.
 """
 
 import os
@@ -22,6 +28,7 @@ from xdpfeed.multicast.itch.schema import HEADER, MESSAGES, TYPES
 from xdpfeed.multicast.sinks.base import Sink, SinkError
 
 DEFAULT_ROW_GROUP = 1 << 18
+COMPRESSIONS = ("zstd", "lz4", "snappy", "none")
 TOB_FILE = "top_of_book"
 
 
@@ -32,7 +39,7 @@ def file_stem(t: str) -> str:
 class ParquetSink(Sink):
     scheme = "parquet"
 
-    def __init__(self, uri: str, directory: str, row_group: int = DEFAULT_ROW_GROUP):
+    def __init__(self, uri: str, directory: str, row_group: int = DEFAULT_ROW_GROUP, compression: str = "zstd"):
         super().__init__(uri)
         try:
             import pyarrow  # noqa: F401
@@ -40,6 +47,9 @@ class ParquetSink(Sink):
             raise SinkError(f"{uri}: needs pyarrow (pip install pyarrow)") from None
         if row_group < 1:
             raise SinkError(f"{uri}: row_group must be a positive number of rows, not {row_group}")
+        if compression not in COMPRESSIONS:
+            raise SinkError(f"{uri}: compression must be one of {', '.join(COMPRESSIONS)}, not {compression!r}")
+        self.compression = "NONE" if compression == "none" else compression
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as e:
@@ -107,7 +117,9 @@ class ParquetSink(Sink):
         table = pa.concat_tables(parts)
         w = self._writers.get(stem)
         if w is None:
-            w = pq.ParquetWriter(os.path.join(self.directory, stem + ".parquet"), table.schema, compression="zstd")
+            strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
+            w = pq.ParquetWriter(os.path.join(self.directory, stem + ".parquet"), table.schema,
+                                 compression=self.compression, use_dictionary=strings or False)
             self._writers[stem] = w
         w.write_table(table, row_group_size=table.num_rows)
         self.rows[stem] = self.rows.get(stem, 0) + table.num_rows

@@ -46,7 +46,9 @@ class IpcSubscriber:
     """Reads `xdpfeed/NAME/messages` (and with top_of_book=True the events) of an ipc: sink."""
 
     def __init__(self, name: str, idle_timeout: float | None = None, top_of_book: bool = False,
-                 buffer: int | None = None):
+                 buffer: int | None = None, spin: bool = False):
+        """spin: poll without sleeping while waiting (the lowest latency, a whole core); otherwise wait on the
+        publisher's notification."""
         iox = ipc._iox()
         self.name, self.idle_timeout = name, idle_timeout
         msgs, events, ready = ipc.service_names(name)
@@ -67,6 +69,7 @@ class IpcSubscriber:
             raise SubscriberError(f"ipc:{name}: no such service (is a feed publishing to it?): "
                                   f"{type(e).__name__}: {e}") from None
         self._iox = iox
+        self.spin = spin
         self._sample = None
         self._event_sample = None
         self.batch = MessageBatch(1 << 16)
@@ -95,7 +98,8 @@ class IpcSubscriber:
             left = end - time.monotonic()
             if left <= 0:
                 return None
-            self._listener.timed_wait(self._iox.Duration.from_secs_f64(min(left, 0.1)))
+            if not self.spin:
+                self._listener.timed_wait(self._iox.Duration.from_secs_f64(min(left, 0.1)))
 
     def _batch(self, sample) -> MessageBatch | None:
         h = ctypes.cast(sample.user_header_ptr, ctypes.POINTER(ipc.BatchHeader)).contents
@@ -120,7 +124,7 @@ class IpcSubscriber:
             self.duplicates += skip
             if skip == count:
                 return None
-            pos = int(ipc._chunk_end(stream, 0, 0)[0]) if skip == 1 else _offset_of(stream, skip)
+            pos = _offset_of(stream, skip)
             stream, ts, first, count = stream[pos:], ts[skip:], first + skip, count - skip
         self._sample = sample  # keeps the shared memory mapped while the batch is used
         self.next_seq = first + count

@@ -2,17 +2,18 @@
 
     itch:FILE               the delivered stream as a NASDAQ binary ITCH file (`-`: standard output)
     dbn:FILE[?dataset=XNAS.ITCH&date=YYYY-MM-DD]     Databento DBN, MBO schema
-    parquet:DIR[?row_group=ROWS]                     one Parquet file per ITCH type, plus top of book
-    ipc:NAME[?subscribers=8&history=16&buffer=64&chunk=131072]   iceoryx2 shared memory
+    parquet:DIR[?row_group=ROWS&compression=zstd]    one Parquet file per ITCH type, plus top of book
+    ipc:NAME[?subscribers=8&history=16&buffer=64&chunk=65536]   iceoryx2 shared memory
 
 A bad URI is one line naming the scheme and what is accepted (SinkError)."""
 
 from urllib.parse import parse_qsl
 
 from xdpfeed.multicast.sinks.base import SinkError
+from xdpfeed.multicast.sinks.threaded import Threaded
 
 ACCEPTED = ("itch:FILE", "dbn:FILE", "parquet:DIR", "ipc:NAME")
-OPTIONS = {"itch": {}, "dbn": {"dataset": str, "date": str}, "parquet": {"row_group": int},
+OPTIONS = {"itch": {}, "dbn": {"dataset": str, "date": str}, "parquet": {"row_group": int, "compression": str},
            "ipc": {"subscribers": int, "history": int, "buffer": int, "chunk": int}}
 
 
@@ -48,11 +49,11 @@ def open_sink(uri: str):
     if scheme == "dbn":
         from xdpfeed.multicast.sinks.dbn import DbnSink
 
-        return DbnSink(uri, target, **opts)
+        return Threaded(DbnSink(uri, target, **opts))  # encoding runs on another core
     if scheme == "parquet":
         from xdpfeed.multicast.sinks.parquet import ParquetSink
 
-        return ParquetSink(uri, target, **opts)
+        return Threaded(ParquetSink(uri, target, **opts))
     from xdpfeed.multicast.sinks.ipc import IpcSink
 
     return IpcSink(uri, target, **opts)
