@@ -53,6 +53,11 @@ EXPECTED = frozenset({
     "xdpfeed_consumer_batches_total",
     "xdpfeed_consumer_errors_total",
     "xdpfeed_consumer_detached",
+    # outputs
+    "xdpfeed_output_messages_total",
+    "xdpfeed_output_bytes_total",
+    "xdpfeed_output_failed",
+    "xdpfeed_output_subscribers",
     # recovery
     "xdpfeed_recovery_requests_total",
     "xdpfeed_recovered_messages_total",
