@@ -5,7 +5,6 @@ server would). Target: on is within 3% of off. Prints one JSON object; medians o
 interleaved.
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -16,7 +15,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from common import log, machine, summary  # noqa: E402
+from common import interleaved, machine, replay_arguments, synthetic_pcap  # noqa: E402
 
 
 def one_pass(pcap: str, metrics_on: bool, scrape_interval: float) -> tuple[float, int, int]:
@@ -52,32 +51,21 @@ def one_pass(pcap: str, metrics_on: bool, scrape_interval: float) -> tuple[float
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--messages", type=int, default=10_000_000)
-    p.add_argument("--repeat", type=int, default=5)
+    p = replay_arguments(__doc__, 10_000_000, 5)
     p.add_argument("--scrape-interval", type=float, default=1.0, help="seconds between scrapes (Prometheus: 1-60)")
-    p.add_argument("--data-dir", default=os.path.join(HERE, ".data"))
     args = p.parse_args(argv)
-    from xdpfeed.multicast.exchange import synthetic
-    from xdpfeed.multicast.feed.warmup import warm_up
-
-    base = os.path.join(args.data_dir, f"day_{args.messages}_1")
-    synthetic.generate_to_file(base + ".itch", args.messages, seed=1, pcap_path=base + ".pcap")
-    warm_up()
-    for on in (False, True):  # compile, page cache
-        one_pass(base + ".pcap", on, args.scrape_interval)
-    runs = {"off": [], "on": []}
+    pcap = synthetic_pcap(args.messages, args.data_dir)
     scrapes = []
-    for i in range(args.repeat):
-        for name, on in (("off", False), ("on", True)):
-            dt, delivered, n = one_pass(base + ".pcap", on, args.scrape_interval)
-            assert delivered == args.messages, delivered
-            runs[name].append(dt)
-            if on:
-                scrapes.append(n)
-        log(f"run {i + 1}/{args.repeat}: off {args.messages / runs['off'][-1] / 1e6:.2f}M msg/s, "
-            f"on {args.messages / runs['on'][-1] / 1e6:.2f}M msg/s ({scrapes[-1]} scrapes)")
-    off, on = summary(runs["off"], args.messages), summary(runs["on"], args.messages)
+
+    def timed(name):
+        dt, delivered, n = one_pass(pcap, name == "on", args.scrape_interval)
+        if name == "on":
+            scrapes.append(n)
+        return dt, delivered
+
+    res = interleaved(("off", "on"), args.repeat, args.messages, timed)
+    del scrapes[0]  # the untimed pass
+    off, on = res["off"], res["on"]
     print(json.dumps({"benchmark": "metrics_cost", "machine": machine(os.environ.get("CC", "cc")),
                       "messages": args.messages, "scrape_interval_s": args.scrape_interval,
                       "scrapes_per_run_median": statistics.median(scrapes), "metrics_off": off, "metrics_on": on,

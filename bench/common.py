@@ -62,3 +62,41 @@ def build_c(cc: str, outdir: str, name: str) -> str:
     log("C: " + " ".join(cmd))
     subprocess.run(cmd, check=True)
     return exe
+
+
+def synthetic_pcap(messages: int, data_dir: str) -> str:
+    """The synthetic day of MESSAGES as bench/.data/day_N_1.{itch,pcap} (made once), with compiled code loaded."""
+    from xdpfeed.multicast.exchange import synthetic
+    from xdpfeed.multicast.feed.warmup import warm_up
+
+    base = os.path.join(data_dir, f"day_{messages}_1")
+    synthetic.generate_to_file(base + ".itch", messages, seed=1, pcap_path=base + ".pcap")
+    warm_up()
+    return base + ".pcap"
+
+
+def interleaved(kinds, repeat: int, messages: int, one_pass) -> dict:
+    """Seconds of one_pass(kind) -> (seconds, delivered) for every kind, once untimed, then REPEAT rounds
+    that interleave the kinds so the machine's drift falls on all of them alike; summaries by kind."""
+    for kind in kinds:  # compile, page cache
+        one_pass(kind)
+    runs = {k: [] for k in kinds}
+    for i in range(repeat):
+        for kind in kinds:
+            dt, delivered = one_pass(kind)
+            if delivered != messages:
+                raise SystemExit(f"{kind}: delivered {delivered} of {messages}")
+            runs[kind].append(dt)
+        log(f"run {i + 1}/{repeat}: " + ", ".join(f"{k} {messages / runs[k][-1] / 1e6:.2f}M msg/s" for k in kinds))
+    return {k: summary(v, messages) for k, v in runs.items()}
+
+
+def replay_arguments(doc: str, messages: int, repeat: int):
+    """The parser of a replay benchmark: --messages, --repeat, --data-dir (add more before parsing)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--messages", type=int, default=messages)
+    p.add_argument("--repeat", type=int, default=repeat)
+    p.add_argument("--data-dir", default=os.path.join(HERE, ".data"))
+    return p
