@@ -2,153 +2,92 @@
 
     from xdpfeed import Subscriber
 
-    with Subscriber("ipc:totalview") as sub:
+    with Subscriber("ipc:totalview") as sub:            # or "nats://HOST:PORT,.../STREAM", start_seq=N
         for batch in sub:                       # MessageBatch: stream, first_seq, count, seq, timestamp_ns, decoded()
             ...
 
-`ipc:NAME` reads the iceoryx2 services of an `ipc:` sink on this host (multicast.sinks.ipc). The batch
-views the shared memory in place and stays valid until the next one is taken. The stream is sequenced, so
-a subscriber detects its own gaps by sequence number, exactly as the handler does on MoldUDP64: a
-subscriber that fell behind (its oldest unread samples were overwritten) or joined late logs the gap once
-and counts it (`gaps`, `missed`); overlapping messages (a late joiner's history) are skipped and counted.
-Iteration ends when the publisher has gone (its last samples read first) or after `idle_timeout` seconds
-without data.
+`ipc:NAME` reads an `ipc:` output on this host (multicast.sinks.ipc_subscriber); `nats://.../STREAM` a
+JetStream stream a `nats:` output fills (multicast.sinks.nats_subscriber), from any sequence number. The
+stream is sequenced, so a subscriber checks it exactly as the handler checks MoldUDP64 (SequenceCheck): a
+gap is logged once and counted (`gaps`, `missed`), messages seen already are skipped and counted
+(`duplicates`), a new session starts over.
 """
 
-import ctypes
 import logging
 import time
 
 import numpy as np
 
-from xdpfeed.multicast.feed.consumers import MessageBatch
-from xdpfeed.multicast.sinks import ipc
 from xdpfeed.multicast.sinks.base import SinkError
+from xdpfeed.multicast.sinks.nats_wire import offset_of
 
 log = logging.getLogger("xdpfeed.subscriber")
 
-SCHEMES = ("ipc",)
+SCHEMES = ("ipc", "nats")
 
 
 class SubscriberError(SinkError):
-    """A subscription that cannot be opened (no such service, bad URI): one line."""
+    """A subscription that cannot be opened (no such service or stream, bad URI, refused): one line."""
 
 
 def Subscriber(uri: str, **opts):  # noqa: N802 — a factory that reads like a class
-    """A subscriber for `uri` (`ipc:NAME`)."""
+    """A subscriber for `uri`: `ipc:NAME`, or `nats://HOST:PORT[,...]/STREAM[?...]` (start_seq=N)."""
     scheme, sep, rest = uri.partition(":")
     if not sep or scheme not in SCHEMES:
-        raise SubscriberError(f"unknown subscription {uri!r}: expected ipc:NAME")
+        raise SubscriberError(f"unknown subscription {uri!r}: expected ipc:NAME or nats://HOST:PORT/STREAM")
+    if scheme == "nats":
+        from xdpfeed.multicast.sinks.nats_subscriber import NatsSubscriber
+
+        return NatsSubscriber(uri, **opts)
+    from xdpfeed.multicast.sinks.ipc_subscriber import IpcSubscriber
+
     return IpcSubscriber(rest, **opts)
 
 
-class IpcSubscriber:
-    """Reads `xdpfeed/NAME/messages` (and with top_of_book=True the events) of an ipc: sink."""
+class SequenceCheck:
+    """What a subscriber received, by sequence number: `next_seq` expected, gaps, missed and duplicate
+    messages, batches and messages taken."""
 
-    def __init__(self, name: str, idle_timeout: float | None = None, top_of_book: bool = False,
-                 buffer: int | None = None, spin: bool = False):
-        """spin: poll without sleeping while waiting (the lowest latency, a whole core); otherwise wait on the
-        publisher's notification."""
-        iox = ipc._iox()
-        self.name, self.idle_timeout = name, idle_timeout
-        msgs, events, ready = ipc.service_names(name)
-        try:
-            self._node = iox.NodeBuilder.new().create(iox.ServiceType.Ipc)
-            self._node.try_cleanup_dead_nodes()  # what a killed publisher left behind
-            self._msgs = ipc._pubsub(iox, self._node, msgs, {}, create=False)
-            b = self._msgs.subscriber_builder()
-            if buffer:
-                b = b.buffer_size(buffer)
-            self._sub = b.create()
-            self._events = None
-            if top_of_book:
-                self._events = ipc._pubsub(iox, self._node, events, {}, create=False).subscriber_builder().create()
-            ev = self._node.service_builder(iox.ServiceName.new(ready)).event().open()
-            self._listener = ev.listener_builder().create()
-        except Exception as e:
-            raise SubscriberError(f"ipc:{name}: no such service (is a feed publishing to it?): "
-                                  f"{type(e).__name__}: {e}") from None
-        self._iox = iox
-        self.spin = spin
-        self._sample = None
-        self._event_sample = None
-        self.batch = MessageBatch(1 << 16)
+    def __init__(self, where: str):
+        self.where = where
         self.next_seq = 0
         self.session = ""
         self.batches = self.messages = self.gaps = self.missed = self.duplicates = 0
-        self.latency_ns: list[int] = []  # publish → receive, per sample (the latest 100,000)
-        self.closed = False
 
-    # -- receiving --------------------------------------------------------------------------------
-    def _take(self, sub):
-        """The next sample of `sub`, or None."""
-        return sub.receive()
-
-    def receive(self, timeout: float = 0.0) -> MessageBatch | None:
-        """The next batch (waiting up to `timeout` seconds for one), or None."""
-        end = time.monotonic() + timeout
-        while True:
-            self._sample = None  # the previous batch's memory goes back to the publisher
-            sample = self._take(self._sub)
-            if sample is not None:
-                batch = self._batch(sample)
-                if batch is not None:
-                    return batch
-                continue
-            left = end - time.monotonic()
-            if left <= 0:
-                return None
-            if not self.spin:
-                self._listener.timed_wait(self._iox.Duration.from_secs_f64(min(left, 0.1)))
-
-    def _batch(self, sample) -> MessageBatch | None:
-        h = ctypes.cast(sample.user_header_ptr, ctypes.POINTER(ipc.BatchHeader)).contents
-        now = time.time_ns()
-        if len(self.latency_ns) < 100_000:
-            self.latency_ns.append(now - h.publish_ns)
-        first, count, nbytes = int(h.first_seq), int(h.count), int(h.stream_bytes)
-        session = h.session.decode("ascii", "replace")
+    def admit(self, session: str, first: int, count: int, stream: np.ndarray, ts: np.ndarray):
+        """(stream, first, count, ts, session) of what is new in a batch, or None when all of it was seen."""
         if session != self.session:
             self.session, self.next_seq = session, 0
-        payload = ipc.as_array(sample.payload_ptr, nbytes + ((-nbytes) % 8) + 8 * count)
-        stream = payload[:nbytes]
-        ts = payload[nbytes + (-nbytes) % 8:].view(np.int64)[:count]
         if self.next_seq and first > self.next_seq:
             self.gaps += 1
             self.missed += first - self.next_seq
-            log.warning("ipc:%s: fell behind: messages [%d, %d) were overwritten before they were read",
-                        self.name, self.next_seq, first)
-        skip = 0
+            log.warning("%s: messages [%d, %d) missed (overwritten before they were read, or never published)",
+                        self.where, self.next_seq, first)
         if self.next_seq and first < self.next_seq:  # already seen (a late joiner's history overlaps)
             skip = min(count, self.next_seq - first)
             self.duplicates += skip
             if skip == count:
                 return None
-            pos = _offset_of(stream, skip)
+            pos = offset_of(stream, skip)
             stream, ts, first, count = stream[pos:], ts[skip:], first + skip, count - skip
-        self._sample = sample  # keeps the shared memory mapped while the batch is used
         self.next_seq = first + count
         self.batches += 1
         self.messages += count
-        return self.batch.set(stream, first, count, ts, session)
+        return stream, first, count, ts, session
 
-    def top_of_book(self) -> np.ndarray | None:
-        """The next sample of top-of-book events (multicast.book.apply.EVENT records), or None."""
-        from xdpfeed.multicast.book.apply import EVENT
+    def stats(self) -> dict:
+        return {"batches": self.batches, "messages": self.messages, "next_seq": self.next_seq, "gaps": self.gaps,
+                "missed": self.missed, "duplicates": self.duplicates}
 
-        if self._events is None:
-            raise SubscriberError(f"ipc:{self.name}: opened without top_of_book=True")
-        self._event_sample = None
-        sample = self._events.receive()
-        if sample is None:
-            return None
-        h = ctypes.cast(sample.user_header_ptr, ctypes.POINTER(ipc.BatchHeader)).contents
-        self._event_sample = sample
-        return ipc.as_array(sample.payload_ptr, int(h.stream_bytes)).view(EVENT)
 
-    @property
-    def publishers(self) -> int:
-        return int(self._msgs.dynamic_config.number_of_publishers)
+class SubscriberBase:
+    """What every subscriber shares: iteration until the source has ended or `idle_timeout` seconds passed
+    without data, `next_seq`, and closing as a context manager. A subscriber has `check` (a SequenceCheck),
+    `idle_timeout`, `receive(timeout)` and `close()`."""
+
+    def ended(self) -> bool:
+        """True once nothing more can come (the publisher has gone and everything it sent was read)."""
+        return False
 
     def __iter__(self):
         idle_since = time.monotonic()
@@ -157,37 +96,15 @@ class IpcSubscriber:
             if batch is not None:
                 idle_since = time.monotonic()
                 yield batch
-                continue
-            if self.publishers == 0 and not self._sub.has_samples():
-                return  # the publisher has gone and everything it sent was read
-            if self.idle_timeout is not None and time.monotonic() - idle_since > self.idle_timeout:
+            elif self.ended() or (self.idle_timeout is not None and time.monotonic() - idle_since > self.idle_timeout):
                 return
 
-    def stats(self) -> dict:
-        return {"batches": self.batches, "messages": self.messages, "next_seq": self.next_seq, "gaps": self.gaps,
-                "missed": self.missed, "duplicates": self.duplicates}
-
-    # -- lifetime ---------------------------------------------------------------------------------
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self._sample = self._event_sample = None
-        for port in (self._listener, self._events, self._sub):
-            if port is not None:
-                port.delete()
-        self._events = self._msgs = self._node = None
+    @property
+    def next_seq(self) -> int:
+        return self.check.next_seq
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _offset_of(stream: np.ndarray, k: int) -> int:
-    """Byte offset of message k in a [uint16 length][message] stream."""
-    pos = 0
-    for _ in range(k):
-        pos += 2 + ((int(stream[pos]) << 8) | int(stream[pos + 1]))
-    return pos
