@@ -84,25 +84,35 @@ def lines_pair(prefix: str = "239.253") -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def venue_and_feed(store, *, users=None, prefix="239.254", replay=True, rerequest=True, venue=None, **feed_keys):
-    """The simulated venue (threads, not yet started) publishing `store` on two loopback lines, and a Feed on
-    them (lines joined, recovery servers known), as (venue, feed); both closed at the end. `venue` holds
-    VenueConfig fields, `feed_keys` the Feed's keyword arguments (consumers included)."""
+def venue_for(store, *, users=None, prefix="239.254", replay=True, rerequest=True, venue=None):
+    """The simulated venue (threads, not yet started) publishing `store` on two loopback lines, and the Feed
+    keys that receive it (lines, recovery servers, user and password), as (venue, keys); stopped at the end.
+    `venue` holds VenueConfig fields."""
     a, b = line_pair(prefix)
     replay_port, request_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
     vcfg = VenueConfig(line_a=a, line_b=b, users=users or {USER: PASSWORD}, start_delay=0.2, heartbeat_interval=0.2,
                        replay_port=replay_port, request_port=request_port, **(venue or {}))
     keys = {"line_a": f"udp:{a[0]}:{a[1]}@lo", "line_b": f"udp:{b[0]}:{b[1]}@lo",
             "rerequest": [f"127.0.0.1:{request_port}"] if rerequest else None,
-            "replay": [f"127.0.0.1:{replay_port}"] if replay else None, "user": USER, "password": PASSWORD,
-            **feed_keys}
-    feed = Feed(**keys)
+            "replay": [f"127.0.0.1:{replay_port}"] if replay else None, "user": USER, "password": PASSWORD}
     v = Venue(vcfg, store)
     try:
-        yield v, feed
+        yield v, keys
     finally:
-        feed.close()
         v.stop()
+
+
+@contextlib.contextmanager
+def venue_and_feed(store, *, users=None, prefix="239.254", replay=True, rerequest=True, venue=None, **feed_keys):
+    """The simulated venue (threads, not yet started) publishing `store` on two loopback lines, and a Feed on
+    them (lines joined, recovery servers known), as (venue, feed); both closed at the end. `venue` holds
+    VenueConfig fields, `feed_keys` the Feed's keyword arguments (consumers included)."""
+    with venue_for(store, users=users, prefix=prefix, replay=replay, rerequest=rerequest, venue=venue) as (v, keys):
+        feed = Feed(**{**keys, **feed_keys})
+        try:
+            yield v, feed
+        finally:
+            feed.close()
 
 
 @contextlib.contextmanager

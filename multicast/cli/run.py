@@ -46,7 +46,8 @@ def add_arguments(p) -> None:
 
 def add_output_arguments(p) -> None:
     p.add_argument("--out", action="append", default=[], metavar="URI",
-                   help="an output for the delivered stream (repeatable): itch:FILE, dbn:FILE, parquet:DIR, ipc:NAME")
+                   help="an output for the delivered stream (repeatable): itch:FILE, dbn:FILE, parquet:DIR, ipc:NAME, "
+                        "nats://HOST:PORT[,...]/STREAM")
     p.add_argument("--record", metavar="OUT.itch", help="write the delivered stream as a NASDAQ binary ITCH file "
                    "(the same as --out itch:OUT.itch)")
 
@@ -139,6 +140,13 @@ def format_summary(s: dict) -> str:
                          f"drops: {drops}")
         lines.append(f"line {name}: {ls['packets']:,} packets, {ls['messages']:,} messages, first {ls['first']:,}, "
                      f"duplicates {ls['duplicates']:,}, own gaps {ls['gaps']:,} ({ls['gap_messages']:,} messages)")
+    for name, o in s.get("outputs", {}).items():
+        extra = "".join(f", {label} {o[k]:,}" for k, label in (
+            ("stored", "stored by this handler"), ("twin", "by the other"), ("conflicts", "conflicts"),
+            ("reconnects", "reconnects"), ("dropped_messages", "dropped"), ("unpublished", "unpublished"),
+            ("subscribers", "subscribers")) if k in o)
+        lines.append(f"output {name}: {o['messages']:,} messages, {o['bytes']:,} bytes{extra}"
+                     + (f"; FAILED: {o['failed']}" if o.get("failed") else ""))
     return "\n".join(lines)
 
 
@@ -165,7 +173,7 @@ def run(args) -> int:
     """Exit status: 0 the run ended as asked (with --until-eos: the session complete, nothing lost); 1 the
     feed was STALE at its end (with --until-eos: lost messages too) or a consumer failed; 2 bad usage, a bad
     config, an output that cannot be opened or an environment that cannot run it (one line on stderr); 3 an
-    output failed during the run (one line each; the feed went on without it)."""
+    output failed during the run, or could not publish everything (one line each; the feed went on)."""
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.INFO, format="xdpfeed: %(message)s",
                         stream=sys.stderr)
     try:
@@ -196,8 +204,11 @@ def run(args) -> int:
         print(format_summary(summary))
     if why in ("stale", "consumer failed") or (args.until_eos and summary["lost"]):
         return EXIT_STALE
-    if feed.sink_failures:
-        for name, error in feed.sink_failures:
-            print(f"xdpfeed run: error: output {name} failed: {error}", file=sys.stderr)
-        return EXIT_OUTPUT_FAILED
-    return 0
+    incomplete = [(name, o) for name, o in summary.get("outputs", {}).items()
+                  if o.get("dropped_messages") or o.get("unpublished")]
+    for name, o in incomplete:
+        print(f"xdpfeed run: error: output {name} is incomplete: {o['dropped_messages']:,} messages dropped past its "
+              f"buffer, {o['unpublished']:,} not confirmed at the end", file=sys.stderr)
+    for name, error in feed.sink_failures:
+        print(f"xdpfeed run: error: output {name} failed: {error}", file=sys.stderr)
+    return EXIT_OUTPUT_FAILED if feed.sink_failures or incomplete else 0

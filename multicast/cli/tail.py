@@ -1,12 +1,13 @@
-"""`xdpfeed tail ipc:NAME [-T jsonl|csv|summary] [--type A,D] [-c N] [--idle-timeout S]`: print what a feed
-publishes, as `decode` prints it.
+"""`xdpfeed tail ipc:NAME|nats://HOST:PORT,.../STREAM [-T jsonl|csv|summary] [--type A,D] [-c N]
+[--from SEQ] [--idle-timeout S]`: print what a feed publishes, as `decode` prints it.
 
 A subscriber (multicast.sinks.subscriber) reads the batches; each is decoded once and printed message by
 message (JSON lines with `session`, `seq`, `type`, the header and the fields; or CSV), or only counted
 (`-T summary`: messages by type, batches, gaps, and the publish → receive latency). It ends at `-c`
-messages, when the publisher has gone (after its last batch), after `--idle-timeout` seconds without
-data, or at SIGINT/SIGTERM. Exit 0; 1 when it fell behind and missed messages (said on stderr); 2 when
-the subscription cannot be opened (one line).
+messages, when the publisher has gone (ipc:, after its last batch), after `--idle-timeout` seconds without
+data, or at SIGINT/SIGTERM. A nats: stream is read from its start, or `--from SEQ` (message SEQ of its
+latest session, or `new`), then followed live. Exit 0; 1 when it fell behind and missed messages (said on
+stderr); 2 when the subscription cannot be opened (one line).
 """
 
 import sys
@@ -21,7 +22,10 @@ PROG = "xdpfeed tail"
 
 
 def add_arguments(p, types_type, count_type) -> None:
-    p.add_argument("uri", metavar="URI", help="what to subscribe to: ipc:NAME")
+    p.add_argument("uri", metavar="URI", help="what to subscribe to: ipc:NAME or nats://HOST:PORT[,...]/STREAM")
+    p.add_argument("--from", dest="start", default=None, metavar="SEQ|new",
+                   help="nats: start at message SEQ of the stream's latest session, or only new messages "
+                        "(default: the whole stream)")
     p.add_argument("-T", dest="fmt", choices=("jsonl", "csv", "summary"), default="jsonl",
                    help="one JSON object per message (default), CSV, or a summary at the end")
     p.add_argument("-c", dest="count", type=count_type, default=None, metavar="COUNT",
@@ -40,8 +44,18 @@ def run(args, itch_types) -> int:
     remaining = args.count if args.count is not None else float("inf")
     per_type = np.zeros(N_TYPES, dtype=np.int64)
     writer = output.csv_writer(sys.stdout, output.csv_columns(types)) if args.fmt == "csv" else None
+    opts = {"idle_timeout": args.idle_timeout}
+    if args.start is not None:
+        if not args.uri.startswith("nats:"):
+            print(f"{PROG}: error: --from is for nats: streams (an ipc: service has only its latest batches)",
+                  file=sys.stderr)
+            return 2
+        if args.start != "new" and not (args.start.isdigit() and int(args.start) > 0):
+            print(f"{PROG}: error: --from: expected a sequence number or new, not {args.start!r}", file=sys.stderr)
+            return 2
+        opts["start_seq"] = args.start if args.start == "new" else int(args.start)
     try:
-        sub = Subscriber(args.uri, idle_timeout=args.idle_timeout)
+        sub = Subscriber(args.uri, **opts)
     except SubscriberError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

@@ -108,7 +108,7 @@ class Feed:
             from xdpfeed.multicast.sinks.uri import open_sink
 
             for uri in ([f"itch:{cfg.record}"] if cfg.record else []) + list(cfg.outputs):
-                self.sinks.append(open_sink(uri))
+                self.sinks.append(open_sink(uri, feed=self.name))
             self._polled = [s for s in self.sinks if hasattr(s, "poll")]  # sinks with work between batches
             # sinks come after the caller's consumers, and are detached (never stop the feed) when they fail
             self.consumers = ConsumerSet([*consumers, *self.sinks], on_consumer_error, self._consumer_failed)

@@ -40,7 +40,27 @@ METRIC_NAMES = (
     "xdpfeed_stale_episodes_total", "xdpfeed_stale_seconds_total", "xdpfeed_stale_longest_seconds",
     "xdpfeed_consumer_batches_total", "xdpfeed_consumer_errors_total", "xdpfeed_consumer_detached",
     "xdpfeed_output_messages_total", "xdpfeed_output_bytes_total", "xdpfeed_output_failed",
-    "xdpfeed_output_subscribers",
+    "xdpfeed_output_subscribers", "xdpfeed_output_dropped_messages_total", "xdpfeed_output_pending_messages",
+    "xdpfeed_output_twin_messages_total", "xdpfeed_output_conflicts_total", "xdpfeed_output_retries_total",
+    "xdpfeed_output_reconnects_total", "xdpfeed_output_connected", "xdpfeed_output_gap_messages_total",
+)
+
+# what a nats: output adds (its stats key, family, help, counter or gauge)
+_DISTRIBUTION = (
+    ("dropped_messages", "xdpfeed_output_dropped_messages_total",
+     "Messages an output could not take (past its buffer's bound) and never published.", True),
+    ("pending_messages", "xdpfeed_output_pending_messages", "Messages an output holds, not yet confirmed published.",
+     False),
+    ("twin", "xdpfeed_output_twin_messages_total",
+     "Messages the stream already held, stored by the other handler publishing the same feed.", True),
+    ("conflicts", "xdpfeed_output_conflicts_total",
+     "Chunks the stream refused because the other handler stored first (then trimmed and retried).", True),
+    ("retries", "xdpfeed_output_retries_total", "Publishes unanswered or refused for a while (node down, election).",
+     True),
+    ("reconnects", "xdpfeed_output_reconnects_total", "Reconnections of an output to another server.", True),
+    ("connected", "xdpfeed_output_connected", "1 while an output is connected to its servers.", False),
+    ("gap_messages", "xdpfeed_output_gap_messages_total",
+     "Messages no handler published that an output published over (a gap in the stream).", True),
 )
 
 
@@ -245,6 +265,9 @@ class FeedCollector:
         subs = GaugeMetricFamily("xdpfeed_output_subscribers", "Processes subscribed to an ipc: output.",
                                  labels=["feed", "output"])
         bad = dict(h.sink_failures)
+        labels = ["feed", "output"]
+        extra = {key: _counter(name, doc, labels) if counter else GaugeMetricFamily(name, doc, labels=labels)
+                 for key, name, doc, counter in _DISTRIBUTION}
         for sink in h.sinks:
             st = sink.stats()
             msgs.add_metric([f, sink.name], st["messages"])
@@ -252,7 +275,10 @@ class FeedCollector:
             failed.add_metric([f, sink.name], int(sink.name in bad))
             if "subscribers" in st:
                 subs.add_metric([f, sink.name], st["subscribers"])
-        yield from (msgs, nbytes, failed, subs)
+            for key, family in extra.items():
+                if key in st:
+                    family.add_metric([f, sink.name], int(st[key]))
+        yield from (msgs, nbytes, failed, subs, *extra.values())
 
 
 def registry_for(handler, feed: str = "feed") -> CollectorRegistry:

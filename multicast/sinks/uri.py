@@ -4,17 +4,21 @@
     dbn:FILE[?dataset=XNAS.ITCH&date=YYYY-MM-DD]     Databento DBN, MBO schema
     parquet:DIR[?row_group=ROWS&compression=zstd]    one Parquet file per ITCH type, plus top of book
     ipc:NAME[?subscribers=8&history=16&buffer=64&chunk=65536]   iceoryx2 shared memory
+    nats://HOST:PORT[,HOST:PORT...]/STREAM[?subject=...&creds=FILE&...]   NATS JetStream (multicast.sinks.nats_wire)
 
 A bad URI is one line naming the scheme and what is accepted (SinkError)."""
 
 from urllib.parse import parse_qsl
 
 from xdpfeed.multicast.sinks.base import SinkError
+from xdpfeed.multicast.sinks.nats_wire import OPTIONS as NATS_OPTIONS
 from xdpfeed.multicast.sinks.threaded import Threaded
 
-ACCEPTED = ("itch:FILE", "dbn:FILE", "parquet:DIR", "ipc:NAME")
+ACCEPTED = ("itch:FILE", "dbn:FILE", "parquet:DIR", "ipc:NAME", "nats://HOST:PORT/STREAM")
 OPTIONS = {"itch": {}, "dbn": {"dataset": str, "date": str}, "parquet": {"row_group": int, "compression": str},
-           "ipc": {"subscribers": int, "history": int, "buffer": int, "chunk": int}}
+           "ipc": {"subscribers": int, "history": int, "buffer": int, "chunk": int},
+           "nats": {**NATS_OPTIONS, "gap_wait": float, "bbo": str, "close_timeout": float}}
+KINDS = {int: "an integer", float: "a number"}
 
 
 def parse(uri: str) -> tuple[str, str, dict]:
@@ -35,12 +39,13 @@ def parse(uri: str) -> tuple[str, str, dict]:
         try:
             opts[key] = kind(value)
         except ValueError:
-            raise SinkError(f"{uri}: {key} must be an integer, not {value!r}") from None
+            raise SinkError(f"{uri}: {key} must be {KINDS[kind]}, not {value!r}") from None
     return scheme, target, opts
 
 
-def open_sink(uri: str):
-    """The sink for `uri` (opened: files created, services set up)."""
+def open_sink(uri: str, feed: str = "feed"):
+    """The sink for `uri` (opened: files created, services set up, servers connected); `feed` is the feed's
+    name, which the nats: subjects carry."""
     scheme, target, opts = parse(uri)
     if scheme == "itch":
         from xdpfeed.multicast.sinks.itch_file import ItchFileSink
@@ -54,6 +59,10 @@ def open_sink(uri: str):
         from xdpfeed.multicast.sinks.parquet import ParquetSink
 
         return Threaded(ParquetSink(uri, target, **opts))
+    if scheme == "nats":
+        from xdpfeed.multicast.sinks.nats import NatsSink
+
+        return NatsSink(uri, target, feed=feed, **opts)
     from xdpfeed.multicast.sinks.ipc import IpcSink
 
     return IpcSink(uri, target, **opts)
