@@ -3,8 +3,8 @@ move as they should and agree with the handler's own summary; promtool accepts t
 
 import subprocess
 import threading
-import uuid
 import urllib.request
+import uuid
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -12,6 +12,7 @@ from test_handler import day  # noqa: F401  (a fixture)
 
 from xdpfeed.multicast.feed import metrics
 from xdpfeed.multicast.feed.consumers import Consumer
+from xdpfeed.multicast.sinks.nats_local import LocalCluster
 
 from helpers import free_port, venue_and_feed
 
@@ -32,12 +33,21 @@ def value(values, name, **labels):
 @pytest.fixture
 def live(day, tmp_path):  # noqa: F811
     """A feed fed by the venue with loss on both lines and bursts, metrics served on a free port, writing an
-    itch: file and publishing on an ipc: service."""
+    itch: file, publishing on an ipc: service and to a one-node NATS JetStream."""
+    nats = LocalCluster(1)
+    try:
+        yield from _live(day, tmp_path, nats.uri("METRICS"))
+    finally:
+        nats.close()
+
+
+def _live(day, tmp_path, nats_uri):  # noqa: F811
     with venue_and_feed(day, venue={"loss_a": 0.1, "loss_b": 0.1, "burst_loss": 3000, "bursts": 2, "seed": 12,
                                     "rate": 40_000}, name="itch", rerequest_max=1000,
                         metrics=f"127.0.0.1:{free_port()}",
                         consumers=[Consumer(on_messages=lambda batch: None, name="noop")],
-                        outputs=[f"itch:{tmp_path}/day.itch", f"ipc:metrics{uuid.uuid4().hex[:12]}"]) as (venue, feed):
+                        outputs=[f"itch:{tmp_path}/day.itch", f"ipc:metrics{uuid.uuid4().hex[:12]}", nats_uri]) \
+            as (venue, feed):
         venue.start()
         result = {}
         t = threading.Thread(target=lambda: result.setdefault("why", feed.run(until_eos=True, idle_timeout=60)))
@@ -88,13 +98,17 @@ def test_metrics_move_during_the_run_and_agree_with_the_summary(live, day, promt
     assert value(end, "xdpfeed_consumer_batches_total", consumer="noop", **f) == noop["batches"] > 0
     assert value(end, "xdpfeed_consumer_errors_total", consumer="noop", **f) == noop["errors"] == 0
     outputs = s["outputs"]
-    assert len(outputs) == 2
+    assert len(outputs) == 3
     for name, out in outputs.items():
         assert value(end, "xdpfeed_output_messages_total", output=name, **f) == out["messages"] == day.count
         assert value(end, "xdpfeed_output_bytes_total", output=name, **f) == out["bytes"] > 0
         assert value(end, "xdpfeed_output_failed", output=name, **f) == 0
     ipc = next(n for n in outputs if n.startswith("ipc:"))
     assert value(end, "xdpfeed_output_subscribers", output=ipc, **f) == outputs[ipc]["subscribers"] == 0
+    nats = next(n for n in outputs if n.startswith("nats:"))  # alone on its stream: it stored every message
+    assert value(end, "xdpfeed_output_twin_messages_total", output=nats, **f) == outputs[nats]["twin"] == 0
+    assert value(end, "xdpfeed_output_dropped_messages_total", output=nats, **f) == 0
+    assert value(end, "xdpfeed_output_connected", output=nats, **f) == 1
     names = {n for n, _ in end}
     for name in metrics.METRIC_NAMES:  # every documented family is served
         assert any(n == name or n.startswith(name + "_") or n == name + "_total" for n in names), name
