@@ -95,7 +95,11 @@ def hosts(tmp_path_factory):
     b = lab.Host("feed-b", pair.ns_b, pair.if_b, os.path.join(tmp, "feed-b"), tuned=True)
     a.vars = _host_vars(a.iface, f"afxdp:{a.iface}?group={GROUP_A}:{PORT}&queue={FEED_QUEUE}",
                         xdpfeed_line_b=f"udp:{GROUP_B}:{PORT}@{a.iface}", xdpfeed_replay=["127.0.0.1:26479"],
-                        xdpfeed_replay_user="XDPF01", xdpfeed_replay_password="s3cret")
+                        xdpfeed_replay_user="XDPF01", xdpfeed_replay_password="s3cret",
+                        xdpfeed_nats_servers=["10.1.0.1:4222", "10.1.0.2:4222", "10.1.0.3:4222"],
+                        xdpfeed_nats_stream="ITCH", xdpfeed_nats_user="feeda", xdpfeed_nats_password="n4ts-s3cret",
+                        xdpfeed_nats_options={"replicas": 3, "buffer_mb": 512},
+                        xdpfeed_outputs=["ipc:totalview"])
     b.vars = _host_vars(b.iface, f"packet:{b.iface}?group={GROUP_A}:{PORT}", nic_tuning_persist="systemd")
     try:
         for h in (a, b):
@@ -218,6 +222,14 @@ def test_apply_writes_expected_files_and_values(hosts, runs):
     assert 'password_file = "/etc/xdpfeed/password"' in config and "s3cret" not in config
     st = os.stat(a.upper("/etc/xdpfeed/password"))
     assert st.st_mode & 0o777 == 0o600
+    # outputs: the nats: URI names the password's file, never the password; the file is 0600, the service user's
+    assert ('outputs = ["ipc:totalview", "nats://feeda@10.1.0.1:4222,10.1.0.2:4222,10.1.0.3:4222/ITCH?'
+            'password_file=/etc/xdpfeed/nats-password&buffer_mb=512&replicas=3"]') in config
+    assert "n4ts-s3cret" not in config and a.read("/etc/xdpfeed/nats-password") == "n4ts-s3cret\n"
+    st = os.stat(a.upper("/etc/xdpfeed/nats-password"))
+    assert st.st_mode & 0o777 == 0o600 and st.st_uid == int(a.run("id", "-u", "xdpfeed").stdout)
+    assert not os.path.exists(a.upper("/etc/xdpfeed/nats.creds"))  # only what is given is deployed
+    assert "outputs" not in b.read("/etc/xdpfeed/feed.toml")
     # CPU isolation: kernel arguments through GRUB on feed-a, tuned on feed-b; no reboot, but the fact says so
     dropin = a.read("/etc/default/grub.d/60-xdpfeed-cpu-isolation.cfg")
     assert 'GRUB_CMDLINE_LINUX="${GRUB_CMDLINE_LINUX} isolcpus=managed_irq,domain,1 nohz_full=1 rcu_nocbs=1"' in dropin
