@@ -350,3 +350,31 @@ def test_tail_reads_a_stream_as_decode_prints(cluster, day, tmp_path):
     assert len(lines) == 5 and all(x["type"] == "A" and x["seq"] >= 100 for x in lines)
     r = run_xdpfeed("tail", uri, "-T", "summary", "--idle-timeout", "1")
     assert r.returncode == 0 and f"messages: {day.count}" in r.stdout, r.stdout + r.stderr
+
+
+def test_bridge_moves_publishing_out_of_the_handler_and_records_a_stream_elsewhere(cluster, day_pcap, tmp_path):
+    from xdpfeed import Feed
+
+    stream, name = stream_name(), f"br{uuid.uuid4().hex[:10]}"
+    uri = cluster.uri(stream)
+    records = np.fromfile(day_pcap[len("pcap:"):-len(".pcap")] + ".itch", np.uint8).tobytes()
+    with Feed(line_a=day_pcap, outputs=[f"ipc:{name}?history=64"], name=stream.lower(), metrics=None) as feed:
+        bridge = subprocess.Popen(XDPFEED + ["bridge", f"ipc:{name}", "--out", uri, "--idle-timeout", "30"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO)
+        eventually(lambda: feed.sinks[0].subscribers == 1 or bridge.poll() is not None, 60)
+        assert bridge.poll() is None, bridge.stderr.read()
+        assert feed.run() == "sources exhausted"
+        # the handler's samples live in its shared memory: it stays until the bridge has passed them on
+        eventually(lambda: stream_info(cluster, stream).state.messages > 0
+                   and sum(int(h["Xdpfeed-Count"]) for h, _ in stream_chunks(cluster, stream)) == 5_000, 60)
+    _, err = bridge.communicate(timeout=120)  # the handler's ipc: output is gone: the bridge ends
+    assert bridge.returncode == 0, err
+    assert "5,000 messages" in err and "missed 0" in err
+    chunks = stream_chunks(cluster, stream)
+    assert b"".join(d[8 * int(h["Xdpfeed-Count"]):] for h, d in chunks) == records
+    # on another host: the stream recorded as an ITCH file
+    r = run_xdpfeed("bridge", uri, "--out", f"itch:{tmp_path}/copy.itch", "--idle-timeout", "1", "-q")
+    assert r.returncode == 0, r.stderr
+    assert open(f"{tmp_path}/copy.itch", "rb").read() == records
+    r = run_xdpfeed("bridge", "ipc:nosuchservice", "--out", f"itch:{tmp_path}/x.itch")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no such service" in r.stderr

@@ -160,14 +160,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cli_capture.add_replay_arguments(rp)
     tl = sub.add_parser(
-        "tail", help="print what a feed publishes (ipc:NAME), as decode prints it",
-        description="Subscribe to what a running feed publishes (an ipc: output on this host) and print each "
-        "message as `decode` does, or a summary with the publish-to-receive latency. Ends when the publisher "
-        "goes, at -c, --idle-timeout or SIGINT/SIGTERM; exit 1 when messages were missed (a slow subscriber).",
+        "tail", help="print what a feed publishes (ipc:NAME, nats://.../STREAM), as decode prints it",
+        description="Subscribe to what a feed publishes (an ipc: output on this host, or a nats: stream) and print "
+        "each message as `decode` does, or a summary with the latency. Ends when the publisher goes (ipc:), at -c, "
+        "--idle-timeout or SIGINT/SIGTERM; exit 1 when messages were missed (a slow subscriber).",
     )
     from xdpfeed.multicast.cli import tail
 
     tail.add_arguments(tl, _types, _count)
+    br = sub.add_parser(
+        "bridge", help="what a feed publishes (ipc:, nats://) to outputs, from another process",
+        description="Read a subscription (ipc:NAME, nats://.../STREAM) and write it to outputs (--out, as run's): "
+        "NATS publishing in a process of its own, or a stream recorded on another host. Exit 1 when messages "
+        "were missed, 2 when something cannot be opened, 3 when an output failed or is incomplete.",
+    )
+    from xdpfeed.multicast.cli import bridge
+
+    bridge.add_arguments(br)
     return p
 
 
@@ -355,6 +364,12 @@ def _replay(args) -> int:
     return cli_capture.run_replay(args)
 
 
+def _bridge(args) -> int:
+    from xdpfeed.multicast.cli import bridge
+
+    return bridge.run(args)
+
+
 def _tail(args) -> int:
     from xdpfeed.multicast.cli import tail
 
@@ -362,7 +377,8 @@ def _tail(args) -> int:
 
 
 COMMANDS = {"decode": _decode, "book": _book, "orders": _orders, "orders-demo": _orders_demo, "run": _run,
-            "simulate": _simulate, "demo": _demo, "capture": _capture, "replay": _replay, "tail": _tail}
+            "simulate": _simulate, "demo": _demo, "capture": _capture, "replay": _replay, "tail": _tail,
+            "bridge": _bridge}
 
 
 def main(argv=None) -> int:

@@ -88,8 +88,9 @@ class IpcSubscriber(SubscriberBase):
         self._sample = sample  # keeps the shared memory mapped while the batch is used
         return self.batch.set(*got)
 
-    def top_of_book(self) -> np.ndarray | None:
-        """The next sample of top-of-book events (multicast.book.apply.EVENT records), or None."""
+    def top_of_book(self, timeout: float = 0.0) -> np.ndarray | None:
+        """The next sample of top-of-book events (multicast.book.apply.EVENT records), or None (it does not
+        wait: `timeout` is for the signature every subscriber shares)."""
         from xdpfeed.multicast.book.apply import EVENT
 
         if self._events is None:
