@@ -169,6 +169,8 @@ class NatsSink(Sink):
         self._recent: deque = deque(maxlen=64)  # (session, first, end, ours) of the latest chunks confirmed
         self._bbo: list = []  # (session, events, first, end) to go out
         self._wake: asyncio.Event | None = None
+        empty = np.zeros(0, dtype=np.uint8)  # compiled code loaded now, not on the first batch
+        W.cut(empty, 0, 1, 1), W.offset_of(empty, 0), stock_directory(empty, self._symbols)
         self._thread = W.LoopThread(f"nats {self.stream_name}")
         try:
             self._thread.call(self._open(connect_timeout), connect_timeout + 30)
