@@ -378,3 +378,59 @@ def test_bridge_moves_publishing_out_of_the_handler_and_records_a_stream_elsewhe
     assert open(f"{tmp_path}/copy.itch", "rb").read() == records
     r = run_xdpfeed("bridge", "ipc:nosuchservice", "--out", f"itch:{tmp_path}/x.itch")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no such service" in r.stderr
+
+
+def _certificates(d) -> dict:
+    """A CA and a server certificate for 127.0.0.1 it signed (PEM files in d)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("xdpfeed test CA")).issuer_name(name("xdpfeed test CA"))
+          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now - datetime.timedelta(hours=1))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(2).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False).sign(ca_key, hashes.SHA256()))
+    paths = {k: str(d / f"{k}.pem") for k in ("ca", "cert", "key")}
+    open(paths["ca"], "wb").write(ca.public_bytes(serialization.Encoding.PEM))
+    open(paths["cert"], "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+    open(paths["key"], "wb").write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))
+    return paths
+
+
+def test_tls_and_an_nkey(tmp_path):
+    import nkeys
+
+    small = DayStore(synthetic.generate(2_000, seed=7)[0], "TLSTEST001")
+    tls = _certificates(tmp_path)
+    with LocalCluster(1, tls=tls) as c:
+        uri = f"nats://127.0.0.1:{c.client_ports[0]}/SECURE"
+        assert publish_day(uri, small, tls=1, ca=tls["ca"])["stored"] == 2_000
+        with pytest.raises(SinkError, match="no NATS server answered.*(CERTIFICATE_VERIFY_FAILED|certificate)"):
+            open_sink(uri + "?tls=1", feed="secure")  # the system's CAs do not know this one
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    seed_file = tmp_path / "feed.nk"
+    seed_file.write_bytes(seed + b"\n")
+    seed_file.chmod(0o600)
+    public = nkeys.from_seed(seed).public_key.decode()
+    with LocalCluster(1, auth={"nkey": public, "seed_file": str(seed_file)}) as c:
+        uri = f"nats://127.0.0.1:{c.client_ports[0]}/SIGNED"
+        assert publish_day(uri, small, nkey=seed_file)["stored"] == 2_000
+        other = tmp_path / "other.nk"
+        other.write_bytes(nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER) + b"\n")
+        with pytest.raises(SinkError, match="refused the credentials"):
+            open_sink(f"{uri}?nkey={other}", feed="signed")

@@ -8,7 +8,8 @@ store, which is what failover tests need.
         uri = cluster.uri("ITCH")          # nats://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/ITCH
         cluster.kill(1); cluster.start(1)
 
-Only 127.0.0.1 is listened on. `auth={"user": ..., "password": ...}` makes the servers require it.
+Only 127.0.0.1 is listened on. `auth={"user": ..., "password": ...}` or `auth={"nkey": PUBLIC, "seed_file":
+FILE}` makes the servers require it; `tls={"cert": FILE, "key": FILE, "ca": FILE}` serves TLS only.
 """
 
 import os
@@ -40,9 +41,10 @@ def server_binary() -> str:
 
 
 class LocalCluster:
-    def __init__(self, nodes: int = 3, name: str = "xdpfeed", auth: dict | None = None, directory: str | None = None):
+    def __init__(self, nodes: int = 3, name: str = "xdpfeed", auth: dict | None = None, tls: dict | None = None,
+                 directory: str | None = None):
         self.binary = server_binary()
-        self.nodes, self.name, self.auth = nodes, name, auth
+        self.nodes, self.name, self.auth, self.tls = nodes, name, auth, tls
         self._own_dir = directory is None
         self.directory = directory or tempfile.mkdtemp(prefix="xdpfeed-nats-")
         self.client_ports = [free_port() for _ in range(nodes)]
@@ -69,8 +71,12 @@ class LocalCluster:
         store = os.path.join(self.directory, f"n{i}")
         lines = [f"server_name: n{i}", f"listen: 127.0.0.1:{self.client_ports[i]}",
                  f"jetstream {{ store_dir: {store!r}, max_memory_store: 256MB, max_file_store: 4GB }}"]
-        if self.auth:
+        if self.auth and "nkey" in self.auth:
+            lines.append(f"authorization {{ users: [ {{ nkey: {self.auth['nkey']!r} }} ] }}")
+        elif self.auth:
             lines.append(f"authorization {{ user: {self.auth['user']!r}, password: {self.auth['password']!r} }}")
+        if self.tls:
+            lines.append(f"tls {{ cert_file: {self.tls['cert']!r}, key_file: {self.tls['key']!r} }}")
         if self.nodes > 1:
             routes = ", ".join(f"nats-route://127.0.0.1:{p}" for j, p in enumerate(self.cluster_ports) if j != i)
             lines.append(f"cluster {{ name: {self.name}, listen: 127.0.0.1:{self.cluster_ports[i]}, "
@@ -112,7 +118,15 @@ class LocalCluster:
         import nats
         from nats.js.api import StreamConfig
 
-        kw = {"user": self.auth["user"], "password": self.auth["password"]} if self.auth else {}
+        kw = {}
+        if self.auth and "seed_file" in self.auth:
+            kw["nkeys_seed"] = self.auth["seed_file"]
+        elif self.auth:
+            kw = {"user": self.auth["user"], "password": self.auth["password"]}
+        if self.tls:
+            import ssl
+
+            kw["tls"] = ssl.create_default_context(cafile=self.tls["ca"])
         nc = await nats.connect(servers=self.servers(), **kw)
         try:
             js = nc.jetstream(timeout=2)
@@ -150,7 +164,7 @@ class LocalCluster:
 
     # -- addresses ------------------------------------------------------------------------------------
     def servers(self) -> list[str]:
-        return [f"nats://127.0.0.1:{p}" for p in self.client_ports]
+        return [f"{'tls' if self.tls else 'nats'}://127.0.0.1:{p}" for p in self.client_ports]
 
     def uri(self, stream: str, **options) -> str:
         """A `nats:` output/subscription URI for STREAM on every node."""
