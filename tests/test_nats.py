@@ -196,12 +196,12 @@ def test_two_handlers_publish_the_day_once_through_a_handler_and_a_node_dying(cl
     assert publishers[out2["publisher"]] == out2["stored"] and publishers.get(out1["publisher"], 0) == out1["stored"]
 
 
-def publish_day(uri, day, batch=5_000, **opts):
+def publish_day(uri, day, batch=5_000, session=None, **opts):
     """The day through a nats: output directly, in batches of `batch` messages; the sink's stats."""
     feed = uri.rpartition("/")[2].lower()  # a subject of its own (a subject belongs to one stream)
     sink = open_sink(uri + ("?" + "&".join(f"{k}={v}" for k, v in opts.items()) if opts else ""), feed=feed)
     b, pos, seq = MessageBatch(batch), 0, 1
-    records, session = day.records, day.session.decode()
+    records, session = day.records, session or day.session.decode()
     while pos < records.size:
         start, n = pos, 0
         while pos < records.size and n < batch:
@@ -233,6 +233,20 @@ def test_a_subscriber_starts_at_any_sequence_and_resumes_where_it_stopped(cluste
     assert head + _collect_from(uri, resume) == records
     with pytest.raises(SubscriberError, match="no stream"):
         Subscriber(cluster.uri("NOSUCHSTREAM"))
+
+
+def test_a_new_session_follows_the_last_one_in_the_stream(cluster, day):
+    """Tomorrow's handler finds today's session at the end of the stream: it publishes after it (a session it
+    never saw is an earlier one), and a subscriber starting at a sequence number reads the latest session."""
+    stream = stream_name()
+    uri = cluster.uri(stream)
+    small = DayStore(synthetic.generate(3_000, seed=2)[0], "DAY0000001")
+    assert publish_day(uri, small)["stored"] == 3_000
+    st = publish_day(uri, day, session="DAY0000002")
+    assert st["stored"] == day.count and st["twin"] == 0 and st["superseded"] == 0
+    sessions = [h["Xdpfeed-Session"] for h, _ in stream_chunks(cluster, stream)]
+    assert sessions == sorted(sessions) and set(sessions) == {"DAY0000001", "DAY0000002"}
+    assert _collect_from(uri, 1) == bytes(day.records)
 
 
 def _collect_from(uri, start) -> bytes:

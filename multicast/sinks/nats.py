@@ -126,7 +126,7 @@ class NatsSink(Sink):
     def __init__(self, uri: str, target: str, feed: str = "feed", subject: str | None = None,
                  replicas: int | None = None, chunk: int = 16384, buffer_mb: int = 256, ack_timeout: float = 2.0,
                  connect_timeout: float = 5.0, max_age: float = 0.0, gap_wait: float = 1.0, bbo: str = "*",
-                 close_timeout: float = 30.0, **credentials):
+                 close_timeout: float = 10.0, **credentials):
         super().__init__(uri)
         try:
             import nats  # noqa: F401
@@ -150,6 +150,7 @@ class NatsSink(Sink):
         self.stored = self.twin = self.dropped_messages = self.dropped_batches = 0
         self.conflicts = self.retries = self.reconnects = self.gaps = self.gap_messages = 0
         self.unpublished = 0  # messages still unconfirmed at close
+        self.superseded = 0  # messages of a session the stream had moved past (abandoned, as the sequencer does)
         self.bbo_messages = 0
         self.connected = False
         # batches handed over by the feed, and what all unconfirmed messages hold (bounded)
@@ -162,6 +163,7 @@ class NatsSink(Sink):
         # the publisher's side (its thread only)
         self._chunks: deque[Chunk] = deque()
         self._sessions: list[str] = []  # in the order this feed saw them
+        self._stream_sessions: set[str] = set()  # sessions this publisher has seen the stream end in
         self._symbols = np.zeros(65536, dtype=np.uint64)
         self._last_sseq = 0  # stream sequence of the stream's last chunk, whose content is _stored_end
         self._stored_end: tuple[str, int] | None = None  # (session, last sequence) the stream holds
@@ -285,6 +287,7 @@ class NatsSink(Sink):
         except (KeyError, ValueError):
             raise SinkError(f"{self.uri}: the stream's last message ({last.seq}) is not an xdpfeed chunk") from None
         self._last_sseq, self._stored_end = last.seq, (h.get(W.H_SESSION, ""), end)
+        self._stream_sessions.add(self._stored_end[0])
         self._trim()
 
     def _trim(self) -> None:
@@ -294,9 +297,17 @@ class NatsSink(Sink):
         while self._chunks:
             c = self._chunks[0]
             if c.session != session:
-                if session in self._sessions and self._sessions.index(session) < self._sessions.index(c.session):
-                    return  # ours is a later session than the stream's
-                self._confirmed(self._chunks.popleft(), ours=False)  # the stream is in a session we are past
+                if c.session in self._stream_sessions and session not in self._sessions[
+                        : self._sessions.index(c.session)]:
+                    # the stream was in our session and has moved on to a later one (the other handler switched
+                    # first and abandoned the rest of this session, as the sequencer does): these stay out
+                    c = self._chunks.popleft()
+                    self.superseded += c.count
+                    self._release(c.held)
+                    log.warning("%s: the stream moved on to session %r: %d messages of session %r not published",
+                                self.name, session, c.count, c.session)
+                    continue
+                return  # the stream's session is older than ours (an earlier one of ours, or one we never saw)
             elif c.end <= end:
                 self._confirmed(self._chunks.popleft(), ours=False)
             elif c.first <= end:
@@ -319,6 +330,7 @@ class NatsSink(Sink):
         if ours:
             self.stored += c.count
             self._stored_end, self._last_sseq = (c.session, c.end), sseq
+            self._stream_sessions.add(c.session)
         else:
             self.twin += c.count
         self.count(c.count, c.nbytes)
@@ -501,7 +513,8 @@ class NatsSink(Sink):
         d.update(stored=self.stored, twin=self.twin, dropped_messages=self.dropped_messages,
                  dropped_batches=self.dropped_batches, pending_messages=self.pending_messages,
                  conflicts=self.conflicts, retries=self.retries, reconnects=self.reconnects, gaps=self.gaps,
-                 gap_messages=self.gap_messages, unpublished=self.unpublished, connected=self.connected,
+                 gap_messages=self.gap_messages, unpublished=self.unpublished, superseded=self.superseded,
+                 connected=self.connected,
                  bbo_messages=self.bbo_messages, stream=self.stream_name, subject=self.subject,
                  publisher=self.publisher)
         return d
