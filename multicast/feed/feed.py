@@ -93,6 +93,7 @@ class Feed:
         self.metrics_server = None
         self.lines: list[Line] = []
         self._closed = False
+        self._stale_at_end = None  # (since, next sequence then): End of Session seen with the feed STALE
         if warm:
             warm_up()  # compile (or load) before the sockets fill up
         try:
@@ -231,6 +232,14 @@ class Feed:
         return self.seq.view().delivered - before
 
     def _step(self, timeout: float) -> int:
+        files, writers, polled, timeout = self.wait_set(timeout)
+        if (files or writers) and not polled:
+            select.select(files, writers, [], timeout)
+        return self.pump()
+
+    def wait_set(self, timeout: float) -> tuple[list, list, bool, float]:
+        """(readable files, writable files, any polled source, timeout) to wait on before `pump()`: several
+        Feeds in one loop wait on all their sets at once (multicast.feed.feeds)."""
         live = [ln for ln in self.lines if not ln.exhausted]
         files = [ln.source for ln in live if ln.waitable]
         polled = any(not ln.waitable for ln in live)
@@ -239,8 +248,10 @@ class Feed:
             readers, writers = self.recovery.fileobjs()
             files += readers
             timeout = min(timeout, self.recovery.next_timer())
-        if (files or writers) and not polled:
-            select.select(files, writers, [], timeout)
+        return files, writers, polled, timeout
+
+    def pump(self) -> int:
+        """Process everything waiting, without blocking; returns the frames read."""
         frames = 0
         while True:
             got = 0
@@ -263,7 +274,6 @@ class Feed:
         failed (on_consumer_error="stop"), or nothing arrived for `idle_timeout` seconds. `on_tick(feed)`
         is called every `tick` seconds. Returns why, one of WHY."""
         last_tick = last_input = self.clock()
-        stale_at_end = None  # (since, next sequence then): End of Session seen with the feed STALE
         while True:
             got = self._step(0.05)
             now = self.clock()
@@ -272,30 +282,37 @@ class Feed:
             if on_tick is not None and now - last_tick >= tick:
                 last_tick = now
                 on_tick(self)
-            if self.consumers.failed:
-                return "consumer failed"
-            if stop is not None and stop.is_set():
+            if stop is not None and stop.is_set() and not self.consumers.failed:
                 return "stopped"
-            st = self.seq.view()
-            if until_eos and st.finished:
-                return "complete"
-            if until_eos and st.end_of_session and self.recovery_gave_up:
-                # recovery keeps trying: the session is given up once it made no progress for a gap deadline
-                # plus a server timeout (a replay server that went silent was detected and replaced)
-                if stale_at_end is None or st.next_seq != stale_at_end[1]:
-                    stale_at_end = (now, st.next_seq)
-                p = self.recovery.policy if self.recovery is not None else None
-                if p is None or now - stale_at_end[0] >= p.deadline + p.server_timeout:
-                    return "stale"
-            else:
-                stale_at_end = None
-            if self.lines and all(ln.exhausted for ln in self.lines):
-                if not self.seq.missing():
-                    return "sources exhausted"
-                if self.recovery is None or self.recovery_gave_up:
-                    return "stale"
+            why = self.verdict(until_eos, now)
+            if why is not None:
+                return why
             if idle_timeout is not None and now - last_input > idle_timeout:
                 return "idle"
+
+    def verdict(self, until_eos: bool, now: float) -> str | None:
+        """Why the run is over now (one of WHY but "stopped" and "idle"), or None while it goes on."""
+        if self.consumers.failed:
+            return "consumer failed"
+        st = self.seq.view()
+        if until_eos and st.finished:
+            return "complete"
+        if until_eos and st.end_of_session and self.recovery_gave_up:
+            # recovery keeps trying: the session is given up once it made no progress for a gap deadline plus a
+            # server timeout (a replay server that went silent was detected and replaced)
+            if self._stale_at_end is None or st.next_seq != self._stale_at_end[1]:
+                self._stale_at_end = (now, st.next_seq)
+            p = self.recovery.policy if self.recovery is not None else None
+            if p is None or now - self._stale_at_end[0] >= p.deadline + p.server_timeout:
+                return "stale"
+        else:
+            self._stale_at_end = None
+        if self.lines and all(ln.exhausted for ln in self.lines):
+            if not self.seq.missing():
+                return "sources exhausted"
+            if self.recovery is None or self.recovery_gave_up:
+                return "stale"
+        return None
 
     @property
     def recovery_gave_up(self) -> bool:
