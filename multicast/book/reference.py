@@ -129,3 +129,31 @@ class ReferenceBook:
 
     def locates(self):
         return sorted({loc for (loc, _), book in self.levels.items() if book})
+
+
+def consolidated(books: dict, excluded=()) -> dict:
+    """The consolidated best bid and offer, in plain Python, from the venues' final books: {name: OrderBook}
+    (or anything with `locates()`, `symbol(locate)` and `bbo(locate)`). {symbol: {"bid": (price, shares,
+    "venue,venue") or None, "ask": ...}} over the venues not in `excluded`; a venue's locate goes to the
+    symbol its Stock Directory named."""
+    quotes: dict[str, dict[str, tuple]] = {}
+    for venue, book in books.items():
+        if venue in excluded:
+            continue
+        for loc in book.locates():
+            bid_px, bid_sh, ask_px, ask_sh = book.bbo(loc)
+            quotes.setdefault(book.symbol(loc) or f"{venue}#{loc}", {})[venue] = (bid_px, bid_sh, ask_px, ask_sh)
+    out = {}
+    for symbol, by_venue in quotes.items():
+        best = {}
+        for side, px_i, better in (("bid", 0, max), ("ask", 2, min)):
+            prices = [q[px_i] for q in by_venue.values() if q[px_i] > 0]
+            if not prices:
+                best[side] = None
+                continue
+            p = better(prices)
+            at = sorted(v for v, q in by_venue.items() if q[px_i] == p)
+            best[side] = (p, sum(by_venue[v][px_i + 1] for v in at), ",".join(at))
+        if best["bid"] or best["ask"]:
+            out[symbol] = best
+    return out

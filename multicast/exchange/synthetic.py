@@ -124,10 +124,16 @@ def _time(j, m_pre, m_reg, m, t_pre, st):
 # ---------------------------------------------------------------------------------------- generator
 @njit(cache=True)
 def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, rest_cum, rest_ty, must, mpids,
-              recent_share, stats):
-    """Write one day into `out`; returns the bytes used. stats: peak live, live at end, count by type byte."""
+              recent_share, stats, locs, mid_seed, mid_offset):
+    """Write one day into `out`; returns the bytes used. stats: peak live, live at end, count by type byte.
+    locs[s]: stock s's locate; mid_seed >= 0: the stocks' mid prices from their own generator (venues sharing
+    a universe), moved by mid_offset ticks."""
     st = np.zeros(1, dtype=np.uint64)
     st[0] = np.uint64(seed) * np.uint64(0xD1B54A32D192ED03) + np.uint64(0x1234567)
+    st_mid = st
+    if mid_seed >= 0:
+        st_mid = np.zeros(1, dtype=np.uint64)
+        st_mid[0] = np.uint64(mid_seed) * np.uint64(0xD1B54A32D192ED03) + np.uint64(0x7654321)
     cnt = stats[2:]
     m = n - n_stocks - FIXED_S
     # stocks: symbols, mid prices, Zipf-like activity
@@ -146,7 +152,7 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
             k //= 26
         for i in range(nd):
             sym[s, i] = digits[nd - 1 - i]
-        mid[s] = np.int64(np.exp(np.log(2.0) + _uniform(st) * np.log(200.0)) * 100.0) * TICK
+        mid[s] = np.int64(np.exp(np.log(2.0) + _uniform(st_mid) * np.log(200.0)) * 100.0) * TICK + mid_offset * TICK
         acc += 1.0 / (s + 1.0) ** 0.9
         cw[s] = acc
     cw /= acc
@@ -169,7 +175,7 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
     cats = np.array([81, 71, 83, 78, 65, 80, 90], dtype=np.uint8)
     for s in range(n_stocks):
         ts += 500 + _below(st, 1000)
-        p = _msg(out, q, O.R.length, 82, s + 1, ts)
+        p = _msg(out, q, O.R.length, 82, locs[s], ts)
         _stock(out, p + O.R.stock, sym, s)
         out[p + O.R.market_category] = cats[_below(st, 7)]
         out[p + O.R.financial_status_indicator] = 78  # financial status N
@@ -252,7 +258,7 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
             price = max(TICK, price)
             shares = _shares(st)
             ref += 1 + _below(st, 4)
-            p = _msg(out, q, LENGTHS[ty], ty, s + 1, ts)
+            p = _msg(out, q, LENGTHS[ty], ty, locs[s], ts)
             _wr(out, p + O.A.order_reference_number, ref, 8)
             out[p + O.A.buy_sell_indicator] = side
             _wr(out, p + O.A.shares, shares, 4)
@@ -267,7 +273,7 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
             l_price[live] = price
             live += 1
         elif ty == 68:  # D
-            p = _msg(out, q, LENGTHS[ty], ty, l_stock[k] + 1, ts)
+            p = _msg(out, q, LENGTHS[ty], ty, locs[l_stock[k]], ts)
             _wr(out, p + O.D.order_reference_number, l_ref[k], 8)
             gone = True
         elif ty == 85:  # U: new reference, same side and stock
@@ -278,7 +284,7 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
             # stay on the order's side of the stock's fixed mid: the book is never crossed or locked
             price = min(price, mid[s] - TICK) if l_side[k] == 66 else max(price, mid[s] + TICK)
             shares = _shares(st)
-            p = _msg(out, q, LENGTHS[ty], ty, s + 1, ts)
+            p = _msg(out, q, LENGTHS[ty], ty, locs[s], ts)
             _wr(out, p + O.U.original_order_reference_number, old, 8)
             _wr(out, p + O.U.new_order_reference_number, ref, 8)
             _wr(out, p + O.U.shares, shares, 4)
@@ -289,7 +295,7 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
         elif ty == 69 or ty == 67 or ty == 88:  # E, C, X: take some or all of what remains
             left = l_shares[k]
             take = left if (left == 1 or (ty != 88 and _uniform(st) < 0.6)) else 1 + _below(st, left - 1)
-            p = _msg(out, q, LENGTHS[ty], ty, l_stock[k] + 1, ts)
+            p = _msg(out, q, LENGTHS[ty], ty, locs[l_stock[k]], ts)
             _wr(out, p + O.E.order_reference_number, l_ref[k], 8)
             _wr(out, p + O.E.executed_shares, take, 4)
             if ty != 88:
@@ -303,7 +309,7 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
         elif ty == 80:  # P: non-displayed trade, no book change
             s = np.searchsorted(cw, _uniform(st))
             match += 1
-            p = _msg(out, q, LENGTHS[ty], ty, s + 1, ts)
+            p = _msg(out, q, LENGTHS[ty], ty, locs[s], ts)
             _wr(out, p + O.P.order_reference_number, 0, 8)
             out[p + O.P.buy_sell_indicator] = 66
             _wr(out, p + O.P.shares, _shares(st), 4)
@@ -312,7 +318,7 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
             _wr(out, p + O.P.match_number, match, 8)
         elif ty == 73:  # I: imbalance
             s = np.searchsorted(cw, _uniform(st))
-            p = _msg(out, q, LENGTHS[ty], ty, s + 1, ts)
+            p = _msg(out, q, LENGTHS[ty], ty, locs[s], ts)
             _wr(out, p + O.I.paired_shares, 100 * _below(st, 50000), 8)
             _wr(out, p + O.I.imbalance_shares, 100 * _below(st, 5000), 8)
             out[p + O.I.imbalance_direction] = (66, 83, 78, 79)[_below(st, 4)]
@@ -325,7 +331,7 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
         elif ty == 81:  # Q: cross
             s = np.searchsorted(cw, _uniform(st))
             match += 1
-            p = _msg(out, q, LENGTHS[ty], ty, s + 1, ts)
+            p = _msg(out, q, LENGTHS[ty], ty, locs[s], ts)
             _wr(out, p + O.Q.shares, 100 * _below(st, 100000), 8)
             _stock(out, p + O.Q.stock, sym, s)
             _wr(out, p + O.Q.cross_price, mid[s], 4)
@@ -345,7 +351,7 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
         else:  # one-stock status and reference messages
             s = np.searchsorted(cw, _uniform(st))
             if ty == 76:  # L
-                p = _msg(out, q, LENGTHS[ty], ty, s + 1, ts)
+                p = _msg(out, q, LENGTHS[ty], ty, locs[s], ts)
                 _wr(out, p + O.L.mpid, mpids[_below(st, mpids.size)], 4)
                 _stock(out, p + O.L.stock, sym, s)
                 out[p + O.L.primary_market_maker] = 89 if _uniform(st) < 0.3 else 78
@@ -358,7 +364,7 @@ def _generate(out, n, n_stocks, seed, peak, ramp_end, quota_a, quota_d, p_ad, re
                 out[p + O.K.ipo_quotation_release_qualifier] = 65
                 _wr(out, p + O.K.ipo_price, mid[s], 4)
             else:
-                p = _msg(out, q, LENGTHS[ty], ty, s + 1, ts)
+                p = _msg(out, q, LENGTHS[ty], ty, locs[s], ts)
                 _stock(out, p + O.R.stock, sym, s)
                 if ty == 72:  # H
                     out[p + O.H.trading_state] = (84, 72, 80, 81)[_below(st, 4)]
@@ -419,10 +425,14 @@ def _plan(n_messages, n_stocks, peak_live_orders):
 
 
 def generate(n_messages: int, n_stocks: int | None = None, seed: int = 1,
-             peak_live_orders: int | None = None, recent_share: float = P_RECENT) -> tuple[np.ndarray, dict]:
+             peak_live_orders: int | None = None, recent_share: float = P_RECENT, locates: np.ndarray | None = None,
+             mid_seed: int | None = None, mid_offset_ticks: int = 0) -> tuple[np.ndarray, dict]:
     """(ITCH binary file as uint8 array, stats dict) for one synthetic day of exactly n_messages.
     recent_share: fraction of D/E/X/C/U that act on one of the newest 256 live orders (the rest pick
-    any live order); real feeds cancel mostly young orders, so higher values are closer to real days."""
+    any live order); real feeds cancel mostly young orders, so higher values are closer to real days.
+    Venues sharing one universe of symbols (multicast.exchange.venues): `locates[s]` is the locate of the
+    s-th symbol (default s + 1), `mid_seed` draws the symbols' mid prices from a generator of their own
+    (the same for every venue), and `mid_offset_ticks` moves them."""
     if not 0.0 <= recent_share <= 1.0:
         raise ValueError(f"recent_share must be in 0..1, not {recent_share}")
     n_stocks, m, peak = _plan(n_messages, n_stocks, peak_live_orders)
@@ -443,9 +453,13 @@ def generate(n_messages: int, n_stocks: int | None = None, seed: int = 1,
     ramp_end = min(m // 2, int(peak * 2.3)) if peak else 0
     out = np.empty(n_messages * (MAX_MESSAGE + 2), dtype=np.uint8)  # untouched pages cost nothing
     stats = np.zeros(2 + 256, dtype=np.int64)
+    locs = np.arange(1, n_stocks + 1, dtype=np.int64) if locates is None else np.asarray(locates, dtype=np.int64)
+    if locs.shape != (n_stocks,) or len(set(locs.tolist())) != n_stocks or locs.min() < 1 or locs.max() > 65535:
+        raise ValueError(f"locates must be {n_stocks} different values in 1..65535")
     size = _generate(out, n_messages, n_stocks, seed & 0xFFFFFFFFFFFFFFFF, peak, ramp_end,
                      round(CORE["A"] * n_messages), round(CORE["D"] * n_messages), p_ad, rest_cum, rest_ty,
-                     must, mpids, float(recent_share), stats)
+                     must, mpids, float(recent_share), stats, locs, -1 if mid_seed is None else mid_seed & (2**62 - 1),
+                     int(mid_offset_ticks))
     counts = {chr(i): int(stats[2 + i]) for i in range(256) if stats[2 + i]}
     assert sum(counts.values()) == n_messages, counts
     info = {"n_messages": n_messages, "n_stocks": n_stocks, "seed": seed, "peak_live_orders": peak,
