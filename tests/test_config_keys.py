@@ -19,6 +19,7 @@ CASES = [
     ("feed", "book", "yes", "feed.book: expected true or false"),
     ("feed", "record", "", "feed.record: expected a non-empty string"),
     ("feed", "outputs", 5, "feed.outputs: expected a list of output URIs"),
+    ("feed", "venue", "", "feed.venue: expected a non-empty string"),
     ("feed", "outputs", ["csv:day.csv"], "feed.outputs: unknown output 'csv:day.csv': scheme csv: is not one of"),
     ("feed", "outputs", ["parquet:pq?row_group=many"], "feed.outputs: parquet:pq?row_group=many: row_group must be"),
     ("recovery", "rerequest", ["nohostport"], "recovery.rerequest: expected HOST:PORT with a port in 1..65535"),

@@ -76,10 +76,28 @@ class FeedConfig:
     book: bool = True
     record: str | None = None  # path of the delivered stream as a NASDAQ binary ITCH file
     outputs: list = field(default_factory=list)  # sink URIs
+    venue: str = ""  # the venue it comes from (nasdaq, bx, psx, ...); "" means the feed's name
+
+
+@dataclass
+class FeedsConfig:
+    """Several feeds in one handler (`[[feeds]]`), the consolidated book across them and the one metrics
+    address they share."""
+
+    feeds: list = field(default_factory=list)  # [FeedConfig]
+    metrics_addr: str | None = None
+    consolidated: bool = True
+    consolidated_outputs: list = field(default_factory=list)  # sink URIs that take the consolidated events
+
+    def feed(self, name: str) -> FeedConfig:
+        for f in self.feeds:
+            if f.name == name:
+                return f
+        raise ConfigError(f"no feed named {name!r}; the config has {', '.join(f.name for f in self.feeds)}")
 
 
 _SECTIONS = {
-    "feed": {"name", "line_a", "line_b", "start", "book", "record", "outputs"},
+    "feed": {"name", "line_a", "line_b", "start", "book", "record", "outputs", "venue"},
     "recovery": {"rerequest", "replay", "user", "password_file"} | {f.name for f in fields(RecoveryPolicy)},
     "sequencer": {"hold_messages", "slot_bytes", "hold_arena_bytes"},
     "metrics": {"addr"},
@@ -138,17 +156,78 @@ def read_password_file(path: str, key: str = "recovery.password_file") -> str:
     return pw
 
 
-def load(path: str) -> FeedConfig:
+def _read(path: str) -> dict:
     try:
         with open(path, "rb") as f:
-            doc = tomllib.load(f)
+            return tomllib.load(f)
     except OSError as e:
         raise ConfigError(f"{path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}): TOML files are UTF-8") from None
+
+
+def load(path: str) -> FeedConfig:
+    """One feed's config ([feed], [recovery], [sequencer], [metrics])."""
+    doc = _read(path)
+    if "feeds" in doc:
+        raise ConfigError(f"{path}: holds several feeds ([[feeds]]): run them together, or pick one")
     return from_dict(doc)
+
+
+def load_any(path: str) -> FeedConfig | FeedsConfig:
+    """A one-feed config, or a several-feeds one when the file has `[[feeds]]`."""
+    doc = _read(path)
+    return feeds_from_dict(doc) if "feeds" in doc else from_dict(doc)
+
+
+FEEDS_TOP = {"feeds", "metrics", "recovery", "sequencer", "consolidated"}
+
+
+def feeds_from_dict(doc: dict) -> FeedsConfig:
+    """Several feeds: `[[feeds]]` tables with the [feed] keys and their own `recovery` and `sequencer`
+    tables; top-level [recovery] and [sequencer] are defaults every feed starts from; [metrics] is shared;
+    [consolidated] has `book` (true: the consolidated book across the feeds' books) and `outputs`."""
+    for key in doc:
+        if key not in FEEDS_TOP:
+            raise ConfigError(f"unknown section [{key}] in a several-feeds config; known: "
+                              f"{', '.join(sorted(FEEDS_TOP))}")
+    feeds = doc["feeds"]
+    if not isinstance(feeds, list) or not feeds or not all(isinstance(f, dict) for f in feeds):
+        raise ConfigError("feeds: expected one or more [[feeds]] tables")
+    out = FeedsConfig()
+    shared = {k: doc[k] for k in ("recovery", "sequencer") if k in doc}
+    base = from_dict({**shared, **({"metrics": doc["metrics"]} if "metrics" in doc else {})})
+    out.metrics_addr = base.metrics_addr
+    for i, entry in enumerate(feeds):
+        own = {k: v for k, v in entry.items() if k not in ("recovery", "sequencer")}
+        where = f"feeds[{i}]" + (f" ({entry['name']})" if isinstance(entry.get("name"), str) else "")
+        try:
+            sub = {"feed": own, **{k: entry[k] for k in ("recovery", "sequencer") if k in entry}}
+            cfg = from_dict(sub, base=base)
+        except ConfigError as e:
+            text = str(e).replace("unknown key feed.", "unknown key ").removeprefix("feed.")
+            raise ConfigError(f"{where}: {text}" if text.startswith("unknown") else f"{where}.{text}") from None
+        if "name" not in own:
+            raise ConfigError(f"{where}: needs a name")
+        cfg.venue = cfg.venue or cfg.name
+        out.feeds.append(cfg)
+    names = [f.name for f in out.feeds]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"feeds: names must differ, not {names}")
+    cons = doc.get("consolidated", {})
+    if not isinstance(cons, dict) or set(cons) - {"book", "outputs"}:
+        raise ConfigError("consolidated: expected a table with book (true or false) and outputs")
+    if "book" in cons:
+        if not isinstance(cons["book"], bool):
+            raise ConfigError(f"consolidated.book: expected true or false, not {cons['book']!r}")
+        out.consolidated = cons["book"]
+    if "outputs" in cons:
+        out.consolidated_outputs = _outputs(cons["outputs"], "consolidated.outputs")
+    if out.consolidated and not any(f.book for f in out.feeds):
+        raise ConfigError("consolidated.book: needs feeds with a book (book = true)")
+    return out
 
 
 def from_dict(doc: dict, base: FeedConfig | None = None) -> FeedConfig:
@@ -180,6 +259,8 @@ def from_dict(doc: dict, base: FeedConfig | None = None) -> FeedConfig:
         cfg.record = _str(feed["record"], "feed.record")
     if "outputs" in feed:
         cfg.outputs = _outputs(feed["outputs"], "feed.outputs")
+    if "venue" in feed:
+        cfg.venue = _str(feed["venue"], "feed.venue")
     rec = dict(doc.get("recovery", {}))
     for k in ("rerequest", "replay"):
         if k in rec:

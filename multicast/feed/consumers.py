@@ -1,7 +1,7 @@
 """Consumers of a Feed: what they receive and how they are called.
 
 A consumer is given to the Feed once, when it is built (`Feed(consumers=[...])`), and implements any
-of three callbacks:
+of these callbacks:
 - `on_messages(batch)`: every delivered message, exactly once, in sequence order, in batches. The
   `MessageBatch` is a view of the sequencer's delivery buffer, valid until the callback returns (copy
   what you keep): `stream` (uint8: the messages framed as a NASDAQ binary ITCH file, [uint16
@@ -11,7 +11,9 @@ of three callbacks:
 - `on_top_of_book(events)`: the book's best bid/offer changes caused by the batch, a numpy structured
   array (multicast.book.apply.EVENT: seq of the message that caused it, timestamp, locate, bid/ask
   price and shares), after the book applied the batch;
-- `on_status(event)`: typed status events (multicast.feed.status).
+- `on_status(event)`: typed status events (multicast.feed.status);
+- `on_consolidated(events)`: given to a handler of several feeds (multicast.feed.feeds), the consolidated
+  book's changes across venues (multicast.book.consolidated.CEVENT).
 
 `Consumer(on_messages=f, ...)` wraps plain functions; `CompiledConsumer` calls numba-compiled functions
 with the arrays only (`f(stream, seq, timestamp_ns, *state)`, `g(events, *state)`), so no Python runs
@@ -30,7 +32,7 @@ from xdpfeed.multicast.wire import counters as C
 
 log = logging.getLogger("xdpfeed.consumers")
 
-CALLBACKS = ("on_messages", "on_top_of_book", "on_status")
+CALLBACKS = ("on_messages", "on_top_of_book", "on_status", "on_consolidated")
 ON_ERROR = ("stop", "detach")
 
 
@@ -98,11 +100,12 @@ class MessageBatch:
 
 @dataclass
 class Consumer:
-    """Plain functions as a consumer: any of the three callbacks, and a name for logs and metrics."""
+    """Plain functions as a consumer: any of the callbacks, and a name for logs and metrics."""
 
     on_messages: object = None
     on_top_of_book: object = None
     on_status: object = None
+    on_consolidated: object = None
     name: str = "consumer"
 
 

@@ -44,6 +44,11 @@ METRIC_NAMES = (
     "xdpfeed_output_twin_messages_total", "xdpfeed_output_conflicts_total", "xdpfeed_output_retries_total",
     "xdpfeed_output_reconnects_total", "xdpfeed_output_connected", "xdpfeed_output_gap_messages_total",
 )
+# served by a handler of several feeds (multicast.feed.feeds), with its consolidated book
+CONSOLIDATED_METRIC_NAMES = (
+    "xdpfeed_consolidated_events_total", "xdpfeed_consolidated_crossings_total",
+    "xdpfeed_consolidated_crossed_symbols", "xdpfeed_consolidated_venue_included", "xdpfeed_consolidated_symbols",
+)
 
 # what a nats: output adds (its stats key, family, help, counter or gauge)
 _DISTRIBUTION = (
@@ -69,17 +74,28 @@ def _counter(name, doc, labels):
 
 
 class FeedCollector:
-    """Everything one Feed knows, as metric families, read when Prometheus scrapes."""
+    """Everything one Feed knows, as metric families, read when Prometheus scrapes; with `more` (a list of
+    (Feed, name)), several feeds of one handler, each family once with every feed's samples."""
 
-    def __init__(self, handler, feed: str = "feed"):
+    def __init__(self, handler, feed: str = "feed", more=()):
         self.h = handler
         self.feed = feed
+        self.handlers = [(handler, feed), *more]
 
     def describe(self):
         return []  # collected on demand only: names and labels depend on the handler's lines
 
     def collect(self):
-        h, f = self.h, self.feed
+        merged: dict = {}
+        for h, f in self.handlers:
+            for fam in self._collect_one(h, f):
+                if fam.name in merged:
+                    merged[fam.name].samples.extend(fam.samples)
+                else:
+                    merged[fam.name] = fam
+        yield from merged.values()
+
+    def _collect_one(self, h, f):
         yield from self._capture(h, f)
         yield from self._sequencing(h, f)
         yield from self._recovery(h, f)
@@ -281,9 +297,12 @@ class FeedCollector:
         yield from (msgs, nbytes, failed, subs, *extra.values())
 
 
-def registry_for(handler, feed: str = "feed") -> CollectorRegistry:
+def registry_for(handler, feed: str = "feed", more=(), extra=()) -> CollectorRegistry:
+    """The registry of a handler's feed (and `more` (Feed, name) pairs, and `extra` collectors)."""
     reg = CollectorRegistry()
-    reg.register(FeedCollector(handler, feed))
+    reg.register(FeedCollector(handler, feed, more))
+    for collector in extra:
+        reg.register(collector)
     return reg
 
 
@@ -294,6 +313,42 @@ def parse_addr(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def serve(handler, addr: tuple[str, int] = DEFAULT_ADDR, feed: str = "feed"):
-    """Serve /metrics for `handler`; returns (server, thread). Binds 127.0.0.1 unless told otherwise."""
-    return start_http_server(addr[1], addr=addr[0], registry=registry_for(handler, feed))
+def serve(handler, addr: tuple[str, int] = DEFAULT_ADDR, feed: str = "feed", more=(), extra=()):
+    """Serve /metrics for `handler` (and `more` feeds, `extra` collectors); returns (server, thread). Binds
+    127.0.0.1 unless told otherwise."""
+    return start_http_server(addr[1], addr=addr[0], registry=registry_for(handler, feed, more, extra))
+
+
+class ConsolidatedCollector:
+    """The consolidated book of several feeds (multicast.book.consolidated)."""
+
+    def __init__(self, feeds):
+        self.feeds = feeds
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        cb = self.feeds.consolidated
+        if cb is None:
+            return
+        st = cb.summary()
+        ev = _counter("xdpfeed_consolidated_events_total", "Consolidated best bid/offer changes.", [])
+        ev.add_metric([], st["events"])
+        entered = _counter("xdpfeed_consolidated_crossings_total",
+                           "Times a symbol's consolidated market became locked (bid = offer) or crossed (bid > "
+                           "offer) across venues.", ["kind"])
+        entered.add_metric(["locked"], st["locked_entered"])
+        entered.add_metric(["crossed"], st["crossed_entered"])
+        now = GaugeMetricFamily("xdpfeed_consolidated_crossed_symbols",
+                                "Symbols whose consolidated market is locked or crossed now.", labels=["kind"])
+        now.add_metric(["locked"], st["locked_now"])
+        now.add_metric(["crossed"], st["crossed_now"])
+        inc = GaugeMetricFamily("xdpfeed_consolidated_venue_included",
+                                "1 while a venue's quotes are in the consolidated book (0: left out, STALE).",
+                                labels=["feed"])
+        for v, name in enumerate(cb.names):
+            inc.add_metric([name], int(cb.ok[v]))
+        syms = GaugeMetricFamily("xdpfeed_consolidated_symbols", "Symbols the consolidated book knows.")
+        syms.add_metric([], st["symbols"])
+        yield from (ev, entered, now, inc, syms)

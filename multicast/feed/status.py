@@ -95,3 +95,11 @@ class ConsumerFailed(StatusEvent):
     error: str
     detached: bool
     kind: str = field(init=False, default="consumer_failed")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatus(StatusEvent):
+    """In a handler of several feeds (multicast.feed.feeds): `event` happened to feed `feed`."""
+    feed: str
+    event: StatusEvent
+    kind: str = field(init=False, default="feed_status")
