@@ -66,6 +66,12 @@ EXPECTED = frozenset({
     "xdpfeed_output_reconnects_total",
     "xdpfeed_output_connected",
     "xdpfeed_output_gap_messages_total",
+    # several feeds: the consolidated book
+    "xdpfeed_consolidated_events_total",
+    "xdpfeed_consolidated_crossings_total",
+    "xdpfeed_consolidated_crossed_symbols",
+    "xdpfeed_consolidated_venue_included",
+    "xdpfeed_consolidated_symbols",
     # recovery
     "xdpfeed_recovery_requests_total",
     "xdpfeed_recovered_messages_total",
@@ -282,6 +288,6 @@ def test_dashboard_shows_every_served_metric(dashboard):
 def test_expected_names_are_what_the_exporter_serves():
     """The dashboard's and the rules' names are exactly the families multicast/feed/metrics.py serves
     (test_metrics checks a live scrape has every one of them)."""
-    from xdpfeed.multicast.feed.metrics import METRIC_NAMES
+    from xdpfeed.multicast.feed.metrics import CONSOLIDATED_METRIC_NAMES, METRIC_NAMES
 
-    assert set(EXPECTED) == set(METRIC_NAMES)
+    assert set(EXPECTED) == set(METRIC_NAMES) | set(CONSOLIDATED_METRIC_NAMES)

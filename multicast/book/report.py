@@ -53,6 +53,39 @@ def as_table(book, locates, depth) -> str:
     return "\n".join(lines)
 
 
+def consolidated_json(view: dict) -> str:
+    """The consolidated view (ConsolidatedBook.view) as JSON: per symbol {"bid": [price, shares, venues] or
+    null, "ask": ..., "depth": {"bid": [[price, shares, {venue: shares}], ...], "ask": [...]}}."""
+    return json.dumps(view, indent=1)
+
+
+def consolidated_table(view: dict, book) -> str:
+    """The consolidated view as a table: per symbol the best bid and offer with their venues (LOCKED or
+    CROSSED when across venues they meet or cross), then the merged levels with each venue's shares."""
+    lines = []
+    for sym, q in view.items():
+        def side(x):
+            return f"{x[0]} x {x[1]} ({x[2]})" if x else "-"
+
+        mark = ""
+        if q["bid"] and q["ask"]:
+            mark = "  LOCKED" if q["bid"][0] == q["ask"][0] else "  CROSSED" if q["bid"][0] > q["ask"][0] else ""
+        lines.append(f"{sym}  bid {side(q['bid'])}  ask {side(q['ask'])}{mark}")
+        bids, asks = q["depth"]["bid"], q["depth"]["ask"]
+        for i in range(max(len(bids), len(asks))):
+            b = f"{_venues(bids[i][2]):>28} {bids[i][1]:>10} {bids[i][0]:>12}" if i < len(bids) else " " * 52
+            a = f"{asks[i][0]:<12} {asks[i][1]:<10} {_venues(asks[i][2])}" if i < len(asks) else ""
+            lines.append(f"  {b} | {a}".rstrip())
+    s = book.summary()
+    lines.append(f"symbols: {s['symbols']}  best bid/offer changes: {s['events']}  locked now: {s['locked_now']}  "
+                 f"crossed now: {s['crossed_now']}  left out: {', '.join(s['excluded_venues']) or 'none'}")
+    return "\n".join(lines)
+
+
+def _venues(by_venue: dict) -> str:
+    return " ".join(f"{v}:{n}" for v, n in by_venue.items())
+
+
 class EventWriter:
     """Top-of-book events to CSV or Parquet (chosen by the file name), batch by batch."""
 

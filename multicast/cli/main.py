@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write every top-of-book change: CSV, or Parquet when FILE ends in .parquet")
     b.add_argument("--group", dest="groups", type=_group, action="append", default=[], metavar="G:P",
                    help="only UDP to this multicast group and port (repeatable; captures only)")
+    b.add_argument("--venue", dest="venues", action="append", default=[], type=_venue, metavar="NAME=CAPTURE",
+                   help="a venue's capture (repeatable, with --consolidated): each through a feed of its own")
+    b.add_argument("--consolidated", action="store_true",
+                   help="with --venue: the consolidated book across the venues (best bid/offer with their venues, "
+                   "merged depth), from the code the live handler runs")
     from xdpfeed.multicast.cli import demo, simulate
     from xdpfeed.multicast.cli import run as cli_run
 
@@ -180,10 +185,61 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _venue(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=CAPTURE (e.g. bx=bx.pcap), not {text!r}")
+    return name, path
+
+
+def _consolidated_book(args) -> int:
+    """`book --venue NAME=CAPTURE ... --consolidated`: every capture through a Feed of its own in one loop
+    (multicast.feed.feeds), then the consolidated view."""
+    from xdpfeed.multicast.book import report as book_report
+    from xdpfeed.multicast.feed import config as cfgmod
+    from xdpfeed.multicast.feed.feeds import Feeds
+
+    if args.input is not None or args.source is not None:
+        raise SourceError("--venue takes the captures: give no INPUT or --source with it")
+    if not args.consolidated:
+        raise SourceError("--venue needs --consolidated (the consolidated book is what it shows)")
+    for _, path in args.venues:
+        if not os.path.isfile(path):
+            raise SourceError(f"--venue {path}: no such file")
+    try:
+        cfg = cfgmod.feeds_from_dict({"feeds": [{"name": name, "line_a": f"pcap:{path}"}
+                                                for name, path in args.venues]})
+    except cfgmod.ConfigError as e:
+        raise SourceError(f"--venue: {e}") from None
+    with Feeds(cfg, metrics=None) as feeds:
+        feeds.run()
+        view = feeds.consolidated.view(args.depth)
+        if args.symbols:
+            missing = [s for s in args.symbols if s not in view]
+            if missing:
+                print(f"xdpfeed book: error: no quote for {', '.join(missing)} on any venue", file=sys.stderr)
+                return EXIT_USAGE
+            view = {s: view[s] for s in args.symbols}
+        if args.fmt == "json":
+            print(book_report.consolidated_json(view))
+        else:
+            print(book_report.consolidated_table(view, feeds.consolidated))
+        damaged = [f"{f.name}: {w}" for f in feeds.feeds for w in [feeds.whys.get(f.name)] if w == "stale"]
+    if damaged:
+        print(f"xdpfeed book: error: captures that do not hold a whole session: {'; '.join(damaged)}", file=sys.stderr)
+        return EXIT_DAMAGED
+    return 0
+
+
 def _book(args) -> int:
     from xdpfeed.multicast.book import report as book_report
     from xdpfeed.multicast.book.order_book import OrderBook
     from xdpfeed.multicast.itch.pipeline import detect, replay_into_book
+
+    if args.venues or args.consolidated:
+        if not args.venues:
+            raise SourceError("--consolidated needs the venues' captures: --venue NAME=CAPTURE (repeatable)")
+        return _consolidated_book(args)
 
     if args.bbo_out and args.bbo_out.endswith(".parquet"):
         try:

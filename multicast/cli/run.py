@@ -21,7 +21,10 @@ EXIT_NOT_READY = 1  # --check-config: the config is valid but this host is not r
 
 
 def add_arguments(p) -> None:
-    p.add_argument("-c", "--config", metavar="FEED.toml", help="feed configuration (flags override it)")
+    p.add_argument("-c", "--config", metavar="FEED.toml", help="feed configuration (flags override it); one with "
+                   "several feeds ([[feeds]]) runs them all, with their consolidated book")
+    p.add_argument("--feed", metavar="NAME", help="of a several-feeds config, run only this feed (one process per "
+                   "feed, each pinned to a core of its own)")
     p.add_argument("-a", dest="line_a", metavar="URI", help="line A source, e.g. udp:233.54.12.111:26477@eth1")
     p.add_argument("-b", dest="line_b", metavar="URI", help="line B source")
     p.add_argument("--replay", action="append", default=[], metavar="HOST:PORT",
@@ -63,9 +66,29 @@ def metrics_key(args_addr: str | None, cfg: cfgmod.FeedConfig) -> str:
     return args_addr or cfg.metrics_addr or "auto"
 
 
-def build_config(args) -> cfgmod.FeedConfig:
-    """The config file (if any) with the command line's flags over it; checked as the Feed checks it."""
-    cfg = cfgmod.load(args.config) if args.config else cfgmod.FeedConfig()
+ONE_FEED_FLAGS = ("line_a", "line_b", "replay", "rerequest", "user", "start", "record", "out", "no_book")
+
+
+def build_config(args) -> cfgmod.FeedConfig | cfgmod.FeedsConfig:
+    """The config file (if any) with the command line's flags over it; checked as the Feed checks it. A
+    several-feeds config is returned whole (its feeds' passwords read), or its `--feed` alone."""
+    cfg = cfgmod.load_any(args.config) if args.config else cfgmod.FeedConfig()
+    if isinstance(cfg, cfgmod.FeedsConfig):
+        if getattr(args, "feed", None):
+            cfg = cfg.feed(args.feed)
+        else:
+            given = [f for f in ONE_FEED_FLAGS if getattr(args, f, None)]
+            if given:
+                raise cfgmod.ConfigError(f"{args.config} holds several feeds: --{given[0].replace('_', '-')} is for "
+                                         "one feed (set it in the config, or run one with --feed NAME)")
+            for f in cfg.feeds:
+                f.password = cfgmod.password_from_env(f)
+                if f.replay and not f.password:
+                    raise cfgmod.ConfigError(f"feed {f.name}: replay needs a password: set ${cfgmod.PASSWORD_ENV} or "
+                                             "recovery.password_file")
+            return cfg
+    elif getattr(args, "feed", None):
+        raise cfgmod.ConfigError(f"--feed {args.feed}: the config holds one feed ([[feeds]] holds several)")
     replay = [cfgmod.parse_hostport(s, "--replay") for s in args.replay]  # a bad one names the flag
     rerequest = [cfgmod.parse_hostport(s, "--rerequest") for s in args.rerequest]
     keys = {"line_a": args.line_a, "line_b": args.line_b, "replay": replay or None, "rerequest": rerequest or None,
@@ -181,6 +204,12 @@ def run(args) -> int:
     except cfgmod.ConfigError as e:
         print(f"xdpfeed run: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if isinstance(cfg, cfgmod.FeedsConfig):
+        from xdpfeed.multicast.cli.run_feeds import run_feeds
+
+        if args.check_config:
+            return max(check_config(f, args) for f in cfg.feeds)
+        return run_feeds(args, cfg)
     if args.check_config:
         return check_config(cfg, args)
     progress = None if args.quiet else Progress(as_json=args.fmt == "json")

@@ -34,6 +34,7 @@ FLAGS = {  # VenueConfig field -> the flag that sets it
     "burst_loss": "--burst-loss", "bursts": "--bursts", "reorder": "--reorder", "duplicate": "--duplicate",
     "replay_port": "--replay-port", "request_port": "--request-port", "users": "--user",
     "start_delay": "--start-delay", "replay_host": "--bind", "request_host": "--bind",
+    "recovery_outage": "--recovery-outage",
 }
 
 
@@ -83,6 +84,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--user", default=DEFAULT_USER, metavar="NAME",
       help=f"replay login name, 1..6 characters (default {DEFAULT_USER}); the password is $XDPFEED_PASSWORD")
     a("--day", metavar="FILE", help="publish this NASDAQ binary ITCH file (optionally .gz) instead of generating")
+    a("--venue", choices=("nasdaq", "bx", "psx"), help="generate this venue's day: the venues of one --seed share "
+      "their symbols (at venue locates) and quote near each other (multicast.exchange.venues); the session is the "
+      "venue's unless --session is given")
+    a("--recovery-outage", type=_seconds, default=0.0, metavar="SECONDS",
+      help="take both recovery servers down for this long, from just before the first burst (default 0: never)")
     a("--start-delay", type=_seconds, default=0.0, metavar="SECONDS",
       help="wait this long after the servers are up before publishing (default 0)")
     a("--linger", type=_seconds, default=5.0, metavar="SECONDS",
@@ -143,10 +149,19 @@ def run(args: argparse.Namespace) -> int:
             iface_addr=args.iface_addr, rate=args.rate, loss_a=args.loss_a, loss_b=args.loss_b,
             burst_loss=args.burst_loss, bursts=bursts, reorder=args.reorder, duplicate=args.duplicate,
             replay_port=args.replay_port, request_port=args.request_port, users={args.user: password},
-            start_delay=args.start_delay, replay_host=args.bind, request_host=args.bind)
+            start_delay=args.start_delay, replay_host=args.bind, request_host=args.bind,
+            recovery_outage=args.recovery_outage)
     except ConfigError as e:
         return _error(FLAGS.get(e.field, e.field) + str(e).removeprefix(e.field))
     store = None
+    if args.venue and args.day:
+        return _error("--venue generates the venue's day: give --day or --venue, not both")
+    if args.venue:
+        from xdpfeed.multicast.exchange import venues
+
+        records, _ = venues.venue_day(args.venue, config.messages, seed=config.seed)
+        session = config.session if args.session != VenueConfig().session else venues.session(args.venue, config.seed)
+        store = DayStore(records, session)
     if args.day:
         try:
             store = _load_day(args.day, config.session)

@@ -80,6 +80,7 @@ class VenueConfig:
     request_silent: bool = False
     replay_fault: object = None
     start_delay: float = 0.0
+    recovery_outage: float = 0.0  # seconds both recovery servers are down, from just before the first burst
 
     def __post_init__(self):
         if not _is_int(self.messages) or not MIN_MESSAGES <= self.messages <= MAX_MESSAGES:
@@ -142,6 +143,10 @@ class VenueConfig:
                 raise ConfigError("replay_fault", f"must be None or a ReplayFault, not {self.replay_fault!r}")
         if not _is_num(self.start_delay) or not 0 <= self.start_delay <= 3600:
             raise ConfigError("start_delay", f"must be in 0..3600 seconds, not {self.start_delay!r}")
+        if not _is_num(self.recovery_outage) or not 0 <= self.recovery_outage <= 3600:
+            raise ConfigError("recovery_outage", f"must be in 0..3600 seconds, not {self.recovery_outage!r}")
+        if self.recovery_outage and not self.bursts:
+            raise ConfigError("recovery_outage", "needs a burst (burst_loss, bursts): it starts just before the first")
 
     def _line(self, name: str) -> None:
         v = getattr(self, name)
@@ -179,21 +184,52 @@ class Venue:
         self._stop = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
+        self._outage_thread: threading.Thread | None = None
+        self.outages: list = []  # [published when the recovery servers went down, published when they came back]
         self.error: BaseException | None = None
 
     def start(self) -> "Venue":
         c = self.config
         try:
             self.replay_server = self._replay_server(c.replay_host, c.replay_port)
-            self.request_server = RequestServer(
-                self.store, published=lambda: self.publisher.published, host=c.request_host, port=c.request_port,
-                drop=c.request_drop, silent=c.request_silent, seed=c.seed).start()
+            self.request_server = self._request_server(c.request_host, c.request_port)
         except BaseException:
             self.stop()
             raise
         self._thread = threading.Thread(target=self._publish, name="venue-publisher", daemon=True)
         self._thread.start()
+        if c.recovery_outage:
+            self._outage_thread = threading.Thread(target=self._outage, name="venue-outage", daemon=True)
+            self._outage_thread.start()
         return self
+
+    def _request_server(self, host: str, port: int) -> RequestServer:
+        c = self.config
+        return RequestServer(self.store, published=lambda: self.publisher.published, host=host, port=port,
+                             drop=c.request_drop, silent=c.request_silent, seed=c.seed).start()
+
+    def _outage(self) -> None:
+        """Both recovery servers down from just before the first burst lost on both lines, for
+        recovery_outage seconds: the burst cannot be recovered meanwhile, so a handler goes STALE and comes
+        back once they serve again (on the same addresses)."""
+        first = self.publisher.lost_on_both[0][0]
+        ahead = max(100, int(self.config.rate * 0.05))
+        while not self._stop.is_set() and self.publisher.published < first - ahead:
+            self._stop.wait(0.002)
+        if self._stop.is_set():
+            return
+        replay, request = self.replay_server.address, self.request_server.address
+        old_stats = (dict(self.replay_server.stats), dict(self.request_server.stats))
+        self.request_server.stop()
+        self.replay_server.stop()
+        self.outages.append([self.publisher.published, None])
+        if self._stop.wait(self.config.recovery_outage):
+            return
+        self.replay_server = self._replay_server(*replay)
+        self.request_server = self._request_server(*request)
+        self.replay_server.stats.update(old_stats[0])
+        self.request_server.stats.update(old_stats[1])
+        self.outages[-1][1] = self.publisher.published
 
     def _publish(self) -> None:
         try:
@@ -224,6 +260,9 @@ class Venue:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._outage_thread is not None:
+            self._outage_thread.join()
+            self._outage_thread = None
         self.publisher.close()
         for server in (self.request_server, self.replay_server):
             if server is not None:
@@ -269,6 +308,7 @@ class Venue:
             "lost_on_both": both, "lost_on_both_messages": sum(e - f for f, e in both),
             "replay_server": dict(self.replay_server.stats) if self.replay_server else {},
             "request_server": dict(self.request_server.stats) if self.request_server else {},
+            "recovery_outages": [list(o) for o in self.outages],
         }
 
     def __enter__(self) -> "Venue":

@@ -55,7 +55,9 @@ class Feeds:
     """Several feeds, one loop, the consolidated book (`consolidated`, None when off)."""
 
     def __init__(self, config: cfgmod.FeedsConfig, consumers=(), on_consumer_error: str = "stop",
-                 metrics: str | None = "auto", warm: bool = True, clock=time.monotonic):
+                 metrics: str | None = "auto", warm: bool = True, clock=time.monotonic, feed_consumers=None):
+        """consumers: of the whole (on_consolidated, on_status with FeedStatus); feed_consumers: {feed name:
+        [consumers]} given to that feed's Feed (on_messages, on_top_of_book, on_status of its own)."""
         if not isinstance(config, cfgmod.FeedsConfig):
             raise TypeError("Feeds takes a FeedsConfig (config.load_any or config.feeds_from_dict)")
         self.config = config
@@ -68,8 +70,12 @@ class Feeds:
         self.whys: dict[str, str] = {}
         self._closed = False
         try:
+            own = dict(feed_consumers or {})
+            unknown = set(own) - {fc.name for fc in config.feeds}
+            if unknown:
+                raise cfgmod.ConfigError(f"feed_consumers: no feed named {', '.join(sorted(unknown))}")
             for i, fc in enumerate(config.feeds):
-                taps = [_Tap(self, i)]
+                taps = [*own.get(fc.name, ()), _Tap(self, i)]
                 self.feeds.append(Feed(fc, consumers=taps, metrics=None, warm=warm and i == 0, clock=clock,
                                        on_consumer_error=on_consumer_error))
             if config.consolidated:
@@ -78,7 +84,9 @@ class Feeds:
             from xdpfeed.multicast.sinks.uri import open_sink
 
             for uri in config.consolidated_outputs:
-                self.sinks.append(open_sink(uri, feed="consolidated"))
+                sink = open_sink(uri, feed="consolidated")
+                getattr(sink, "sink", sink).consolidated = self.consolidated  # names of symbols, venues
+                self.sinks.append(sink)
             self.consumers = ConsumerSet([*consumers, *self.sinks], on_consumer_error, self._consumer_failed)
             self._start_metrics(metrics if metrics != "auto" or config.metrics_addr is None else config.metrics_addr)
         except BaseException:

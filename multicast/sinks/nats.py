@@ -170,6 +170,8 @@ class NatsSink(Sink):
         self._gap_since: float | None = None
         self._recent: deque = deque(maxlen=64)  # (session, first, end, ours) of the latest chunks confirmed
         self._bbo: list = []  # (session, events, first, end) to go out
+        self._cbbo: list = []  # consolidated events to go out
+        self.consolidated = None  # set by a handler of several feeds: the ConsolidatedBook (symbol names)
         self._wake: asyncio.Event | None = None
         empty = np.zeros(0, dtype=np.uint8)  # compiled code loaded now, not on the first batch
         W.cut(empty, 0, 1, 1), W.offset_of(empty, 0), stock_directory(empty, self._symbols)
@@ -209,6 +211,14 @@ class NatsSink(Sink):
         if len(events) and self.bbo_symbols != set():
             with self._lock:
                 self._queue.append(("e", np.array(events, copy=True)))
+
+    def on_consolidated(self, events) -> None:
+        """The consolidated book's changes (a handler of several feeds): on core NATS at once, one message
+        per symbol per batch on `xdpfeed.consolidated.bbo.SYMBOL` (CEVENT records)."""
+        if len(events) and self.bbo_symbols != set():
+            with self._lock:
+                self._queue.append(("c", np.array(events, copy=True)))
+            self._thread.wake(self._wake.set)
 
     # -- connection ------------------------------------------------------------------------------------
     async def _open(self, timeout: float) -> None:
@@ -350,6 +360,9 @@ class NatsSink(Sink):
             if item[0] == "e":
                 self._events(item[1])
                 continue
+            if item[0] == "c":
+                self._cbbo.append(item[1])
+                continue
             _, session, first, count, stream, ts = item
             if not self._sessions or self._sessions[-1] != session:
                 self._sessions.append(session)
@@ -397,6 +410,19 @@ class NatsSink(Sink):
                     await self.nc.publish(W.bbo_subject(self.feed_name, sym), ev[a:b].tobytes(), headers=headers)
                     self.bbo_messages += 1
 
+    async def _publish_consolidated(self) -> None:
+        work, self._cbbo = self._cbbo, []
+        names = self.consolidated.symbols if self.consolidated is not None else []
+        for ev in work:
+            ev = ev[np.argsort(ev["symbol"], kind="stable")]
+            ids, starts = np.unique(ev["symbol"], return_index=True)
+            for sid, a, b in zip(ids.tolist(), starts.tolist(), [*starts[1:].tolist(), ev.size], strict=True):
+                sym = names[sid] if sid < len(names) else f"_{sid}"
+                if self.bbo_symbols is None or sym in self.bbo_symbols:
+                    await self.nc.publish(W.bbo_subject(self.feed_name, sym), ev[a:b].tobytes(),
+                                          headers={W.H_FEED: self.feed_name})
+                    self.bbo_messages += 1
+
     # -- the publisher ---------------------------------------------------------------------------------
     async def _publish_loop(self) -> None:
         try:
@@ -416,6 +442,8 @@ class NatsSink(Sink):
                 self._trim()  # batches that came after a resync may hold what the stream has already
             if self._bbo:
                 await self._publish_bbo()
+            if self._cbbo:
+                await self._publish_consolidated()
             if not self._chunks:
                 if self._closing and not self._queue_nonempty():
                     return

@@ -14,7 +14,9 @@ stream (multicast.sinks.nats), read on any host as the batches an in-process con
 - Each chunk is checked by sequence number (multicast.sinks.subscriber.SequenceCheck); `latency_ns`
   holds, per chunk, the time from the handler's receive of its last message to here.
 - `top_of_book=True` also subscribes to `xdpfeed.FEED.bbo.SYMBOL` for `symbols` (default: every
-  symbol); `top_of_book()` returns the next events (multicast.book.apply.EVENT records) with the symbol.
+  symbol); `top_of_book()` returns the next events (multicast.book.apply.EVENT records) with the symbol;
+  on the stream of a several-feeds handler's `[consolidated] outputs` (feed "consolidated"), the
+  consolidated book's changes (multicast.book.consolidated.CEVENT).
 - A thread of its own runs nats-py and hands chunks over through a bounded queue: a slow reader slows
   delivery (JetStream's flow control), it does not lose chunks.
 """
@@ -146,10 +148,12 @@ class NatsSubscriber(SubscriberBase):
 
     async def _on_events(self, msg) -> None:
         from xdpfeed.multicast.book.apply import EVENT
+        from xdpfeed.multicast.book.consolidated import CEVENT
 
         symbol = msg.subject.rsplit(".", 1)[-1]
+        dtype = CEVENT if self.feed_name == "consolidated" else EVENT  # a handler of several feeds' own stream
         try:
-            self._events.put_nowait((symbol, np.frombuffer(msg.data, dtype=EVENT)))
+            self._events.put_nowait((symbol, np.frombuffer(msg.data, dtype=dtype)))
         except queue.Full:
             pass  # a live ticker: the oldest reader loses, the stream has everything
 

@@ -8,7 +8,10 @@ columns of `xdpfeed decode`: `session`, `seq` (MoldUDP64 sequence number), `rece
 the packet that brought the message), `stock_locate`, `tracking_number`, `timestamp` (ns since midnight),
 then the type's fields in snake_case of the specification's names; prices stay raw integers, alpha
 fields are strings without their trailing spaces. `DIR/top_of_book.parquet`: `seq` (of the message that
-caused it), `timestamp`, `stock_locate`, `bid_price`, `bid_shares`, `ask_price`, `ask_shares`.
+caused it), `timestamp`, `stock_locate`, `bid_price`, `bid_shares`, `ask_price`, `ask_shares`. As an output of a
+handler of several feeds (`[consolidated] outputs`), `DIR/consolidated.parquet`: the consolidated book's changes
+with `seq`, `timestamp`, `feed`, `symbol`, each side's price, shares and venues ("bx,nasdaq"), and `flags`
+(multicast.book.consolidated).
 
 Rows come from the batch's decoded tables (decoded once per batch, whoever asks) and are converted to
 Arrow column by column (alpha fields with one vectorized cast), buffered per type, and written as a row
@@ -30,6 +33,7 @@ from xdpfeed.multicast.sinks.base import Sink, SinkError
 DEFAULT_ROW_GROUP = 1 << 18
 COMPRESSIONS = ("zstd", "lz4", "snappy", "none")
 TOB_FILE = "top_of_book"
+CONSOLIDATED_FILE = "consolidated"
 
 
 def file_stem(t: str) -> str:
@@ -62,6 +66,8 @@ class ParquetSink(Sink):
         self._pending_rows: dict[str, int] = {}
         self._writers: dict = {}
         self.rows: dict[str, int] = {}
+        self.consolidated = None  # the ConsolidatedBook whose events on_consolidated writes (multicast.feed.feeds)
+        self._venue_sets = None
 
     # -- rows in --------------------------------------------------------------------------------
     def on_messages(self, batch) -> None:
@@ -80,6 +86,27 @@ class ParquetSink(Sink):
                 cols[f.name] = self._alpha_column(col, f.size) if f.name in self._alpha[t] else pa.array(col)
             self._add(file_stem(t), pa.table(cols))
         self.count(batch.count, batch.stream.size)
+
+    def on_consolidated(self, events) -> None:
+        """The consolidated book's changes (a handler of several feeds): `consolidated.parquet` with the feed
+        and symbol by name and each side's venues as "bx,nasdaq"."""
+        import pyarrow as pa
+
+        cb = self.consolidated
+        names = np.asarray(cb.names + [""] * 8, dtype=object)
+        symbols = np.asarray(cb.symbols, dtype=object)
+        if self._venue_sets is None:  # venue masks to names, once: a byte indexes it
+            self._venue_sets = np.asarray([cb.venues_of(m) for m in range(256)], dtype=object)
+        cols = {"seq": pa.array(events["seq"].astype(np.int64)), "timestamp": pa.array(events["timestamp"]),
+                "feed": pa.array(names[events["feed"]].tolist(), pa.string()),
+                "symbol": pa.array(symbols[events["symbol"]].tolist(), pa.string()),
+                "bid_price": pa.array(events["bid_price"]), "bid_shares": pa.array(events["bid_shares"]),
+                "bid_venues": pa.array(self._venue_sets[events["bid_venues"]].tolist(), pa.string()),
+                "ask_price": pa.array(events["ask_price"]), "ask_shares": pa.array(events["ask_shares"]),
+                "ask_venues": pa.array(self._venue_sets[events["ask_venues"]].tolist(), pa.string()),
+                "flags": pa.array(events["flags"])}
+        self._add(CONSOLIDATED_FILE, pa.table(cols))
+        self.count(len(events), 0)
 
     def on_top_of_book(self, events) -> None:
         import pyarrow as pa

@@ -47,6 +47,10 @@ class Threaded:
         if hasattr(self.sink, "on_top_of_book"):
             self._put(("e", np.array(events, copy=True)))
 
+    def on_consolidated(self, events) -> None:
+        if hasattr(self.sink, "on_consolidated"):
+            self._put(("c", np.array(events, copy=True)))
+
     def __getattr__(self, name):  # snapshot flags and the like reach the sink itself
         return getattr(self.sink, name)
 
@@ -78,7 +82,9 @@ class Threaded:
                 if item[0] == "m":
                     _, stream, first, count, ts, session = item
                     self.sink.on_messages(self._batch.set(stream, first, count, ts, session))
-                else:
+                elif item[0] == "e":
                     self.sink.on_top_of_book(item[1])
+                else:
+                    self.sink.on_consolidated(item[1])
             except BaseException as e:  # handed to the feed's side, which detaches the sink
                 self._error = e
