@@ -13,7 +13,11 @@ exchange, cli) and `xdpfeed.native` (the C modules).
 
 _EXPORTS = {
     "Feed": "xdpfeed.multicast.feed.feed",
+    "Feeds": "xdpfeed.multicast.feed.feeds",
     "FeedConfig": "xdpfeed.multicast.feed.config",
+    "FeedsConfig": "xdpfeed.multicast.feed.config",
+    "load_config": "xdpfeed.multicast.feed.config",
+    "ConsolidatedBook": "xdpfeed.multicast.book.consolidated",
     "ConfigError": "xdpfeed.multicast.feed.config",
     "Consumer": "xdpfeed.multicast.feed.consumers",
     "CompiledConsumer": "xdpfeed.multicast.feed.consumers",
@@ -36,7 +40,7 @@ def __getattr__(name: str):
     import importlib
 
     mod = importlib.import_module(module)
-    value = mod if name == "status" else getattr(mod, name)
+    value = mod if name == "status" else mod.load_any if name == "load_config" else getattr(mod, name)
     globals()[name] = value
     return value
 

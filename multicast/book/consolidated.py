@@ -23,6 +23,7 @@ venue whose book was cleared (a new session) has its quotes dropped (`clear_venu
 import numpy as np
 
 from xdpfeed.capture.jit import njit
+from xdpfeed.multicast.book.apply import EVENT
 from xdpfeed.multicast.book.store import ASK, BID
 
 CEVENT = np.dtype([("seq", np.uint64), ("timestamp", np.uint64), ("bid_shares", np.uint64),
@@ -167,6 +168,10 @@ class ConsolidatedBook:
         self.ok = np.ones(nv, dtype=np.uint8)
         self.out = np.zeros(events, dtype=CEVENT)
         self.stats = np.zeros(N_STATS, dtype=np.int64)
+        # compiled code loaded now, not when the first quote arrives (a stall of tens of ms on a live feed)
+        apply_events(0, np.zeros(0, dtype=EVENT), self.loc2sym[0], self.vq, self.ok, self.cons, self.cflag, self.out,
+                     0, self.stats)
+        venue_changed(0, np.zeros(0, dtype=np.int64), self.vq, self.ok, self.cons, self.cflag, self.out, 0, self.stats)
 
     # -- symbols ------------------------------------------------------------------------------------
     def symbol_id(self, name: str) -> int:

@@ -29,6 +29,29 @@ addr = "127.0.0.1:9464"             # Prometheus /metrics; "auto": this one unle
 ```
 Passwords never come from the command line.
 
+Several feeds in one handler (multicast.feed.feeds), each a `[[feeds]]` table with the [feed] keys (and
+`venue`), its own `recovery` and `sequencer` tables over the top-level ones, and the consolidated book:
+
+```toml
+[recovery]                          # defaults of every feed
+user = "XDPF01"
+password_file = "/etc/xdpfeed/password"
+[consolidated]
+book = true                         # the consolidated book across the feeds' books
+outputs = ["parquet:/var/lib/xdpfeed/consolidated"]
+[[feeds]]
+name = "nasdaq"
+line_a = "udp:233.54.12.111:26477@eth1"
+line_b = "udp:233.49.196.111:26477@eth2"
+[feeds.recovery]
+replay = ["206.200.127.30:26479"]
+[[feeds]]
+name = "bx"
+line_a = "udp:233.54.12.40:25475@eth1"
+...
+```
+`load_any` reads either kind; an error names the feed and the key (`feeds[1] (bx).recovery.user: ...`).
+
 The same keys, without their sections, are the keyword arguments of `Feed(...)` (`Feed(line_a=...,
 replay=[...], rerequest_max=5000, hold_messages=65536, book=False, metrics="127.0.0.1:9464")`):
 `with_keys(cfg, keys)` applies them to a config through the same checks.
