@@ -14,7 +14,7 @@ from xdpfeed.multicast.feed import metrics
 from xdpfeed.multicast.feed.consumers import Consumer
 from xdpfeed.multicast.sinks.nats_local import LocalCluster
 
-from helpers import free_port, venue_and_feed
+from helpers import eventually, free_port, venue_and_feed
 
 
 def scrape(port: int) -> tuple[str, dict]:
@@ -65,6 +65,9 @@ def test_metrics_move_during_the_run_and_agree_with_the_summary(live, day, promt
         snapshots.append(scrape(port)[1])
         t.join(0.2)
     assert result["why"] == "complete"
+    # the run is over; NATS confirms what the feed handed over on the output's own thread, so wait for it
+    nats_sink = next(k for k in h.sinks if k.name.startswith("nats:"))
+    eventually(lambda: nats_sink.messages == day.count)
     text, end = scrape(port)
     s = h.summary()
     f = {"feed": "itch"}
