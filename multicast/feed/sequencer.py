@@ -9,6 +9,7 @@ multicast.feed.sequencer_core). It is the one owner of the feed's state, read th
 length][message] ...), `timestamp_ns` the receive time of the packet that brought each message. State
 changes reach the status listener `on_status(event, a, b, line)`: "gap" [a, b) found missing,
 "synchronized" at a, "session" (a: session name, b: messages the previous session abandoned),
+"snapshot" (a: the sequence it continues from after a snapshot, b: held messages the snapshot covered),
 "end_of_session" (a: its next sequence), "overflow" (hold queue full at a), "stale" (recovery gave up;
 a: reason), "wrong_session".
 """
@@ -18,11 +19,20 @@ import time
 import numpy as np
 
 from xdpfeed.multicast.feed import sequencer_core as K
-from xdpfeed.multicast.feed.state import GAP_FILL, LINE_NAMES, STALE, STATES, SYNCHRONIZED, FeedState, LineState
+from xdpfeed.multicast.feed.state import (
+    GAP_FILL,
+    LINE_NAMES,
+    SNAPSHOT,
+    STALE,
+    STATES,
+    SYNCHRONIZED,
+    FeedState,
+    LineState,
+)
 from xdpfeed.multicast.wire.moldudp64 import KIND_DATA, KIND_END_OF_SESSION, MAX_SESSIONS, Sessions
 
-__all__ = ["GAP_FILL", "LINE_A", "LINE_B", "LINE_NAMES", "LINE_REPLAY", "LINE_REREQUEST", "STALE", "STATES",
-           "SYNCHRONIZED", "Sequencer"]
+__all__ = ["GAP_FILL", "LINE_A", "LINE_B", "LINE_NAMES", "LINE_REPLAY", "LINE_REREQUEST", "SNAPSHOT", "STALE",
+           "STATES", "SYNCHRONIZED", "Sequencer"]
 
 LINE_A, LINE_B, LINE_REREQUEST, LINE_REPLAY = K.LINE_A, K.LINE_B, K.LINE_REREQUEST, K.LINE_REPLAY
 _EVENT_NAMES = {K.EV_GAP: "gap", K.EV_SYNCHRONIZED: "synchronized", K.EV_SESSION: "session",
@@ -40,11 +50,12 @@ class Sequencer:
     power of two); slot_bytes: messages up to this size (length prefix included) are held in their
     slot, longer ones in an arena of hold_arena_bytes; out_bytes / out_messages: the most bytes and
     messages one delivery hands to the sink. start_at_one: follow a session from sequence 1 (a late
-    joiner recovers the start) rather than from the first packet seen."""
+    joiner recovers the start) rather than from the first packet seen. await_snapshot: a late join from
+    a snapshot: hold what the lines bring from the first packet on, deliver nothing until `resume_at`."""
 
     def __init__(self, sessions: Sessions | None = None, hold_messages: int = 1 << 18, slot_bytes: int = 64,
                  hold_arena_bytes: int = 1 << 20, out_bytes: int = 4 << 20, out_messages: int = 1 << 16,
-                 start_at_one: bool = True, events: int = 4096, on_status=None):
+                 start_at_one: bool = True, events: int = 4096, on_status=None, await_snapshot: bool = False):
         if (hold_messages < 2 or slot_bytes < 2 or out_bytes < 65537 or events < 2 * K.EV_ROOM
                 or out_messages < 1 << 15):
             raise ValueError("sequencer sizes too small: hold_messages >= 2, slot_bytes >= 2, out_bytes >= 65537, "
@@ -55,6 +66,7 @@ class Sequencer:
         self._st = np.zeros(1, dtype=K.FEED)
         self._st[0]["session"] = -1
         self._st[0]["start_at_one"] = 1 if start_at_one else 0
+        self._st[0]["await_snapshot"] = 1 if await_snapshot else 0
         self._ls = np.zeros(K.N_LINES, dtype=K.LINE)
         self._retired = np.zeros(MAX_SESSIONS, dtype=np.uint8)
         self._slot_seq = np.zeros(m, dtype=np.int64)
@@ -151,6 +163,16 @@ class Sequencer:
             s["out_len"] = 0
             sink(self.out[:length], first, count, self.out_ts[:count])
 
+    def resume_at(self, next_seq: int, sink) -> int:
+        """A snapshot holds every message before `next_seq`: continue from there (held messages it covers
+        are dropped, what is held after it is delivered now); returns how many held messages it covered."""
+        covered = int(K.jump(self._st, self._slot_seq, self._slot_off, next_seq))
+        if self.on_status is not None:
+            self.on_status("snapshot", next_seq, covered, -1)
+        self._run(self.out, self._r_off, self._r_blocks, self._r_seq, self._r_sess, self._r_ts, self._r_kind,
+                  self._r_bytes, 0, 0, sink)
+        return covered
+
     # -- control plane --------------------------------------------------------------------------
     def missing(self) -> list[tuple[int, int]]:
         """Missing ranges [first, end), coalesced, oldest first (at most 256)."""
@@ -183,7 +205,9 @@ class Sequencer:
             gap_messages=int(s["gap_messages"]), hold_overflow=int(s["overflow"]),
             old_session_packets=int(s["old_session"]), wrong_session_answers=int(s["wrong_session"]),
             sessions=int(s["sessions"]), abandoned=int(s["abandoned"]), stale_episodes=int(s["stale_episodes"]),
-            stale_seconds_total=round(total / 1e9, 3), stale_seconds_longest=round(longest / 1e9, 3))
+            stale_seconds_total=round(total / 1e9, 3), stale_seconds_longest=round(longest / 1e9, 3),
+            snapshots=int(s["snapshots"]), snapshot_covered=int(s["snapshot_covered"]),
+            snapshot_skipped=int(s["snapshot_skipped"]))
 
     def line(self, line: int) -> LineState:
         """One line's statistics (LINE_A, LINE_B, LINE_REREQUEST or LINE_REPLAY)."""
@@ -199,6 +223,8 @@ class Sequencer:
         s = self._st[0]
         if s["stale"]:
             return STALE
+        if s["await_snapshot"]:
+            return SNAPSHOT
         return GAP_FILL if s["in_gap"] else SYNCHRONIZED
 
     @property
@@ -220,6 +246,10 @@ class Sequencer:
     def session(self) -> str:
         s = self.session_index
         return self.sessions.name(s) if s >= 0 else ""
+
+    @property
+    def awaiting_snapshot(self) -> bool:
+        return bool(self._st[0]["await_snapshot"])
 
     @property
     def end_of_session(self) -> bool:

@@ -60,6 +60,10 @@ FEED = np.dtype([
     ("stale_since_ns", _I8),  # wall-clock time the current STALE episode began
     ("stale_total_ns", _I8),  # time spent STALE in episodes that ended
     ("stale_longest_ns", _I8),  # the longest episode that ended
+    ("await_snapshot", _I8),  # 1: late join from a snapshot: hold everything, deliver nothing until `jump`
+    ("snapshots", _I8),  # snapshots the feed continued from
+    ("snapshot_covered", _I8),  # held messages a snapshot already contained (dropped, not duplicates)
+    ("snapshot_skipped", _I8),  # messages after the last delivered one a resync snapshot stood in for
 ])
 LINE = np.dtype([
     ("packets", _I8),
@@ -242,7 +246,7 @@ def _switch_session(s, ls, slot_seq, session, ev, line):
 def _learn(s, ls, ev, line, first, top):
     """Sequences [first, top) exist: open a gap if first is past the highest known one."""
     if s.expected == 0:  # first packet of the session
-        e = 1 if s.start_at_one == 1 else first
+        e = 1 if s.start_at_one == 1 and s.await_snapshot == 0 else first
         if e < 1:
             e = 1
         s.expected = e
@@ -275,8 +279,8 @@ def process(
     me = ls[line]
     mask = slot_seq.size - 1
     ev_cap = ev.shape[0]
-    if s.held > 0 and not _drain(s, slot_seq, slot_len, slot_off, slot_ts, slot_data, arena, slot_bytes, out,
-                                 out_ts):
+    if s.held > 0 and s.await_snapshot == 0 and not _drain(s, slot_seq, slot_len, slot_off, slot_ts, slot_data,
+                                                           arena, slot_bytes, out, out_ts):
         return row, OUT_FULL  # finish the drain an earlier call left when `out` filled up
     while row < rows:
         if s.n_events + EV_ROOM > ev_cap:
@@ -318,7 +322,7 @@ def process(
             me.messages += nb
             _learn(s, ls, ev, line, seq, seq + nb)
             p = np.uint64(m_off[row])
-            if seq == s.expected and s.held == 0:  # the common case: the next packet, whole
+            if seq == s.expected and s.held == 0 and s.await_snapshot == 0:  # the common case: the next packet
                 q = s.out_len
                 n = m_bytes[row]
                 c = s.out_count
@@ -343,7 +347,7 @@ def process(
             ln = np.int64(be16(b, p)) + 2
             sq = seq + k
             e = s.expected
-            if sq == e:
+            if sq == e and s.await_snapshot == 0:
                 if not timed:  # the packet's first message delivered right away: its latency, once
                     _latency(lat, s.now_ns, ts)
                     timed = True
@@ -397,6 +401,41 @@ def process(
     if s.n_events < ev_cap:
         _check_synchronized(s, ev, line)
     return row, DONE
+
+
+@njit_no_rc(cache=True)
+def jump(st, slot_seq, slot_off, nxt):
+    """A snapshot holds everything before sequence `nxt`: continue from there. Held messages before it
+    are dropped (covered), held ones past the new window too (counted as overflow: recovery fetches them
+    again); messages after the last delivered one up to nxt are counted as skipped (a resync). The next
+    process() call drains what is held from nxt on and reports "synchronized" once nothing is missing."""
+    s = st[0]
+    covered = 0
+    if s.held > 0:
+        for i in range(slot_seq.size):
+            q = slot_seq[i]
+            if q == 0 or (nxt <= q < nxt + slot_seq.size):
+                continue
+            if slot_off[i] >= 0:
+                s.arena_live -= 1
+            slot_seq[i] = 0
+            s.held -= 1
+            if q < nxt:
+                covered += 1
+            else:
+                s.overflow += 1
+        if s.arena_live == 0:
+            s.arena_used = 0
+    if s.delivered > 0 and nxt > s.expected:
+        s.snapshot_skipped += nxt - s.expected
+    s.snapshot_covered += covered
+    s.snapshots += 1
+    s.expected = nxt
+    if nxt > s.highest:
+        s.highest = nxt
+    s.await_snapshot = 0
+    s.in_gap = 1
+    return covered
 
 
 @njit_no_rc(cache=True)

@@ -1,6 +1,6 @@
 """Typed, read-only views of a feed's state: what the sequencer (its one owner) knows, as named fields.
 
-`FeedState` is a snapshot of the whole feed (SYNCHRONIZED / GAP_FILL / STALE and why, where it stands,
+`FeedState` is a picture of the whole feed (SYNCHRONIZED / GAP_FILL / STALE / SNAPSHOT and why, where it stands,
 what it delivered, dropped and lost, its STALE episodes); `LineState` one line's (A, B, or the two
 recovery lines). Nothing outside the sequencer reads its compiled state records; everything else
 (recovery, metrics, the CLI, summaries, consumers) reads these.
@@ -8,14 +8,14 @@ recovery lines). Nothing outside the sequencer reads its compiled state records;
 
 from dataclasses import asdict, dataclass
 
-SYNCHRONIZED, GAP_FILL, STALE = "SYNCHRONIZED", "GAP_FILL", "STALE"
-STATES = (SYNCHRONIZED, GAP_FILL, STALE)  # index = the number metrics export
+SYNCHRONIZED, GAP_FILL, STALE, SNAPSHOT = "SYNCHRONIZED", "GAP_FILL", "STALE", "SNAPSHOT"
+STATES = (SYNCHRONIZED, GAP_FILL, STALE, SNAPSHOT)  # index = the number metrics export; SNAPSHOT: joining late
 LINE_NAMES = ("A", "B", "rerequest", "replay")
 
 
 @dataclass(frozen=True, slots=True)
 class FeedState:
-    state: str  # SYNCHRONIZED, GAP_FILL or STALE
+    state: str  # SYNCHRONIZED, GAP_FILL, STALE or SNAPSHOT (a late join waiting for its snapshot)
     reason: str  # why the feed is STALE ("" when it is not)
     session: str  # the MoldUDP64 session followed ("" before the first packet)
     next_seq: int  # next sequence number to deliver (0 before the first packet)
@@ -35,6 +35,9 @@ class FeedState:
     stale_episodes: int  # times the feed went STALE, recovered ones included
     stale_seconds_total: float  # time spent STALE, an open episode up to now
     stale_seconds_longest: float
+    snapshots: int = 0  # snapshots the feed continued from (late join, resync)
+    snapshot_covered: int = 0  # held messages a snapshot already contained (dropped; neither duplicate nor lost)
+    snapshot_skipped: int = 0  # messages after the last delivered one that a resync snapshot stood in for
 
     @property
     def stale(self) -> bool:
