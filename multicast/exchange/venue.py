@@ -81,6 +81,9 @@ class VenueConfig:
     replay_fault: object = None
     start_delay: float = 0.0
     recovery_outage: float = 0.0  # seconds both recovery servers are down, from just before the first burst
+    glimpse_host: str = "127.0.0.1"
+    glimpse_port: int | None = None  # GLIMPSE 5.0 snapshots on this port (0: any free one); None: no server
+    glimpse_fault: object = None
 
     def __post_init__(self):
         if not _is_int(self.messages) or not MIN_MESSAGES <= self.messages <= MAX_MESSAGES:
@@ -101,7 +104,7 @@ class VenueConfig:
             self._line(name)
         if tuple(self.line_a) == tuple(self.line_b):
             raise ConfigError("line_b", f"must differ from line_a, both are {self.line_a[0]}:{self.line_a[1]}")
-        for name in ("iface_addr", "replay_host", "request_host"):
+        for name in ("iface_addr", "replay_host", "request_host", "glimpse_host"):
             _ipv4(name, getattr(self, name))
         if not _is_num(self.rate) or self.rate < 0:
             raise ConfigError("rate", f"must be a number of messages/s >= 0 (0 = as fast as possible), "
@@ -120,8 +123,10 @@ class VenueConfig:
         if self.burst_loss * self.bursts > self.messages // 2:
             raise ConfigError("burst_loss", f"times bursts must be at most half the messages ({self.messages // 2}), "
                                             f"not {self.burst_loss * self.bursts}")
-        for name in ("replay_port", "request_port"):
+        for name in ("replay_port", "request_port", "glimpse_port"):
             v = getattr(self, name)
+            if name == "glimpse_port" and v is None:
+                continue
             if not _is_int(v) or not 0 <= v <= 65535:
                 raise ConfigError(name, f"must be an integer in 0..65535 (0 = any free port), not {v!r}")
         if not isinstance(self.users, dict) or not self.users:
@@ -141,6 +146,11 @@ class VenueConfig:
 
             if not isinstance(self.replay_fault, ReplayFault):
                 raise ConfigError("replay_fault", f"must be None or a ReplayFault, not {self.replay_fault!r}")
+        if self.glimpse_fault is not None:
+            from xdpfeed.multicast.exchange.glimpse_server import GlimpseFault
+
+            if not isinstance(self.glimpse_fault, GlimpseFault):
+                raise ConfigError("glimpse_fault", f"must be None or a GlimpseFault, not {self.glimpse_fault!r}")
         if not _is_num(self.start_delay) or not 0 <= self.start_delay <= 3600:
             raise ConfigError("start_delay", f"must be in 0..3600 seconds, not {self.start_delay!r}")
         if not _is_num(self.recovery_outage) or not 0 <= self.recovery_outage <= 3600:
@@ -181,6 +191,7 @@ class Venue:
             raise
         self.replay_server = None
         self.request_server = None
+        self.glimpse_server = None
         self._stop = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -193,6 +204,12 @@ class Venue:
         try:
             self.replay_server = self._replay_server(c.replay_host, c.replay_port)
             self.request_server = self._request_server(c.request_host, c.request_port)
+            if c.glimpse_port is not None:
+                from xdpfeed.multicast.exchange.glimpse_server import GlimpseServer
+
+                self.glimpse_server = GlimpseServer(
+                    self.store, c.users, published=lambda: self.publisher.published, host=c.glimpse_host,
+                    port=c.glimpse_port, heartbeat_interval=c.heartbeat_interval, fault=c.glimpse_fault).start()
         except BaseException:
             self.stop()
             raise
@@ -264,7 +281,7 @@ class Venue:
             self._outage_thread.join()
             self._outage_thread = None
         self.publisher.close()
-        for server in (self.request_server, self.replay_server):
+        for server in (self.request_server, self.replay_server, self.glimpse_server):
             if server is not None:
                 server.stop()
 
@@ -295,6 +312,10 @@ class Venue:
     def request_address(self) -> tuple[str, int]:
         return tuple(self.request_server.address)
 
+    @property
+    def glimpse_address(self) -> tuple[str, int]:
+        return tuple(self.glimpse_server.address)
+
     def summary(self) -> dict:
         """Published messages, per-line counters, runs lost on both lines, server counters."""
         st = self.publisher.stats()
@@ -308,6 +329,7 @@ class Venue:
             "lost_on_both": both, "lost_on_both_messages": sum(e - f for f, e in both),
             "replay_server": dict(self.replay_server.stats) if self.replay_server else {},
             "request_server": dict(self.request_server.stats) if self.request_server else {},
+            **({"glimpse_server": dict(self.glimpse_server.stats)} if self.glimpse_server else {}),
             "recovery_outages": [list(o) for o in self.outages],
         }
 
