@@ -191,7 +191,8 @@ def test_heartbeats_both_ways(store):
         run(c, until=lambda: c.messages == store.count)
         run(c, until=lambda: srv.stats["heartbeats_received"] >= 20, tick=tick)  # > 15 s of fake time
         assert c.state == "streaming" and c.server_heartbeats > 0  # server 'H' kept the client alive
-        assert srv.stats["heartbeats_sent"] >= c.server_heartbeats
+        seen = c.server_heartbeats  # the server counts each one just after sending it: let it catch up
+        eventually(lambda: srv.stats["heartbeats_sent"] >= seen)
 
 
 def test_waits_beyond_published_then_streams_then_end_of_session(store):

@@ -7,7 +7,8 @@ the key and what it accepts.
 name = "totalview"
 line_a = "udp:233.54.12.111:26477@eth1"
 line_b = "udp:233.49.196.111:26477@eth2"
-start = "one"                       # "one": recover from sequence 1; "first": from the first packet
+start = "one"                       # "one": recover from sequence 1; "first": from the first packet;
+                                    # "snapshot": the venue's state from GLIMPSE, then on from there
 book = true                         # build the order book
 record = "/var/lib/xdpfeed/day.itch"  # the delivered stream as a NASDAQ binary ITCH file (= itch:FILE output)
 outputs = ["dbn:/var/lib/xdpfeed/day.dbn", "ipc:totalview"]  # sinks (multicast.sinks.uri)
@@ -15,6 +16,8 @@ outputs = ["dbn:/var/lib/xdpfeed/day.dbn", "ipc:totalview"]  # sinks (multicast.
 [recovery]
 rerequest = ["206.200.127.20:26478"]  # MoldUDP64 request servers, tried in order
 replay = ["206.200.127.30:26479"]     # SoupBinTCP replay servers, tried in order
+glimpse = ["206.200.127.40:26480"]    # GLIMPSE 5.0 snapshot servers, tried in order (docs/snapshot.md)
+resync = "snapshot"                   # a gap recovery gave up on: rebuild from a snapshot ("stale": stay STALE)
 user = "XDPF01"
 password_file = "/etc/xdpfeed/password"  # mode 0600; or the XDPFEED_PASSWORD environment variable
 rerequest_max = 10000                 # and the other RecoveryPolicy fields
@@ -87,8 +90,11 @@ class FeedConfig:
     line_a: str | None = None
     line_b: str | None = None
     start_at_one: bool = True
+    start_snapshot: bool = False  # start = "snapshot": a late join from a GLIMPSE snapshot
     rerequest: list = field(default_factory=list)  # [(host, port)]
     replay: list = field(default_factory=list)
+    glimpse: list = field(default_factory=list)  # GLIMPSE 5.0 servers [(host, port)]
+    resync: str = "stale"  # "snapshot": a gap recovery gave up on is resolved by a fresh snapshot
     user: str = ""
     password: str = field(default="", repr=False)  # never printed, logged or put in an error
     policy: RecoveryPolicy = field(default_factory=RecoveryPolicy)
@@ -121,7 +127,8 @@ class FeedsConfig:
 
 _SECTIONS = {
     "feed": {"name", "line_a", "line_b", "start", "book", "record", "outputs", "venue"},
-    "recovery": {"rerequest", "replay", "user", "password_file"} | {f.name for f in fields(RecoveryPolicy)},
+    "recovery": {"rerequest", "replay", "glimpse", "resync", "user", "password_file"}
+    | {f.name for f in fields(RecoveryPolicy)},
     "sequencer": {"hold_messages", "slot_bytes", "hold_arena_bytes"},
     "metrics": {"addr"},
 }
@@ -271,9 +278,10 @@ def from_dict(doc: dict, base: FeedConfig | None = None) -> FeedConfig:
         if k in feed:
             setattr(cfg, k, _uri(feed[k], f"feed.{k}"))
     if "start" in feed:
-        if feed["start"] not in ("one", "first"):
-            raise ConfigError(f"feed.start: expected \"one\" or \"first\", not {feed['start']!r}")
+        if feed["start"] not in ("one", "first", "snapshot"):
+            raise ConfigError(f"feed.start: expected \"one\", \"first\" or \"snapshot\", not {feed['start']!r}")
         cfg.start_at_one = feed["start"] == "one"
+        cfg.start_snapshot = feed["start"] == "snapshot"
     if "book" in feed:
         if not isinstance(feed["book"], bool):
             raise ConfigError(f"feed.book: expected true or false, not {feed['book']!r}")
@@ -285,7 +293,11 @@ def from_dict(doc: dict, base: FeedConfig | None = None) -> FeedConfig:
     if "venue" in feed:
         cfg.venue = _str(feed["venue"], "feed.venue")
     rec = dict(doc.get("recovery", {}))
-    for k in ("rerequest", "replay"):
+    if "resync" in rec:
+        cfg.resync = rec.pop("resync")
+        if cfg.resync not in ("stale", "snapshot"):
+            raise ConfigError(f"recovery.resync: expected \"stale\" or \"snapshot\", not {cfg.resync!r}")
+    for k in ("rerequest", "replay", "glimpse"):
         if k in rec:
             servers = rec.pop(k)
             if isinstance(servers, str):
@@ -337,7 +349,7 @@ def with_keys(cfg: FeedConfig, keys: dict) -> FeedConfig:
         elif key == "password":
             password = value
         elif key in _KEY_SECTION:
-            if key in ("rerequest", "replay"):  # "HOST:PORT", or (host, port), one or a list; None: none
+            if key in ("rerequest", "replay", "glimpse"):  # "HOST:PORT", or (host, port), one or a list; None: none
                 value = [] if value is None else [value] if isinstance(value, str) else value
                 value = [v if isinstance(v, str) else "{}:{}".format(*v) for v in value]
             doc.setdefault(_KEY_SECTION[key], {})[key] = value

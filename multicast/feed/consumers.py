@@ -6,8 +6,10 @@ of these callbacks:
   `MessageBatch` is a view of the sequencer's delivery buffer, valid until the callback returns (copy
   what you keep): `stream` (uint8: the messages framed as a NASDAQ binary ITCH file, [uint16
   length][message]...), `first_seq`, `count`, `seq` (int64 per message), `timestamp_ns` (receive time
-  of the packet that brought each message), `decoded()` (per-type tables of the compiled ITCH decoder,
-  decoded at most once per batch however many consumers ask);
+  of the packet that brought each message), `snapshot` (True for the messages of a GLIMPSE snapshot,
+  between the SnapshotBegin and SnapshotEnd status events: seq then numbers them within the snapshot),
+  `decoded()` (per-type tables of the compiled ITCH decoder, decoded at most once per batch however many
+  consumers ask);
 - `on_top_of_book(events)`: the book's best bid/offer changes caused by the batch, a numpy structured
   array (multicast.book.apply.EVENT: seq of the message that caused it, timestamp, locate, bid/ask
   price and shares), after the book applied the batch;
@@ -39,7 +41,7 @@ ON_ERROR = ("stop", "detach")
 class MessageBatch:
     """Delivered messages, as views; valid until the consumer returns. Reused from batch to batch."""
 
-    __slots__ = ("stream", "first_seq", "count", "timestamp_ns", "session", "_arange", "_seq", "_tables",
+    __slots__ = ("stream", "first_seq", "count", "timestamp_ns", "session", "snapshot", "_arange", "_seq", "_tables",
                  "_decoded", "_cnt", "_box")
 
     def __init__(self, capacity: int = 1 << 16):
@@ -50,12 +52,15 @@ class MessageBatch:
         self._box = np.zeros(1, dtype=np.uint64)
         self.set(np.zeros(0, dtype=np.uint8), 0, 0, np.zeros(0, dtype=np.int64))
 
-    def set(self, stream: np.ndarray, first_seq: int, count: int, timestamp_ns: np.ndarray, session: str = ""):
-        """Point the batch at new messages (the Feed and the subscribers do this)."""
+    def set(self, stream: np.ndarray, first_seq: int, count: int, timestamp_ns: np.ndarray, session: str = "",
+            snapshot: bool = False):
+        """Point the batch at new messages (the Feed and the subscribers do this). snapshot: the messages are
+        a GLIMPSE snapshot's, numbered 1.. within it, their timestamps 0 (docs/snapshot.md)."""
         if count > self._arange.size:
             self._grow(count)
         self.stream, self.first_seq, self.count, self.timestamp_ns = stream, first_seq, count, timestamp_ns
         self.session = session
+        self.snapshot = snapshot
         self._decoded = False
         return self
 

@@ -4,8 +4,9 @@ A Feed owns everything between the wire and its consumers: the line sources (any
 `udp:`, `afxdp:`, `packet:`, `dpdk:`), the sequencer (A/B arbitration, hold queue, exactly once and in
 order), recovery (MoldUDP64 re-request, SoupBinTCP replay), the order book, metrics, the consumers given
 when it is built (multicast.feed.consumers) and the sinks opened from its `outputs` URIs (multicast.sinks:
-`itch:`, `dbn:`, `parquet:`, `ipc:`; `record=PATH` is `itch:PATH`). It takes the keys of the TOML config as
-keyword arguments (multicast.feed.config):
+`itch:`, `dbn:`, `parquet:`, `ipc:`; `record=PATH` is `itch:PATH`), and the snapshots of a late join
+(`start="snapshot"`) or a resync (`resync="snapshot"`) from GLIMPSE servers (multicast.feed.snapshot). It
+takes the keys of the TOML config as keyword arguments (multicast.feed.config):
 
     with Feed(line_a="pcap:day.pcap", consumers=[MyStrategy()]) as feed:
         why = feed.run(until_eos=True)
@@ -15,7 +16,9 @@ For each delivered batch, in this order: the book, `on_messages(batch)` of every
 sink, then `on_top_of_book(events)` with the book's changes that batch caused. A sink that fails is logged,
 counted, detached and listed in `sink_failures`; the feed goes on. Status changes become typed events
 (multicast.feed.status) for `on_status`, the log and the book (STALE flags every book, SYNCHRONIZED
-clears the flags, a new session clears the book). `run()` loops until told to stop; `step(timeout)`
+clears the flags, a new session clears the book). A snapshot is delivered like messages, between a
+SnapshotBegin and a SnapshotEnd event, in batches marked `batch.snapshot`, into a cleared book; the feed
+then goes on from the snapshot's sequence + 1. `run()` loops until told to stop; `step(timeout)`
 serves callers that own their loop.
 """
 
@@ -33,12 +36,15 @@ from xdpfeed.multicast.feed.consumers import ConsumerSet, MessageBatch
 from xdpfeed.multicast.feed.lines import FRAMES_PER_BATCH, Line
 from xdpfeed.multicast.feed.recovery import Recovery
 from xdpfeed.multicast.feed.sequencer import LINE_A, LINE_B, LINE_NAMES, Sequencer
-from xdpfeed.multicast.feed.state import GAP_FILL, STALE, SYNCHRONIZED, FeedState
+from xdpfeed.multicast.feed.snapshot import Snapshot, SnapshotLoader
+from xdpfeed.multicast.feed.state import GAP_FILL, SNAPSHOT, STALE, SYNCHRONIZED, FeedState
 from xdpfeed.multicast.feed.status import (
     ConsumerFailed,
     EndOfSession,
     GapOpened,
     SessionChanged,
+    SnapshotBegin,
+    SnapshotEnd,
     StateChanged,
     StatusEvent,
     WrongSession,
@@ -46,6 +52,7 @@ from xdpfeed.multicast.feed.status import (
 from xdpfeed.multicast.feed.stream_stats import count_types
 from xdpfeed.multicast.feed.warmup import warm_up
 from xdpfeed.multicast.wire import counters as C
+from xdpfeed.multicast.wire.glimpse import batch_ends
 
 log = logging.getLogger("xdpfeed.handler")
 
@@ -70,13 +77,17 @@ class Feed:
         cfg = cfgmod.with_keys(config or cfgmod.FeedConfig(), keys)
         if not (cfg.line_a or cfg.line_b or given):
             raise cfgmod.ConfigError("no line to read: give line_a and/or line_b (a source URI)")
-        if not cfg.password and cfg.replay:
+        if not cfg.password and (cfg.replay or cfg.glimpse):
             cfg.password = cfgmod.password_from_env(cfg)
-        if cfg.replay and not cfg.user:
-            raise cfgmod.ConfigError("recovery.replay needs recovery.user")
-        if cfg.replay and not cfg.password:
-            raise cfgmod.ConfigError(f"recovery.replay needs a password: set ${cfgmod.PASSWORD_ENV} or "
-                                     "recovery.password_file")
+        for key in ("replay", "glimpse"):
+            if getattr(cfg, key) and not cfg.user:
+                raise cfgmod.ConfigError(f"recovery.{key} needs recovery.user")
+            if getattr(cfg, key) and not cfg.password:
+                raise cfgmod.ConfigError(f"recovery.{key} needs a password: set ${cfgmod.PASSWORD_ENV} or "
+                                         "recovery.password_file")
+        if (cfg.start_snapshot or cfg.resync == "snapshot") and not cfg.glimpse:
+            what = "feed.start = \"snapshot\"" if cfg.start_snapshot else "recovery.resync = \"snapshot\""
+            raise cfgmod.ConfigError(f"{what} needs recovery.glimpse (GLIMPSE servers, HOST:PORT)")
         self.config = cfg
         self.name = cfg.name
         self.clock = clock
@@ -90,6 +101,7 @@ class Feed:
         self.count_types = False  # metrics turn it on
         self.delivered_bytes = 0
         self.recovery: Recovery | None = None
+        self.snapshots: SnapshotLoader | None = None
         self.metrics_server = None
         self.lines: list[Line] = []
         self._closed = False
@@ -103,7 +115,10 @@ class Feed:
                     self.lines.append(Line(number, src))
             self.seq = Sequencer(hold_messages=cfg.hold_messages, slot_bytes=cfg.slot_bytes,
                                  hold_arena_bytes=cfg.hold_arena_bytes, out_messages=OUT_MESSAGES,
-                                 start_at_one=cfg.start_at_one, on_status=self._on_sequencer)
+                                 start_at_one=cfg.start_at_one, on_status=self._on_sequencer,
+                                 await_snapshot=cfg.start_snapshot)
+            if cfg.start_snapshot:
+                self._state = SNAPSHOT
             # one batch's top-of-book events fit: they reach consumers after the batch's messages
             self.book = OrderBook(events=OUT_MESSAGES, on_events=self._top_of_book) if cfg.book else None
             from xdpfeed.multicast.sinks.uri import open_sink
@@ -116,6 +131,9 @@ class Feed:
             if cfg.rerequest or cfg.replay:
                 self.recovery = Recovery(self.seq, self.deliver, clock, cfg.policy, cfg.rerequest, cfg.replay,
                                          cfg.user, cfg.password, on_status=self._emit)
+            if cfg.glimpse:
+                self.snapshots = SnapshotLoader(cfg.glimpse, cfg.user, cfg.password, clock, cfg.policy,
+                                                on_status=self._emit)
             self._start_metrics(cfg.metrics_addr)
         except BaseException:
             self.close()
@@ -155,15 +173,16 @@ class Feed:
         log.info("metrics on http://%s:%d/metrics", *self.metrics_server.server_address[:2])
 
     # -- the delivered stream -------------------------------------------------------------------
-    def deliver(self, stream: np.ndarray, first_seq: int, count: int, timestamp_ns: np.ndarray) -> None:
-        """Where the sequencer hands over each batch of delivered messages."""
+    def deliver(self, stream: np.ndarray, first_seq: int, count: int, timestamp_ns: np.ndarray,
+                snapshot: bool = False) -> None:
+        """Where the sequencer hands over each batch of delivered messages (and the Feed a snapshot's)."""
         if self.count_types:
             count_types(stream, stream.size, self.type_counts)
         if self.book is not None:
             self.book.apply_stream(stream, first_seq=first_seq)
         if self.consumers.wants("on_messages"):
             self.consumers.call("on_messages", self.batch.set(stream, first_seq, count, timestamp_ns,
-                                                              self.seq.session))
+                                                              self.seq.session, snapshot))
         if self.book is not None:
             self.book.flush_events()
         self.delivered_bytes += stream.size
@@ -193,8 +212,11 @@ class Feed:
                 self._change_state(GAP_FILL)
         elif event == "synchronized":
             log.info("synchronized at %d", a)
-            if self.book is not None and self._state == STALE:
+            if self.book is not None and self._state in (STALE, SNAPSHOT):
                 self.book.mark_stale(stale=False)
+            if self.snapshots is not None and self.snapshots.active and self.snapshots.resync:
+                log.info("the gap was recovered after all: no snapshot needed")
+                self.snapshots.cancel()
             self._change_state(SYNCHRONIZED)
         elif event in ("stale", "overflow"):
             reason = a if event == "stale" else f"hold queue full at sequence {a}"
@@ -202,6 +224,9 @@ class Feed:
             if self.book is not None:
                 self.book.mark_stale()
             self._change_state(STALE, reason)
+            if self.config.resync == "snapshot" and self.snapshots is not None and self.seq.session:
+                log.warning("resynchronising from a snapshot")
+                self.snapshots.start(self.seq.session, resync=not self.seq.awaiting_snapshot)
         elif event == "session":
             if b < 0:
                 log.info("following session %r", a)
@@ -210,10 +235,14 @@ class Feed:
                 if self.book is not None:
                     self.book.clear()
             self._emit(SessionChanged(now, a, b))
-            self._change_state(SYNCHRONIZED)
+            self._change_state(SNAPSHOT if self.seq.awaiting_snapshot else SYNCHRONIZED)
         elif event == "end_of_session":
             log.info("end of session at %d (line %s)", a, who)
             self._emit(EndOfSession(now, a, who))
+        elif event == "snapshot":
+            log.info("going on from sequence %d after the snapshot (%d held messages it covered)", a, b)
+            if self._state == SNAPSHOT:
+                self._change_state(GAP_FILL)  # until everything after the snapshot is delivered
         elif event == "wrong_session":
             log.warning("recovery answer for session %r dropped", a)
             self._emit(WrongSession(now, a))
@@ -248,6 +277,11 @@ class Feed:
             readers, writers = self.recovery.fileobjs()
             files += readers
             timeout = min(timeout, self.recovery.next_timer())
+        if self.snapshots is not None and self.snapshots.active:
+            readers, more = self.snapshots.fileobjs()
+            files += readers
+            writers = writers + more
+            timeout = min(timeout, self.snapshots.next_timer())
         return files, writers, polled, timeout
 
     def pump(self) -> int:
@@ -260,11 +294,58 @@ class Feed:
                     got += ln.pump(self.seq, self.deliver)
             if self.recovery is not None:
                 self.recovery.poll()
+            if self.snapshots is not None:
+                self._snapshot_step()
             for sink in self._polled:
                 sink.poll()
             frames += got
             if not got or frames >= 64 * FRAMES_PER_BATCH or self.consumers.failed:
                 return frames
+
+    # -- snapshots ------------------------------------------------------------------------------
+    def _snapshot_step(self) -> None:
+        loader = self.snapshots
+        if not loader.active and self.seq.awaiting_snapshot and self.seq.session:
+            loader.start(self.seq.session, resync=False)  # the lines told the session: hold them, log in
+        loader.poll()
+        snap = loader.take()
+        if snap is not None:
+            self._apply_snapshot(snap)
+        elif loader.active and loader.failing_since is not None and self._state == SNAPSHOT \
+                and self.clock() - loader.failing_since > loader.policy.deadline:
+            self.seq.give_up(loader.last_error)  # a late join that cannot get its snapshot is STALE
+
+    def _apply_snapshot(self, snap: Snapshot) -> None:
+        """Deliver the snapshot into a cleared book, then go on from its sequence + 1; or refuse it."""
+        nxt = snap.itch_seq + 1
+        expected = self.seq.expected
+        if not self.seq.awaiting_snapshot:
+            if self.seq.view().state != STALE:
+                return  # recovered meanwhile: not needed
+            if nxt < expected:
+                self.snapshots.refuse(snap, f"snapshot at ITCH sequence {snap.itch_seq} is older than what was "
+                                            f"delivered (up to {expected - 1})")
+                return
+        now = self.clock()
+        resync = not self.seq.awaiting_snapshot
+        self._emit(SnapshotBegin(now, snap.server, snap.itch_seq, snap.messages, resync))
+        if self.book is not None:
+            self.book.clear()
+            self.book.mark_stale()
+        recs = snap.records
+        ends = np.zeros(recs.size // (OUT_MESSAGES * 3) + 2 + recs.size // self.seq.out.size, dtype=np.int64)
+        counts = np.zeros_like(ends)
+        nb = int(batch_ends(recs, OUT_MESSAGES, self.seq.out.size, ends, counts))
+        ts = np.zeros(OUT_MESSAGES, dtype=np.int64)
+        start = first = 0
+        for end, n in zip(ends[:nb].tolist(), counts[:nb].tolist(), strict=True):
+            self.deliver(recs[start:end], first + 1, n, ts[:n], snapshot=True)
+            start, first = end, first + n
+        skipped = max(0, nxt - expected) if resync else 0
+        self._emit(SnapshotEnd(self.clock(), snap.server, nxt, skipped, snap.seconds))
+        if self.recovery is not None:
+            self.recovery.restart()  # what it was fetching is in the snapshot
+        self.seq.resume_at(nxt, self.deliver)
 
     def run(self, until_eos: bool = False, stop=None, idle_timeout: float | None = None, on_tick=None,
             tick: float = 0.5) -> str:
@@ -366,6 +447,9 @@ class Feed:
             }
             if self.recovery.rerequest is not None:
                 out["recovery"]["rerequest_client"] = dict(self.recovery.rerequest.stats)
+        if self.snapshots is not None:
+            out["snapshots"] = {**self.snapshots.stats.as_dict(), "covered": st.snapshot_covered,
+                                "skipped": st.snapshot_skipped}
         if self.book is not None:
             out["book_checksum"] = self.book.checksum()
             out["live_orders"] = self.book.live_orders
@@ -384,6 +468,8 @@ class Feed:
         self._closed = True
         if self.recovery is not None:
             self.recovery.close()
+        if self.snapshots is not None:
+            self.snapshots.close()
         for ln in self.lines:
             ln.source.close()
         for sink in self.sinks:

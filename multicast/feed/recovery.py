@@ -150,6 +150,17 @@ class Recovery:
             due.append(self.policy.heartbeat_interval / 2)
         return max(0.0, min(due))
 
+    def restart(self) -> None:
+        """The feed goes on from a snapshot: forget the gaps (neither filled nor failed) and any replay."""
+        if self.replay is not None:
+            self.replay.close()
+            self.replay = None
+        self.gaps = []
+        self.replay_failures = 0
+        self.replay_retry_at = 0.0
+        if self.rerequest is not None:
+            self.rerequest.wanted = []
+
     def close(self) -> None:
         if self.rerequest is not None:
             self.rerequest.close()

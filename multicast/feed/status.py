@@ -38,7 +38,7 @@ class GapFilled(StatusEvent):
 
 @dataclass(frozen=True, slots=True)
 class StateChanged(StatusEvent):
-    """SYNCHRONIZED, GAP_FILL or STALE; `reason` says why a feed went STALE."""
+    """SYNCHRONIZED, GAP_FILL, STALE or SNAPSHOT; `reason` says why a feed went STALE."""
     state: str
     previous: str
     reason: str
@@ -79,6 +79,40 @@ class RecoveryFailed(StatusEvent):
     reason: str
     server: str
     kind: str = field(init=False, default="recovery_failed")
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotBegin(StatusEvent):
+    """The snapshot from `server` (the venue's state after ITCH message `itch_seq`) is delivered now: the
+    batches until SnapshotEnd carry `messages` snapshot messages (`batch.snapshot` is True) and the book
+    is rebuilt from them (it was cleared: `resync` True when a gap that could not be recovered caused it)."""
+    server: str
+    itch_seq: int
+    messages: int
+    resync: bool
+    kind: str = field(init=False, default="snapshot_begin")
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotEnd(StatusEvent):
+    """The snapshot is delivered; the feed goes on from `next_seq` (= its ITCH sequence + 1). `skipped`
+    messages after the last one delivered before it were never delivered: the snapshot stands in for
+    them (a resync; 0 on a late join). `seconds`: from the first login attempt to now."""
+    server: str
+    next_seq: int
+    skipped: int
+    seconds: float
+    kind: str = field(init=False, default="snapshot_end")
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotFailed(StatusEvent):
+    """A snapshot attempt failed (a login rejected, the connection dropped mid-snapshot, a snapshot older
+    than what was delivered, ...); the next one goes to `retry_server` after a backoff."""
+    server: str
+    reason: str
+    retry_server: str
+    kind: str = field(init=False, default="snapshot_failed")
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,21 @@ def warm_up() -> None:
     seq.feed_end_of_session(7, LINE_REPLAY, sink)
     book.checksum()
     _warm_consumers(seq)
+    _warm_snapshot()
+
+
+def _warm_snapshot() -> None:
+    """A late join's first snapshot: finding End of Snapshot, cutting batches, the sequencer's jump."""
+    from xdpfeed.multicast.wire.glimpse import batch_ends, count_records, encode_end_of_snapshot, find_type
+
+    stream = np.frombuffer(struct.pack(">H", 12) + _system_event(1) + struct.pack(">H", 21)
+                           + encode_end_of_snapshot(1), dtype=np.uint8).copy()
+    find_type(stream, 0, stream.size, ord("G"))
+    count_records(stream)
+    ends = np.zeros(4, dtype=np.int64)
+    batch_ends(stream, 1, 1 << 16, ends, ends.copy())
+    seq = Sequencer(Sessions(), hold_messages=64, hold_arena_bytes=64, out_bytes=1 << 17, await_snapshot=True)
+    seq.resume_at(1, lambda *a: None)
 
 
 def _warm_consumers(seq: Sequencer) -> None:

@@ -87,7 +87,6 @@ class DbnSink(Sink):
         self.out = np.zeros(RECORDS_PER_WRITE, dtype=mbo.MBO)
         self.stats_ = np.zeros(mbo.N_STATS, dtype=np.int64)
         self._cur = np.zeros(4, dtype=np.int64)
-        self.snapshot = False  # set by the Feed while a snapshot is delivered (DBN's F_SNAPSHOT)
         self.day_ns = 0
         self.first_ts = self.last_ts = 0
         self.header_bytes = 0
@@ -106,7 +105,7 @@ class DbnSink(Sink):
             self._start(batch)
         cur = self._cur
         cur[:] = (0, batch.first_seq, 0, 0)
-        flags = mbo.F_SNAPSHOT if self.snapshot else 0
+        flags = mbo.F_SNAPSHOT if batch.snapshot else 0  # a GLIMPSE snapshot's records (DBN's convention)
         o = self.orders
         while True:
             status = mbo.convert(batch.stream, batch.stream.size, batch.timestamp_ns, cur, self.day_ns,

@@ -118,7 +118,6 @@ class IpcSink(Sink):
         self._ev_event = None
         self._cut = np.zeros(0, dtype=np.int64)
         self.samples = 0
-        self.snapshot = False
 
     def poll(self) -> None:
         """Serve subscribers that connected since the last sample (their history) even when nothing is sent."""
@@ -130,14 +129,14 @@ class IpcSink(Sink):
         """Subscriber processes connected now (0 once closed)."""
         return int(self._msgs.dynamic_config.number_of_subscribers) if self._msgs is not None else 0
 
-    def _publish(self, pub, kind, first_seq, count, stream, ts, session) -> None:
+    def _publish(self, pub, kind, first_seq, count, stream, ts, session, snapshot=False) -> None:
         nbytes = stream.size
         pad = (-nbytes) % 8
         total = nbytes + pad + 8 * (0 if ts is None else count)
         sample = pub.loan_slice_uninit(total)
         h = ctypes.cast(sample.user_header_ptr, ctypes.POINTER(BatchHeader)).contents
         h.first_seq, h.count, h.stream_bytes, h.kind = first_seq, count, nbytes, kind
-        h.flags = F_SNAPSHOT if self.snapshot else 0
+        h.flags = F_SNAPSHOT if snapshot else 0
         h.session = session
         dst = as_array(sample.payload_ptr, total)
         dst[:nbytes] = stream
@@ -152,12 +151,13 @@ class IpcSink(Sink):
         stream, ts, first = batch.stream, batch.timestamp_ns, batch.first_seq
         chunk = self.opts["chunk"]
         if stream.size <= chunk and batch.count <= chunk // MIN_MESSAGE:
-            self._publish(self._pub, KIND_MESSAGES, first, batch.count, stream, ts, session)
+            self._publish(self._pub, KIND_MESSAGES, first, batch.count, stream, ts, session, batch.snapshot)
         else:  # cut on message boundaries
             pos = k = 0
             while pos < stream.size:
                 end, n = (int(x) for x in _chunk_end(stream, pos, chunk, chunk // MIN_MESSAGE))
-                self._publish(self._pub, KIND_MESSAGES, first + k, n, stream[pos:end], ts[k:k + n], session)
+                self._publish(self._pub, KIND_MESSAGES, first + k, n, stream[pos:end], ts[k:k + n], session,
+                              batch.snapshot)
                 pos, k = end, k + n
         self._notifier.notify()
         self.count(batch.count, stream.size)

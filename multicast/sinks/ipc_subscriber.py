@@ -82,11 +82,12 @@ class IpcSubscriber(SubscriberBase):
         payload = ipc.as_array(sample.payload_ptr, nbytes + ((-nbytes) % 8) + 8 * count)
         stream = payload[:nbytes]
         ts = payload[nbytes + (-nbytes) % 8:].view(np.int64)[:count]
-        got = self.check.admit(h.session.decode("ascii", "replace"), first, count, stream, ts)
+        snapshot = bool(h.flags & ipc.F_SNAPSHOT)
+        got = self.check.admit(h.session.decode("ascii", "replace"), first, count, stream, ts, snapshot)
         if got is None:
             return None
         self._sample = sample  # keeps the shared memory mapped while the batch is used
-        return self.batch.set(*got)
+        return self.batch.set(*got, snapshot)
 
     def top_of_book(self, timeout: float = 0.0) -> np.ndarray | None:
         """The next sample of top-of-book events (multicast.book.apply.EVENT records), or None (it does not

@@ -152,6 +152,7 @@ class NatsSink(Sink):
         self.unpublished = 0  # messages still unconfirmed at close
         self.superseded = 0  # messages of a session the stream had moved past (abandoned, as the sequencer does)
         self.bbo_messages = 0
+        self.snapshot_messages = 0  # messages of a GLIMPSE snapshot, not published (docs/snapshot.md)
         self.connected = False
         # batches handed over by the feed, and what all unconfirmed messages hold (bounded)
         self._queue: deque = deque()
@@ -188,6 +189,9 @@ class NatsSink(Sink):
     def on_messages(self, batch) -> None:
         if self._error is not None:
             raise self._error
+        if batch.snapshot:  # the stream holds the day's messages by sequence; a snapshot has none (counted)
+            self.snapshot_messages += batch.count
+            return
         size = batch.stream.size + 8 * batch.count
         with self._lock:
             if self._held + size > self.bound:
@@ -543,7 +547,8 @@ class NatsSink(Sink):
                  conflicts=self.conflicts, retries=self.retries, reconnects=self.reconnects, gaps=self.gaps,
                  gap_messages=self.gap_messages, unpublished=self.unpublished, superseded=self.superseded,
                  connected=self.connected,
-                 bbo_messages=self.bbo_messages, stream=self.stream_name, subject=self.subject,
+                 bbo_messages=self.bbo_messages, snapshot_messages=self.snapshot_messages,
+                 stream=self.stream_name, subject=self.subject,
                  publisher=self.publisher)
         return d
 

@@ -53,9 +53,17 @@ class SequenceCheck:
         self.next_seq = 0
         self.session = ""
         self.batches = self.messages = self.gaps = self.missed = self.duplicates = 0
+        self.snapshot_messages = 0
 
-    def admit(self, session: str, first: int, count: int, stream: np.ndarray, ts: np.ndarray):
-        """(stream, first, count, ts, session) of what is new in a batch, or None when all of it was seen."""
+    def admit(self, session: str, first: int, count: int, stream: np.ndarray, ts: np.ndarray, snapshot: bool = False):
+        """(stream, first, count, ts, session) of what is new in a batch, or None when all of it was seen. A
+        snapshot's batches (numbered within the snapshot) pass as they are; the stream goes on after it from
+        the snapshot's sequence, whatever came before."""
+        if snapshot:
+            self.next_seq = 0
+            self.snapshot_messages += count
+            self.batches += 1
+            return stream, first, count, ts, session
         if session != self.session:
             self.session, self.next_seq = session, 0
         if self.next_seq and first > self.next_seq:
@@ -77,7 +85,7 @@ class SequenceCheck:
 
     def stats(self) -> dict:
         return {"batches": self.batches, "messages": self.messages, "next_seq": self.next_seq, "gaps": self.gaps,
-                "missed": self.missed, "duplicates": self.duplicates}
+                "missed": self.missed, "duplicates": self.duplicates, "snapshot_messages": self.snapshot_messages}
 
 
 class SubscriberBase:
