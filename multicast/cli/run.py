@@ -31,13 +31,19 @@ def add_arguments(p) -> None:
                    help="SoupBinTCP replay server (repeat for fallbacks, tried in order)")
     p.add_argument("--rerequest", action="append", default=[], metavar="HOST:PORT",
                    help="MoldUDP64 re-request server (repeat for fallbacks)")
-    p.add_argument("--user", help="replay login user name (password: $XDPFEED_PASSWORD or the config's file)")
+    p.add_argument("--glimpse", action="append", default=[], metavar="HOST:PORT",
+                   help="GLIMPSE 5.0 snapshot server (repeat for fallbacks, tried in order): for --start snapshot "
+                   "and --resync snapshot")
+    p.add_argument("--resync", choices=("stale", "snapshot"),
+                   help="a gap recovery gave up on: stay STALE (default) or rebuild the book from a fresh snapshot")
+    p.add_argument("--user", help="replay and GLIMPSE login user name (password: $XDPFEED_PASSWORD or the config's "
+                   "file)")
     add_output_arguments(p)
     p.add_argument("--until-eos", action="store_true",
                    help="exit 0 once End of Session was seen and every gap is filled (1 if the feed is STALE)")
     p.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="exit when nothing arrives for this long")
-    p.add_argument("--start", choices=("one", "first"), help="follow a session from sequence 1 (default) or the "
-                   "first packet seen")
+    p.add_argument("--start", choices=("one", "first", "snapshot"), help="follow a session from sequence 1 "
+                   "(default), the first packet seen, or a GLIMPSE snapshot (a late join: --glimpse)")
     p.add_argument("--no-book", action="store_true", help="do not build the order book")
     p.add_argument("--check-config", action="store_true",
                    help="check the config and this host (interfaces, queues, capabilities, huge pages) and exit: "
@@ -66,7 +72,8 @@ def metrics_key(args_addr: str | None, cfg: cfgmod.FeedConfig) -> str:
     return args_addr or cfg.metrics_addr or "auto"
 
 
-ONE_FEED_FLAGS = ("line_a", "line_b", "replay", "rerequest", "user", "start", "record", "out", "no_book")
+ONE_FEED_FLAGS = ("line_a", "line_b", "replay", "rerequest", "glimpse", "resync", "user", "start", "record", "out",
+                  "no_book")
 
 
 def build_config(args) -> cfgmod.FeedConfig | cfgmod.FeedsConfig:
@@ -83,26 +90,32 @@ def build_config(args) -> cfgmod.FeedConfig | cfgmod.FeedsConfig:
                                          "one feed (set it in the config, or run one with --feed NAME)")
             for f in cfg.feeds:
                 f.password = cfgmod.password_from_env(f)
-                if f.replay and not f.password:
-                    raise cfgmod.ConfigError(f"feed {f.name}: replay needs a password: set ${cfgmod.PASSWORD_ENV} or "
-                                             "recovery.password_file")
+                if (f.replay or f.glimpse) and not f.password:
+                    raise cfgmod.ConfigError(f"feed {f.name}: {'replay' if f.replay else 'glimpse'} needs a password: "
+                                             f"set ${cfgmod.PASSWORD_ENV} or recovery.password_file")
             return cfg
     elif getattr(args, "feed", None):
         raise cfgmod.ConfigError(f"--feed {args.feed}: the config holds one feed ([[feeds]] holds several)")
     replay = [cfgmod.parse_hostport(s, "--replay") for s in args.replay]  # a bad one names the flag
     rerequest = [cfgmod.parse_hostport(s, "--rerequest") for s in args.rerequest]
+    glimpse = [cfgmod.parse_hostport(s, "--glimpse") for s in getattr(args, "glimpse", [])]
     keys = {"line_a": args.line_a, "line_b": args.line_b, "replay": replay or None, "rerequest": rerequest or None,
-            "user": args.user, "start": args.start,
+            "glimpse": glimpse or None, "resync": getattr(args, "resync", None), "user": args.user, "start": args.start,
             "record": getattr(args, "record", None), "book": False if getattr(args, "no_book", False) else None,
             "outputs": (cfg.outputs + args.out) if getattr(args, "out", None) else None}
     cfg = cfgmod.with_keys(cfg, {k: v for k, v in keys.items() if v is not None})
     if not cfg.line_a and not cfg.line_b:
         raise cfgmod.ConfigError("no line to read: give -a URI and/or -b URI (or feed.line_a in the config)")
-    if cfg.replay and not cfg.user:
-        raise cfgmod.ConfigError("--replay needs --user (or recovery.user in the config)")
+    if (cfg.start_snapshot or cfg.resync == "snapshot") and not cfg.glimpse:
+        flag = "--start snapshot" if cfg.start_snapshot else "--resync snapshot"
+        raise cfgmod.ConfigError(f"{flag} needs --glimpse HOST:PORT (or recovery.glimpse in the config)")
     cfg.password = cfgmod.password_from_env(cfg)
-    if cfg.replay and not cfg.password:
-        raise cfgmod.ConfigError(f"--replay needs a password: set ${cfgmod.PASSWORD_ENV} or recovery.password_file")
+    for key in ("replay", "glimpse"):
+        if getattr(cfg, key) and not cfg.user:
+            raise cfgmod.ConfigError(f"--{key} needs --user (or recovery.user in the config)")
+        if getattr(cfg, key) and not cfg.password:
+            raise cfgmod.ConfigError(f"--{key} needs a password: set ${cfgmod.PASSWORD_ENV} or "
+                                     "recovery.password_file")
     return cfg
 
 
@@ -155,6 +168,12 @@ def format_summary(s: dict) -> str:
              f"lost {s['lost']:,}",
              f"STALE episodes {s['stale_episodes']:,} ({s['stale_seconds_total']:.3f} s in all, longest "
              f"{s['stale_seconds_longest']:.3f} s)" + ("; STALE now" if s["stale"] else "")]
+    snap = s.get("snapshots")
+    if snap:
+        lines.append(f"snapshots {snap['snapshots']:,} ({snap['messages']:,} messages, the last in "
+                     f"{snap['last_seconds'] or 0:.3f} s; {snap['attempts']:,} attempts, failures "
+                     f"{sum(snap['failures'].values()):,}); held messages they covered {snap['covered']:,}, "
+                     f"skipped by a resync {snap['skipped']:,}")
     for name, ls in s["lines"].items():
         src = ls.get("source")
         if src:

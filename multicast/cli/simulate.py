@@ -34,7 +34,7 @@ FLAGS = {  # VenueConfig field -> the flag that sets it
     "burst_loss": "--burst-loss", "bursts": "--bursts", "reorder": "--reorder", "duplicate": "--duplicate",
     "replay_port": "--replay-port", "request_port": "--request-port", "users": "--user",
     "start_delay": "--start-delay", "replay_host": "--bind", "request_host": "--bind",
-    "recovery_outage": "--recovery-outage",
+    "recovery_outage": "--recovery-outage", "glimpse_port": "--glimpse-port",
 }
 
 
@@ -79,6 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--duplicate", type=float, default=0.0, metavar="P", help="probability a packet is sent twice")
     a("--replay-port", type=int, default=0, metavar="P", help="SoupBinTCP replay server port (default: any free)")
     a("--request-port", type=int, default=0, metavar="P", help="MoldUDP64 re-request server port (default: any)")
+    a("--glimpse-port", type=int, default=None, metavar="P", help="serve GLIMPSE 5.0 snapshots on this port (0: any "
+      "free one; default: no GLIMPSE server)")
     a("--bind", default="127.0.0.1", metavar="ADDR",
       help="address the replay and re-request servers listen on (default 127.0.0.1)")
     a("--user", default=DEFAULT_USER, metavar="NAME",
@@ -115,7 +117,8 @@ def _addresses(venue: Venue) -> dict:
     return {"session": venue.store.session.decode("ascii").rstrip(), "messages": venue.store.count,
             "line_a": f"{c.line_a[0]}:{c.line_a[1]}", "line_b": f"{c.line_b[0]}:{c.line_b[1]}",
             "iface_addr": c.iface_addr, "replay": "{}:{}".format(*venue.replay_address),
-            "request": "{}:{}".format(*venue.request_address)}
+            "request": "{}:{}".format(*venue.request_address),
+            **({"glimpse": "{}:{}".format(*venue.glimpse_address)} if venue.glimpse_server else {})}
 
 
 def _text_summary(s: dict) -> str:
@@ -150,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
             burst_loss=args.burst_loss, bursts=bursts, reorder=args.reorder, duplicate=args.duplicate,
             replay_port=args.replay_port, request_port=args.request_port, users={args.user: password},
             start_delay=args.start_delay, replay_host=args.bind, request_host=args.bind,
-            recovery_outage=args.recovery_outage)
+            recovery_outage=args.recovery_outage, glimpse_port=args.glimpse_port, glimpse_host=args.bind)
     except ConfigError as e:
         return _error(FLAGS.get(e.field, e.field) + str(e).removeprefix(e.field))
     store = None
@@ -179,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         venue.start()
     except OSError as e:
-        return _error(f"cannot start the recovery servers (--replay-port / --request-port): {e.strerror or e}")
+        return _error(f"cannot start the recovery servers (--replay-port / --request-port / --glimpse-port): "
+                      f"{e.strerror or e}")
     with StopOnSignal() as stop:  # explicit handlers: SIGINT works even when the process inherited it ignored
         try:
             addr = _addresses(venue)

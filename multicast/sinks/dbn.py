@@ -124,6 +124,26 @@ class DbnSink(Sink):
                 break
         self.count(batch.count, batch.stream.size)
 
+    def on_status(self, event) -> None:
+        """A snapshot begins (multicast.feed.status.SnapshotBegin): the book it describes replaces what came
+        before. As Databento's snapshots do, a Clear record (action R, F_SNAPSHOT) for every instrument
+        written so far, then the snapshot's adds (F_SNAPSHOT); the orders tracked so far are forgotten."""
+        if getattr(event, "kind", "") != "snapshot_begin":
+            return
+        self.orders = S.OrderStore()
+        locates = np.flatnonzero(self.symbols)
+        if not self.header_bytes or not locates.size:
+            return  # nothing written yet (a late join): nothing to clear
+        recs = np.zeros(locates.size, dtype=mbo.MBO)
+        recs["length"], recs["rtype"], recs["publisher_id"] = mbo.MBO.itemsize // 4, mbo.RTYPE_MBO, self.publisher
+        recs["instrument_id"] = locates
+        recs["ts_event"] = recs["ts_recv"] = self.last_ts
+        recs["price"] = mbo.UNDEF_PRICE
+        recs["flags"] = mbo.F_SNAPSHOT | mbo.F_LAST
+        recs["action"], recs["side"] = ord("R"), ord("N")
+        self._f.write(recs.view(np.uint8))
+        self.stats_[mbo.RECORDS] += locates.size
+
     # -- metadata ---------------------------------------------------------------------------------
     def _metadata(self, start: int, end: int | None, mappings: list) -> bytes:
         import databento_dbn as dbn

@@ -42,6 +42,7 @@ assert MBO.itemsize == 56
 RTYPE_MBO = 0xA0
 PRICE_SCALE = 100_000  # ITCH price4 (1e-4) → DBN fixed price (1e-9)
 F_LAST, F_SNAPSHOT, F_BAD_TS_RECV = 0x80, 0x20, 0x08  # DBN record flags
+UNDEF_PRICE = (1 << 63) - 1  # DBN's "no price" (a Clear record's)
 MAX_RECORDS_PER_MESSAGE = 3
 
 # stats[]

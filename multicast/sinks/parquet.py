@@ -78,9 +78,10 @@ class ParquetSink(Sink):
             rows = tables[t]
             if not len(rows):
                 continue
+            seq = rows["seq"].astype(np.int64)
             cols = {"session": pa.array(np.full(len(rows), batch.session), pa.string()),
-                    "seq": pa.array(rows["seq"].astype(np.int64)),
-                    "receive_ns": pa.array(batch.timestamp_ns[rows["seq"].astype(np.int64) - batch.first_seq])}
+                    "seq": pa.array(np.zeros_like(seq) if batch.snapshot else seq),  # a snapshot's have none
+                    "receive_ns": pa.array(batch.timestamp_ns[seq - batch.first_seq])}
             for f in HEADER + MESSAGES[t][2]:
                 col = rows[f.name]
                 cols[f.name] = self._alpha_column(col, f.size) if f.name in self._alpha[t] else pa.array(col)

@@ -41,7 +41,13 @@ class Threaded:
             self._q.put(item)
 
     def on_messages(self, batch) -> None:
-        self._put(("m", batch.stream.copy(), batch.first_seq, batch.count, batch.timestamp_ns.copy(), batch.session))
+        self._put(("m", batch.stream.copy(), batch.first_seq, batch.count, batch.timestamp_ns.copy(), batch.session,
+                   batch.snapshot))
+
+    def on_status(self, event) -> None:
+        """Status events reach the sink in their place among the batches (a snapshot's start, for DBN)."""
+        if hasattr(self.sink, "on_status"):
+            self._put(("s", event))
 
     def on_top_of_book(self, events) -> None:
         if hasattr(self.sink, "on_top_of_book"):
@@ -51,7 +57,7 @@ class Threaded:
         if hasattr(self.sink, "on_consolidated"):
             self._put(("c", np.array(events, copy=True)))
 
-    def __getattr__(self, name):  # snapshot flags and the like reach the sink itself
+    def __getattr__(self, name):  # attributes of the sink itself (the consolidated book it writes, ...)
         return getattr(self.sink, name)
 
     def stats(self) -> dict:
@@ -80,8 +86,10 @@ class Threaded:
                 continue  # failed: drain what is queued, write nothing more
             try:
                 if item[0] == "m":
-                    _, stream, first, count, ts, session = item
-                    self.sink.on_messages(self._batch.set(stream, first, count, ts, session))
+                    _, stream, first, count, ts, session, snapshot = item
+                    self.sink.on_messages(self._batch.set(stream, first, count, ts, session, snapshot))
+                elif item[0] == "s":
+                    self.sink.on_status(item[1])
                 elif item[0] == "e":
                     self.sink.on_top_of_book(item[1])
                 else:
