@@ -34,7 +34,7 @@ FLAGS = {  # VenueConfig field -> the flag that sets it
     "burst_loss": "--burst-loss", "bursts": "--bursts", "reorder": "--reorder", "duplicate": "--duplicate",
     "replay_port": "--replay-port", "request_port": "--request-port", "users": "--user",
     "start_delay": "--start-delay", "replay_host": "--bind", "request_host": "--bind",
-    "recovery_outage": "--recovery-outage", "glimpse_port": "--glimpse-port",
+    "recovery_outage": "--recovery-outage", "glimpse_port": "--glimpse-port", "start_seq": "--start-seq",
 }
 
 
@@ -79,6 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--duplicate", type=float, default=0.0, metavar="P", help="probability a packet is sent twice")
     a("--replay-port", type=int, default=0, metavar="P", help="SoupBinTCP replay server port (default: any free)")
     a("--request-port", type=int, default=0, metavar="P", help="MoldUDP64 re-request server port (default: any)")
+    a("--start-seq", type=int, default=1, metavar="SEQ", help="publish from this sequence on, the venue met in "
+      "the middle of its day (the messages before it are served by replay and GLIMPSE)")
     a("--glimpse-port", type=int, default=None, metavar="P", help="serve GLIMPSE 5.0 snapshots on this port (0: any "
       "free one; default: no GLIMPSE server)")
     a("--bind", default="127.0.0.1", metavar="ADDR",
@@ -153,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
             burst_loss=args.burst_loss, bursts=bursts, reorder=args.reorder, duplicate=args.duplicate,
             replay_port=args.replay_port, request_port=args.request_port, users={args.user: password},
             start_delay=args.start_delay, replay_host=args.bind, request_host=args.bind,
-            recovery_outage=args.recovery_outage, glimpse_port=args.glimpse_port, glimpse_host=args.bind)
+            recovery_outage=args.recovery_outage, glimpse_port=args.glimpse_port, glimpse_host=args.bind,
+            start_seq=args.start_seq)
     except ConfigError as e:
         return _error(FLAGS.get(e.field, e.field) + str(e).removeprefix(e.field))
     store = None

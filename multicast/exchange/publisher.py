@@ -235,7 +235,7 @@ class Publisher:
     def __init__(self, store, lines: list[tuple[str, int]], iface_addr: str = "127.0.0.1", rate: float = 0,
                  faults: list[LineFaults] | None = None, burst_loss: int = 0, bursts: int = 0, seed: int = 1,
                  heartbeat_interval: float = 1.0, eos_interval: float = 0.2, eos_repeats: int = 3, ttl: int = 1,
-                 eos_until_stopped: bool = False,
+                 eos_until_stopped: bool = False, start_seq: int = 1,
                  max_block_bytes: int = MAX_BLOCK_BYTES, clock=time.monotonic, sleep=time.sleep):
         faults = list(faults) if faults is not None else [LineFaults() for _ in lines]
         if not lines or len(faults) != len(lines):
@@ -279,6 +279,11 @@ class Publisher:
               self.lines[0].sched_pkt, 0, 0, self._off, self._len)  # compiled now, not when the first packet is due
         self._k, self.packets = 0, npk  # main-timeline packets handled, of
         self.published, self.ended = 1, False
+        if start_seq > 1:  # a venue met in the middle of its day: what came before counts as published
+            k0 = max(0, int(np.searchsorted(self.first_seq, start_seq, side="right")) - 1)
+            for line in self.lines:
+                line.pos = int(np.searchsorted(line.sched_slot, k0, side="left"))
+            self._k, self.published = k0, int(self._seq_at[k0])
 
     # ------------------------------------------------------------------------------------ sending
     def _send(self, line: _Line, n: int, stop: threading.Event) -> None:
@@ -342,10 +347,11 @@ class Publisher:
         npk = self.packets
         t0 = last = self._clock()
         k = self._k
+        base = int(self._cum_end[k - 1]) if k > 0 else 0  # messages before the start (start_seq)
         while k < npk and not stop.is_set():
             now = self._clock()
             if self.rate > 0:
-                due = int((now - t0) * self.rate)
+                due = base + int((now - t0) * self.rate)
                 k1 = min(int(np.searchsorted(self._cum_end, due, side="right")), k + BATCH_PACKETS)
             else:
                 k1 = min(npk, k + BATCH_PACKETS)
@@ -357,7 +363,7 @@ class Publisher:
             if now - last >= self.heartbeat_interval:
                 self._control(HEARTBEAT)
                 last = now
-            next_due = t0 + self._cum_end[k] / self.rate
+            next_due = t0 + (self._cum_end[k] - base) / self.rate
             wait = min(max(next_due - now, MIN_PACE_S), last + self.heartbeat_interval - now, MAX_SLEEP_S)
             self._sleep(max(wait, 1e-4))  # a floor: a fake clock must move past float rounding
         if stop.is_set():

@@ -84,6 +84,7 @@ class VenueConfig:
     glimpse_host: str = "127.0.0.1"
     glimpse_port: int | None = None  # GLIMPSE 5.0 snapshots on this port (0: any free one); None: no server
     glimpse_fault: object = None
+    start_seq: int = 1  # publish from this sequence: the venue met in the middle of its day (earlier ones served)
 
     def __post_init__(self):
         if not _is_int(self.messages) or not MIN_MESSAGES <= self.messages <= MAX_MESSAGES:
@@ -146,6 +147,8 @@ class VenueConfig:
 
             if not isinstance(self.replay_fault, ReplayFault):
                 raise ConfigError("replay_fault", f"must be None or a ReplayFault, not {self.replay_fault!r}")
+        if not _is_int(self.start_seq) or self.start_seq < 1:
+            raise ConfigError("start_seq", f"must be an integer >= 1 (a sequence of the day), not {self.start_seq!r}")
         if self.glimpse_fault is not None:
             from xdpfeed.multicast.exchange.glimpse_server import GlimpseFault
 
@@ -184,7 +187,7 @@ class Venue:
                 store, [tuple(c.line_a), tuple(c.line_b)], iface_addr=c.iface_addr, rate=c.rate,
                 faults=[LineFaults(c.loss_a, c.reorder, c.duplicate), LineFaults(c.loss_b, c.reorder, c.duplicate)],
                 burst_loss=c.burst_loss, bursts=c.bursts, seed=c.seed, heartbeat_interval=c.heartbeat_interval,
-                eos_until_stopped=True)
+                eos_until_stopped=True, start_seq=c.start_seq)
         except ValueError as e:  # bursts that do not fit this day
             if str(e).startswith("burst_loss: "):
                 raise ConfigError("burst_loss", str(e).removeprefix("burst_loss: ")) from None
