@@ -22,6 +22,7 @@ from xdpfeed.multicast.exchange.store import DayStore
 from xdpfeed.multicast.feed.config import ConfigError
 from xdpfeed.multicast.feed.consumers import MessageBatch
 from xdpfeed.multicast.feed.feed import Feed
+from xdpfeed.multicast.feed.metrics import FeedCollector
 from xdpfeed.multicast.wire.glimpse import count_records, encode_end_of_snapshot, parse_end_of_snapshot
 
 from helpers import eventually, venue_for
@@ -188,6 +189,8 @@ def test_late_join_faults_go_to_the_next_server(day):
                 assert f.run(until_eos=True, idle_timeout=30) == "complete"
                 assert f.book.checksum() == venue_book(day) and f.summary()["lost"] == 0
                 snaps = f.summary()["snapshots"]
+                samples = {(m.name, tuple(sorted(m.labels.items()))): m.value
+                           for fam in FeedCollector(f, "itch").collect() for m in fam.samples}
         finally:
             for b in bad:
                 b.stop()
@@ -198,6 +201,14 @@ def test_late_join_faults_go_to_the_next_server(day):
     assert failed[1].retry_server == good
     assert snaps["snapshots"] == 1 and snaps["attempts"] == 3 and sum(snaps["failures"].values()) == 2
     assert bad[1].stats["snapshot_messages"] == 500
+    # Prometheus: the attempts and failures with recovery's (method "snapshot"), the snapshot used
+    itch = (("feed", "itch"),)
+    assert samples[("xdpfeed_recovery_requests_total", (("feed", "itch"), ("method", "snapshot")))] == 3
+    assert samples[("xdpfeed_recovery_failures_total", (("feed", "itch"), ("method", "snapshot"),
+                                                        ("reason", failed[0].reason)))] == 1
+    assert samples[("xdpfeed_snapshots_total", itch)] == 1 and samples[("xdpfeed_snapshot_skipped_messages_total",
+                                                                        itch)] == 0
+    assert samples[("xdpfeed_snapshot_messages_total", itch)] == snaps["messages"] > 0
     assert np.array_equal(rec.live_seqs(), np.arange(rec.of("snapshot_end")[0].next_seq, day.next_seq))
 
 

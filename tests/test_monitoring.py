@@ -49,6 +49,10 @@ EXPECTED = frozenset({
     "xdpfeed_stale_episodes_total",
     "xdpfeed_stale_seconds_total",
     "xdpfeed_stale_longest_seconds",
+    # snapshots (late join, resync)
+    "xdpfeed_snapshots_total",
+    "xdpfeed_snapshot_messages_total",
+    "xdpfeed_snapshot_skipped_messages_total",
     # consumers
     "xdpfeed_consumer_batches_total",
     "xdpfeed_consumer_errors_total",

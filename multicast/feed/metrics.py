@@ -43,6 +43,7 @@ METRIC_NAMES = (
     "xdpfeed_output_subscribers", "xdpfeed_output_dropped_messages_total", "xdpfeed_output_pending_messages",
     "xdpfeed_output_twin_messages_total", "xdpfeed_output_conflicts_total", "xdpfeed_output_retries_total",
     "xdpfeed_output_reconnects_total", "xdpfeed_output_connected", "xdpfeed_output_gap_messages_total",
+    "xdpfeed_snapshots_total", "xdpfeed_snapshot_messages_total", "xdpfeed_snapshot_skipped_messages_total",
 )
 # served by a handler of several feeds (multicast.feed.feeds), with its consolidated book
 CONSOLIDATED_METRIC_NAMES = (
@@ -194,8 +195,8 @@ class FeedCollector:
         return hist
 
     def _recovery(self, h, f):
-        req = _counter("xdpfeed_recovery_requests_total", "Recovery requests: re-request packets, replay sessions.",
-                       ["feed", "method"])
+        req = _counter("xdpfeed_recovery_requests_total", "Recovery requests: re-request packets, replay sessions, "
+                       "GLIMPSE snapshot logins.", ["feed", "method"])
         got = _counter("xdpfeed_recovered_messages_total", "Messages first delivered by recovery, by method.",
                        ["feed", "method"])
         fail = _counter("xdpfeed_recovery_failures_total", "Failed recovery attempts, by method and reason.",
@@ -219,7 +220,25 @@ class FeedCollector:
                 buckets.append((f"{bound:g}", acc))
             buckets.append(("+Inf", acc + s.recovery_buckets[-1]))
             hist.add_metric([f], buckets, s.recovery_sum)
+        yield from self._snapshots(h, f, req, fail)
         yield from (req, got, fail, hist)
+
+    def _snapshots(self, h, f, req, fail):
+        """Late joins and resyncs from GLIMPSE (multicast.feed.snapshot): attempts and failures go with the
+        recovery families (method "snapshot")."""
+        used = _counter("xdpfeed_snapshots_total", "GLIMPSE snapshots the feed went on from.", ["feed"])
+        msgs = _counter("xdpfeed_snapshot_messages_total", "Messages of the snapshots delivered.", ["feed"])
+        skipped = _counter("xdpfeed_snapshot_skipped_messages_total",
+                           "Messages a resync snapshot stood in for (never delivered).", ["feed"])
+        st, loader = h.seq.view(), h.snapshots
+        used.add_metric([f], st.snapshots)
+        msgs.add_metric([f], loader.stats.messages if loader is not None else 0)
+        skipped.add_metric([f], st.snapshot_skipped)
+        if loader is not None:
+            req.add_metric([f, "snapshot"], loader.stats.attempts)
+            for reason, v in loader.stats.failures.items():
+                fail.add_metric([f, "snapshot", reason], v)
+        yield from (used, msgs, skipped)
 
     def _lines(self, h, f):
         now_ns = time.time_ns()
