@@ -175,10 +175,8 @@ class Recovery:
         if not self.gaps:
             self._end_replay()
             return
-        for g in self.gaps:
-            if not g.replay:
-                self._rerequest(g, now)
-        self._replay(now)
+        # the deadline is judged on the gaps just read from the sequencer: planning below may deliver (a new
+        # replay session's first poll), and a gap it closes must not make the feed STALE
         oldest = min(g.detected for g in self.gaps)
         if now - oldest > self.policy.deadline and self.seq.state != "STALE":
             g = min(self.gaps, key=lambda x: x.detected)
@@ -187,6 +185,10 @@ class Recovery:
             log.error("feed STALE: %s; recovery keeps trying", reason)
             self.stats.gave_up += 1
             self.seq.give_up(reason)
+        for g in self.gaps:
+            if not g.replay:
+                self._rerequest(g, now)
+        self._replay(now)
 
     def _track(self, ranges: list[tuple[int, int]], now: float) -> None:
         """Match the sequencer's missing ranges to the gaps already known (a gap may shrink or split)."""
