@@ -208,6 +208,10 @@ class AfXdpSource(SourceBase):
     SO_PREFER_BUSY_POLL / SO_BUSY_POLL / SO_BUSY_POLL_BUDGET (=batch) where the kernel has them.
     """
 
+
+    timestamp_source = {"source": "software", "reason": "one CLOCK_REALTIME reading per recv(): the XDP program "
+                        "does not copy an RX timestamp (bpf_xdp_metadata_rx_timestamp) into the frame's metadata"}
+
     def __init__(self, iface: str, queue: int = 0, mode: str = "auto", zerocopy: str = "auto",
                  groups=(), frames: int = 4096, frame_size: int = 2048, batch: int = 256, busy_poll_us: int = 0):
         where = f"afxdp {iface} queue {queue}"

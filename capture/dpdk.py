@@ -126,6 +126,17 @@ class DpdkSource(SourceBase):
     promisc: promiscuous mode; eal: EAL options, used if this is the process's first DPDK port.
     """
 
+
+    @property
+    def timestamp_source(self) -> dict:
+        """Where receive timestamps come from (multicast.latency)."""
+        if self.driver == "net_pcap":
+            return {"source": "capture", "reason": "net_pcap gives the capture's time (microseconds)"}
+        if self.info.get("pmd_timestamps"):
+            return {"source": "hardware", "reason": f"the {self.driver} PMD's rx timestamp"}
+        return {"source": "software", "reason": f"one CLOCK_REALTIME reading per burst (the {self.driver} PMD has "
+                "no rx timestamp, or timestamp=host)"}
+
     def __init__(self, device: str, groups=(), rxd: int = 1024, mbufs: int = 8191,
                  mbuf_size: int = DEFAULT_MBUF_SIZE, burst: int = 256, timestamp: str = "auto",
                  promisc: bool = False, eal_options: EalOptions | None = None):

@@ -246,6 +246,10 @@ class PcapSource(SourceBase):
     """Frames of a pcap or pcapng file, in file order, in batches; paced to `speed` x recorded time when
     given (None: as fast as possible). `clock` (ns) and `sleep` (s) are injectable for tests."""
 
+
+    # where receive timestamps come from (multicast.latency): the capture's own
+    timestamp_source = {"source": "capture", "reason": "the time the capture recorded for each frame"}
+
     def __init__(self, path: str, speed: float | None = None, clock=time.monotonic_ns, sleep=time.sleep):
         self.path = path
         if speed is not None and not speed > 0:

@@ -2,7 +2,9 @@
 kernel bypass is available, and the receive path of tests and the demo on loopback.
 
 The socket joins the group on the named interface (any-source, or source-specific with `source=`),
-asks for kernel receive timestamps, and a cffi call (xdpfeed.native._udp, recvmmsg) drops a whole
+asks for receive timestamps with SO_TIMESTAMPING (the NIC's when it stamps received packets: the source
+turns that on with SIOCSHWTSTAMP where allowed, capture.hwtstamp; the kernel's otherwise; `timestamp_source`
+says which and why), and a cffi call (xdpfeed.native._udp, recvmmsg) drops a whole
 batch of datagrams into a preallocated slab that becomes the FrameBatch's `data`. Frames are UDP
 payloads (LINKTYPE_UDP_PAYLOAD). Datagrams longer than a slot are cut and counted in `truncated`.
 """
@@ -16,6 +18,7 @@ import numpy as np
 
 from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch
 from xdpfeed.capture.errors import SourceError
+from xdpfeed.capture.hwtstamp import SO_TIMESTAMPING, TIMESTAMPING_FLAGS
 from xdpfeed.capture.source import SourceBase
 from xdpfeed.native._udp import ffi, lib
 
@@ -43,6 +46,8 @@ class _BatchSocket(SourceBase):
         self.slot_size = slot_size
         self.truncated = ffi.new("uint64_t *")
         self.kernel_drops = ffi.new("uint32_t *")
+        self.hw_stamps = ffi.new("uint64_t *")
+        self.hw_reason = "the socket asks for software time stamps only"
         self.packets = 0
         self.bytes = 0
         self._slab = np.zeros(MAX_BATCH * slot_size, dtype=np.uint8)
@@ -57,7 +62,7 @@ class _BatchSocket(SourceBase):
         got = lib.xdpfeed_udp_recv_batch(
             self.sock.fileno(), self._c_slab, self.slot_size, n,
             ffi.from_buffer("int64_t[]", batch.offset), ffi.from_buffer("uint32_t[]", batch.length),
-            ffi.from_buffer("int64_t[]", batch.timestamp_ns), self.truncated, self.kernel_drops,
+            ffi.from_buffer("int64_t[]", batch.timestamp_ns), self.truncated, self.kernel_drops, self.hw_stamps,
         )
         if got < 0:
             raise OSError(-got, f"recvmmsg: {os.strerror(-got)}")
@@ -76,8 +81,21 @@ class _BatchSocket(SourceBase):
             self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
         except OSError:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        try:  # the NIC's time when it stamps packets, the kernel's otherwise
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, TIMESTAMPING_FLAGS)
+        except OSError as e:
+            self.hw_reason = f"SO_TIMESTAMPING: {e.strerror}"
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+
+    @property
+    def timestamp_source(self) -> dict:
+        """Where receive timestamps come from (multicast.latency): hardware once packets carry the NIC's."""
+        hw = int(self.hw_stamps[0])
+        if hw:
+            return {"source": "hardware", "reason": f"the NIC's receive time ({hw} packets so far)",
+                    "hardware_packets": hw}
+        return {"source": "software", "reason": f"the kernel's receive time ({self.hw_reason})"}
 
     mode = "socket recvmmsg"
 
@@ -85,6 +103,7 @@ class _BatchSocket(SourceBase):
         """Packets and bytes received; drops: "kernel" (socket buffer full, SO_RXQ_OVFL) and
         "truncated" (datagrams longer than a slot, cut)."""
         return {"packets": self.packets, "bytes": self.bytes, "mode": self.mode,
+                "hardware_timestamps": int(self.hw_stamps[0]),
                 "drops": {"kernel": int(self.kernel_drops[0]), "truncated": int(self.truncated[0])}}
 
     @property
@@ -155,6 +174,19 @@ class UdpSource(_BatchSocket):
         except OSError as e:
             self.sock.close()
             raise SourceError(f"udp source {group}:{port}@{iface}: {e.strerror}") from None
+        if not self.hw_reason.startswith("SO_TIMESTAMPING"):
+            self._hardware_stamps(iface, local)
+
+    def _hardware_stamps(self, iface: str, local: bytes | None) -> None:
+        """Ask the interface to time-stamp received packets (where allowed); the reason when it will not."""
+        from xdpfeed.capture.hwtstamp import enable_rx, iface_of_address
+
+        name = iface_of_address(iface) if local else iface
+        if name is None:
+            self.hw_reason = f"no interface holds {iface}"
+            return
+        ok, why = enable_rx(name)
+        self.hw_reason = why if not ok else f"{why}; no packet has carried one yet"
 
 
 def _as_address(text: str) -> bytes | None:

@@ -1,5 +1,6 @@
-/* recvmmsg into a numpy slab (one system call per batch, kernel timestamps from SO_TIMESTAMPNS) and
- * sendmmsg out of one (the simulated venue's publisher). */
+/* recvmmsg into a numpy slab (one system call per batch, receive timestamps from SO_TIMESTAMPING: the NIC's
+ * when it stamps packets, the kernel's otherwise; or SO_TIMESTAMPNS) and sendmmsg out of one (the simulated
+ * venue's publisher). */
 #define _GNU_SOURCE
 #include "udp_recv.h"
 
@@ -8,14 +9,24 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#ifndef SCM_TIMESTAMPING
+#define SCM_TIMESTAMPING 37
+#endif
+
+static int64_t ns_of(const struct timespec *t)
+{
+    return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
 int xdpfeed_udp_recv_batch(int fd, uint8_t *slab, uint32_t slot_size, uint32_t nslots,
                            int64_t *offset, uint32_t *length, int64_t *ts_ns, uint64_t *truncated,
-                           uint32_t *kernel_drops)
+                           uint32_t *kernel_drops, uint64_t *hw_stamps)
 {
     struct mmsghdr msgs[XDPFEED_UDP_MAX_BATCH];
     struct iovec iov[XDPFEED_UDP_MAX_BATCH];
     union {
-        char buf[CMSG_SPACE(sizeof(struct timespec)) + CMSG_SPACE(sizeof(uint32_t))];
+        char buf[CMSG_SPACE(3 * sizeof(struct timespec)) + CMSG_SPACE(sizeof(struct timespec))
+                 + CMSG_SPACE(sizeof(uint32_t))];
         struct cmsghdr align;
     } ctl[XDPFEED_UDP_MAX_BATCH];
     uint32_t n = nslots < XDPFEED_UDP_MAX_BATCH ? nslots : XDPFEED_UDP_MAX_BATCH;
@@ -39,10 +50,21 @@ int xdpfeed_udp_recv_batch(int fd, uint8_t *slab, uint32_t slot_size, uint32_t n
             (*truncated)++;
         ts_ns[i] = 0;
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPING) {
+                /* struct scm_timestamping: ts[0] software, ts[2] the NIC's raw hardware time */
+                struct timespec ts[3];
+                memcpy(ts, CMSG_DATA(c), sizeof(ts));
+                if (ts[2].tv_sec || ts[2].tv_nsec) {
+                    ts_ns[i] = ns_of(&ts[2]);
+                    (*hw_stamps)++;
+                } else if (ts[0].tv_sec || ts[0].tv_nsec) {
+                    ts_ns[i] = ns_of(&ts[0]);
+                }
+            } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
                 struct timespec ts;
                 memcpy(&ts, CMSG_DATA(c), sizeof(ts));
-                ts_ns[i] = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+                if (!ts_ns[i])
+                    ts_ns[i] = ns_of(&ts);
             } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
                 /* datagrams the kernel dropped on this socket since it was created (cumulative) */
                 uint32_t d;

@@ -18,6 +18,8 @@ CASES = [
     ("feed", "start", "two", 'feed.start: expected "one", "first" or "snapshot"'),
     ("recovery", "resync", "never", 'recovery.resync: expected "stale" or "snapshot"'),
     ("feed", "book", "yes", "feed.book: expected true or false"),
+    ("feed", "latency", 1, "feed.latency: expected true or false"),
+    ("feed", "venue_time", "no", "feed.venue_time: expected true or false"),
     ("feed", "record", "", "feed.record: expected a non-empty string"),
     ("feed", "outputs", 5, "feed.outputs: expected a list of output URIs"),
     ("feed", "venue", "", "feed.venue: expected a non-empty string"),

@@ -49,6 +49,8 @@ EXPECTED = frozenset({
     "xdpfeed_stale_episodes_total",
     "xdpfeed_stale_seconds_total",
     "xdpfeed_stale_longest_seconds",
+    # latency by stage
+    "xdpfeed_stage_latency_seconds",
     # snapshots (late join, resync)
     "xdpfeed_snapshots_total",
     "xdpfeed_snapshot_messages_total",
@@ -94,7 +96,8 @@ EXPECTED = frozenset({
     # latency
     "xdpfeed_delivery_latency_seconds",
 })
-HISTOGRAMS = frozenset({"xdpfeed_recovery_seconds", "xdpfeed_delivery_latency_seconds"})
+HISTOGRAMS = frozenset({"xdpfeed_recovery_seconds", "xdpfeed_delivery_latency_seconds",
+                        "xdpfeed_stage_latency_seconds"})
 
 # The alerts the runbook promises; the rules file may have more.
 REQUIRED_ALERTS = {

@@ -21,7 +21,13 @@ import tempfile
 import time
 
 from xdpfeed.multicast.book.order_book import OrderBook
-from xdpfeed.multicast.cli.run import Progress, add_metrics_argument, add_output_arguments
+from xdpfeed.multicast.cli.run import (
+    Progress,
+    add_metrics_argument,
+    add_output_arguments,
+    latency_line,
+    write_latency,
+)
 from xdpfeed.multicast.exchange import synthetic
 from xdpfeed.multicast.exchange.ports import free_port, line_pair
 from xdpfeed.multicast.feed.config import ConfigError
@@ -57,6 +63,8 @@ def add_arguments(p) -> None:
       help="simulate N venues at once (2 or 3: Nasdaq, BX, PSX), one handler for all with the consolidated book; "
       "each venue 300,000 messages at 200,000 msg/s unless --messages/--rate say otherwise")
     a("--json", action="store_true", help="print the summary as one JSON object")
+    a("--latency-out", metavar="FILE", help="write the per-stage latency histograms here at the end (an "
+      "HdrHistogram log: `xdpfeed latency FILE` shows it)")
     add_metrics_argument(p)
     add_output_arguments(p)
 
@@ -147,12 +155,13 @@ def _run(args) -> int:
     feed = Feed(line_a=f"udp:{line_a[0]}:{line_a[1]}@lo", line_b=f"udp:{line_b[0]}:{line_b[1]}@lo",
                 rerequest=[f"127.0.0.1:{request_port}"], replay=[f"127.0.0.1:{replay_port}"], user=USER,
                 password=password, rerequest_max=args.rerequest_max, metrics=args.metrics_addr or "auto",
-                name="demo", record=args.record, outputs=args.out)
+                name="demo", record=args.record, outputs=args.out, venue_time=True)
     proc = None
     try:
         if feed.metrics_server is not None:
             _say(args, "== metrics: http://{}:{}/metrics".format(*feed.metrics_server.server_address[:2]))
-        proc, addr = _start_venue(args, day, line_a, line_b, password, replay_port, request_port)
+        proc, addr = _start_venue(args, day, line_a, line_b, password, replay_port, request_port,
+                                  extra=["--stamp-time"])  # the venue's send time: the handler's wire stage
         _say(args, f"== venue: lines A {addr['line_a']} and B {addr['line_b']} on loopback, loss "
              f"{args.loss_a:.1%} / {args.loss_b:.1%} per packet, {args.bursts} burst(s) of {args.burst_loss:,} "
              f"lost on both, rate {args.rate:,.0f} msg/s; replay {addr['replay']}, re-request {addr['request']}")
@@ -164,6 +173,8 @@ def _run(args) -> int:
     finally:
         feed.close()
         venue = _stop_venue(proc) if proc is not None else None
+    if args.latency_out and not write_latency(feed, args.latency_out, PROG):
+        return 2
     book = feed.book
     s = feed.summary()
     summary = {
@@ -173,7 +184,7 @@ def _run(args) -> int:
         "stale": s["stale"], "stale_episodes": s["stale_episodes"], "stale_seconds_total": s["stale_seconds_total"],
         "book_matches": book.checksum() == venue_checksum,
     }
-    detail = {"exit": why, "seconds": round(time.monotonic() - t0, 2), "lines": s["lines"],
+    detail = {"exit": why, "seconds": round(time.monotonic() - t0, 2), "lines": s["lines"], "latency": s.get("latency"),
               "recovery": s.get("recovery", {}), "venue_lost_on_both": venue["lost_on_both_messages"]}
     if args.json:
         print(json.dumps(dict(summary, detail=detail), sort_keys=True))
@@ -193,6 +204,8 @@ def _run(args) -> int:
         for name, ls in s["lines"].items():
             print(f"  line {name}: {ls['packets']:,} packets, first on {ls['first']:,} messages, "
                   f"{ls['duplicates']:,} duplicates, {ls['gaps']:,} gaps of its own")
+        if latency_line(s):
+            print("  " + latency_line(s))
     for name, error in feed.sink_failures:
         print(f"{PROG}: error: output {name} failed: {error}", file=sys.stderr)
     whole = summary["published"] == args.messages == summary["delivered"]  # the venue's whole day, all of it here

@@ -182,6 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     from xdpfeed.multicast.cli import bridge
 
     bridge.add_arguments(br)
+    lt = sub.add_parser(
+        "latency", help="a latency file (run --latency-out) as a table, JSON or a percentile plot",
+        description="Show the per-stage latency histograms a run wrote (--latency-out): the STAC-style table "
+        "(p50, p90, p99, p99.9, p99.99, max per stage, in microseconds), -T json (nanoseconds), and with --plot an "
+        "HdrHistogram percentile-distribution plot.",
+    )
+    from xdpfeed.multicast.cli import latency
+
+    latency.add_arguments(lt)
     return p
 
 
@@ -426,6 +435,12 @@ def _bridge(args) -> int:
     return bridge.run(args)
 
 
+def _latency(args) -> int:
+    from xdpfeed.multicast.cli import latency
+
+    return latency.run(args)
+
+
 def _tail(args) -> int:
     from xdpfeed.multicast.cli import tail
 
@@ -434,7 +449,7 @@ def _tail(args) -> int:
 
 COMMANDS = {"decode": _decode, "book": _book, "orders": _orders, "orders-demo": _orders_demo, "run": _run,
             "simulate": _simulate, "demo": _demo, "capture": _capture, "replay": _replay, "tail": _tail,
-            "bridge": _bridge}
+            "bridge": _bridge, "latency": _latency}
 
 
 def main(argv=None) -> int:

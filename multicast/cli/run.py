@@ -12,7 +12,7 @@ import time
 from xdpfeed.multicast.feed import config as cfgmod
 from xdpfeed.multicast.feed.feed import Feed
 from xdpfeed.multicast.feed.state import LINE_NAMES
-from xdpfeed.multicast.feed.stop import StopOnSignal
+from xdpfeed.multicast.feed.stop import SignalFlag, StopOnSignal
 
 EXIT_STALE = 1  # also: a consumer failed
 EXIT_USAGE = 2
@@ -45,6 +45,7 @@ def add_arguments(p) -> None:
     p.add_argument("--start", choices=("one", "first", "snapshot"), help="follow a session from sequence 1 "
                    "(default), the first packet seen, or a GLIMPSE snapshot (a late join: --glimpse)")
     p.add_argument("--no-book", action="store_true", help="do not build the order book")
+    add_latency_arguments(p)
     p.add_argument("--check-config", action="store_true",
                    help="check the config and this host (interfaces, queues, capabilities, huge pages) and exit: "
                    "0 ready, 1 host not ready, 2 bad config")
@@ -61,6 +62,35 @@ def add_output_arguments(p) -> None:
                    "(the same as --out itch:OUT.itch)")
 
 
+def add_latency_arguments(p) -> None:
+    p.add_argument("--latency-out", metavar="FILE", help="write the per-stage latency histograms here at the end and "
+                   "on SIGUSR1 (an HdrHistogram log: `xdpfeed latency FILE` shows it)")
+    p.add_argument("--venue-time", action="store_true", help="the venue's ITCH timestamps are its send time on a "
+                   "clock synchronized with ours (`simulate --stamp-time`): measure the time on the wire too")
+    p.add_argument("--no-latency", action="store_true", help="no per-stage latency histograms")
+
+
+def latency_line(summary: dict) -> str:
+    """Each stage's p50/p99/p99.9 in µs, one line ("" without latency)."""
+    stages = (summary.get("latency") or {}).get("stages", {})
+    parts = [f"{stage} {d['p50'] / 1e3:.1f}/{d['p99'] / 1e3:.1f}/{d['p99.9'] / 1e3:.1f}"
+             for stage, d in stages.items() if d["count"]]
+    return ("latency p50/p99/p99.9 µs (venue: on the wire; the rest from receive): " + "  ".join(parts)) if parts \
+        else ""
+
+
+def write_latency(feed, path: str, where: str = "xdpfeed run") -> bool:
+    """The feed's latency file; one line on stderr when it cannot be written."""
+    if feed.latency is None:
+        return True
+    try:
+        feed.latency.write(path, feed.name)
+        return True
+    except OSError as e:
+        print(f"{where}: error: --latency-out {path}: {e.strerror}", file=sys.stderr)
+        return False
+
+
 def add_metrics_argument(p) -> None:
     p.add_argument("--metrics-addr", metavar="HOST:PORT|off", default=None,
                    help="serve Prometheus metrics here (default 127.0.0.1:9464, or the config's metrics.addr; "
@@ -73,7 +103,7 @@ def metrics_key(args_addr: str | None, cfg: cfgmod.FeedConfig) -> str:
 
 
 ONE_FEED_FLAGS = ("line_a", "line_b", "replay", "rerequest", "glimpse", "resync", "user", "start", "record", "out",
-                  "no_book")
+                  "no_book", "latency_out", "venue_time", "no_latency")
 
 
 def build_config(args) -> cfgmod.FeedConfig | cfgmod.FeedsConfig:
@@ -102,6 +132,8 @@ def build_config(args) -> cfgmod.FeedConfig | cfgmod.FeedsConfig:
     keys = {"line_a": args.line_a, "line_b": args.line_b, "replay": replay or None, "rerequest": rerequest or None,
             "glimpse": glimpse or None, "resync": getattr(args, "resync", None), "user": args.user, "start": args.start,
             "record": getattr(args, "record", None), "book": False if getattr(args, "no_book", False) else None,
+            "latency": False if getattr(args, "no_latency", False) else None,
+            "venue_time": True if getattr(args, "venue_time", False) else None,
             "outputs": (cfg.outputs + args.out) if getattr(args, "out", None) else None}
     cfg = cfgmod.with_keys(cfg, {k: v for k, v in keys.items() if v is not None})
     if not cfg.line_a and not cfg.line_b:
@@ -168,6 +200,8 @@ def format_summary(s: dict) -> str:
              f"lost {s['lost']:,}",
              f"STALE episodes {s['stale_episodes']:,} ({s['stale_seconds_total']:.3f} s in all, longest "
              f"{s['stale_seconds_longest']:.3f} s)" + ("; STALE now" if s["stale"] else "")]
+    if latency_line(s):
+        lines.append(latency_line(s))
     snap = s.get("snapshots")
     if snap:
         lines.append(f"snapshots {snap['snapshots']:,} ({snap['messages']:,} messages, the last in "
@@ -232,18 +266,28 @@ def run(args) -> int:
     if args.check_config:
         return check_config(cfg, args)
     progress = None if args.quiet else Progress(as_json=args.fmt == "json")
-    with StopOnSignal() as stop:  # SIGINT/SIGTERM end the loop, even when SIGINT was inherited ignored
+    with StopOnSignal() as stop, SignalFlag() as dump:  # SIGINT/SIGTERM end the loop; SIGUSR1 writes latency
         try:
             feed = Feed(cfg, metrics=metrics_key(args.metrics_addr, cfg))
         except (cfgmod.ConfigError, ValueError) as e:
             print(f"xdpfeed run: error: {e}", file=sys.stderr)
             return EXIT_USAGE
+
+        def tick(f):
+            if progress is not None:
+                progress(f)
+            if args.latency_out and dump.take():
+                write_latency(f, args.latency_out)
+
         with feed:
             try:
-                why = feed.run(until_eos=args.until_eos, stop=stop, on_tick=progress, idle_timeout=args.idle_timeout)
+                why = feed.run(until_eos=args.until_eos, stop=stop, on_tick=tick,
+                               idle_timeout=args.idle_timeout)
             finally:
                 if progress is not None:
                     progress.done()
+    if args.latency_out and not write_latency(feed, args.latency_out):
+        return EXIT_USAGE
     summary = feed.summary()
     summary["exit"] = why
     if args.fmt == "json":

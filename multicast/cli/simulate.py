@@ -79,6 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--duplicate", type=float, default=0.0, metavar="P", help="probability a packet is sent twice")
     a("--replay-port", type=int, default=0, metavar="P", help="SoupBinTCP replay server port (default: any free)")
     a("--request-port", type=int, default=0, metavar="P", help="MoldUDP64 re-request server port (default: any)")
+    a("--stamp-time", action="store_true", help="every message's ITCH timestamp is the time it is sent (ns since "
+      "midnight US Eastern): a handler with --venue-time measures the time on the wire")
     a("--start-seq", type=int, default=1, metavar="SEQ", help="publish from this sequence on, the venue met in "
       "the middle of its day (the messages before it are served by replay and GLIMPSE)")
     a("--glimpse-port", type=int, default=None, metavar="P", help="serve GLIMPSE 5.0 snapshots on this port (0: any "
@@ -156,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
             replay_port=args.replay_port, request_port=args.request_port, users={args.user: password},
             start_delay=args.start_delay, replay_host=args.bind, request_host=args.bind,
             recovery_outage=args.recovery_outage, glimpse_port=args.glimpse_port, glimpse_host=args.bind,
-            start_seq=args.start_seq)
+            start_seq=args.start_seq, stamp_time=args.stamp_time)
     except ConfigError as e:
         return _error(FLAGS.get(e.field, e.field) + str(e).removeprefix(e.field))
     store = None

@@ -146,8 +146,9 @@ def _plan_line(n_msgs, forced, loss, reorder, duplicate, st):
 
 
 @njit(cache=True)
-def _fill(slab, session, records, first_seq, n_msgs, byte_start, byte_len, sched_pkt, lo, hi, off, ln):
-    """Write packets sched_pkt[lo:hi] back to back into slab (header + blocks); off/ln get where each is."""
+def _fill(slab, session, records, first_seq, n_msgs, byte_start, byte_len, sched_pkt, lo, hi, off, ln, stamp):
+    """Write packets sched_pkt[lo:hi] back to back into slab (header + blocks); off/ln get where each is. With
+    stamp > 0 (ns since midnight), every message's ITCH timestamp becomes it: the time the venue sends it."""
     o = 0
     for j in range(lo, hi):
         k = sched_pkt[j]
@@ -161,6 +162,15 @@ def _fill(slab, session, records, first_seq, n_msgs, byte_start, byte_len, sched
         b = byte_start[k]
         n = byte_len[k]
         slab[o + HEADER_LEN : o + HEADER_LEN + n] = records[b : b + n]
+        if stamp > 0:
+            p = o + HEADER_LEN
+            end = p + n
+            while p + 2 <= end:
+                m = (np.int64(slab[p]) << 8) | slab[p + 1]
+                if m >= 11:
+                    for i in range(6):
+                        slab[p + 2 + 5 + i] = (stamp >> (8 * (5 - i))) & 0xFF
+                p += 2 + m
         off[j - lo] = o
         ln[j - lo] = HEADER_LEN + n
         o += HEADER_LEN + n
@@ -235,7 +245,7 @@ class Publisher:
     def __init__(self, store, lines: list[tuple[str, int]], iface_addr: str = "127.0.0.1", rate: float = 0,
                  faults: list[LineFaults] | None = None, burst_loss: int = 0, bursts: int = 0, seed: int = 1,
                  heartbeat_interval: float = 1.0, eos_interval: float = 0.2, eos_repeats: int = 3, ttl: int = 1,
-                 eos_until_stopped: bool = False, start_seq: int = 1,
+                 eos_until_stopped: bool = False, start_seq: int = 1, stamp_time: bool = False,
                  max_block_bytes: int = MAX_BLOCK_BYTES, clock=time.monotonic, sleep=time.sleep):
         faults = list(faults) if faults is not None else [LineFaults() for _ in lines]
         if not lines or len(faults) != len(lines):
@@ -276,7 +286,12 @@ class Publisher:
         self._c = (ffi.from_buffer("uint8_t[]", self._slab), ffi.from_buffer("int64_t[]", self._off),
                    ffi.from_buffer("uint32_t[]", self._len))
         _fill(self._slab, self._session, store.records, self.first_seq, self.n_msgs, self.byte_start, self.byte_len,
-              self.lines[0].sched_pkt, 0, 0, self._off, self._len)  # compiled now, not when the first packet is due
+              self.lines[0].sched_pkt, 0, 0, self._off, self._len, 0)  # compiled now, not when the first packet is due
+        self.stamp_time = stamp_time  # ITCH timestamps := the send time (ns since midnight US Eastern)
+        if stamp_time:
+            from xdpfeed.multicast.latency.stages import midnight_eastern_ns
+
+            self._midnight_ns = midnight_eastern_ns(time.time_ns())
         self._k, self.packets = 0, npk  # main-timeline packets handled, of
         self.published, self.ended = 1, False
         if start_seq > 1:  # a venue met in the middle of its day: what came before counts as published
@@ -307,8 +322,9 @@ class Publisher:
             hi = int(np.searchsorted(line.sched_slot, k1, side="left"))
             while line.pos < hi:
                 lo, top = line.pos, min(hi, line.pos + cap)
+                stamp = time.time_ns() - self._midnight_ns if self.stamp_time else 0
                 _fill(self._slab, self._session, self.store.records, self.first_seq, self.n_msgs, self.byte_start,
-                      self.byte_len, line.sched_pkt, lo, top, self._off, self._len)
+                      self.byte_len, line.sched_pkt, lo, top, self._off, self._len, stamp)
                 self._send(line, top - lo, stop)
                 line.pos = top
         self._k = k1

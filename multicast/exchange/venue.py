@@ -84,6 +84,7 @@ class VenueConfig:
     glimpse_host: str = "127.0.0.1"
     glimpse_port: int | None = None  # GLIMPSE 5.0 snapshots on this port (0: any free one); None: no server
     glimpse_fault: object = None
+    stamp_time: bool = False  # each message's ITCH timestamp is the time it is sent (latency: the wire stage)
     start_seq: int = 1  # publish from this sequence: the venue met in the middle of its day (earlier ones served)
 
     def __post_init__(self):
@@ -187,7 +188,7 @@ class Venue:
                 store, [tuple(c.line_a), tuple(c.line_b)], iface_addr=c.iface_addr, rate=c.rate,
                 faults=[LineFaults(c.loss_a, c.reorder, c.duplicate), LineFaults(c.loss_b, c.reorder, c.duplicate)],
                 burst_loss=c.burst_loss, bursts=c.bursts, seed=c.seed, heartbeat_interval=c.heartbeat_interval,
-                eos_until_stopped=True, start_seq=c.start_seq)
+                eos_until_stopped=True, start_seq=c.start_seq, stamp_time=c.stamp_time)
         except ValueError as e:  # bursts that do not fit this day
             if str(e).startswith("burst_loss: "):
                 raise ConfigError("burst_loss", str(e).removeprefix("burst_loss: ")) from None

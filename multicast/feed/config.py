@@ -10,6 +10,8 @@ line_b = "udp:233.49.196.111:26477@eth2"
 start = "one"                       # "one": recover from sequence 1; "first": from the first packet;
                                     # "snapshot": the venue's state from GLIMPSE, then on from there
 book = true                         # build the order book
+latency = true                      # per-stage latency histograms (docs/latency.md)
+venue_time = false                  # the venue's ITCH timestamps are its send time on our clock: the wire stage
 record = "/var/lib/xdpfeed/day.itch"  # the delivered stream as a NASDAQ binary ITCH file (= itch:FILE output)
 outputs = ["dbn:/var/lib/xdpfeed/day.dbn", "ipc:totalview"]  # sinks (multicast.sinks.uri)
 
@@ -106,6 +108,8 @@ class FeedConfig:
     record: str | None = None  # path of the delivered stream as a NASDAQ binary ITCH file
     outputs: list = field(default_factory=list)  # sink URIs
     venue: str = ""  # the venue it comes from (nasdaq, bx, psx, ...); "" means the feed's name
+    latency: bool = True  # per-stage latency histograms (multicast.latency)
+    venue_time: bool = False  # the venue's ITCH timestamps are its send clock, synchronized with ours: wire time
 
 
 @dataclass
@@ -126,7 +130,7 @@ class FeedsConfig:
 
 
 _SECTIONS = {
-    "feed": {"name", "line_a", "line_b", "start", "book", "record", "outputs", "venue"},
+    "feed": {"name", "line_a", "line_b", "start", "book", "record", "outputs", "venue", "latency", "venue_time"},
     "recovery": {"rerequest", "replay", "glimpse", "resync", "user", "password_file"}
     | {f.name for f in fields(RecoveryPolicy)},
     "sequencer": {"hold_messages", "slot_bytes", "hold_arena_bytes"},
@@ -282,10 +286,11 @@ def from_dict(doc: dict, base: FeedConfig | None = None) -> FeedConfig:
             raise ConfigError(f"feed.start: expected \"one\", \"first\" or \"snapshot\", not {feed['start']!r}")
         cfg.start_at_one = feed["start"] == "one"
         cfg.start_snapshot = feed["start"] == "snapshot"
-    if "book" in feed:
-        if not isinstance(feed["book"], bool):
-            raise ConfigError(f"feed.book: expected true or false, not {feed['book']!r}")
-        cfg.book = feed["book"]
+    for key in ("book", "latency", "venue_time"):
+        if key in feed:
+            if not isinstance(feed[key], bool):
+                raise ConfigError(f"feed.{key}: expected true or false, not {feed[key]!r}")
+            setattr(cfg, key, feed[key])
     if "record" in feed:
         cfg.record = _str(feed["record"], "feed.record")
     if "outputs" in feed:

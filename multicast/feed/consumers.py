@@ -147,13 +147,16 @@ class _Slot:
     batches: int = 0
     errors: int = 0
     detached: bool = False
+    index: int = 0  # its place among the consumers
 
 
 class ConsumerSet:
     """The consumers of one Feed, called in the order given. `failed` holds (name, error) once one
     raised under on_error="stop"."""
 
-    def __init__(self, consumers=(), on_error: str = "stop", on_failure=None):
+    def __init__(self, consumers=(), on_error: str = "stop", on_failure=None, after_messages=None):
+        """after_messages(i, batch): called when consumer number i returned from on_messages (latency)."""
+        self.after_messages = after_messages
         if on_error not in ON_ERROR:
             raise ValueError(f"on_consumer_error must be one of {ON_ERROR}, not {on_error!r}")
         self.on_failure = on_failure  # called with (name, error text, detached) when a consumer raises
@@ -170,7 +173,7 @@ class ConsumerSet:
             if not calls:
                 raise TypeError(f"consumer {name!r} has none of {', '.join(CALLBACKS)}")
             policy = getattr(c, "on_error", None)  # a consumer may set its own (a sink: always detach)
-            self.slots.append(_Slot(name, calls, policy if policy in ON_ERROR else on_error))
+            self.slots.append(_Slot(name, calls, policy if policy in ON_ERROR else on_error, index=len(self.slots)))
         self._by_callback = {cb: [s for s in self.slots if cb in s.calls] for cb in CALLBACKS}
 
     def wants(self, callback: str) -> bool:
@@ -187,6 +190,8 @@ class ConsumerSet:
             else:
                 if callback == "on_messages":
                     s.batches += 1
+                    if self.after_messages is not None:
+                        self.after_messages(s.index, arg)
 
     def _failed(self, s: _Slot, callback: str, e: Exception) -> None:
         s.errors += 1

@@ -51,6 +51,7 @@ from xdpfeed.multicast.feed.status import (
 )
 from xdpfeed.multicast.feed.stream_stats import count_types
 from xdpfeed.multicast.feed.warmup import warm_up
+from xdpfeed.multicast.latency.stages import FeedLatency, timestamp_source
 from xdpfeed.multicast.wire import counters as C
 from xdpfeed.multicast.wire.glimpse import batch_ends
 
@@ -102,6 +103,7 @@ class Feed:
         self.delivered_bytes = 0
         self.recovery: Recovery | None = None
         self.snapshots: SnapshotLoader | None = None
+        self.latency: FeedLatency | None = None
         self.metrics_server = None
         self.lines: list[Line] = []
         self._closed = False
@@ -112,7 +114,8 @@ class Feed:
             for number, key in ((LINE_A, "line_a"), (LINE_B, "line_b")):
                 src = given.get(key) or (open_source(getattr(cfg, key)) if getattr(cfg, key) else None)
                 if src is not None:
-                    self.lines.append(Line(number, src))
+                    self.lines.append(Line(number, src, on_read=self._frames_read,
+                                           on_packets=self._packets if cfg.venue_time else None))
             self.seq = Sequencer(hold_messages=cfg.hold_messages, slot_bytes=cfg.slot_bytes,
                                  hold_arena_bytes=cfg.hold_arena_bytes, out_messages=OUT_MESSAGES,
                                  start_at_one=cfg.start_at_one, on_status=self._on_sequencer,
@@ -127,7 +130,13 @@ class Feed:
                 self.sinks.append(open_sink(uri, feed=self.name))
             self._polled = [s for s in self.sinks if hasattr(s, "poll")]  # sinks with work between batches
             # sinks come after the caller's consumers, and are detached (never stop the feed) when they fail
-            self.consumers = ConsumerSet([*consumers, *self.sinks], on_consumer_error, self._consumer_failed)
+            self.consumers = ConsumerSet([*consumers, *self.sinks], on_consumer_error, self._consumer_failed,
+                                         after_messages=self._consumer_done)
+            if cfg.latency:
+                names = [s.name for s in self.consumers.slots]
+                self.latency = FeedLatency(names[:len(consumers)], names[len(consumers):], cfg.venue_time)
+                for ln in self.lines:
+                    self.latency.timestamp_sources[LINE_NAMES[ln.number]] = timestamp_source(ln.source)
             if cfg.rerequest or cfg.replay:
                 self.recovery = Recovery(self.seq, self.deliver, clock, cfg.policy, cfg.rerequest, cfg.replay,
                                          cfg.user, cfg.password, on_status=self._emit)
@@ -176,16 +185,33 @@ class Feed:
     def deliver(self, stream: np.ndarray, first_seq: int, count: int, timestamp_ns: np.ndarray,
                 snapshot: bool = False) -> None:
         """Where the sequencer hands over each batch of delivered messages (and the Feed a snapshot's)."""
+        lat = None if snapshot else self.latency
+        if lat is not None:
+            lat.delivered(timestamp_ns, count)
         if self.count_types:
             count_types(stream, stream.size, self.type_counts)
         if self.book is not None:
             self.book.apply_stream(stream, first_seq=first_seq)
+            if lat is not None:
+                lat.book(timestamp_ns, count)
         if self.consumers.wants("on_messages"):
             self.consumers.call("on_messages", self.batch.set(stream, first_seq, count, timestamp_ns,
                                                               self.seq.session, snapshot))
         if self.book is not None:
             self.book.flush_events()
         self.delivered_bytes += stream.size
+
+    def _frames_read(self, timestamps: np.ndarray, n: int) -> None:
+        if self.latency is not None:
+            self.latency.read(timestamps, n)
+
+    def _packets(self, data: np.ndarray, index) -> None:
+        if self.latency is not None:
+            self.latency.packets(data, index)
+
+    def _consumer_done(self, index: int, batch) -> None:
+        if self.latency is not None and not batch.snapshot:
+            self.latency.consumer_done(index, batch.timestamp_ns, batch.count)
 
     def _top_of_book(self, events: np.ndarray) -> None:
         if self.consumers.wants("on_top_of_book"):
@@ -447,6 +473,8 @@ class Feed:
             }
             if self.recovery.rerequest is not None:
                 out["recovery"]["rerequest_client"] = dict(self.recovery.rerequest.stats)
+        if self.latency is not None:
+            out["latency"] = self.latency.summary()
         if self.snapshots is not None:
             out["snapshots"] = {**self.snapshots.stats.as_dict(), "covered": st.snapshot_covered,
                                 "skipped": st.snapshot_skipped}

@@ -22,8 +22,12 @@ def group_array(groups) -> np.ndarray:
 class Line:
     """A line's source, the frame filter (L2 sources keep only the feed's UDP) and its counters."""
 
-    def __init__(self, number: int, source, groups=None):
+    def __init__(self, number: int, source, groups=None, on_read=None, on_packets=None):
+        """on_read(timestamps, n): a batch of n frames was read (their receive timestamps); on_packets(data,
+        index): its MoldUDP64 packets, indexed (latency)."""
         self.number = number
+        self.on_read = on_read
+        self.on_packets = on_packets
         self.source = source
         if groups is None and getattr(source, "groups", None):
             groups = group_array(source.groups)
@@ -40,11 +44,15 @@ class Line:
         if not n:
             self.exhausted = self.source.exhausted
             return 0
+        if self.on_read is not None:
+            self.on_read(self.frames.timestamp_ns, n)
         start = 0
         while start < self.frames.count:
             start = extract_batch(self.frames, start, self.groups, seq.sessions, self.index, self.counters,
                                   control=True)
             if self.index.rows:
+                if self.on_packets is not None:
+                    self.on_packets(self.frames.data, self.index)
                 seq.feed(self.frames.data, self.index, self.number, sink)
         self.source.release(self.frames)
         return n

@@ -44,7 +44,10 @@ METRIC_NAMES = (
     "xdpfeed_output_twin_messages_total", "xdpfeed_output_conflicts_total", "xdpfeed_output_retries_total",
     "xdpfeed_output_reconnects_total", "xdpfeed_output_connected", "xdpfeed_output_gap_messages_total",
     "xdpfeed_snapshots_total", "xdpfeed_snapshot_messages_total", "xdpfeed_snapshot_skipped_messages_total",
+    "xdpfeed_stage_latency_seconds",
 )
+# the buckets of the per-stage histograms (seconds): 1 µs to 10 s, 1-2-5 steps
+STAGE_BOUNDS_S = tuple(m * 10.0 ** e for e in range(-6, 1) for m in (1, 2, 5)) + (10.0,)
 # served by a handler of several feeds (multicast.feed.feeds), with its consolidated book
 CONSOLIDATED_METRIC_NAMES = (
     "xdpfeed_consolidated_events_total", "xdpfeed_consolidated_crossings_total",
@@ -177,6 +180,26 @@ class FeedCollector:
             state.add_metric([f, s], int(s == st.state))
         yield state
         yield self._latency(h, f)
+        yield self._stages(h, f)
+
+    def _stages(self, h, f):
+        """Each stage's latency from the packet's receive time (multicast.latency), from its HdrHistogram."""
+        from xdpfeed.multicast.latency.hdr import cumulative_at
+
+        hist = HistogramMetricFamily("xdpfeed_stage_latency_seconds",
+                                     "Packet receive timestamp to the end of each stage (read, delivered, book, each "
+                                     "consumer and output; venue: the venue's timestamp to received).",
+                                     labels=["feed", "stage"])
+        lat = h.latency
+        if lat is None:
+            return hist
+        bounds_ns = np.array([b * 1e9 for b in STAGE_BOUNDS_S], dtype=np.int64)
+        for i, stage in enumerate(lat.stages):
+            below, total, sum_ns = cumulative_at(lat.counts[i], bounds_ns)
+            buckets = [(f"{b:g}", int(c)) for b, c in zip(STAGE_BOUNDS_S, below.tolist(), strict=True)]
+            buckets.append(("+Inf", total))
+            hist.add_metric([f, stage], buckets, sum_ns * 1e-9)
+        return hist
 
     def _latency(self, h, f):
         lat = h.seq.latency

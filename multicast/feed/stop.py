@@ -46,3 +46,31 @@ class StopOnSignal:
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old.clear()
+
+
+class SignalFlag:
+    """A signal (SIGUSR1: "write the latency file now") sets a flag the loop takes at its next tick; the
+    previous handler comes back at the end. Main thread only."""
+
+    def __init__(self, signum: int = signal.SIGUSR1):
+        self.signum = signum
+        self._raised = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(self.signum, self._set)
+        return self
+
+    def _set(self, _signum, _frame):
+        self._raised = True
+
+    def take(self) -> bool:
+        """True once per signal received."""
+        raised, self._raised = self._raised, False
+        return raised
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(self.signum, self._old)
+            self._old = None

@@ -65,6 +65,28 @@ def warm_up() -> None:
     book.checksum()
     _warm_consumers(seq)
     _warm_snapshot()
+    _warm_latency(stream_of_one())
+
+
+def stream_of_one() -> np.ndarray:
+    return np.frombuffer(struct.pack(">H", 12) + _system_event(1), dtype=np.uint8).copy()
+
+
+def _warm_latency(stream: np.ndarray) -> None:
+    """Each stage's recording and the histogram export (multicast.latency)."""
+    from xdpfeed.multicast.latency.hdr import cumulative_at
+    from xdpfeed.multicast.latency.stages import FeedLatency
+
+    lat = FeedLatency(["c"], ["o"], venue_time=True)
+    ts = np.ones(1, dtype=np.int64)
+    lat.read(ts, 1)
+    index = PacketIndex(1)
+    index.rows, index.blocks[0] = 1, 1
+    lat.packets(stream, index)
+    lat.delivered(ts, 1)
+    lat.book(ts, 1)
+    lat.consumer_done(0, ts, 1)
+    cumulative_at(lat.counts[0], np.ones(1, dtype=np.int64))
 
 
 def _warm_snapshot() -> None:

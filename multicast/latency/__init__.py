@@ -1,0 +1,1 @@
+"""Latency: per-stage histograms of a feed (HdrHistogram's layout, compiled), their report and plot."""

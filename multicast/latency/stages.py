@@ -1,0 +1,156 @@
+"""A feed's latency, stage by stage: one compiled histogram per stage (multicast.latency.hdr), recorded
+where each stage ends, from the packet's receive timestamp (docs/latency.md).
+
+Stages, each measured from the receive timestamp of the packet that brought the message (so a row is the
+latency from the wire up to that point):
+- `venue` (only with `venue_time`): the venue's time (the ITCH timestamp of a packet's first message, ns since
+  midnight US Eastern) → received: the time on the wire, when both clocks are synchronized; per packet of
+  lines A and B (recovered messages are not on the wire now);
+- `read`: received → the handler's read of the packet returned; per packet;
+- `delivered`: → sequenced and handed to the Feed (in order, exactly once); per message;
+- `book`: → the order book applied the batch; per message;
+- `consumer:NAME` / `output:NAME`: → that consumer's (that output's) `on_messages` returned; per message.
+  An output that encodes on a thread of its own (dbn:, parquet:) is measured to its hand-off.
+Timestamps of 0 (unknown) are skipped and counted. `timestamp_sources` says, per line, where the receive
+timestamps come from (hardware, software, the capture's, ...) and why not better.
+"""
+
+import datetime
+import json
+import time
+
+import numpy as np
+
+from xdpfeed.capture.byteorder import be16, be48
+from xdpfeed.capture.jit import njit
+from xdpfeed.multicast.latency import hdr
+
+PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99)
+FILE_VERSION = 1
+
+
+@njit(cache=True)
+def _wire(counts, row, buf, offset, blocks, ts, rows, midnight_ns, stats):
+    """Per packet of a line: its receive time − the venue's time of its first message (its ITCH timestamp)."""
+    for r in range(rows):
+        if blocks[r] <= 0:
+            continue
+        p = offset[r]
+        if be16(buf, p) < 11 or ts[r] <= 0:
+            stats[row, hdr.UNKNOWN] += 1
+            continue
+        hdr.record(counts, row, ts[r] - (midnight_ns + np.int64(be48(buf, p + 2 + 5))), stats, 1)
+
+
+def midnight_eastern_ns(ns: int) -> int:
+    """Midnight US Eastern of the day `ns` (since the epoch) falls on, in ns since the epoch."""
+    from zoneinfo import ZoneInfo
+
+    east = ZoneInfo("America/New_York")
+    day = datetime.datetime.fromtimestamp(ns / 1e9, tz=east).date()
+    return int(datetime.datetime(day.year, day.month, day.day, tzinfo=east).timestamp()) * 1_000_000_000
+
+
+class FeedLatency:
+    """The per-stage histograms of one Feed. `consumers` and `outputs`: names, in the order the Feed calls
+    them."""
+
+    def __init__(self, consumers=(), outputs=(), venue_time: bool = False):
+        self.venue_time = venue_time
+        self.stages = (["venue"] if venue_time else []) + ["read", "delivered", "book"] \
+            + [f"consumer:{n}" for n in consumers] + [f"output:{n}" for n in outputs]
+        self.units = {s: "packet" if s in ("read", "venue") else "message" for s in self.stages}
+        self.row = {s: i for i, s in enumerate(self.stages)}
+        self.counts = np.zeros((len(self.stages), hdr.COUNTS_LEN), dtype=np.int64)
+        self.stats = np.zeros((len(self.stages), hdr.N_STATS), dtype=np.int64)
+        self.timestamp_sources: dict[str, dict] = {}
+        self.started_ns = time.time_ns()
+        self._midnight = 0
+        self._r_venue = self.row.get("venue", -1)
+        self._r_read, self._r_delivered, self._r_book = self.row["read"], self.row["delivered"], self.row["book"]
+        self._first_consumer = self._r_book + 1
+
+    # -- recording (the Feed calls these where each stage ends) ---------------------------------
+    def read(self, ts: np.ndarray, n: int) -> None:
+        hdr.record_since(self.counts, self._r_read, time.time_ns(), ts, 0, n, self.stats)
+
+    def packets(self, buf: np.ndarray, index) -> None:
+        """Packets of a line, indexed (their receive time and first message): the wire stage."""
+        if not self.venue_time:
+            return
+        if not self._midnight:
+            self._midnight = midnight_eastern_ns(time.time_ns())
+        _wire(self.counts, self._r_venue, buf, index.offset, index.blocks, index.timestamp_ns, index.rows,
+              self._midnight, self.stats)
+
+    def delivered(self, ts: np.ndarray, count: int) -> None:
+        hdr.record_since(self.counts, self._r_delivered, time.time_ns(), ts, 0, count, self.stats)
+
+    def book(self, ts: np.ndarray, count: int) -> None:
+        hdr.record_since(self.counts, self._r_book, time.time_ns(), ts, 0, count, self.stats)
+
+    def consumer_done(self, index: int, ts: np.ndarray, count: int) -> None:
+        """Consumer number `index` (outputs follow the consumers) returned from on_messages."""
+        hdr.record_since(self.counts, self._first_consumer + index, time.time_ns(), ts, 0, count, self.stats)
+
+    # -- results --------------------------------------------------------------------------------
+    def percentiles(self, stage: str) -> dict:
+        """count, p50 … p99.99 and max in ns (None when nothing was recorded), and the stage's unit."""
+        return stage_summary(hdr.to_hdrh(self.counts[self.row[stage]]), self.units[stage],
+                             self.stats[self.row[stage]])
+
+    def summary(self) -> dict:
+        return {"stages": {s: self.percentiles(s) for s in self.stages}, "timestamps": self.timestamp_sources}
+
+    def write(self, path: str, feed: str) -> None:
+        """The histograms as an HdrHistogram log (V1.3 text: one interval line per stage, tagged FEED/STAGE,
+        readable by HdrHistogram's HistogramLogProcessor), with the stages' units and timestamp sources in
+        a `#[xdpfeed]` comment; replaced atomically."""
+        write_log(path, {feed: self}, time.time_ns())
+
+
+def stage_summary(h, unit: str, stats=None) -> dict:
+    n = h.get_total_count()
+    out = {"unit": unit, "count": int(n)}
+    for p in PERCENTILES:
+        out[f"p{p:g}"] = int(h.get_value_at_percentile(p)) if n else None
+    out["max"] = int(h.get_max_value()) if n else None
+    if stats is not None:
+        out.update(unknown_timestamps=int(stats[hdr.UNKNOWN]), saturated=int(stats[hdr.SATURATED]),
+                   negative=int(stats[hdr.NEGATIVE]))
+    return out
+
+
+def write_log(path: str, feeds: dict, now_ns: int) -> None:
+    """Several feeds' histograms into one HdrHistogram log file."""
+    import os
+
+    lines = ["#[HdrHistogram log written by xdpfeed]", "#[Histogram log format version 1.3]"]
+    start = min(f.started_ns for f in feeds.values())
+    lines.append(f"#[StartTime: {start / 1e9:.3f} (seconds since epoch)]")
+    meta = {"version": FILE_VERSION, "unit": "ns", "feeds": {}}
+    for name, f in feeds.items():
+        meta["feeds"][name] = {"stages": {s: {"unit": f.units[s], "unknown_timestamps": int(f.stats[i, hdr.UNKNOWN]),
+                                              "saturated": int(f.stats[i, hdr.SATURATED]),
+                                              "negative": int(f.stats[i, hdr.NEGATIVE])}
+                                          for i, s in enumerate(f.stages)},
+                               "timestamps": f.timestamp_sources}
+    lines.append("#[xdpfeed] " + json.dumps(meta, sort_keys=True))
+    lines.append('"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"')
+    for name, f in feeds.items():
+        for i, s in enumerate(f.stages):
+            h = hdr.to_hdrh(f.counts[i])
+            blob = h.encode().decode("ascii")
+            mx = h.get_max_value() / 1e6 if h.get_total_count() else 0.0  # the log's max is in ms
+            lines.append(f"Tag={name}/{s},{(f.started_ns - start) / 1e9:.3f},{(now_ns - f.started_ns) / 1e9:.3f},"
+                         f"{mx:.3f},{blob}")
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def timestamp_source(src) -> dict:
+    """Where a source's receive timestamps come from: {"source": hardware | software | capture, "reason": ...}."""
+    info = getattr(src, "timestamp_source", None)
+    return dict(info) if info else {"source": "unknown", "reason": f"{type(src).__name__} does not say"}
