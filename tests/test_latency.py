@@ -39,6 +39,8 @@ def test_the_compiled_histogram_is_hdrhistograms_layout():
     assert np.array_equal(np.frombuffer(ours.counts, dtype=np.int64), np.frombuffer(ref.counts, dtype=np.int64))
     for p in (0, 50, 90, 99, 99.9, 99.99, 100):
         assert ours.get_value_at_percentile(p) == ref.get_value_at_percentile(p)
+        assert hdr.value_at_percentile(counts[0], p) == ref.get_value_at_percentile(p)  # computed without hdrh
+    assert hdr.max_value(counts[0]) == ref.get_max_value()
     assert ours.get_total_count() == values.size and ours.get_max_value() == ref.get_max_value()
     # what HdrHistogram's tools read back is the same histogram
     back = HdrHistogram.decode(ours.encode())

@@ -2,9 +2,10 @@
 
 A row of `counts` (int64) is exactly the counts array of an HdrHistogram with lowest trackable value 1 ns,
 highest HIGHEST ns (one hour) and SIGNIFICANT_FIGURES (3: every value is kept to within 0.1 %), so the
-recording here is a few integer operations and no Python per value, and the row becomes an `hdrh`
-HdrHistogram (the `hdrhistogram` package) by copying it: percentiles, the V2 encoding HdrHistogram's tools
-read, and the log format come from that library. Values below 1 ns count as 0 ns; values above HIGHEST
+recording here is a few integer operations and no Python per value. Percentiles are computed here the way
+HdrHistogram computes them, so a handler needs nothing more; the row becomes an `hdrh` HdrHistogram (the
+`hdrhistogram` package, an optional dependency: `pip install 'xdpfeed[latency]'`) by copying it, for the V2
+encoding and the log format HdrHistogram's tools read. Values below 1 ns count as 0 ns; values above HIGHEST
 are counted at HIGHEST and in `saturated`.
 
 `record_since(counts, row, now_ns, ts, first, n, stats)` records now_ns − ts[i] for n timestamps (one per
@@ -100,6 +101,23 @@ def record_values(counts, row, values, stats):
         record(counts, row, values[k], stats, 1)
 
 
+def value_at_percentile(row: np.ndarray, percentile: float, cum: np.ndarray | None = None) -> int:
+    """HdrHistogram's getValueAtPercentile on a counts row: the highest value equivalent to the one at the
+    percentile (the lowest for percentile 0); 0 for an empty row."""
+    cum = np.cumsum(row) if cum is None else cum
+    total = int(cum[-1])
+    if not total:
+        return 0
+    target = max(int(min(percentile, 100.0) * total / 100 + 0.5), 1)
+    i = int(np.searchsorted(cum, target, side="left"))
+    return int(INDEX_VALUES[i] if percentile else INDEX_LOWEST[i])
+
+
+def max_value(row: np.ndarray) -> int:
+    nz = np.flatnonzero(row)
+    return int(INDEX_VALUES[nz[-1]]) if nz.size else 0
+
+
 def to_hdrh(row: np.ndarray):
     """The counts row as an `hdrh` HdrHistogram (percentiles, encoding, logs)."""
     from hdrh.histogram import HdrHistogram
@@ -115,18 +133,19 @@ def to_hdrh(row: np.ndarray):
 
 
 
-def index_values() -> np.ndarray:
-    """The highest value each counts index stands for (increasing with the index)."""
+def index_values(lowest: bool = False) -> np.ndarray:
+    """The highest (or lowest) value each counts index stands for (increasing with the index)."""
     i = np.arange(COUNTS_LEN, dtype=np.int64)
     bucket = (i >> SUB_BUCKET_HALF_MAGNITUDE) - 1
     sub = (i & (SUB_BUCKET_HALF - 1)) + SUB_BUCKET_HALF
     low = bucket < 0
     sub[low] -= SUB_BUCKET_HALF
     bucket[low] = 0
-    return (sub << bucket) + (np.int64(1) << bucket) - 1
+    return (sub << bucket) if lowest else (sub << bucket) + (np.int64(1) << bucket) - 1
 
 
 INDEX_VALUES = index_values()
+INDEX_LOWEST = index_values(lowest=True)
 
 
 def cumulative_at(row: np.ndarray, bounds_ns: np.ndarray) -> tuple[np.ndarray, int, float]:

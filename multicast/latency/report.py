@@ -10,6 +10,9 @@ that is not one is a LatencyFileError naming the line.
 
 import json
 
+import numpy as np
+
+from xdpfeed.multicast.latency import hdr
 from xdpfeed.multicast.latency.stages import PERCENTILES, stage_summary
 
 
@@ -18,8 +21,13 @@ class LatencyFileError(ValueError):
 
 
 def read(path: str) -> dict:
-    """{feed: {"stages": {stage: {"histogram": hdrh HdrHistogram, "unit": ..., ...}}, "timestamps": {...}}}."""
-    from hdrh.histogram import HdrHistogram
+    """{feed: {"stages": {stage: {"counts": counts row (multicast.latency.hdr), "unit": ..., ...}},
+    "timestamps": {...}}}."""
+    try:
+        from hdrh.histogram import HdrHistogram
+    except ImportError:
+        raise LatencyFileError("reading a latency file needs the hdrhistogram package (pip install "
+                               "'xdpfeed[latency]')") from None
 
     try:
         with open(path, encoding="utf-8") as fh:
@@ -44,7 +52,7 @@ def read(path: str) -> dict:
                 h = HdrHistogram.decode(parts[4])
             except Exception as e:  # the codec raises its own types
                 raise LatencyFileError(f"{path}:{number}: histogram of {parts[0]} does not decode: {e}") from None
-            out.setdefault(feed, {"stages": {}, "timestamps": {}})["stages"][stage] = {"histogram": h}
+            out.setdefault(feed, {"stages": {}, "timestamps": {}})["stages"][stage] = {"counts": _row(h)}
     if meta is None or not out:
         raise LatencyFileError(f"{path}: not an xdpfeed latency file (no #[xdpfeed] header or no Tag= lines)")
     for feed, info in out.items():
@@ -55,6 +63,16 @@ def read(path: str) -> dict:
     return out
 
 
+def _row(h) -> np.ndarray:
+    """A decoded HdrHistogram as a counts row of ours (whatever its own range and precision were)."""
+    row = np.zeros(hdr.COUNTS_LEN, dtype=np.int64)
+    counts = np.ctypeslib.as_array(h.counts)[: h.counts_len]
+    for i in np.flatnonzero(counts).tolist():
+        v = min(max(int(h.get_value_from_index(i)), 0), hdr.HIGHEST)
+        row[hdr.index_of(v)] += int(counts[i])
+    return row
+
+
 def summary(report: dict) -> dict:
     """JSON: per feed, per stage count, p50 … p99.99 and max in ns, its unit and counters; the timestamp
     sources per line."""
@@ -62,7 +80,7 @@ def summary(report: dict) -> dict:
     for feed, info in report.items():
         stages = {}
         for stage, st in info["stages"].items():
-            d = stage_summary(st["histogram"], st.get("unit", "message"))
+            d = stage_summary(st["counts"], st.get("unit", "message"))
             d.update({k: st[k] for k in ("unknown_timestamps", "saturated", "negative") if k in st})
             stages[stage] = d
         res[feed] = {"stages": stages, "timestamps": info["timestamps"]}
@@ -101,25 +119,23 @@ def plot(report: dict, out: str) -> None:
     fig, ax = plt.subplots(figsize=(10, 6))
     for feed, info in report.items():
         for stage, st in info["stages"].items():
-            h = st["histogram"]
-            if not h.get_total_count():
+            row = st["counts"]
+            nz = np.flatnonzero(row)
+            if not nz.size:
                 continue
-            xs, ys = [], []
-            for it in h.get_percentile_iterator(5):
-                p = it.percentile_level_iterated_to
-                if p >= 100.0:
-                    break
-                xs.append(1.0 / (1.0 - p / 100.0))
-                ys.append(max(it.value_iterated_to, 1) / 1000.0)
+            q = np.cumsum(row)[nz] / row.sum()  # the fraction at or below each recorded value
+            keep = q < 1.0
+            xs = np.concatenate(([1.0], 1.0 / (1.0 - q[keep])))
+            ys = np.concatenate(([hdr.INDEX_LOWEST[nz[0]]], hdr.INDEX_VALUES[nz][keep])) / 1000.0
             label = stage if len(report) == 1 else f"{feed}/{stage}"
-            ax.plot(xs, ys, label=label)
+            ax.step(xs, np.maximum(ys, 0.001), where="post", label=label)
     ticks = [1, 2, 10, 100, 1000, 10000, 100000]
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks(ticks)
     ax.set_xticklabels(["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%"])
     ax.set_xlabel("percentile")
-    ax.set_ylabel("latency from the packet's receive timestamp (µs)")
+    ax.set_ylabel("µs: venue → received; the other stages from the receive timestamp")
     ax.set_title("xdpfeed latency by stage (HdrHistogram percentile distribution)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")

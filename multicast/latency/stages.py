@@ -96,8 +96,7 @@ class FeedLatency:
     # -- results --------------------------------------------------------------------------------
     def percentiles(self, stage: str) -> dict:
         """count, p50 … p99.99 and max in ns (None when nothing was recorded), and the stage's unit."""
-        return stage_summary(hdr.to_hdrh(self.counts[self.row[stage]]), self.units[stage],
-                             self.stats[self.row[stage]])
+        return stage_summary(self.counts[self.row[stage]], self.units[stage], self.stats[self.row[stage]])
 
     def summary(self) -> dict:
         return {"stages": {s: self.percentiles(s) for s in self.stages}, "timestamps": self.timestamp_sources}
@@ -105,16 +104,18 @@ class FeedLatency:
     def write(self, path: str, feed: str) -> None:
         """The histograms as an HdrHistogram log (V1.3 text: one interval line per stage, tagged FEED/STAGE,
         readable by HdrHistogram's HistogramLogProcessor), with the stages' units and timestamp sources in
-        a `#[xdpfeed]` comment; replaced atomically."""
+        a `#[xdpfeed]` comment; replaced atomically. Needs the hdrhistogram package (its V2 encoding)."""
         write_log(path, {feed: self}, time.time_ns())
 
 
-def stage_summary(h, unit: str, stats=None) -> dict:
-    n = h.get_total_count()
-    out = {"unit": unit, "count": int(n)}
+def stage_summary(row: np.ndarray, unit: str, stats=None) -> dict:
+    """count, p50 … p99.99 and max (ns) of one stage's counts row; None for a stage that recorded nothing."""
+    cum = np.cumsum(row)
+    n = int(cum[-1])
+    out = {"unit": unit, "count": n}
     for p in PERCENTILES:
-        out[f"p{p:g}"] = int(h.get_value_at_percentile(p)) if n else None
-    out["max"] = int(h.get_max_value()) if n else None
+        out[f"p{p:g}"] = hdr.value_at_percentile(row, p, cum) if n else None
+    out["max"] = hdr.max_value(row) if n else None
     if stats is not None:
         out.update(unknown_timestamps=int(stats[hdr.UNKNOWN]), saturated=int(stats[hdr.SATURATED]),
                    negative=int(stats[hdr.NEGATIVE]))
@@ -124,6 +125,11 @@ def stage_summary(h, unit: str, stats=None) -> dict:
 def write_log(path: str, feeds: dict, now_ns: int) -> None:
     """Several feeds' histograms into one HdrHistogram log file."""
     import os
+
+    try:
+        import hdrh  # noqa: F401
+    except ImportError:
+        raise OSError(0, "needs the hdrhistogram package (pip install 'xdpfeed[latency]')") from None
 
     lines = ["#[HdrHistogram log written by xdpfeed]", "#[Histogram log format version 1.3]"]
     start = min(f.started_ns for f in feeds.values())
