@@ -45,6 +45,8 @@ PACKET_STATISTICS = 6
 PACKET_VERSION = 10
 PACKET_FANOUT = 18
 PACKET_IGNORE_OUTGOING = 23
+PACKET_TIMESTAMP = 17  # which time the ring carries: SOF_TIMESTAMPING_RAW_HARDWARE asks for the NIC's
+TP_STATUS_TS_RAW_HARDWARE = 1 << 31
 TPACKET_V3 = 2
 SO_ATTACH_FILTER = 26
 TP_STATUS_KERNEL = 0  # block belongs to the kernel
@@ -142,7 +144,8 @@ def udp_filter(groups) -> list[tuple[int, int, int, int]]:
 @njit(cache=True)
 def _walk(ring, r16, r32, block_size, nblocks, st, off, length, ts, lt, cap, counts):
     """Hand out packets of user-owned blocks, from block st[0], packet st[1] (at ring offset st[2]).
-    st[3] counts blocks completely handed out and not yet released. counts = [packets, bytes]."""
+    st[3] counts blocks completely handed out and not yet released. counts = [packets, bytes, packets whose
+    time is the NIC's (TP_STATUS_TS_RAW_HARDWARE)]."""
     n = 0
     while n < cap and st[3] < nblocks:  # every block handed out and none released yet: the ring is ours
         blk = st[0] * block_size
@@ -172,6 +175,8 @@ def _walk(ring, r16, r32, block_size, nblocks, st, off, length, ts, lt, cap, cou
             length[n] = snap
             ts[n] = np.int64(r32[(p + PKT_SEC) >> 2]) * 1_000_000_000 + r32[(p + PKT_NSEC) >> 2]
             lt[n] = LINKTYPE_ETHERNET
+            if status & TP_STATUS_TS_RAW_HARDWARE:
+                counts[2] += 1
             counts[0] += 1
             counts[1] += wire
             n += 1
@@ -241,7 +246,7 @@ class PacketSource(SourceBase):
             self.close()
             raise
         self._state = np.zeros(4, dtype=np.int64)
-        self._counts = np.zeros(2, dtype=np.int64)
+        self._counts = np.zeros(3, dtype=np.int64)
         self._drops = {"kernel": 0, "freeze": 0}
         self.kernel_packets = 0  # tp_packets accumulated: what passed the filter, dropped or not
 
@@ -293,6 +298,7 @@ class PacketSource(SourceBase):
             except OSError as e:
                 raise _fail(f"cannot join fanout group {fanout} ({fanout_mode}); members must agree on the mode",
                             e) from None
+        self._hardware_stamps(s)
         s.setblocking(False)
         for ip in dict.fromkeys(ip for ip, _ in self.groups):
             if ipaddress.IPv4Address(ip).is_multicast:
@@ -307,6 +313,28 @@ class PacketSource(SourceBase):
     def fileno(self) -> int:
         """Readable (poll/select) when the kernel has handed a block to user space."""
         return self._sock.fileno()
+
+    def _hardware_stamps(self, s: socket.socket) -> None:
+        """The ring carries the NIC's receive time when it stamps packets (asked for with SIOCSHWTSTAMP where
+        allowed), the kernel's otherwise; the reason is kept for `timestamp_source`."""
+        from xdpfeed.capture.hwtstamp import SOF_TIMESTAMPING_RAW_HARDWARE, enable_rx
+
+        ok, why = enable_rx(self.iface)
+        self._hw_reason = why
+        if ok:
+            try:
+                s.setsockopt(SOL_PACKET, PACKET_TIMESTAMP, SOF_TIMESTAMPING_RAW_HARDWARE)
+            except OSError as e:
+                self._hw_reason = f"PACKET_TIMESTAMP: {e.strerror}"
+
+    @property
+    def timestamp_source(self) -> dict:
+        """Where receive timestamps come from (multicast.latency)."""
+        hw = int(self._counts[2])
+        if hw:
+            return {"source": "hardware", "reason": f"the NIC's receive time ({hw} packets so far)",
+                    "hardware_packets": hw}
+        return {"source": "software", "reason": f"the kernel's receive time in the ring ({self._hw_reason})"}
 
     def recv(self, batch: FrameBatch) -> int:
         """Fill `batch` with frames from the blocks the kernel handed over (0 when none: never blocks)."""
@@ -332,7 +360,7 @@ class PacketSource(SourceBase):
             self._drops["kernel"] += drops
             self._drops["freeze"] += freeze
         return {"packets": int(self._counts[0]), "bytes": int(self._counts[1]), "drops": dict(self._drops),
-                "mode": "tpacket_v3"}
+                "mode": "tpacket_v3", "hardware_timestamps": int(self._counts[2])}
 
     def close(self) -> None:
         for j in self._joins:
