@@ -40,7 +40,7 @@ TUNED = ("net.core.rmem_max", "net.core.rmem_default", "net.core.wmem_max", "net
 
 def source_uri(name: str, iface: str) -> str:
     return {"udp": f"udp:{GROUP_A}:{PORT}@{iface}",
-            "packet": f"packet:{iface}?group={GROUP_A}:{PORT}",
+            "packet": f"packet:{iface}?group={GROUP_A}:{PORT}&retire_ms=1&block_size=131072",  # the default 10 ms waits
             "afxdp": f"afxdp:{iface}?group={GROUP_A}:{PORT}&mode=native&frames=16384",
             "dpdk": f"dpdk:net_af_packet0,iface={iface},framecnt=16384?group={GROUP_A}:{PORT}&rxd=4096&mbufs=32767",
             }[name]
@@ -110,8 +110,12 @@ def apply_feed_sysctl(tmp: str) -> None:
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible", "ansible.cfg"),
                ANSIBLE_ROLES_PATH=os.path.join(REPO, "ansible", "roles"), ANSIBLE_LOCAL_TEMP=tmp)
     exe = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    subprocess.run([exe, "-i", "localhost,", playbook, "-e", f"feed_sysctl_file={tmp}/60-xdpfeed.conf"],
-                   check=True, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([exe, "-i", "localhost,", playbook, "-e", f"feed_sysctl_file={tmp}/60-xdpfeed.conf",
+                        "-e", f"ansible_python_interpreter={sys.executable}"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    if r.returncode:
+        tail = (r.stdout + r.stderr).strip().splitlines()[-5:]
+        raise RuntimeError(f"ansible-playbook feed_sysctl failed: {' | '.join(tail)}")
 
 
 def restore(values: dict) -> None:
@@ -143,7 +147,11 @@ def main() -> None:
         try:
             for name, prepare in rounds:
                 if prepare is not None:
-                    prepare(tmp)
+                    try:
+                        prepare(tmp)
+                    except RuntimeError as e:
+                        result["tune_error"] = str(e)
+                        break
                     result["sysctl_tuned"] = sysctls()
                 runs = []
                 for rate in rates:

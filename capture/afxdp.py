@@ -29,6 +29,7 @@ import numpy as np
 from xdpfeed.capture import mcast
 from xdpfeed.capture.batch import EMPTY, LINKTYPE_ETHERNET, FrameBatch
 from xdpfeed.capture.errors import SourceError
+from xdpfeed.capture.jit import njit
 from xdpfeed.capture.source import SourceBase
 
 try:
@@ -38,13 +39,35 @@ except ImportError:  # built without libxdp/libbpf/clang
 
 PACKAGES = "libxdp-dev libbpf-dev clang llvm pkg-config"
 BUSY_WAIT_S = 1.0  # how long a busy queue is retried (a socket closed just now frees it ~50 ms later)
-COUNTERS = ("redirected", "passed", "no_socket", "other_queue")  # the filter's XDPFEED_CNT_* slots
+COUNTERS = ("redirected", "passed", "no_socket", "other_queue", "rx_timestamp", "no_rx_timestamp")  # XDPFEED_CNT_*
 
 
-def _bpf_object() -> str:
+STAMP_MAGIC = lib.XDPFEED_STAMP_MAGIC
+
+
+@njit(cache=True)
+def _rx_times(umem, offset, n, ts):
+    """The driver's RX time our XDP program wrote over each frame's MAC addresses (struct xdpfeed_stamp),
+    where it did. Returns how many frames carried one."""
+    got = 0
+    for i in range(n):
+        p = np.int64(offset[i])
+        magic = np.uint32(0)
+        t = np.uint64(0)
+        for k in range(4):
+            magic |= np.uint32(umem[p + k]) << np.uint32(8 * k)
+        for k in range(8):
+            t |= np.uint64(umem[p + 4 + k]) << np.uint64(8 * k)
+        if magic == STAMP_MAGIC:
+            ts[i] = np.int64(t)
+            got += 1
+    return got
+
+
+def _bpf_object(name: str = "xdp_filter.bpf.o") -> str:
     import xdpfeed.native
 
-    return os.path.join(os.path.dirname(xdpfeed.native.__file__), "xdp_filter.bpf.o")
+    return os.path.join(os.path.dirname(xdpfeed.native.__file__), name)
 
 
 def _errname(err: int) -> str:
@@ -114,16 +137,33 @@ class _Program:
 
     def __init__(self, iface, ifindex, mode, queue, frames_bytes, key):
         flags = {"auto": 0, "native": lib.XDP_FLAGS_DRV_MODE, "skb": lib.XDP_FLAGS_SKB_MODE}[mode]
-        opts = ffi.new("struct afxdp_prog_opts *")
-        path = ffi.new("char[]", os.fsencode(_bpf_object()))
-        opts.sz, opts.obj_path, opts.ifindex, opts.xdp_flags = ffi.sizeof(opts[0]), path, ifindex, flags
+        self.rx_timestamps, self.rx_timestamp_reason = False, "skb mode: the RX timestamp kfunc needs native mode"
         out, info = ffi.new("struct afxdp_prog **"), ffi.new("struct afxdp_prog_info *")
-        err = lib.afxdp_prog__open(out, opts, info)
+        err = -1
+        if mode != "skb":  # first the program that copies the driver's RX timestamp (device-bound, native only)
+            err = self._load(out, info, "xdp_filter_ts.bpf.o", ifindex, lib.XDP_FLAGS_DRV_MODE, dev_bound=True)
+            if err:
+                said = (ffi.string(lib.afxdp__verifier()) or ffi.string(lib.afxdp__log())).decode(errors="replace")
+                self.rx_timestamp_reason = (f"the device-bound XDP program with bpf_xdp_metadata_rx_timestamp did not "
+                                            f"{'load' if info.step == lib.AFXDP_STEP_LOAD else 'attach'}: "
+                                            f"{_errname(err)}" + (f" ({said})" if said else ""))
+            else:
+                self.rx_timestamps = True
+        if err:
+            err = self._load(out, info, "xdp_filter.bpf.o", ifindex, flags)
         if err:
             raise SourceError(_explain(iface, queue, info.step, err, frames_bytes))
         self.ptr, self.key, self.refs = out[0], key, 0
         self.mode = "native" if info.xdp_flags == lib.XDP_FLAGS_DRV_MODE else "skb"
         self.native_fallback = _errname(info.native_err) if info.native_err else None
+
+    @staticmethod
+    def _load(out, info, obj: str, ifindex: int, flags: int, dev_bound: bool = False) -> int:
+        opts = ffi.new("struct afxdp_prog_opts *")
+        path = ffi.new("char[]", os.fsencode(_bpf_object(obj)))
+        opts.sz, opts.obj_path, opts.ifindex, opts.xdp_flags = ffi.sizeof(opts[0]), path, ifindex, flags
+        opts.dev_bound = int(dev_bound)
+        return lib.afxdp_prog__open(out, opts, info)
 
     def release(self) -> None:
         with self._lock:
@@ -209,8 +249,19 @@ class AfXdpSource(SourceBase):
     """
 
 
-    timestamp_source = {"source": "software", "reason": "one CLOCK_REALTIME reading per recv(): the XDP program "
-                        "does not copy an RX timestamp (bpf_xdp_metadata_rx_timestamp) into the frame's metadata"}
+    @property
+    def timestamp_source(self) -> dict:
+        """Where receive timestamps come from (multicast.latency): the driver's RX timestamp, which our XDP
+        program writes into each frame (bpf_xdp_metadata_rx_timestamp), or one CLOCK_REALTIME reading per
+        recv() and why."""
+        if self._hw_frames:
+            return {"source": "hardware", "reason": f"the driver's RX timestamp, copied by the XDP program "
+                    f"({self._hw_frames} frames so far)", "hardware_packets": self._hw_frames}
+        prog = self._res.prog
+        why = prog.rx_timestamp_reason if prog is not None and not prog.rx_timestamps else (
+            "the driver gives no RX timestamp (bpf_xdp_metadata_rx_timestamp: none in "
+            f"{self.xdp_counters().get('no_rx_timestamp', 0)} frames)")
+        return {"source": "software", "reason": f"one CLOCK_REALTIME reading per recv(): {why}"}
 
     def __init__(self, iface: str, queue: int = 0, mode: str = "auto", zerocopy: str = "auto",
                  groups=(), frames: int = 4096, frame_size: int = 2048, batch: int = 256, busy_poll_us: int = 0):
@@ -288,6 +339,7 @@ class AfXdpSource(SourceBase):
             res.feeds.append((daddr, dport))
         self._join(ifindex, [a for a, _ in feeds if a.is_multicast])
 
+        self._rx_ts, self._hw_frames = prog.rx_timestamps, 0
         self._addr = np.zeros(self.batch_size, dtype=np.uint64)
         self._c_addr = ffi.from_buffer("uint64_t[]", self._addr)
         self.mode = f"{prog.mode} {'zero-copy' if info.zerocopy else 'copy'}"
@@ -328,7 +380,9 @@ class AfXdpSource(SourceBase):
         n = lib.afxdp_sock__recv(self._res.sock, min(batch.capacity, self.batch_size), self._c_addr, self._c_len)
         if n:
             batch.offset[:n] = self._addr[:n]
-            batch.timestamp_ns[:n] = time.time_ns()  # copy mode has no per-packet time: one reading per call
+            batch.timestamp_ns[:n] = time.time_ns()  # one reading per call, unless the driver's time is in the frame
+            if self._rx_ts:
+                self._hw_frames += int(_rx_times(self._view, batch.offset, n, batch.timestamp_ns))
             batch.linktype[:n] = LINKTYPE_ETHERNET
             self._held = n
         batch.data = self._view

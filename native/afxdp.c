@@ -43,10 +43,32 @@ static void keep(const char *fmt, va_list ap)
 		first_warning[--n] = 0;
 }
 
+static char verifier_said[256]; /* the verifier's reason, the line before "processed N insns" */
+
+static void keep_verifier(const char *fmt, va_list ap)
+{
+	static char log[1 << 18]; /* the whole verifier log (loads are not concurrent: one loader at a time) */
+	char *end, *start;
+
+	vsnprintf(log, sizeof(log), fmt, ap);
+	end = strstr(log, "\nprocessed ");
+	if (!end || verifier_said[0])
+		return;
+	*end = 0;
+	start = strrchr(log, '\n');
+	snprintf(verifier_said, sizeof(verifier_said), "%s", start ? start + 1 : log);
+}
+
 static int keep_libbpf(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	if (level == LIBBPF_WARN)
+	va_list again;
+
+	if (level == LIBBPF_WARN) {
+		va_copy(again, ap);
 		keep(fmt, ap);
+		keep_verifier(fmt, again);
+		va_end(again);
+	}
 	return 0;
 }
 
@@ -62,6 +84,12 @@ void afxdp_log_reset(void)
 	libbpf_set_print(keep_libbpf);
 	libxdp_set_print(keep_libxdp);
 	first_warning[0] = 0;
+	verifier_said[0] = 0;
+}
+
+const char *afxdp__verifier(void)
+{
+	return verifier_said;
 }
 
 const char *afxdp__log(void)
@@ -97,6 +125,10 @@ static int link_xdp(struct afxdp_prog *p, int ifindex, uint32_t flags)
 	return 0;
 }
 
+#ifndef BPF_F_XDP_DEV_BOUND_ONLY
+#define BPF_F_XDP_DEV_BOUND_ONLY (1U << 6) /* linux/bpf.h of kernel 6.3; older headers lack it */
+#endif
+
 int afxdp_prog__open(struct afxdp_prog **out, const struct afxdp_prog_opts *uopts, struct afxdp_prog_info *info)
 {
 	struct afxdp_prog_info dummy;
@@ -127,6 +159,16 @@ int afxdp_prog__open(struct afxdp_prog **out, const struct afxdp_prog_opts *uopt
 		goto fail;
 	}
 	info->step = AFXDP_STEP_LOAD;
+	if (o.dev_bound) {
+		struct bpf_program *prog = bpf_object__find_program_by_name(p->obj, XDPFEED_PROG_NAME);
+
+		if (!prog) {
+			err = -ENOENT;
+			goto fail;
+		}
+		bpf_program__set_ifindex(prog, o.ifindex);
+		bpf_program__set_flags(prog, bpf_program__flags(prog) | BPF_F_XDP_DEV_BOUND_ONLY);
+	}
 	err = bpf_object__load(p->obj);
 	if (err)
 		goto fail;

@@ -38,6 +38,7 @@ struct afxdp_prog_opts {
 	const char *obj_path; /* xdp_filter.bpf.o */
 	int ifindex;
 	uint32_t xdp_flags;   /* XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE, or 0: native, else skb */
+	int dev_bound;        /* load device-bound (BPF_F_XDP_DEV_BOUND_ONLY): xdp_filter_ts.bpf.o's kfunc needs it */
 };
 
 struct afxdp_prog_info {
@@ -117,3 +118,5 @@ void afxdp_sock__close(struct afxdp_sock *s);
 
 /* The first warning libbpf or libxdp gave since the last afxdp_*__open ("" when none). */
 const char *afxdp__log(void);
+/* The verifier's reason when the last program load was refused ("" when none). */
+const char *afxdp__verifier(void);

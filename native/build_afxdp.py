@@ -19,7 +19,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BPF_SOURCE = os.path.join(HERE, "xdp_filter.bpf.c")
 BPF_OBJECT = os.path.join(HERE, "xdp_filter.bpf.o")
 # object -> extra clang flags: ours, and the one DPDK's af_xdp PMD loads (its XSKMAP must be xsks_map)
-BPF_OBJECTS = {BPF_OBJECT: [], os.path.join(HERE, "xdp_filter_dpdk.bpf.o"): ["-DXDPFEED_XSKS=xsks_map"]}
+BPF_OBJECT_TS = os.path.join(HERE, "xdp_filter_ts.bpf.o")  # + the driver's RX timestamp (loaded device-bound)
+BPF_OBJECTS = {BPF_OBJECT: [], os.path.join(HERE, "xdp_filter_dpdk.bpf.o"): ["-DXDPFEED_XSKS=xsks_map"],
+               BPF_OBJECT_TS: ["-DXDPFEED_RX_TIMESTAMP"]}
 PACKAGES = "libxdp-dev libbpf-dev clang llvm pkg-config linux-libc-dev"
 # Constants the Python layer passes or reads, from linux/if_link.h, linux/if_xdp.h and linux/bpf.h.
 KERNEL_CONSTANTS = ("XDP_FLAGS_DRV_MODE", "XDP_FLAGS_SKB_MODE", "XDP_ZEROCOPY", "XDP_COPY", "XDP_PACKET_HEADROOM")

@@ -59,6 +59,27 @@ static __always_inline void count(__u32 slot)
 		*c += 1;
 }
 
+#ifdef XDPFEED_RX_TIMESTAMP
+/* The driver's RX timestamp (kernel >= 6.3, a device-bound program, a driver that implements it). */
+extern int bpf_xdp_metadata_rx_timestamp(const struct xdp_md *ctx, __u64 *timestamp) __ksym;
+
+static __always_inline void stamp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	struct xdpfeed_stamp *st = data;
+	__u64 ts = 0;
+
+	if ((void *)(st + 1) > (void *)(long)ctx->data_end || bpf_xdp_metadata_rx_timestamp(ctx, &ts) || !ts) {
+		count(XDPFEED_CNT_NO_RX_TIMESTAMP);
+		return;
+	}
+	st->magic = XDPFEED_STAMP_MAGIC;
+	st->ts_lo = (__u32)ts;
+	st->ts_hi = (__u32)(ts >> 32);
+	count(XDPFEED_CNT_RX_TIMESTAMP);
+}
+#endif
+
 static __always_inline int pass(void)
 {
 	count(XDPFEED_CNT_PASSED);
@@ -137,6 +158,9 @@ int xdpfeed_filter(struct xdp_md *ctx)
 		count(XDPFEED_CNT_OTHER_QUEUE);
 		return XDP_PASS;
 	}
+#ifdef XDPFEED_RX_TIMESTAMP
+	stamp(ctx);
+#endif
 	/* The flags argument's low bits are the action when xsks has no socket at rxq (kernel >= 5.3):
 	 * such frames go on to the kernel instead of being dropped. */
 	ret = bpf_redirect_map(&XDPFEED_XSKS, rxq, XDP_PASS);

@@ -29,6 +29,19 @@ struct xdpfeed_feed_queues {
 #define XDPFEED_CNT_PASSED 1      /* not a feed (ARP, ICMP, SSH, other UDP): on to the kernel */
 #define XDPFEED_CNT_NO_SOCKET 2   /* a feed's frame, but no socket in xsks for this queue: passed */
 #define XDPFEED_CNT_OTHER_QUEUE 3 /* a feed's frame on a queue not bound for it (check RSS/ntuple steering) */
-#define XDPFEED_CNT_MAX 4
+#define XDPFEED_CNT_RX_TIMESTAMP 4    /* xdp_filter_ts: the driver's RX timestamp written into the frame */
+#define XDPFEED_CNT_NO_RX_TIMESTAMP 5 /* xdp_filter_ts: the driver gave none (or 0): the frame left as it was */
+#define XDPFEED_CNT_MAX 6
+
+/* xdp_filter_ts.bpf.o (built with -DXDPFEED_RX_TIMESTAMP, loaded device-bound) writes this over the frame's
+ * two MAC addresses (12 bytes the handler does not read): the NIC's receive time from
+ * bpf_xdp_metadata_rx_timestamp. (A device-bound program may not call bpf_xdp_adjust_meta on kernel 6.18, so
+ * the metadata area in front of the frame is out of reach.) */
+#define XDPFEED_STAMP_MAGIC 0x53544658 /* "XFTS" read as a little-endian __u32 */
+struct xdpfeed_stamp {
+	__u32 magic;
+	__u32 ts_lo; /* ns, the NIC's clock */
+	__u32 ts_hi;
+};
 
 #endif

@@ -463,3 +463,26 @@ def test_capabilities(pair, caps, limit, needle):
     out = subprocess.run([*cmd, sys.executable, "-c", code, pair.if_b], capture_output=True, text=True, timeout=30)
     assert needle in out.stdout, out.stdout + out.stderr
     assert len(out.stdout.strip().splitlines()) == 1
+
+
+@pytest.mark.root
+@needs_module
+def test_rx_timestamps_from_the_driver_or_the_reason(pair):
+    """Native mode loads the device-bound program that asks the driver for each frame's RX time
+    (bpf_xdp_metadata_rx_timestamp). veth implements the call but has no clock: every frame is counted as
+    without one, left as it was, and the source says why its times are software; skb mode cannot call it."""
+    with open_b(pair, mode="native") as src, sender(pair) as tx:
+        assert src._res.prog.rx_timestamps  # the device-bound program loaded and attached
+        sent = [b"stamp %d" % i for i in range(25)]
+        for d in sent:
+            tx.sendto(d, (G, P))
+        frames = drain(src, len(sent))
+        assert [payload_of(f)[2] for f in frames] == sent  # the frames are untouched
+        c = src.xdp_counters()
+        assert (c["rx_timestamp"], c["no_rx_timestamp"]) == (0, len(sent))
+        assert src.timestamp_source == {"source": "software", "reason": "one CLOCK_REALTIME reading per recv(): the "
+                                        f"driver gives no RX timestamp (bpf_xdp_metadata_rx_timestamp: none in "
+                                        f"{len(sent)} frames)"}
+    with open_b(pair, mode="skb") as src:
+        assert not src._res.prog.rx_timestamps
+        assert src.timestamp_source["reason"].endswith("skb mode: the RX timestamp kfunc needs native mode")

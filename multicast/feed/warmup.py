@@ -66,6 +66,16 @@ def warm_up() -> None:
     _warm_consumers(seq)
     _warm_snapshot()
     _warm_latency(stream_of_one())
+    _warm_afxdp()
+
+
+def _warm_afxdp() -> None:
+    """Reading the driver's RX time out of AF_XDP frames (compiled on first use otherwise)."""
+    from xdpfeed.capture import afxdp
+
+    if afxdp.lib is not None:
+        one = np.zeros(1, dtype=np.int64)
+        afxdp._rx_times(np.zeros(16, dtype=np.uint8), one, 1, one.copy())
 
 
 def stream_of_one() -> np.ndarray:
