@@ -90,7 +90,8 @@ def test_every_stage_of_a_live_feed(day, tmp_path):  # noqa: F811
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         feed.latency.write(f"{tmp_path}/lat.hlog", "itch")
     lat = s["latency"]["stages"]
-    assert list(lat) == ["venue", "read", "delivered", "book", "consumer:slow", f"output:itch:{tmp_path}/day.itch"]
+    assert list(lat) == ["venue", "venue_to_delivered", "read", "delivered", "book", "consumer:slow",
+                         f"output:itch:{tmp_path}/day.itch"]
     packets = sum(ln["source"]["packets"] for ln in s["lines"].values())
     assert lat["read"]["count"] == packets and lat["read"]["unit"] == "packet"
     assert lat["delivered"]["count"] == lat["book"]["count"] == lat["consumer:slow"]["count"] == day.count
@@ -104,6 +105,13 @@ def test_every_stage_of_a_live_feed(day, tmp_path):  # noqa: F811
     # the venue's send time (stamped, same clock): the time on the wire, per packet of lines A and B
     wire = lat["venue"]
     assert 0 < wire["count"] <= packets and wire["negative"] == 0 and wire["p50"] < 20_000_000
+    # end to end, per message: the wire and the handler; recovered messages carry the day's own times (the
+    # simulator's replay), not a send time, and are left out and counted
+    e2e = lat["venue_to_delivered"]
+    recovered = s["filled_rerequest"] + s["filled_replay"]
+    assert e2e["count"] + e2e["unknown_timestamps"] == day.count and recovered > 0
+    assert e2e["count"] >= day.count - recovered  # every message sent live has its send time
+    assert e2e["p50"] >= wire["p50"] and e2e["p99"] >= lat["delivered"]["p50"]
     sources = s["latency"]["timestamps"]
     assert set(sources) == {"A", "B"}
     assert all(t["source"] == "software" and "SIOCGHWTSTAMP lo" in t["reason"] for t in sources.values())

@@ -187,7 +187,7 @@ class Feed:
         """Where the sequencer hands over each batch of delivered messages (and the Feed a snapshot's)."""
         lat = None if snapshot else self.latency
         if lat is not None:
-            lat.delivered(timestamp_ns, count)
+            lat.delivered(timestamp_ns, count, stream)
         if self.count_types:
             count_types(stream, stream.size, self.type_counts)
         if self.book is not None:

@@ -93,7 +93,7 @@ def _warm_latency(stream: np.ndarray) -> None:
     index = PacketIndex(1)
     index.rows, index.blocks[0] = 1, 1
     lat.packets(stream, index)
-    lat.delivered(ts, 1)
+    lat.delivered(ts, 1, stream)
     lat.book(ts, 1)
     lat.consumer_done(0, ts, 1)
     cumulative_at(lat.counts[0], np.ones(1, dtype=np.int64))

@@ -6,6 +6,9 @@ latency from the wire up to that point):
 - `venue` (only with `venue_time`): the venue's time (the ITCH timestamp of a packet's first message, ns since
   midnight US Eastern) → received: the time on the wire, when both clocks are synchronized; per packet of
   lines A and B (recovered messages are not on the wire now);
+- `venue_to_delivered` (only with `venue_time`): the venue's time of each message → delivered, end to end,
+  whatever the source's timestamps are (messages whose ITCH timestamp is not a recent send time are
+  skipped and counted as unknown); per message;
 - `read`: received → the handler's read of the packet returned; per packet;
 - `delivered`: → sequenced and handed to the Feed (in order, exactly once); per message;
 - `book`: → the order book applied the batch; per message;
@@ -27,6 +30,26 @@ from xdpfeed.multicast.latency import hdr
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99)
 FILE_VERSION = 1
+
+
+PLAUSIBLE_NS = 60_000_000_000  # a venue time further back than this is not a send time (a simulator's replay)
+
+
+@njit(cache=True)
+def _since_venue(counts, row, stream, nbytes, count, now_ns, midnight_ns, stats):
+    """now − the venue's time of each message (its ITCH timestamp), for messages whose time is a plausible
+    send time (not in the future, at most PLAUSIBLE_NS ago); the others counted as unknown."""
+    p = np.int64(0)
+    k = 0
+    while k < count and p + 2 <= nbytes:
+        n = np.int64(be16(stream, p))
+        d = now_ns - (midnight_ns + np.int64(be48(stream, p + 2 + 5))) if n >= 11 else np.int64(-1)
+        if 0 <= d <= PLAUSIBLE_NS:
+            hdr.record(counts, row, d, stats, 1)
+        else:
+            stats[row, hdr.UNKNOWN] += 1
+        p += 2 + n
+        k += 1
 
 
 @njit(cache=True)
@@ -57,7 +80,7 @@ class FeedLatency:
 
     def __init__(self, consumers=(), outputs=(), venue_time: bool = False):
         self.venue_time = venue_time
-        self.stages = (["venue"] if venue_time else []) + ["read", "delivered", "book"] \
+        self.stages = (["venue", "venue_to_delivered"] if venue_time else []) + ["read", "delivered", "book"] \
             + [f"consumer:{n}" for n in consumers] + [f"output:{n}" for n in outputs]
         self.units = {s: "packet" if s in ("read", "venue") else "message" for s in self.stages}
         self.row = {s: i for i, s in enumerate(self.stages)}
@@ -67,6 +90,7 @@ class FeedLatency:
         self.started_ns = time.time_ns()
         self._midnight = 0
         self._r_venue = self.row.get("venue", -1)
+        self._r_v2d = self.row.get("venue_to_delivered", -1)
         self._r_read, self._r_delivered, self._r_book = self.row["read"], self.row["delivered"], self.row["book"]
         self._first_consumer = self._r_book + 1
 
@@ -83,8 +107,13 @@ class FeedLatency:
         _wire(self.counts, self._r_venue, buf, index.offset, index.blocks, index.timestamp_ns, index.rows,
               self._midnight, self.stats)
 
-    def delivered(self, ts: np.ndarray, count: int) -> None:
-        hdr.record_since(self.counts, self._r_delivered, time.time_ns(), ts, 0, count, self.stats)
+    def delivered(self, ts: np.ndarray, count: int, stream: np.ndarray | None = None) -> None:
+        now = time.time_ns()
+        hdr.record_since(self.counts, self._r_delivered, now, ts, 0, count, self.stats)
+        if self.venue_time and stream is not None and count:
+            if not self._midnight:
+                self._midnight = midnight_eastern_ns(now)
+            _since_venue(self.counts, self._r_v2d, stream, stream.size, count, now, self._midnight, self.stats)
 
     def book(self, ts: np.ndarray, count: int) -> None:
         hdr.record_since(self.counts, self._r_book, time.time_ns(), ts, 0, count, self.stats)
