@@ -191,6 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     from xdpfeed.multicast.cli import latency
 
     latency.add_arguments(lt)
+    cmp_ = sub.add_parser(
+        "compare", help="two delivered streams (ITCH or DBN files, captures, ipc:/nats:// subscriptions) compared",
+        description="Compare two delivered streams message by message: identical or not, the first divergence "
+        "decoded side by side, missing/extra/different counts by type, the books per symbol, and which side was "
+        "first where both carry receive times. Exit 0 identical, 1 different, 2 bad input.",
+    )
+    from xdpfeed.multicast.cli import compare
+
+    compare.add_arguments(cmp_)
     return p
 
 
@@ -435,6 +444,12 @@ def _bridge(args) -> int:
     return bridge.run(args)
 
 
+def _compare(args) -> int:
+    from xdpfeed.multicast.cli import compare
+
+    return compare.run(args)
+
+
 def _latency(args) -> int:
     from xdpfeed.multicast.cli import latency
 
@@ -449,7 +464,7 @@ def _tail(args) -> int:
 
 COMMANDS = {"decode": _decode, "book": _book, "orders": _orders, "orders-demo": _orders_demo, "run": _run,
             "simulate": _simulate, "demo": _demo, "capture": _capture, "replay": _replay, "tail": _tail,
-            "bridge": _bridge, "latency": _latency}
+            "bridge": _bridge, "latency": _latency, "compare": _compare}
 
 
 def main(argv=None) -> int:
