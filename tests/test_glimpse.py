@@ -131,8 +131,11 @@ def test_snapshot_rebuilds_the_venue_book(day, upto):
 
 # -- late join -----------------------------------------------------------------------------------------
 def test_late_join_at_60_percent_with_loss_on_both_lines(day, tmp_path):
+    from xdpfeed.multicast.feed.warmup import warm_up
+
+    warm_up()  # compiled before the venue starts: a cold cache must not make the handler join after the end
     rec = Recorder()
-    with venue_for(day, venue={"rate": 80_000, "loss_a": 0.05, "loss_b": 0.05, "seed": 7,
+    with venue_for(day, venue={"rate": 40_000, "loss_a": 0.05, "loss_b": 0.05, "seed": 7,
                                "glimpse_port": 0}) as (v, keys):
         v.start()
         wait_published(v, int(day.count * 0.6))
@@ -173,11 +176,30 @@ def test_late_join_at_60_percent_with_loss_on_both_lines(day, tmp_path):
     assert raw[-live.size:].tobytes() == live.tobytes()
 
 
+def test_a_late_join_after_the_end_still_gets_the_final_state(day):
+    """Joined once the venue is only repeating End of Session: not complete until the snapshot came; then the
+    day's final book, and nothing live to deliver."""
+    rec = Recorder()
+    with venue_for(day, venue={"rate": 0, "glimpse_port": 0}) as (v, keys):
+        v.start()
+        assert v.wait(60)
+        with Feed(**keys, start="snapshot", glimpse=[v.glimpse_address], consumers=[rec]) as f:
+            assert f.run(until_eos=True, idle_timeout=30) == "complete"
+            s = f.summary()
+            assert f.book.checksum() == venue_book(day)
+    end, = rec.of("snapshot_end")
+    assert end.next_seq == day.next_seq and s["delivered"] == 0 and s["state"] == "SYNCHRONIZED"
+    assert rec.snapshot == s["snapshots"]["messages"] > 0 and not rec.live
+
+
 def test_late_join_faults_go_to_the_next_server(day):
     """A rejected login, then a connection cut mid-snapshot: each reported, the next server tried; the third
     serves, and the book is the venue's."""
+    from xdpfeed.multicast.feed.warmup import warm_up
+
+    warm_up()
     rec = Recorder()
-    with venue_for(day, venue={"rate": 100_000, "seed": 8, "glimpse_port": 0}) as (v, keys):
+    with venue_for(day, venue={"rate": 50_000, "seed": 8, "glimpse_port": 0}) as (v, keys):
         bad = [extra_glimpse(v, GlimpseFault(reject_login=True)), extra_glimpse(v, GlimpseFault(close_after=500))]
         names = [address(b) for b in bad]
         try:

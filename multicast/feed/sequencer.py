@@ -207,7 +207,7 @@ class Sequencer:
             sessions=int(s["sessions"]), abandoned=int(s["abandoned"]), stale_episodes=int(s["stale_episodes"]),
             stale_seconds_total=round(total / 1e9, 3), stale_seconds_longest=round(longest / 1e9, 3),
             snapshots=int(s["snapshots"]), snapshot_covered=int(s["snapshot_covered"]),
-            snapshot_skipped=int(s["snapshot_skipped"]))
+            snapshot_skipped=int(s["snapshot_skipped"]), awaiting_snapshot=bool(s["await_snapshot"]))
 
     def line(self, line: int) -> LineState:
         """One line's statistics (LINE_A, LINE_B, LINE_REREQUEST or LINE_REPLAY)."""
@@ -258,7 +258,7 @@ class Sequencer:
     @property
     def finished(self) -> bool:
         """End of Session seen and nothing missing: the session is complete."""
-        return self.end_of_session and self.expected >= self.highest
+        return self.end_of_session and self.expected >= self.highest and not self.awaiting_snapshot
 
     @property
     def held(self) -> int:

@@ -38,6 +38,7 @@ class FeedState:
     snapshots: int = 0  # snapshots the feed continued from (late join, resync)
     snapshot_covered: int = 0  # held messages a snapshot already contained (dropped; neither duplicate nor lost)
     snapshot_skipped: int = 0  # messages after the last delivered one that a resync snapshot stood in for
+    awaiting_snapshot: bool = False  # a late join still waiting for its snapshot
 
     @property
     def stale(self) -> bool:
@@ -45,8 +46,9 @@ class FeedState:
 
     @property
     def finished(self) -> bool:
-        """End of Session seen and nothing missing: the session is complete."""
-        return self.end_of_session and self.next_seq >= self.highest_seq
+        """End of Session seen and nothing missing: the session is complete (a late join once its snapshot came:
+        one that joins after the end still delivers the day's final state)."""
+        return self.end_of_session and self.next_seq >= self.highest_seq and not self.awaiting_snapshot
 
     @property
     def lost(self) -> int:
