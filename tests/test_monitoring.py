@@ -51,6 +51,13 @@ EXPECTED = frozenset({
     "xdpfeed_stale_longest_seconds",
     # latency by stage
     "xdpfeed_stage_latency_seconds",
+    # a live parallel run (--shadow)
+    "xdpfeed_shadow_compared_messages_total",
+    "xdpfeed_shadow_divergent_messages_total",
+    "xdpfeed_shadow_uncompared_messages_total",
+    "xdpfeed_shadow_first_total",
+    "xdpfeed_shadow_lag_messages",
+    "xdpfeed_shadow_receive_difference_seconds",
     # snapshots (late join, resync)
     "xdpfeed_snapshots_total",
     "xdpfeed_snapshot_messages_total",
@@ -97,7 +104,7 @@ EXPECTED = frozenset({
     "xdpfeed_delivery_latency_seconds",
 })
 HISTOGRAMS = frozenset({"xdpfeed_recovery_seconds", "xdpfeed_delivery_latency_seconds",
-                        "xdpfeed_stage_latency_seconds"})
+                        "xdpfeed_stage_latency_seconds", "xdpfeed_shadow_receive_difference_seconds"})
 
 # The alerts the runbook promises; the rules file may have more.
 REQUIRED_ALERTS = {
@@ -295,6 +302,6 @@ def test_dashboard_shows_every_served_metric(dashboard):
 def test_expected_names_are_what_the_exporter_serves():
     """The dashboard's and the rules' names are exactly the families multicast/feed/metrics.py serves
     (test_metrics checks a live scrape has every one of them)."""
-    from xdpfeed.multicast.feed.metrics import CONSOLIDATED_METRIC_NAMES, METRIC_NAMES
+    from xdpfeed.multicast.feed.metrics import CONSOLIDATED_METRIC_NAMES, METRIC_NAMES, SHADOW_METRIC_NAMES
 
-    assert set(EXPECTED) == set(METRIC_NAMES) | set(CONSOLIDATED_METRIC_NAMES)
+    assert set(EXPECTED) == set(METRIC_NAMES) | set(CONSOLIDATED_METRIC_NAMES) | set(SHADOW_METRIC_NAMES)

@@ -46,6 +46,10 @@ def add_arguments(p) -> None:
                    "(default), the first packet seen, or a GLIMPSE snapshot (a late join: --glimpse)")
     p.add_argument("--no-book", action="store_true", help="do not build the order book")
     add_latency_arguments(p)
+    p.add_argument("--shadow", action="append", default=[], metavar="URI",
+                   help="run the same feed through a second path and compare it with this one while both run: one "
+                   "or two source URIs (its lines A and B), or ipc:NAME / nats://… (another handler's output); "
+                   "divergences and the receive-time difference become metrics (docs/golive.md)")
     p.add_argument("--check-config", action="store_true",
                    help="check the config and this host (interfaces, queues, capabilities, huge pages) and exit: "
                    "0 ready, 1 host not ready, 2 bad config")
@@ -103,7 +107,7 @@ def metrics_key(args_addr: str | None, cfg: cfgmod.FeedConfig) -> str:
 
 
 ONE_FEED_FLAGS = ("line_a", "line_b", "replay", "rerequest", "glimpse", "resync", "user", "start", "record", "out",
-                  "no_book", "latency_out", "venue_time", "no_latency")
+                  "no_book", "latency_out", "venue_time", "no_latency", "shadow")
 
 
 def build_config(args) -> cfgmod.FeedConfig | cfgmod.FeedsConfig:
@@ -266,10 +270,19 @@ def run(args) -> int:
     if args.check_config:
         return check_config(cfg, args)
     progress = None if args.quiet else Progress(as_json=args.fmt == "json")
+    shadow = None
     with StopOnSignal() as stop, SignalFlag() as dump:  # SIGINT/SIGTERM end the loop; SIGUSR1 writes latency
         try:
-            feed = Feed(cfg, metrics=metrics_key(args.metrics_addr, cfg))
+            if args.shadow:
+                from xdpfeed.multicast.compare.shadow import Shadow
+
+                shadow = Shadow(cfg, args.shadow)
+            feed = Feed(cfg, metrics=metrics_key(args.metrics_addr, cfg),
+                        consumers=[shadow.compare.primary] if shadow else (),
+                        collectors=[shadow.collector] if shadow else ())
         except (cfgmod.ConfigError, ValueError) as e:
+            if shadow is not None:
+                shadow.close()
             print(f"xdpfeed run: error: {e}", file=sys.stderr)
             return EXIT_USAGE
 
@@ -281,15 +294,22 @@ def run(args) -> int:
 
         with feed:
             try:
-                why = feed.run(until_eos=args.until_eos, stop=stop, on_tick=tick,
-                               idle_timeout=args.idle_timeout)
+                if shadow is not None:
+                    why = shadow.run(feed, until_eos=args.until_eos, stop=stop, on_tick=tick,
+                                     idle_timeout=args.idle_timeout)
+                else:
+                    why = feed.run(until_eos=args.until_eos, stop=stop, on_tick=tick, idle_timeout=args.idle_timeout)
             finally:
                 if progress is not None:
                     progress.done()
+                if shadow is not None:
+                    shadow.close()
     if args.latency_out and not write_latency(feed, args.latency_out):
         return EXIT_USAGE
     summary = feed.summary()
     summary["exit"] = why
+    if shadow is not None:
+        summary["shadow"] = shadow.summary()
     if args.fmt == "json":
         print(json.dumps(summary, sort_keys=True))
     else:

@@ -69,10 +69,11 @@ class Feed:
     Keyword arguments are the config keys (`line_a`, `line_b`, `rerequest`, `replay`, `user`,
     `password_file`, the recovery policy's, `hold_messages`, `slot_bytes`, `hold_arena_bytes`, `start`,
     `book`, `record`, `metrics`, `name`), over `config` when given. A line may also be an open source
-    object. `consumers` are called for every batch; `on_consumer_error` is "stop" or "detach"."""
+    object. `consumers` are called for every batch; `on_consumer_error` is "stop" or "detach"; `collectors`
+    are more Prometheus collectors served with the feed's metrics (a live comparison's)."""
 
     def __init__(self, config: cfgmod.FeedConfig | None = None, *, consumers=(), on_consumer_error: str = "stop",
-                 clock=time.monotonic, warm: bool = True, **keys):
+                 clock=time.monotonic, warm: bool = True, collectors=(), **keys):
         given = {k: keys.pop(k) for k in ("line_a", "line_b") if keys.get(k) is not None
                  and not isinstance(keys[k], str)}  # open sources
         cfg = cfgmod.with_keys(config or cfgmod.FeedConfig(), keys)
@@ -105,6 +106,7 @@ class Feed:
         self.snapshots: SnapshotLoader | None = None
         self.latency: FeedLatency | None = None
         self.metrics_server = None
+        self._collectors = tuple(collectors)
         self.lines: list[Line] = []
         self._closed = False
         self._stale_at_end = None  # (since, next sequence then): End of Session seen with the feed STALE
@@ -173,7 +175,7 @@ class Feed:
         host_port = metrics.DEFAULT_ADDR if auto else metrics.parse_addr(addr)
         self.count_types = True
         try:
-            self.metrics_server, _ = metrics.serve(self, host_port, self.name)
+            self.metrics_server, _ = metrics.serve(self, host_port, self.name, extra=self._collectors)
         except OSError as e:
             if not auto:
                 raise cfgmod.ConfigError(f"metrics {addr}: {e.strerror}") from None

@@ -46,6 +46,12 @@ METRIC_NAMES = (
     "xdpfeed_snapshots_total", "xdpfeed_snapshot_messages_total", "xdpfeed_snapshot_skipped_messages_total",
     "xdpfeed_stage_latency_seconds",
 )
+# served by a handler with a live parallel run (`run --shadow`, multicast.compare.live)
+SHADOW_METRIC_NAMES = (
+    "xdpfeed_shadow_compared_messages_total", "xdpfeed_shadow_divergent_messages_total",
+    "xdpfeed_shadow_uncompared_messages_total", "xdpfeed_shadow_first_total", "xdpfeed_shadow_lag_messages",
+    "xdpfeed_shadow_receive_difference_seconds",
+)
 # the buckets of the per-stage histograms (seconds): 1 µs to 10 s, 1-2-5 steps
 STAGE_BOUNDS_S = tuple(m * 10.0 ** e for e in range(-6, 1) for m in (1, 2, 5)) + (10.0,)
 # served by a handler of several feeds (multicast.feed.feeds), with its consolidated book
