@@ -41,6 +41,7 @@ class GlimpseServer(SoupServer):
         self.published = published or (lambda: store.next_seq)
         self.fault = fault or GlimpseFault()
         self.builder = builder or SnapshotBuilder(store)
+        _warm()
 
     def connection(self, sock: socket.socket) -> "_Connection":
         return _Connection(self, sock)
@@ -75,3 +76,12 @@ class _Connection(SoupConnection):
         for p in range(0, soup.size, CHUNK_BYTES):
             self.send(soup[p : p + CHUNK_BYTES])
         self.server.count("snapshot_messages", messages)
+
+
+def _warm() -> None:
+    """Compile (or load) the snapshot builder's code now, not at the first login."""
+    from xdpfeed.multicast.exchange import synthetic
+    from xdpfeed.multicast.exchange.store import DayStore
+
+    records, _ = synthetic.generate(2000, 5, seed=1)
+    to_soup(SnapshotBuilder(DayStore(records)).records(1500)[0])
