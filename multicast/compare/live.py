@@ -2,7 +2,8 @@
 message while both run (docs/golive.md).
 
 `LiveCompare` has two consumers, `primary` and `shadow`, given to the two paths when they are built. Each
-keeps, for the latest WINDOW sequence numbers it delivered, a 64-bit FNV-1a hash of every message and its
+keeps, for the latest WINDOW sequence numbers it delivered, a 64-bit hash (FNV-1a over 8-byte words) of
+every message and its
 receive time, in preallocated arrays indexed by sequence number (compiled, no Python per message). As both
 sides advance, every sequence number both have delivered is compared once: the same bytes or a divergence
 (the first one's sequence kept); for equal messages, which side received it first and the difference of the
@@ -24,15 +25,32 @@ COMPARED, DIVERGENT, UNCOMPARED, PRIMARY_FIRST, SHADOW_FIRST, SAME_TIME, FIRST_D
 N_COUNTS = 7
 
 
+@njit(cache=True, inline="always")
+def _hash(b, p, n):
+    """FNV-1a over 8-byte words (then the last bytes one by one), seeded with the length."""
+    h = (FNV_OFFSET ^ np.uint64(n)) * FNV_PRIME
+    i = np.int64(0)
+    while i + 8 <= n:
+        q = p + i
+        w = (np.uint64(b[q]) | np.uint64(b[q + 1]) << np.uint64(8) | np.uint64(b[q + 2]) << np.uint64(16)
+             | np.uint64(b[q + 3]) << np.uint64(24) | np.uint64(b[q + 4]) << np.uint64(32)
+             | np.uint64(b[q + 5]) << np.uint64(40) | np.uint64(b[q + 6]) << np.uint64(48)
+             | np.uint64(b[q + 7]) << np.uint64(56))
+        h = (h ^ w) * FNV_PRIME
+        i += 8
+    while i < n:
+        h = (h ^ np.uint64(b[p + i])) * FNV_PRIME
+        i += 1
+    return h
+
+
 @njit(cache=True)
 def _keep(stream, first_seq, count, ts, hashes, times, seqs, mask):
     """Hash and receive time of each message, at slot seq & mask."""
     p = np.int64(0)
     for k in range(count):
         n = np.int64(be16(stream, p))
-        h = FNV_OFFSET
-        for i in range(n):
-            h = (h ^ np.uint64(stream[p + 2 + i])) * FNV_PRIME
+        h = _hash(stream, p + 2, n)
         s = first_seq + k
         slot = s & mask
         hashes[slot] = h
