@@ -32,6 +32,7 @@ from xdpfeed.multicast.exchange import synthetic
 from xdpfeed.multicast.exchange.ports import free_port, line_pair
 from xdpfeed.multicast.feed.config import ConfigError
 from xdpfeed.multicast.feed.feed import Feed
+from xdpfeed.multicast.feed.stop import SignalFlag
 from xdpfeed.multicast.itch.pipeline import replay_into_book
 from xdpfeed.multicast.sinks.base import SinkError
 
@@ -63,8 +64,8 @@ def add_arguments(p) -> None:
       help="simulate N venues at once (2 or 3: Nasdaq, BX, PSX), one handler for all with the consolidated book; "
       "each venue 300,000 messages at 200,000 msg/s unless --messages/--rate say otherwise")
     a("--json", action="store_true", help="print the summary as one JSON object")
-    a("--latency-out", metavar="FILE", help="write the per-stage latency histograms here at the end (an "
-      "HdrHistogram log: `xdpfeed latency FILE` shows it)")
+    a("--latency-out", metavar="FILE", help="write the per-stage latency histograms here at the end and on SIGUSR1 "
+      "(an HdrHistogram log: `xdpfeed latency FILE` shows it)")
     add_metrics_argument(p)
     add_output_arguments(p)
 
@@ -167,7 +168,15 @@ def _run(args) -> int:
              f"lost on both, rate {args.rate:,.0f} msg/s; replay {addr['replay']}, re-request {addr['request']}")
         progress = None if args.json else Progress(sys.stdout)
         _say(args, "== handler: arbitration, hold queue, recovery, book")
-        why = feed.run(until_eos=True, on_tick=progress, idle_timeout=60)
+        with SignalFlag() as dump:  # SIGUSR1: the latency file now
+
+            def tick(f):
+                if progress is not None:
+                    progress(f)
+                if args.latency_out and dump.take():
+                    write_latency(f, args.latency_out, PROG)
+
+            why = feed.run(until_eos=True, on_tick=tick, idle_timeout=60)
         if progress is not None:
             progress.done()
     finally:
