@@ -168,6 +168,7 @@ class NatsSink(Sink):
         self._symbols = np.zeros(65536, dtype=np.uint64)
         self._last_sseq = 0  # stream sequence of the stream's last chunk, whose content is _stored_end
         self._stored_end: tuple[str, int] | None = None  # (session, last sequence) the stream holds
+        self._stored_last: tuple[str, int, int] | None = None  # its last chunk's (publisher, first, count)
         self._gap_since: float | None = None
         self._recent: deque = deque(maxlen=64)  # (session, first, end, ours) of the latest chunks confirmed
         self._bbo: list = []  # (session, events, first, end) to go out
@@ -301,6 +302,8 @@ class NatsSink(Sink):
         except (KeyError, ValueError):
             raise SinkError(f"{self.uri}: the stream's last message ({last.seq}) is not an xdpfeed chunk") from None
         self._last_sseq, self._stored_end = last.seq, (h.get(W.H_SESSION, ""), end)
+        # who stored that last chunk: ours when its acknowledgement was lost (a leader that died meanwhile)
+        self._stored_last = (h.get(W.H_PUBLISHER, ""), int(h[W.H_FIRST]), int(h[W.H_COUNT]))
         self._stream_sessions.add(self._stored_end[0])
         self._trim()
 
@@ -323,7 +326,8 @@ class NatsSink(Sink):
                     continue
                 return  # the stream's session is older than ours (an earlier one of ours, or one we never saw)
             elif c.end <= end:
-                self._confirmed(self._chunks.popleft(), ours=False)
+                ours = self._stored_last == (self.publisher, c.first, c.count) and c.end == end
+                self._confirmed(self._chunks.popleft(), ours=ours, sseq=self._last_sseq)
             elif c.first <= end:
                 k, held, nbytes = end - c.first + 1, c.held, c.nbytes
                 c.drop_first(k)
@@ -344,6 +348,7 @@ class NatsSink(Sink):
         if ours:
             self.stored += c.count
             self._stored_end, self._last_sseq = (c.session, c.end), sseq
+            self._stored_last = (self.publisher, c.first, c.count)
             self._stream_sessions.add(c.session)
         else:
             self.twin += c.count
