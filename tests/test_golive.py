@@ -70,7 +70,7 @@ def test_a_subscription_as_the_shadow_is_polled():
     sh.compare, sh.feed, sh.uris = LiveCompare(), None, ["ipc:x"]
     sh.sub = Queue([batch(msgs(50), 1), batch(msgs(50, 50), 51)])
     sh.compare.primary.on_messages(batch(msgs(100), 1))
-    sh._pump_shadow()
+    sh.pump()
     assert sh.summary()["compared"] == 100 and sh.summary()["divergent"] == 0
 
 

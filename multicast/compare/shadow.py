@@ -40,36 +40,20 @@ class Shadow:
 
     def run(self, primary, until_eos: bool = False, stop=None, on_tick=None, idle_timeout: float | None = None,
             tick: float = 0.5) -> str:
-        """The primary's loop (Feed.run's rules), with the shadow pumped beside it."""
-        clock = primary.clock
-        last_tick = last_input = clock()
-        while True:
-            files, writers, polled, timeout = primary.wait_set(0.05)
-            if self.feed is not None:
-                more, more_w, polled_s, t = self.feed.wait_set(timeout)
-                files, writers, polled, timeout = files + more, writers + more_w, polled or polled_s, t
-            else:
-                timeout = min(timeout, 0.005)  # a subscription is polled
-            if (files or writers) and not polled:
-                select.select(files, writers, [], timeout)
-            got = primary.pump()
-            self._pump_shadow()
-            now = clock()
-            if got:
-                last_input = now
-            if on_tick is not None and now - last_tick >= tick:
-                last_tick = now
-                on_tick(primary)
-            if stop is not None and stop.is_set() and not primary.consumers.failed:
-                return "stopped"
-            why = primary.verdict(until_eos, now)
-            if why is not None:
-                self._catch_up()
-                return why
-            if idle_timeout is not None and now - last_input > idle_timeout:
-                return "idle"
+        """The primary's loop (Feed.run), with the shadow served beside it; then the shadow's catching up."""
+        why = primary.run(until_eos=until_eos, stop=stop, idle_timeout=idle_timeout, on_tick=on_tick, tick=tick,
+                          beside=self)
+        if why not in ("stopped", "idle"):
+            self._catch_up()
+        return why
 
-    def _pump_shadow(self) -> None:
+    def wait_set(self, timeout: float) -> tuple[list, list, bool, float]:
+        """What the shadow waits on (Feed.wait_set); a subscription is polled, at least every 5 ms."""
+        if self.feed is not None:
+            return self.feed.wait_set(timeout)
+        return [], [], False, min(timeout, 0.005)
+
+    def pump(self) -> None:
         if self.feed is not None:
             self.feed.pump()
             return
@@ -81,13 +65,12 @@ class Shadow:
         end = time.monotonic() + seconds
         a, b = self.compare.sides
         while time.monotonic() < end and b.next < a.next:
-            if self.feed is not None:
-                files, writers, polled, timeout = self.feed.wait_set(0.01)
-                if (files or writers) and not polled:
-                    select.select(files, writers, [], timeout)
-            else:
+            files, writers, polled, timeout = self.wait_set(0.01)
+            if (files or writers) and not polled:
+                select.select(files, writers, [], timeout)
+            elif not polled:
                 time.sleep(0.001)
-            self._pump_shadow()
+            self.pump()
 
     def summary(self) -> dict:
         out = {"path": self.uris, **self.compare.summary()}

@@ -52,6 +52,7 @@ from xdpfeed.multicast.feed.status import (
 from xdpfeed.multicast.feed.stream_stats import count_types
 from xdpfeed.multicast.feed.warmup import warm_up
 from xdpfeed.multicast.latency.stages import FeedLatency, timestamp_source
+from xdpfeed.multicast.sinks.base import close_sinks
 from xdpfeed.multicast.wire import counters as C
 from xdpfeed.multicast.wire.glimpse import batch_ends
 
@@ -288,11 +289,17 @@ class Feed:
         self._step(timeout)
         return self.seq.view().delivered - before
 
-    def _step(self, timeout: float) -> int:
+    def _step(self, timeout: float, beside=None) -> int:
         files, writers, polled, timeout = self.wait_set(timeout)
+        if beside is not None:
+            more, more_writers, more_polled, timeout = beside.wait_set(timeout)
+            files, writers, polled = files + more, writers + more_writers, polled or more_polled
         if (files or writers) and not polled:
             select.select(files, writers, [], timeout)
-        return self.pump()
+        got = self.pump()
+        if beside is not None:
+            beside.pump()
+        return got
 
     def wait_set(self, timeout: float) -> tuple[list, list, bool, float]:
         """(readable files, writable files, any polled source, timeout) to wait on before `pump()`: several
@@ -376,15 +383,17 @@ class Feed:
         self.seq.resume_at(nxt, self.deliver)
 
     def run(self, until_eos: bool = False, stop=None, idle_timeout: float | None = None, on_tick=None,
-            tick: float = 0.5) -> str:
+            tick: float = 0.5, beside=None) -> str:
         """Loop until `stop` (anything with is_set()) is set, or (until_eos) the session is complete, or
         after End of Session the feed is STALE and recovery made no progress for a gap deadline plus a
         server timeout, or every file source is exhausted and nothing is left to recover, or a consumer
         failed (on_consumer_error="stop"), or nothing arrived for `idle_timeout` seconds. `on_tick(feed)`
-        is called every `tick` seconds. Returns why, one of WHY."""
+        is called every `tick` seconds. `beside`: something else this loop serves, with `wait_set(timeout)`
+        and `pump()` as a Feed has them (the shadow path of a parallel run, multicast.compare.shadow).
+        Returns why, one of WHY."""
         last_tick = last_input = self.clock()
         while True:
-            got = self._step(0.05)
+            got = self._step(0.05, beside)
             now = self.clock()
             if got:
                 last_input = now
@@ -502,17 +511,11 @@ class Feed:
             self.snapshots.close()
         for ln in self.lines:
             ln.source.close()
-        for sink in self.sinks:
-            try:
-                sink.close()
-            except Exception as e:  # a sink that cannot finish (disk full at the last flush) is a failed sink
-                text = f"{type(e).__name__}: {e}"
-                log.error("output %s failed when closing: %s", sink.name, text)
-                if all(n != sink.name for n, _ in self.sink_failures):
-                    self.sink_failures.append((sink.name, text))
+        close_sinks(self.sinks, self.sink_failures)
         if self.metrics_server is not None:
-            self.metrics_server.shutdown()
-            self.metrics_server.server_close()
+            from xdpfeed.multicast.feed import metrics
+
+            metrics.shutdown(self.metrics_server)
 
     def __enter__(self) -> "Feed":
         return self

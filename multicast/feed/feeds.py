@@ -28,6 +28,7 @@ from xdpfeed.multicast.feed.consumers import ConsumerSet
 from xdpfeed.multicast.feed.feed import Feed
 from xdpfeed.multicast.feed.state import STALE, SYNCHRONIZED
 from xdpfeed.multicast.feed.status import FeedStatus, SessionChanged, StateChanged
+from xdpfeed.multicast.sinks.base import close_sinks
 
 log = logging.getLogger("xdpfeed.feeds")
 
@@ -215,14 +216,11 @@ class Feeds:
         self._closed = True
         for f in self.feeds:
             f.close()
-        for sink in self.sinks:
-            try:
-                sink.close()
-            except Exception as e:  # noqa: BLE001 — a failed sink, as the Feed counts it
-                self.sink_failures.append((sink.name, f"{type(e).__name__}: {e}"))
+        close_sinks(self.sinks, self.sink_failures)
         if self.metrics_server is not None:
-            self.metrics_server.shutdown()
-            self.metrics_server.server_close()
+            from xdpfeed.multicast.feed import metrics
+
+            metrics.shutdown(self.metrics_server)
 
     def __enter__(self) -> "Feeds":
         return self

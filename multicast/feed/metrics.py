@@ -367,6 +367,12 @@ def serve(handler, addr: tuple[str, int] = DEFAULT_ADDR, feed: str = "feed", mor
     return start_http_server(addr[1], addr=addr[0], registry=registry_for(handler, feed, more, extra))
 
 
+def shutdown(server) -> None:
+    """Stop serving /metrics and close the socket."""
+    server.shutdown()
+    server.server_close()
+
+
 class ConsolidatedCollector:
     """The consolidated book of several feeds (multicast.book.consolidated)."""
 

@@ -8,6 +8,24 @@ not write is known: `stats()` says batches, messages and bytes written, and `fai
 """
 
 
+import logging
+
+log = logging.getLogger("xdpfeed.sinks")
+
+
+def close_sinks(sinks, failures: list) -> None:
+    """Close every sink. One that cannot finish (disk full at the last flush) is a failed sink: logged, and
+    listed in `failures` as (name, why) unless it is there already."""
+    for sink in sinks:
+        try:
+            sink.close()
+        except Exception as e:  # whatever the sink's writer raises
+            text = f"{type(e).__name__}: {e}"
+            log.error("output %s failed when closing: %s", sink.name, text)
+            if all(n != sink.name for n, _ in failures):
+                failures.append((sink.name, text))
+
+
 class SinkError(ValueError):
     """A sink that cannot be opened (bad URI, bad option, a file that cannot be created): one line."""
 
