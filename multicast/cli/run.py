@@ -123,10 +123,9 @@ def build_config(args) -> cfgmod.FeedConfig | cfgmod.FeedsConfig:
                 raise cfgmod.ConfigError(f"{args.config} holds several feeds: --{given[0].replace('_', '-')} is for "
                                          "one feed (set it in the config, or run one with --feed NAME)")
             for f in cfg.feeds:
-                f.password = cfgmod.password_from_env(f)
-                if (f.replay or f.glimpse) and not f.password:
-                    raise cfgmod.ConfigError(f"feed {f.name}: {'replay' if f.replay else 'glimpse'} needs a password: "
-                                             f"set ${cfgmod.PASSWORD_ENV} or recovery.password_file")
+                problem = cfgmod.login_problem(f)
+                if problem is not None:
+                    raise cfgmod.ConfigError(f"feed {f.name}: {cfgmod.login_problem_text(problem)}")
             return cfg
     elif getattr(args, "feed", None):
         raise cfgmod.ConfigError(f"--feed {args.feed}: the config holds one feed ([[feeds]] holds several)")
@@ -142,16 +141,13 @@ def build_config(args) -> cfgmod.FeedConfig | cfgmod.FeedsConfig:
     cfg = cfgmod.with_keys(cfg, {k: v for k, v in keys.items() if v is not None})
     if not cfg.line_a and not cfg.line_b:
         raise cfgmod.ConfigError("no line to read: give -a URI and/or -b URI (or feed.line_a in the config)")
-    if (cfg.start_snapshot or cfg.resync == "snapshot") and not cfg.glimpse:
-        flag = "--start snapshot" if cfg.start_snapshot else "--resync snapshot"
-        raise cfgmod.ConfigError(f"{flag} needs --glimpse HOST:PORT (or recovery.glimpse in the config)")
-    cfg.password = cfgmod.password_from_env(cfg)
-    for key in ("replay", "glimpse"):
-        if getattr(cfg, key) and not cfg.user:
-            raise cfgmod.ConfigError(f"--{key} needs --user (or recovery.user in the config)")
-        if getattr(cfg, key) and not cfg.password:
-            raise cfgmod.ConfigError(f"--{key} needs a password: set ${cfgmod.PASSWORD_ENV} or "
-                                     "recovery.password_file")
+    problem = cfgmod.login_problem(cfg)
+    if problem is not None:  # in the command line's words
+        key, lacks = problem
+        raise cfgmod.ConfigError(
+            f"--{key} snapshot needs --glimpse HOST:PORT (or recovery.glimpse in the config)" if lacks == "glimpse"
+            else f"--{key} needs --user (or recovery.user in the config)" if lacks == "user"
+            else f"--{key} needs a password: set ${cfgmod.PASSWORD_ENV} or recovery.password_file")
     return cfg
 
 

@@ -367,6 +367,36 @@ def with_keys(cfg: FeedConfig, keys: dict) -> FeedConfig:
     return out
 
 
+def login_problem(cfg: FeedConfig) -> tuple[str, str] | None:
+    """What a feed lacks to log in to its servers or to take snapshots, checked alike wherever a feed is built
+    (the Feed names config keys, the command line its flags): ("start" or "resync", "glimpse") for a snapshot
+    without GLIMPSE servers; ("replay" or "glimpse", "user" or "password") for servers without a login. The
+    password comes from $XDPFEED_PASSWORD when the config has none."""
+    if not cfg.password and (cfg.replay or cfg.glimpse):
+        cfg.password = password_from_env(cfg)
+    if cfg.start_snapshot and not cfg.glimpse:
+        return "start", "glimpse"
+    if cfg.resync == "snapshot" and not cfg.glimpse:
+        return "resync", "glimpse"
+    for key in ("replay", "glimpse"):
+        if getattr(cfg, key) and not cfg.user:
+            return key, "user"
+        if getattr(cfg, key) and not cfg.password:
+            return key, "password"
+    return None
+
+
+def login_problem_text(problem: tuple[str, str]) -> str:
+    """A login_problem in the config's words."""
+    key, lacks = problem
+    if lacks == "glimpse":
+        what = 'feed.start = "snapshot"' if key == "start" else 'recovery.resync = "snapshot"'
+        return f"{what} needs recovery.glimpse (GLIMPSE servers, HOST:PORT)"
+    if lacks == "user":
+        return f"recovery.{key} needs recovery.user"
+    return f"recovery.{key} needs a password: set ${PASSWORD_ENV} or recovery.password_file"
+
+
 def password_from_env(cfg: FeedConfig) -> str:
     """The password: the config's file, else $XDPFEED_PASSWORD, else empty."""
     return cfg.password or os.environ.get(PASSWORD_ENV, "")

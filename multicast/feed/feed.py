@@ -80,17 +80,9 @@ class Feed:
         cfg = cfgmod.with_keys(config or cfgmod.FeedConfig(), keys)
         if not (cfg.line_a or cfg.line_b or given):
             raise cfgmod.ConfigError("no line to read: give line_a and/or line_b (a source URI)")
-        if not cfg.password and (cfg.replay or cfg.glimpse):
-            cfg.password = cfgmod.password_from_env(cfg)
-        for key in ("replay", "glimpse"):
-            if getattr(cfg, key) and not cfg.user:
-                raise cfgmod.ConfigError(f"recovery.{key} needs recovery.user")
-            if getattr(cfg, key) and not cfg.password:
-                raise cfgmod.ConfigError(f"recovery.{key} needs a password: set ${cfgmod.PASSWORD_ENV} or "
-                                         "recovery.password_file")
-        if (cfg.start_snapshot or cfg.resync == "snapshot") and not cfg.glimpse:
-            what = "feed.start = \"snapshot\"" if cfg.start_snapshot else "recovery.resync = \"snapshot\""
-            raise cfgmod.ConfigError(f"{what} needs recovery.glimpse (GLIMPSE servers, HOST:PORT)")
+        problem = cfgmod.login_problem(cfg)
+        if problem is not None:
+            raise cfgmod.ConfigError(cfgmod.login_problem_text(problem))
         self.config = cfg
         self.name = cfg.name
         self.clock = clock
