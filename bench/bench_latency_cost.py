@@ -17,18 +17,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from bench_consumers import Counting  # noqa: E402  (the least a Python consumer can do)
+
 from common import interleaved, machine, replay_arguments, synthetic_pcap  # noqa: E402
-
-
-class Counting:
-    name = "count"
-
-    def __init__(self):
-        self.messages = 0
-
-    def on_messages(self, batch):
-        self.messages += batch.count
-
 
 KEYS = {"off": {"latency": False}, "on": {}, "on_venue_time": {"venue_time": True}}
 

@@ -213,8 +213,9 @@ def _run(args) -> int:
         for name, ls in s["lines"].items():
             print(f"  line {name}: {ls['packets']:,} packets, first on {ls['first']:,} messages, "
                   f"{ls['duplicates']:,} duplicates, {ls['gaps']:,} gaps of its own")
-        if latency_line(s):
-            print("  " + latency_line(s))
+        lat = latency_line(s)
+        if lat:
+            print("  " + lat)
     for name, error in feed.sink_failures:
         print(f"{PROG}: error: output {name} failed: {error}", file=sys.stderr)
     whole = summary["published"] == args.messages == summary["delivered"]  # the venue's whole day, all of it here

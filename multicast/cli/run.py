@@ -200,8 +200,9 @@ def format_summary(s: dict) -> str:
              f"lost {s['lost']:,}",
              f"STALE episodes {s['stale_episodes']:,} ({s['stale_seconds_total']:.3f} s in all, longest "
              f"{s['stale_seconds_longest']:.3f} s)" + ("; STALE now" if s["stale"] else "")]
-    if latency_line(s):
-        lines.append(latency_line(s))
+    lat = latency_line(s)
+    if lat:
+        lines.append(lat)
     snap = s.get("snapshots")
     if snap:
         lines.append(f"snapshots {snap['snapshots']:,} ({snap['messages']:,} messages, the last in "
