@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xdpfeed.capture.byteorder import be16
-from xdpfeed.capture.jit import njit
+from xdpfeed.multicast.exchange.store import index_records
 
 
 class CompareError(ValueError):
@@ -50,27 +49,14 @@ class Side:
         return self.stream[self.offsets[k] + 2 : self.offsets[k + 1]].tobytes()
 
 
-@njit(cache=True)
-def _index(b, out):
-    """Offsets of the records of b; returns (records, where a cut record starts or b.size)."""
-    p = np.int64(0)
-    n = 0
-    while p + 2 <= b.size:
-        ln = np.int64(be16(b, p))
-        if p + 2 + ln > b.size:
-            break
-        out[n] = p
-        n += 1
-        p += 2 + ln
-    return n, p
-
-
 def index(stream: np.ndarray, name: str) -> np.ndarray:
+    """Offsets of the [uint16 length][message] records of `stream` (n + 1 of them, the last its end), with the
+    venue store's compiled walk; CompareError when the stream ends in a cut record."""
     out = np.zeros(stream.size // 2 + 2, dtype=np.int64)
-    n, end = _index(stream, out)
+    n = int(index_records(stream, out, np.zeros(0, dtype=np.uint8), np.zeros(out.size, dtype=np.int64)))
+    end = int(out[n])
     if end != stream.size:
         raise CompareError(f"{name}: a record is cut at byte {end} (of {stream.size}): not a whole ITCH stream")
-    out[n] = end
     return out[: n + 1].copy()
 
 

@@ -16,7 +16,7 @@ SESSION_LEN = 10
 
 
 @njit(cache=True)
-def _index(records, offsets, soup, soup_offsets):
+def index_records(records, offsets, soup, soup_offsets):
     """Fill offsets / soup_offsets (n + 1 entries each) and the soup copy; returns messages found."""
     p = 0
     q = 0
@@ -59,14 +59,14 @@ class DayStore:
         n_max = self.records.size // 2 + 1
         offsets = np.zeros(n_max + 1, dtype=np.int64)
         soup_offsets = np.zeros(n_max + 1, dtype=np.int64)
-        count = _index(self.records, offsets, np.zeros(0, dtype=np.uint8), soup_offsets)
+        count = index_records(self.records, offsets, np.zeros(0, dtype=np.uint8), soup_offsets)
         if offsets[count] != self.records.size:
             raise ValueError(f"records end with a cut record at byte {int(offsets[count])}")
         self.count = int(count)
         self.offsets = offsets[: count + 1].copy()
         self.soup = np.zeros(int(soup_offsets[count]), dtype=np.uint8)
         self.soup_offsets = np.zeros(count + 1, dtype=np.int64)
-        _index(self.records, np.zeros(n_max + 1, dtype=np.int64), self.soup, self.soup_offsets)
+        index_records(self.records, np.zeros(n_max + 1, dtype=np.int64), self.soup, self.soup_offsets)
 
     @classmethod
     def from_file(cls, path: str, session: str | bytes = "XDPFEED001") -> "DayStore":
