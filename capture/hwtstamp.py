@@ -68,3 +68,12 @@ def iface_of_address(addr: str) -> str | None:
             if res[20:24] == packed:
                 return name
     return None
+
+
+def timestamp_source(hardware: int, hardware_what: str, software_what: str, unit: str = "packets") -> dict:
+    """A source's `timestamp_source` (multicast.latency): hardware once `hardware` packets carried the NIC's
+    (or driver's) time, else software, each in words."""
+    if hardware:
+        return {"source": "hardware", "reason": f"{hardware_what} ({hardware} {unit} so far)",
+                "hardware_packets": hardware}
+    return {"source": "software", "reason": software_what}

@@ -330,11 +330,10 @@ class PacketSource(SourceBase):
     @property
     def timestamp_source(self) -> dict:
         """Where receive timestamps come from (multicast.latency)."""
-        hw = int(self._counts[2])
-        if hw:
-            return {"source": "hardware", "reason": f"the NIC's receive time ({hw} packets so far)",
-                    "hardware_packets": hw}
-        return {"source": "software", "reason": f"the kernel's receive time in the ring ({self._hw_reason})"}
+        from xdpfeed.capture.hwtstamp import timestamp_source
+
+        return timestamp_source(int(self._counts[2]), "the NIC's receive time",
+                                f"the kernel's receive time in the ring ({self._hw_reason})")
 
     def recv(self, batch: FrameBatch) -> int:
         """Fill `batch` with frames from the blocks the kernel handed over (0 when none: never blocks)."""

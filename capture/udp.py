@@ -18,7 +18,7 @@ import numpy as np
 
 from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch
 from xdpfeed.capture.errors import SourceError
-from xdpfeed.capture.hwtstamp import SO_TIMESTAMPING, TIMESTAMPING_FLAGS
+from xdpfeed.capture.hwtstamp import SO_TIMESTAMPING, TIMESTAMPING_FLAGS, timestamp_source
 from xdpfeed.capture.source import SourceBase
 from xdpfeed.native._udp import ffi, lib
 
@@ -91,11 +91,8 @@ class _BatchSocket(SourceBase):
     @property
     def timestamp_source(self) -> dict:
         """Where receive timestamps come from (multicast.latency): hardware once packets carry the NIC's."""
-        hw = int(self.hw_stamps[0])
-        if hw:
-            return {"source": "hardware", "reason": f"the NIC's receive time ({hw} packets so far)",
-                    "hardware_packets": hw}
-        return {"source": "software", "reason": f"the kernel's receive time ({self.hw_reason})"}
+        return timestamp_source(int(self.hw_stamps[0]), "the NIC's receive time",
+                                f"the kernel's receive time ({self.hw_reason})")
 
     mode = "socket recvmmsg"
 
