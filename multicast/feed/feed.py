@@ -353,6 +353,7 @@ class Feed:
                 self.snapshots.refuse(snap, f"snapshot at ITCH sequence {snap.itch_seq} is older than what was "
                                             f"delivered (up to {expected - 1})")
                 return
+        self.snapshots.applied(snap)
         now = self.clock()
         resync = not self.seq.awaiting_snapshot
         self._emit(SnapshotBegin(now, snap.server, snap.itch_seq, snap.messages, resync))

@@ -3,10 +3,10 @@ GLIMPSE 5.0 servers (docs/snapshot.md).
 
 `SnapshotLoader.start(session, resync)` begins: log into the servers in order (multicast.feed.glimpse_client)
 for the feed's session; `poll()` drives the connection from the handler's loop (`fileobjs()` to wait on,
-`next_timer()` for the retry); `take()` hands over a complete snapshot once. A failed attempt — login
-rejected, connection refused or dropped mid-snapshot, server silent, End of Session before End of
-Snapshot, or a snapshot the Feed refused with `refuse(reason)` (older than what it delivered) — is
-logged, reported (SnapshotFailed) and retried on the next server after a backoff that doubles up to the
+`next_timer()` for the retry); `take()` hands over a complete snapshot once, `applied()` counts it.
+A failed attempt — login rejected, connection refused or dropped mid-snapshot, server silent, End of
+Session before End of Snapshot, or a snapshot the Feed refused with `refuse(reason)` (older than what it
+delivered) — is logged, reported (SnapshotFailed) and retried on the next server after a backoff that doubles up to the
 policy's longest; a partial snapshot is dropped. `failing_since` says how long no snapshot has come, so
 the Feed can go STALE with the last reason while the loader keeps trying. The clock is injected.
 """
@@ -147,18 +147,19 @@ class SnapshotLoader:
             self.on_status(SnapshotFailed(now, server, reason, nxt))
 
     def take(self) -> Snapshot | None:
-        """A complete snapshot, once; the Feed applies it, or refuses it with `refuse`."""
+        """A complete snapshot, once; the Feed applies it (and says so with `applied`), or refuses it."""
         snap, self._ready = self._ready, None
         if snap is not None:
             self.active = False
-            self.stats.snapshots += 1
-            self.stats.messages += snap.messages
-            self.stats.last_seconds = snap.seconds
         return snap
+
+    def applied(self, snap: Snapshot) -> None:
+        """The Feed went on from `snap`: counted."""
+        self.stats.snapshots += 1
+        self.stats.messages += snap.messages
+        self.stats.last_seconds = snap.seconds
 
     def refuse(self, snap: Snapshot, reason: str) -> None:
         """The Feed cannot use `snap`: count it as a failure and try again."""
-        self.stats.snapshots -= 1
-        self.stats.messages -= snap.messages
         self.active = True
         self._failed(reason, snap.server)
