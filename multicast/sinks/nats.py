@@ -271,20 +271,7 @@ class NatsSink(Sink):
         await self._retry(self._resync, "read the stream's last chunk")
 
     async def _retry(self, call, what: str, *passthrough):
-        """call() until it works or 10 s passed: a cluster that just started has no JetStream leader yet, or
-        not all its peers."""
-        end = time.monotonic() + 10
-        while True:
-            try:
-                return await call()
-            except passthrough:
-                raise
-            except Exception as e:
-                if not W.transient(e):
-                    raise
-                if time.monotonic() > end:
-                    raise SinkError(f"{self.uri}: {what}: JetStream did not answer ({W.describe(e)})") from None
-                await asyncio.sleep(0.2)
+        return await W.retry(call, self.uri, what, SinkError, passthrough)
 
     # -- where the stream is ---------------------------------------------------------------------------
     async def _resync(self) -> None:

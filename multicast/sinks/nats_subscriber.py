@@ -87,10 +87,13 @@ class NatsSubscriber(SubscriberBase):
         self.nc = await W.connect(self.uri, self.connect_kw, timeout, SubscriberError, reconnected_cb=reconnected,
                                   error_cb=error)
         self.js = self.nc.jetstream(timeout=5)
-        try:
-            info = await self.js.stream_info(self.stream_name)
+        try:  # a cluster electing a leader (a node died) answers after a while: transient errors are retried
+            info = await W.retry(lambda: self.js.stream_info(self.stream_name), self.uri, "stream info",
+                                 SubscriberError, (NotFoundError,))
         except NotFoundError:
             raise SubscriberError(f"{self.uri}: no stream {self.stream_name} (is a feed publishing to it?)") from None
+        except SubscriberError:
+            raise
         except Exception as e:
             raise SubscriberError(f"{self.uri}: stream {self.stream_name}: {type(e).__name__}: {e}") from None
         self.subject = self.subject or (info.config.subjects or [""])[0]
@@ -101,8 +104,9 @@ class NatsSubscriber(SubscriberBase):
             first = await self._find(info, start_seq) if start_seq is not None else info.state.first_seq
             self.start_stream_seq = max(first, 1)
             cfg = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.start_stream_seq)
-        self._sub = await self.js.subscribe(self.subject, ordered_consumer=True, config=cfg, cb=self._on_chunk,
-                                            pending_bytes_limit=256 << 20)
+        self._sub = await W.retry(lambda: self.js.subscribe(self.subject, ordered_consumer=True, config=cfg,
+                                                            cb=self._on_chunk, pending_bytes_limit=256 << 20),
+                                  self.uri, "create the consumer", SubscriberError)
         if self._events is not None:
             subjects = [W.bbo_subject(self.feed_name, s) for s in self._symbols] if self._symbols else \
                 [W.bbo_subject(self.feed_name, ">")]

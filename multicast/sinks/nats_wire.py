@@ -149,6 +149,28 @@ def transient(e: BaseException) -> bool:
     return isinstance(e, nats.js.errors.APIError) and (e.err_code == NO_PEERS or e.code == 503)
 
 
+async def retry(call, uri: str, what: str, error=SinkError, passthrough=(), seconds: float = 10.0):
+    """call() until it works or `seconds` passed, while it fails the transient way: a cluster that just started
+    has no JetStream leader yet or not all its peers, and one that lost a node is electing a new leader. Then
+    `error` (a one-line "URI: what: JetStream did not answer (...)"); `passthrough` errors are raised as they
+    are."""
+    import asyncio
+    import time
+
+    end = time.monotonic() + seconds
+    while True:
+        try:
+            return await call()
+        except passthrough:
+            raise
+        except Exception as e:
+            if not transient(e):
+                raise
+            if time.monotonic() > end:
+                raise error(f"{uri}: {what}: JetStream did not answer ({describe(e)})") from None
+            await asyncio.sleep(0.2)
+
+
 def describe(e: BaseException) -> str:
     return getattr(e, "description", None) or str(e) or type(e).__name__
 
