@@ -124,6 +124,29 @@ def test_sequence_alignment_counts_missing_extra_and_different():
     assert r["latency"]["messages"] == 6  # the equal ones: b's clock is ahead by one position after the gap
 
 
+def test_overlap_cuts_both_sides_to_the_sequence_numbers_both_cover():
+    """Two live handlers started and stopped at different moments: A has 3..10, B 1..8 with 6 changed. Cut to
+    3..8, the edges are reported as outside, not as missing or extra, and the change is still found."""
+    def side(name, seqs, changed=()):
+        msgs = [b"S" + s.to_bytes(10, "big") + (b"X" if s in changed else b"O") for s in seqs]
+        stream = np.frombuffer(b"".join(len(m).to_bytes(2, "big") + m for m in msgs), dtype=np.uint8).copy()
+        return streams.Side(name, stream, streams.index(stream, name), np.array(seqs, dtype=np.int64),
+                            np.array(seqs, dtype=np.int64) * 1000)
+
+    a, b = side("a", list(range(3, 11))), side("b", list(range(1, 9)), changed={6})
+    assert diff.compare(a, b, book=False)["missing"] == 2  # 9, 10 without the cut
+    ca, cb, outside = streams.overlap(a, b)
+    assert outside == {"first_seq": 3, "last_seq": 8, "a": 2, "b": 2}
+    assert ca.seq.tolist() == cb.seq.tolist() == [3, 4, 5, 6, 7, 8] and ca.ts.tolist() == cb.ts.tolist()
+    r = diff.compare(ca, cb, book=False)
+    assert (r["missing"], r["extra"], r["different"], r["first_divergence"]["seq"]) == (0, 0, 1, 6)
+    c = side("c", list(range(20, 25)))  # no overlap at all: nothing compared, everything outside
+    ca, cc, outside = streams.overlap(a, c)
+    assert ca.count == cc.count == 0 and (outside["a"], outside["b"]) == (8, 5)
+    with pytest.raises(streams.CompareError, match="carries no sequence numbers"):
+        streams.overlap(a, streams.Side("f", a.stream, a.offsets, None, None))
+
+
 def test_dbn_files_compare_record_by_record(day, tmp_path):
     for name in ("a", "b"):
         with Feed(line_a=f"pcap:{day / 'day.pcap'}", outputs=[f"dbn:{tmp_path / name}.dbn"], metrics=None) as f:

@@ -17,6 +17,10 @@ def add_arguments(p) -> None:
     p.add_argument("--idle-timeout", type=float, default=5.0, metavar="S",
                    help="a subscription ends after this long without data (default 5 s)")
     p.add_argument("-c", "--count", type=int, metavar="N", help="a subscription ends after N messages")
+    p.add_argument("--seconds", type=float, metavar="S", help="subscriptions end after this long")
+    p.add_argument("--overlap", action="store_true",
+                   help="compare only the sequence numbers both sides cover (two live handlers started and "
+                        "stopped at different moments); what either had outside is reported, not counted")
     p.add_argument("--no-book", action="store_true", help="do not compare the books the two sides build")
 
 
@@ -29,6 +33,10 @@ def _text(r: dict) -> str:
     for what in ("missing", "extra", "different"):
         if r["by_type"][what]:
             lines.append(f"  {what} by type: " + ", ".join(f"{t} {n:,}" for t, n in sorted(r["by_type"][what].items())))
+    o = r.get("overlap")
+    if o:
+        lines.append(f"overlap: sequence numbers {o['first_seq']:,}..{o['last_seq']:,}; outside it A had {o['a']:,}, "
+                     f"B {o['b']:,}")
     f = r["first_divergence"]
     if f:
         fields = f" (fields: {', '.join(f['fields'])})" if f["fields"] else ""
@@ -53,9 +61,13 @@ def run(args) -> int:
     from xdpfeed.multicast.compare import diff, streams
 
     try:
-        a = streams.load(args.a, args.idle_timeout, args.count)
-        b = streams.load(args.b, args.idle_timeout, args.count)
+        a, b = streams.load_pair(args.a, args.b, args.idle_timeout, args.count, args.seconds)
+        outside = None
+        if args.overlap:
+            a, b, outside = streams.overlap(a, b)
         r = diff.compare(a, b, book=not args.no_book)
+        if outside is not None:
+            r["overlap"] = outside
     except streams.CompareError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

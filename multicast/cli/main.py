@@ -200,6 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     from xdpfeed.multicast.cli import compare
 
     compare.add_arguments(cmp_)
+    can = sub.add_parser(
+        "canary", help="the go-live gate: the current and the new release side by side, compared",
+        description="Run the current and the new release side by side on one feed config (without outputs), each "
+        "publishing what it delivers to an ipc: service of its own; compare the two for a window, cut to the "
+        "sequence numbers both delivered, and check the new release's metrics (SYNCHRONIZED, nothing lost). "
+        "Exit 0 pass, 1 fail, 2 bad input.",
+    )
+    from xdpfeed.multicast.cli import canary
+
+    canary.add_arguments(can)
     return p
 
 
@@ -450,6 +460,12 @@ def _compare(args) -> int:
     return compare.run(args)
 
 
+def _canary(args) -> int:
+    from xdpfeed.multicast.cli import canary
+
+    return canary.run(args)
+
+
 def _latency(args) -> int:
     from xdpfeed.multicast.cli import latency
 
@@ -464,7 +480,8 @@ def _tail(args) -> int:
 
 COMMANDS = {"decode": _decode, "book": _book, "orders": _orders, "orders-demo": _orders_demo, "run": _run,
             "simulate": _simulate, "demo": _demo, "capture": _capture, "replay": _replay, "tail": _tail,
-            "bridge": _bridge, "latency": _latency, "compare": _compare}
+            "bridge": _bridge, "latency": _latency, "compare": _compare,
+            "canary": _canary}
 
 
 def main(argv=None) -> int:

@@ -8,17 +8,20 @@ Inputs, by URI or by what the file is:
 - `pcap:PATH` (or a .pcap / .pcapng file): a capture, delivered through a Feed (sequencing, A/B arbitration),
   with sequence numbers and the capture's times;
 - `ipc:NAME`, `nats://…/STREAM`: a live subscription, read until the publisher ends, `idle_timeout` seconds
-  pass without data, or `count` messages came.
+  pass without data, or `count` messages came; two of them are read side by side.
 - `dbn:PATH` (or a .dbn file): Databento MBO records; compared with another DBN file record by record, every
   field but the receive time (ts_recv, which becomes the side's timestamps) and ts_in_delta.
 """
 
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from xdpfeed.multicast.exchange.store import index_records
+
+SUBSCRIPTIONS = ("ipc:", "nats://", "nats:")
 
 
 class CompareError(ValueError):
@@ -62,8 +65,9 @@ def index(stream: np.ndarray, name: str) -> np.ndarray:
 
 def load(spec: str, idle_timeout: float = 5.0, count: int | None = None) -> Side:
     scheme, sep, rest = spec.partition(":")
-    if spec.startswith(("ipc:", "nats://", "nats:")):
-        return _subscription(spec, idle_timeout, count)
+    if spec.startswith(SUBSCRIPTIONS):
+        (side,) = subscriptions([spec], idle_timeout, count)
+        return side
     if sep and scheme == "itch":
         return _itch(rest, spec)
     if sep and scheme == "pcap":
@@ -158,18 +162,68 @@ def _capture(path: str, name: str) -> Side:
     return c.side(name)
 
 
-def _subscription(uri: str, idle_timeout: float, count: int | None) -> Side:
+def subscriptions(uris: list[str], idle_timeout: float, count: int | None, seconds: float | None = None) -> list:
+    """Live subscriptions read side by side (so both see the same stretch of the stream), each until its
+    publisher ends, `idle_timeout` seconds pass without data or `count` messages came; all of them at most
+    `seconds` (None: no limit)."""
     from xdpfeed.multicast.sinks.subscriber import Subscriber, SubscriberError
 
-    c = _Collect()
-    got = 0
+    subs, cols = [], [_Collect() for _ in uris]
     try:
-        with Subscriber(uri, idle_timeout=idle_timeout) as sub:
-            for batch in sub:
-                c.on_messages(batch)
-                got += batch.count
-                if count is not None and got >= count:
-                    break
-    except SubscriberError as e:
-        raise CompareError(f"{uri}: {e}") from None
-    return c.side(uri)
+        for uri in uris:
+            try:
+                subs.append(Subscriber(uri, idle_timeout=idle_timeout))
+            except SubscriberError as e:
+                raise CompareError(f"{uri}: {e}") from None
+        now = time.monotonic()
+        end = None if seconds is None else now + seconds
+        got, idle_since, open_ = [0] * len(uris), [now] * len(uris), [True] * len(uris)
+        while any(open_) and (end is None or time.monotonic() < end):
+            for k, sub in enumerate(subs):
+                if not open_[k]:
+                    continue
+                batch = sub.receive(0.005 if len(subs) > 1 else 0.1)
+                now = time.monotonic()
+                if batch is not None:
+                    cols[k].on_messages(batch)
+                    got[k] += batch.count
+                    idle_since[k] = now
+                    open_[k] = count is None or got[k] < count
+                elif sub.ended() or (idle_timeout is not None and now - idle_since[k] > idle_timeout):
+                    open_[k] = False
+    finally:
+        for sub in subs:
+            sub.close()
+    return [c.side(uri) for c, uri in zip(cols, uris, strict=True)]
+
+
+def load_pair(a: str, b: str, idle_timeout: float = 5.0, count: int | None = None,
+              seconds: float | None = None) -> tuple[Side, Side]:
+    """Both sides of a comparison; two live subscriptions are read at the same time."""
+    if all(s.startswith(SUBSCRIPTIONS) for s in (a, b)):
+        sa, sb = subscriptions([a, b], idle_timeout, count, seconds)
+        return sa, sb
+    return load(a, idle_timeout, count), load(b, idle_timeout, count)
+
+
+def overlap(a: Side, b: Side) -> tuple[Side, Side, dict]:
+    """Both sides cut to the sequence numbers both cover (two handlers started and stopped at different
+    moments), and how many messages each had outside that range."""
+    if not (a.sequenced and b.sequenced):
+        name = a.name if not a.sequenced else b.name
+        raise CompareError(f"{name} carries no sequence numbers: only sequenced streams (captures, ipc:, nats://) "
+                           "can be cut to their overlap")
+    if not (a.count and b.count):
+        return a, b, {"a": a.count, "b": b.count, "first_seq": 0, "last_seq": 0}
+    lo, hi = max(int(a.seq[0]), int(b.seq[0])), min(int(a.seq[-1]), int(b.seq[-1]))
+    out = {"first_seq": lo, "last_seq": hi}
+    cut = []
+    for key, s in (("a", a), ("b", b)):
+        i, j = np.searchsorted(s.seq, lo, "left"), np.searchsorted(s.seq, hi, "right")
+        if j < i:
+            i = j
+        out[key] = int(s.count - (j - i))
+        stream = s.stream[s.offsets[i] : s.offsets[j]].copy()
+        cut.append(Side(s.name, stream, s.offsets[i : j + 1] - s.offsets[i], s.seq[i:j].copy(),
+                        None if s.ts is None else s.ts[i:j].copy(), s.kind))
+    return cut[0], cut[1], out
