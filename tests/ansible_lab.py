@@ -25,6 +25,7 @@ import sys
 import sysconfig
 import textwrap
 import time
+import zipfile
 from dataclasses import dataclass, field
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,6 +54,20 @@ def ansible_env(home: str) -> dict:
     return env
 
 
+def unavailable() -> str | None:
+    """Why the lab's hosts cannot be made on this machine, or None."""
+    if os.geteuid() != 0 or shutil.which("nsenter") is None:
+        return "needs root and util-linux nsenter: the test hosts are namespaces"
+    if bin_path("ansible-playbook") is None:
+        return "ansible is not installed"
+    sysver = subprocess.run(["/usr/bin/python3", "-c", "import sys; print(sys.version_info[:2])"],
+                            capture_output=True, text=True).stdout.strip()
+    if sysver != str(tuple(sys.version_info[:2])):
+        return (f"the hosts' /usr/bin/python3 is {sysver}, this interpreter {sys.version_info[:2]}: the deployed venv "
+                "could not use this interpreter's packages")
+    return None
+
+
 def build_wheel(out: str) -> str:
     """A wheel of this tree (a copy, so the build leaves the tree alone)."""
     src = os.path.join(out, "src")
@@ -65,6 +80,30 @@ def build_wheel(out: str) -> str:
     return wheel
 
 
+def rewheel(wheel: str, version: str, out: str, patch: dict | None = None) -> str:
+    """`wheel` as another release: its version set to `version` (file name, .dist-info folder, METADATA), and
+    each file in `patch` (its path in the wheel → text appended to it) changed, as a differently built release."""
+    name, old = os.path.basename(wheel).split("-")[:2]
+    dest = os.path.join(out, os.path.basename(wheel).replace(f"-{old}-", f"-{version}-"))
+    os.makedirs(out, exist_ok=True)
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            path = item.filename.replace(f"{name}-{old}.dist-info/", f"{name}-{version}.dist-info/")
+            if path.endswith(".dist-info/METADATA"):
+                data = data.replace(f"\nVersion: {old}\n".encode(), f"\nVersion: {version}\n".encode())
+            if patch and item.filename in patch:
+                data += patch[item.filename].encode()
+            if path.endswith(".dist-info/RECORD"):  # hashes of the changed files are left out (allowed by PEP 376)
+                lines = data.decode().replace(f"{name}-{old}.dist-info/", f"{name}-{version}.dist-info/").splitlines()
+                data = "\n".join(ln if ln.split(",")[0] not in (patch or {}) else ln.split(",")[0] + ",,"
+                                 for ln in lines).encode() + b"\n"
+            info = zipfile.ZipInfo(path, item.date_time)
+            info.external_attr = item.external_attr
+            dst.writestr(info, data)
+    return dest
+
+
 @dataclass
 class Host:
     name: str
@@ -74,6 +113,7 @@ class Host:
     tuned: bool = False
     proc: subprocess.Popen | None = None
     vars: dict = field(default_factory=dict)
+    binds: dict = field(default_factory=dict)  # a folder of this machine → where the host sees it (shared by hosts)
 
     @property
     def pid(self) -> int:
@@ -181,6 +221,8 @@ def _holder_script(h: Host) -> str:
                      ("proc/irq", "/proc/irq"), ("proc/interrupts", "/proc/interrupts"),
                      ("sys_hugepages", "/sys/kernel/mm/hugepages")):
         mounts.append(f"mount --bind {h.path(src)} {dst}")
+    for src, dst in h.binds.items():
+        mounts.append(f"mkdir -p {dst} && mount --bind {src} {dst}")
     return "set -e\n" + f"hostname {h.name}\n" + "\n".join(mounts) + "\necho ready\nexec sleep 3600\n"
 
 
@@ -229,11 +271,11 @@ class Run:
                          for name, h, r in self.tasks if r.get("failed") and not r.get("ignore_errors"))
 
 
-def run_playbook(inventory: str, home: str, *extra: str) -> Run:
-    cmd = [bin_path("ansible-playbook"), "-i", inventory, "site.yml", *extra]
+def run_playbook(inventory: str, home: str, *extra: str, playbook: str = "site.yml") -> Run:
+    cmd = [bin_path("ansible-playbook"), "-i", inventory, playbook, *extra]
     t0 = time.monotonic()
     p = subprocess.run(cmd, cwd=ANSIBLE_DIR, env=ansible_env(home), capture_output=True, text=True, timeout=900)
-    print(f"ansible-playbook {' '.join(extra)}: {time.monotonic() - t0:.1f} s", file=sys.stderr)
+    print(f"ansible-playbook {playbook} {' '.join(extra)}: {time.monotonic() - t0:.1f} s", file=sys.stderr)
     try:
         doc = json.loads(p.stdout)
     except ValueError:

@@ -129,3 +129,24 @@ def captured_log(name: str = "xdpfeed", level=logging.INFO):
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old)
+
+
+# A buggy release, for go-live tests: appended to multicast/sinks/ipc.py (or run in its namespace), its ipc:
+# output changes the last byte of every batch it publishes, so what it delivers differs from a good release.
+IPC_OFF_BY_ONE = """
+
+_publish_messages = IpcSink.on_messages
+
+
+def _off_by_one(self, batch):
+    stream = batch.stream
+    batch.stream = stream.copy()
+    batch.stream[-1] = np.uint8((int(stream[-1]) + 1) % 256)
+    try:
+        _publish_messages(self, batch)
+    finally:
+        batch.stream = stream
+
+
+IpcSink.on_messages = _off_by_one
+"""

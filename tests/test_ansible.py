@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import ansible_lab as lab
 import pytest
@@ -75,15 +74,9 @@ def _snapshot(h: lab.Host) -> dict:
 def hosts(tmp_path_factory):
     """Hosts feed-a (kernel arguments through GRUB, AF_XDP + udp lines, persisted by udev) and feed-b
     (tuned, AF_PACKET line, persisted by a systemd unit), on the two ends of one veth pair."""
-    if os.geteuid() != 0 or shutil.which("nsenter") is None:
-        pytest.skip("needs root and util-linux nsenter: the test hosts are namespaces")
-    if lab.bin_path("ansible-playbook") is None:
-        pytest.skip("ansible is not installed")
-    sysver = subprocess.run(["/usr/bin/python3", "-c", "import sys; print(sys.version_info[:2])"],
-                            capture_output=True, text=True).stdout.strip()
-    if sysver != str(tuple(sys.version_info[:2])):
-        pytest.skip(f"the hosts' /usr/bin/python3 is {sysver}, this interpreter {sys.version_info[:2]}: "
-                    "the deployed venv could not use this interpreter's packages")
+    why = lab.unavailable()
+    if why:
+        pytest.skip(why)
     tmp = str(tmp_path_factory.mktemp("ansible"))
     wheel = lab.build_wheel(os.path.join(tmp, "wheel"))
     try:
@@ -109,7 +102,8 @@ def hosts(tmp_path_factory):
             h.run("sh", "-c", f"echo 3 > /sys/class/net/{h.iface}/queues/rx-0/rps_cpus")
         inventory = os.path.join(tmp, "inventory", "hosts.yml")
         lab.write_inventory(inventory, [a, b], _group_vars(wheel))
-        yield {"a": a, "b": b, "inventory": inventory, "home": os.path.join(tmp, "ansible-home")}
+        yield {"a": a, "b": b, "inventory": inventory, "home": os.path.join(tmp, "ansible-home"),
+               "release": os.path.basename(wheel).split("-")[1]}
     finally:
         for h in (a, b):
             lab.stop(h)
@@ -209,10 +203,13 @@ def test_apply_writes_expected_files_and_values(hosts, runs):
         assert f'IRQBALANCE_ARGS="--banirq={40 + FEED_QUEUE}"' in irqbalance
         # the deployment: user, venv, config, unit
         assert h.run("id", "-u", "xdpfeed").returncode == 0
-        assert os.access(h.upper("/opt/xdpfeed/venv/bin/xdpfeed"), os.X_OK)
+        release = hosts["release"]  # one virtualenv per release, the unit runs the `current` link
+        assert os.readlink(h.upper("/opt/xdpfeed/current")) == f"/opt/xdpfeed/releases/{release}"
+        assert os.access(h.upper(f"/opt/xdpfeed/releases/{release}/bin/xdpfeed"), os.X_OK)
+        assert not os.path.lexists(h.upper("/opt/xdpfeed/previous"))
         unit = h.read("/etc/systemd/system/xdpfeed.service")
         assert "User=xdpfeed" in unit and "CPUAffinity=1" in unit and "LimitMEMLOCK=infinity" in unit
-        assert "Restart=on-failure" in unit
+        assert "Restart=on-failure" in unit and "ExecStart=/opt/xdpfeed/current/bin/xdpfeed run" in unit
     a, b = hosts["a"], hosts["b"]
     unit_a, unit_b = a.read("/etc/systemd/system/xdpfeed.service"), b.read("/etc/systemd/system/xdpfeed.service")
     assert "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_BPF CAP_IPC_LOCK" in unit_a
@@ -271,7 +268,7 @@ def test_units_pass_systemd_analyze_verify(hosts, runs):
 def _check_config_as_service(h: lab.Host, caps: str) -> subprocess.CompletedProcess:
     return h.run("setpriv", "--reuid", "xdpfeed", "--regid", "xdpfeed",
                  "--init-groups", f"--inh-caps={caps}", f"--ambient-caps={caps}", f"--bounding-set={caps}",
-                 "/opt/xdpfeed/venv/bin/xdpfeed", "run", "--config", "/etc/xdpfeed/feed.toml", "--check-config",
+                 "/opt/xdpfeed/current/bin/xdpfeed", "run", "--config", "/etc/xdpfeed/feed.toml", "--check-config",
                  check=False, env=dict(os.environ, NUMBA_CACHE_DIR="/var/cache/xdpfeed/numba"))
 
 

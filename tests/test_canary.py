@@ -16,32 +16,17 @@ from test_cli_run import REPO, XDPFEED, env, lines_pair, start_venue, stop_venue
 from xdpfeed.multicast.exchange import synthetic
 from xdpfeed.multicast.sinks.subscriber import Subscriber, SubscriberError
 
-from helpers import eventually
+from helpers import IPC_OFF_BY_ONE, eventually
 
 pytestmark = pytest.mark.root  # iceoryx2 services and multicast on loopback
 
-BAD_RELEASE = """\
+BAD_RELEASE = f"""\
 import sys
-
-import numpy as np
 
 from xdpfeed.multicast.cli.main import main
 from xdpfeed.multicast.sinks import ipc
 
-publish = ipc.IpcSink.on_messages
-
-
-def on_messages(self, batch):  # a bug: the last byte of every batch's last message is off by one
-    stream = batch.stream
-    batch.stream = stream.copy()
-    batch.stream[-1] = np.uint8((int(stream[-1]) + 1) % 256)
-    try:
-        publish(self, batch)
-    finally:
-        batch.stream = stream
-
-
-ipc.IpcSink.on_messages = on_messages
+exec({IPC_OFF_BY_ONE!r}, ipc.__dict__)
 sys.exit(main())
 """
 
