@@ -158,10 +158,24 @@ static void slide_window(order_t *w, int64_t size, order_t *h, int64_t hsize, in
 /* ------------------------------------------------------------------------------ levels (book_store) */
 static inline int better(int64_t side, int64_t p, int64_t q) { return side == BID ? p > q : p < q; }
 
+#define NEAR_BEST 8
+/* the last position in [start, start + n) whose price is not better than price (start - 1 if none): the
+   NEAR_BEST best levels one by one, then a binary search (store.level_search) */
+static inline int64_t level_search(const level_t *pool, int64_t start, int64_t n, int64_t side, int64_t price) {
+    int64_t j = start + n - 1, lo = max64(start, j - NEAR_BEST + 1);
+    for (; j >= lo; j--)
+        if (!better(side, pool[j].price, price)) return j;
+    int64_t a = start, b = lo;
+    while (a < b) {
+        int64_t m = (a + b) >> 1;
+        if (better(side, pool[m].price, price)) b = m; else a = m + 1;
+    }
+    return a - 1;
+}
+
 static inline int level_add(level_t *pool, int64_t pool_size, int64_t *s_start, int64_t *s_size, int64_t *s_cap,
                             int64_t *state, int64_t sidx, int64_t side, int64_t price, int64_t shares) {
-    int64_t start = s_start[sidx], n = s_size[sidx], j = start + n - 1;
-    while (j >= start && better(side, pool[j].price, price)) j--;
+    int64_t start = s_start[sidx], n = s_size[sidx], j = level_search(pool, start, n, side, price);
     if (j >= start && pool[j].price == price) {
         pool[j].shares += (uint64_t)shares;
         pool[j].orders += 1;
@@ -187,11 +201,10 @@ static inline int level_add(level_t *pool, int64_t pool_size, int64_t *s_start, 
     return OK;
 }
 
-static inline int level_remove(level_t *pool, const int64_t *s_start, int64_t *s_size, int64_t sidx, int64_t price,
-                               int64_t shares, int whole_order) {
-    int64_t start = s_start[sidx], n = s_size[sidx], j = start + n - 1;
-    while (j >= start && pool[j].price != price) j--;
-    if (j < start) return 0;
+static inline int level_remove(level_t *pool, const int64_t *s_start, int64_t *s_size, int64_t sidx, int64_t side,
+                               int64_t price, int64_t shares, int whole_order) {
+    int64_t start = s_start[sidx], n = s_size[sidx], j = level_search(pool, start, n, side, price);
+    if (j < start || pool[j].price != price) return 0;
     level_t *lv = &pool[j];
     lv->shares -= (uint64_t)shares;
     if (whole_order) {
@@ -301,10 +314,10 @@ static inline int64_t reduce(ARGS, int64_t ref, int64_t n, int over_counter, int
     int64_t locate = o->locate, remaining = o->shares;
     if (n >= remaining) {
         if (n > remaining) stats[over_counter]++;
-        level_remove(pool, s_start, s_size, locate * 2 + o->side, o->price, remaining, 1);
+        level_remove(pool, s_start, s_size, locate * 2 + o->side, o->side, o->price, remaining, 1);
         drop(w, h, h_size, state, store, slot);
     } else {
-        level_remove(pool, s_start, s_size, locate * 2 + o->side, o->price, n, 0);
+        level_remove(pool, s_start, s_size, locate * 2 + o->side, o->side, o->price, n, 0);
         o->shares = (uint32_t)(remaining - n);
     }
     return locate;
@@ -358,7 +371,7 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
         } else {
             order_t *r = store == 0 ? &w[slot] : &h[slot];
             locate = r->locate;
-            level_remove(pool, s_start, s_size, locate * 2 + r->side, r->price, r->shares, 1);
+            level_remove(pool, s_start, s_size, locate * 2 + r->side, r->side, r->price, r->shares, 1);
             drop(w, h, h_size, state, store, slot);
             stats[DELETES]++;
         }
@@ -381,7 +394,7 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
             } else {
                 stats[DUPLICATE_ADDS]++;
             }
-            level_remove(pool, s_start, s_size, loc * 2 + side, r->price, r->shares, 1);
+            level_remove(pool, s_start, s_size, loc * 2 + side, side, r->price, r->shares, 1);
             drop(w, h, h_size, state, store, slot);
             if (addable) add(PASS, nw, loc, side, be32(m + 31), be32(m + 27));
             stats[REPLACES]++;

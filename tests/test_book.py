@@ -12,7 +12,7 @@ import pytest
 from xdpfeed.multicast.book.order_book import ASK, BID, OrderBook
 from xdpfeed.multicast.book.reference import ReferenceBook
 from xdpfeed.multicast.cli.main import main
-from xdpfeed.multicast.exchange import synthetic
+from xdpfeed.multicast.exchange import deep_day, synthetic
 from xdpfeed.multicast.itch import reference as R
 from xdpfeed.multicast.itch.pipeline import replay_into_book
 
@@ -192,6 +192,20 @@ def test_growth_and_window_migration_keep_the_book_exact(day):
                                    events=50)
     st = book.stat()
     assert st["hash_grows"] >= 5 and st["pool_grows"] >= 2 and st["hash_orders"] > 0
+
+
+def test_deep_day_equals_reference():
+    """A narrow, deep day (multicast.exchange.deep_day): 5 stocks with about 300 levels a side, flow touching
+    every depth, dead references and over-executions; every level of every stock equal at 4 checkpoints,
+    and the book's anomaly counters are exactly what the generator put in."""
+    buf, info = deep_day.generate(300_000, n_stocks=5, levels=300, seed=3)
+    book = replay_with_checkpoints(buf, 4)
+    st = book.stat()
+    assert info["dead_references"] > 1000 and info["over_executions"] > 100
+    assert st["unknown_refs"] == info["dead_references"] and st["over_executions"] == info["over_executions"]
+    assert st["live_orders"] == info["live_at_end"] and st["duplicate_adds"] == st["over_cancels"] == 0
+    depth = [len(book.depth(loc, side)) for loc in book.locates() for side in (BID, ASK)]
+    assert min(depth) > 250, depth  # deep: nearly every one of the 300 ticks holds orders
 
 
 def whole_prefix(buf, n_bytes):

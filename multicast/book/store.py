@@ -9,8 +9,9 @@ Orders (keyed by ITCH order reference number) live in two stores with one record
 A ref inside the window's range is always in the window, so a lookup touches one store.
 
 Price levels of each (stock locate, side) form a sorted vector in a shared pool with the best price at
-the end, where most activity is; a side that outgrows its vector moves to the end of the pool with
-twice the room. Functions that need room return a status instead of failing, and the Python layer
+the end, where most activity is; a price is found by looking at the few best levels, then by binary
+search (level_search); a side that outgrows its vector moves to the end of the pool with twice the
+room. Functions that need room return a status instead of failing, and the Python layer
 (multicast.book.order_book) grows the store and resumes.
 """
 
@@ -231,15 +232,39 @@ def _better(side, p, q):
     return p > q if side == BID else p < q
 
 
+NEAR_BEST = 8  # levels looked at one by one from the best before a binary search
+
+
+@njit(cache=True, inline="always")
+def level_search(pool, start, n, side, price):
+    """The last position in side [start, start + n) whose price is not better than `price` (start - 1 when all
+    are): where `price` is, or goes after. Most activity is at the best levels, at the end, so the last
+    NEAR_BEST are looked at one by one; deeper prices are found by binary search (a deep book's executions,
+    cancels and adds far from the touch cost log2(levels), not a walk from the best)."""
+    j = start + n - 1
+    lo = max(start, j - NEAR_BEST + 1)
+    while j >= lo:
+        if not _better(side, pool[j].price, price):
+            return j
+        j -= 1
+    # pool[lo..end) are all better; search [start, lo) for the last one that is not
+    a, b = start, lo  # the answer is in [a - 1, b - 1]
+    while a < b:
+        m = (a + b) >> 1
+        if _better(side, pool[m].price, price):
+            b = m
+        else:
+            a = m + 1
+    return a - 1
+
+
 @njit(cache=True, inline="always")
 def level_add(pool, s_start, s_size, s_cap, state, sidx, side, price, shares):
     """Add one order of `shares` at `price` to side sidx. The caller has made sure the pool has room
     for this side to move (see multicast.book.apply._room_for_add)."""
     start = s_start[sidx]
     n = s_size[sidx]
-    j = start + n - 1
-    while j >= start and _better(side, pool[j].price, price):
-        j -= 1
+    j = level_search(pool, start, n, side, price)
     if j >= start and pool[j].price == price:
         pool[j].shares += np.uint64(shares)
         pool[j].orders += 1
@@ -269,10 +294,8 @@ def level_remove(pool, s_start, s_size, sidx, side, price, shares, whole_order):
     """Take shares (and the order, when whole_order) off the level at price; drop an empty level."""
     start = s_start[sidx]
     n = s_size[sidx]
-    j = start + n - 1
-    while j >= start and pool[j].price != price:
-        j -= 1
-    if j < start:
+    j = level_search(pool, start, n, side, price)
+    if j < start or pool[j].price != price:
         return False  # cannot happen while orders and levels agree
     lv = pool[j]
     lv.shares -= np.uint64(shares)
