@@ -5,6 +5,11 @@ from a schema.
 cache goes to $NUMBA_CACHE_DIR, defaulting to $XDG_CACHE_HOME/xdpfeed/numba (~/.cache/...). Hot-path
 modules import `njit` from here so this runs before any function is compiled.
 
+numba checks a cached function against its own file only, so code it inlined from another module (the book's
+store into its apply loop, the byte-order helpers everywhere) would stay stale after that module changed. The
+cache therefore lives in a folder named by a digest of every source file's path, size and modification time
+(`source_digest`): any change to the package's code starts a fresh cache, as a fresh install would.
+
 `load_generated(stem, source)` imports Python source generated from a schema (the ITCH and OUCH
 decoders' per-type code) from a file named by its digest under the cache directory, so that numba caches
 its functions like any other and a changed schema is a new module with a new cache.
@@ -23,8 +28,36 @@ os.environ.setdefault("NUMBA_CACHE_DIR", _DEFAULT_CACHE)
 
 import numba  # noqa: E402  (must come after the environment is set)
 
-if not numba.config.CACHE_DIR:  # numba was imported before us: point its config at the same place
-    numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+
+def _package_folders() -> list[str]:
+    """The folders of the package's code: capture/, multicast/ and native/ (siblings in a source tree,
+    subfolders of xdpfeed/ when installed)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    folders = [here]
+    for name in ("xdpfeed.multicast", "xdpfeed.native"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            folders.extend(spec.submodule_search_locations)
+    return folders
+
+
+def source_digest() -> str:
+    """A digest of (path, size, mtime) of every .py file of the package: what numba's own check is made
+    of, over all of them at once."""
+    h = hashlib.sha1()
+    for folder in _package_folders():
+        for d, dirs, names in os.walk(folder):
+            dirs[:] = sorted(x for x in dirs if x != "__pycache__")
+            for n in sorted(names):
+                if n.endswith(".py"):
+                    st = os.stat(os.path.join(d, n))
+                    h.update(f"{d}/{n}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+# numba reads config.CACHE_DIR when it locates a cache; the environment keeps the base folder, so child
+# processes compute the same folder
+numba.config.CACHE_DIR = os.path.join(os.environ["NUMBA_CACHE_DIR"], "src-" + source_digest())
 
 njit = numba.njit
 
@@ -65,4 +98,4 @@ def load_generated(stem: str, source) -> dict:
         return ns
 
 
-__all__ = ["load_generated", "njit", "njit_no_rc"]
+__all__ = ["load_generated", "njit", "njit_no_rc", "source_digest"]
