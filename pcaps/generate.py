@@ -366,7 +366,7 @@ MALFORMED_COUNTERS = {
     "frames": 19, "non_ipv4": 2, "non_udp": 1, "ip_fragments": 2, "truncated_frames": 1, "bad_headers": 1,
     "unsupported_linktype": 0, "filtered": 0, "packets": 7, "malformed_packets": 5, "heartbeats": 1,
     "end_of_session": 1, "sessions_overflow": 0, "messages": 12, "unknown_types": 1,
-    "bad_length_messages": 2, "decoded": 9, "truncated_records": 0,
+    "bad_length_messages": 2, "decoded": 9, "truncated_records": 0, "after_end_of_session": 0,
 }
 
 # ------------------------------------------------------------------------------------ frames

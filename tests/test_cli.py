@@ -122,6 +122,32 @@ def test_itch_file_plain_and_gzip(tmp_path, capsys):
     assert rc == 1 and len(out.splitlines()) == 5 and f"byte offset {cut_at}" in err
 
 
+def test_a_zero_length_record_ends_the_session_of_an_itch_file(tmp_path, capsys, caplog):
+    """NASDAQ's BinaryFILE format ends a session with a zero-length record: decoding stops there, the summary
+    says so, and whatever follows is counted and named in a warning, never decoded; plain and gzip alike.
+    A zero-length record as the file's last is a clean end."""
+    s = b"S" + struct.pack(">HH", 0, 0) + (1).to_bytes(6, "big") + b"O"
+    c = b"S" + struct.pack(">HH", 0, 0) + (9).to_bytes(6, "big") + b"C"
+    after = itch_file([s, s])  # 28 bytes the session does not hold
+    data = itch_file([s, c]) + b"\x00\x00" + after
+    (tmp_path / "eos.itch").write_bytes(data)
+    with gzip.open(tmp_path / "eos.itch.gz", "wb") as g:
+        g.write(data)
+    for name in ("eos.itch", "eos.itch.gz"):
+        caplog.clear()
+        rc, out, _ = run(capsys, "decode", str(tmp_path / name))
+        assert rc == 0 and [json.loads(x)["event_code"] for x in out.splitlines()] == ["O", "C"]
+        assert f"end of session (a zero-length record) at byte 28: the {len(after)} bytes after it are not read" \
+            in caplog.text
+        rc, out, _ = run(capsys, "decode", str(tmp_path / name), "-T", "summary")
+        assert f"end of session (zero-length record): yes; bytes after it, not read: {len(after)}" in out
+        assert "messages: 2  decoded: 2" in out
+    (tmp_path / "clean.itch").write_bytes(itch_file([s, c]) + b"\x00\x00")
+    caplog.clear()
+    rc, out, _ = run(capsys, "decode", str(tmp_path / "clean.itch"))
+    assert rc == 0 and len(out.splitlines()) == 2 and "not read" not in caplog.text
+
+
 def test_itch_file_rejects_group(tmp_path, capsys):
     (tmp_path / "d.itch").write_bytes(itch_file([b"S" + bytes(10) + b"O"]))
     rc, _, err = run(capsys, "decode", str(tmp_path / "d.itch"), "--group", "233.54.12.111:26477")

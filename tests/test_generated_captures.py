@@ -258,7 +258,7 @@ def test_all_types_counters(all_types_run):
         "frames": 9, "frame_bytes": _sum_caplen(ALL_TYPES), "non_ipv4": 0, "non_udp": 0, "ip_fragments": 0,
         "truncated_frames": 0, "bad_headers": 0, "unsupported_linktype": 0, "filtered": 0, "packets": 9,
         "malformed_packets": 0, "heartbeats": 2, "end_of_session": 2, "sessions_overflow": 0, "messages": 81,
-        "unknown_types": 0, "bad_length_messages": 0, "decoded": 81, "truncated_records": 0,
+        "unknown_types": 0, "bad_length_messages": 0, "decoded": 81, "truncated_records": 0, "after_end_of_session": 0,
     }
     assert as_dict(run.counters)["frame_bytes"] == 2849
 
@@ -332,7 +332,7 @@ MALFORMED_COUNTERS = {
     "frames": 19, "frame_bytes": 1686, "non_ipv4": 2, "non_udp": 1, "ip_fragments": 2, "truncated_frames": 1,
     "bad_headers": 1, "unsupported_linktype": 0, "filtered": 0, "packets": 7, "malformed_packets": 5,
     "heartbeats": 1, "end_of_session": 1, "sessions_overflow": 0, "messages": 12, "unknown_types": 1,
-    "bad_length_messages": 2, "decoded": 9, "truncated_records": 0,
+    "bad_length_messages": 2, "decoded": 9, "truncated_records": 0, "after_end_of_session": 0,
 }
 
 # Per frame, in file order: the counters (besides frames / frame_bytes) that frame alone must move.

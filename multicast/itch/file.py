@@ -3,32 +3,41 @@
 `chunks()` hands out buffers that hold whole records only: a plain file is mapped once and handed
 out whole; a `.gz` file (as NASDAQ publishes them) is decompressed in pieces, the record cut at the
 end of each piece carried into the next. A record cut short by the end of the file raises
-CorruptInput with its byte offset after everything before it was handed out. `decode_file` runs the
+CorruptInput with its byte offset after everything before it was handed out. A zero-length record is
+the session's end (NASDAQ's BinaryFILE format): reading stops there, the END_OF_SESSION counter says
+so, and bytes after it are counted (AFTER_END_OF_SESSION) and named in a warning, never read as
+messages. `decode_file` runs the
 compiled ITCH decoder over those chunks.
 """
 
 import gzip
+import logging
 import mmap
 import os
 
 import numpy as np
 
 from xdpfeed.capture.errors import CorruptInput, SourceError
-from xdpfeed.multicast.itch.decoder import ItchTables, decode_stream, stream_end
+from xdpfeed.multicast.itch.decoder import ItchTables, decode_stream, file_records_end
 from xdpfeed.multicast.itch.schema import LENGTHS
 from xdpfeed.multicast.wire import counters as C
 from xdpfeed.multicast.wire.moldudp64 import NO_SESSION
+
+log = logging.getLogger("xdpfeed.itch")
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 16 << 20
 
 
 def looks_like_itch(head: bytes) -> bool:
-    """True when the first records are known ITCH types with their exact lengths."""
+    """True when the first records are known ITCH types with their exact lengths (up to an End of Session, a
+    zero-length record)."""
     pos = seen = 0
-    while pos + 3 <= len(head) and seen < 4:
+    while pos + 2 <= len(head) and seen < 4:
         n = int.from_bytes(head[pos : pos + 2], "big")
-        if n == 0 or LENGTHS[head[pos + 2]] != n:
+        if n == 0:
+            return seen > 0
+        if pos + 3 > len(head) or LENGTHS[head[pos + 2]] != n:
             return False
         seen += 1
         pos += 2 + n
@@ -51,9 +60,12 @@ def chunks(path: str, gz: bool, counters=None):
     finally:
         os.close(fd)
     buf = np.frombuffer(mm, dtype=np.uint8)
-    good = stream_end(buf, 0, buf.size)
+    good, eos = file_records_end(buf, 0, buf.size)
     if good:
         yield buf[:good]
+    if eos:
+        _end_of_session(path, good, buf.size - good - 2, counters)
+        return
     if good < buf.size:
         if counters is not None:
             counters[C.TRUNCATED_RECORDS] += 1
@@ -79,9 +91,15 @@ def _gzip_chunks(path: str, counters):
                 ) from None
             data = carry + piece
             buf = np.frombuffer(data, dtype=np.uint8)
-            good = stream_end(buf, 0, buf.size)
+            good, eos = file_records_end(buf, 0, buf.size)
             if good:
                 yield buf[:good]
+            if eos:
+                rest = len(data) - good - 2
+                while piece := f.read(CHUNK):  # what follows the session is counted, not read
+                    rest += len(piece)
+                _end_of_session(path, consumed + good, rest, counters)
+                return
             consumed += good
             carry = data[good:]
             if not piece:
@@ -93,6 +111,15 @@ def _gzip_chunks(path: str, counters):
             f"{path}: truncated ITCH record at uncompressed byte offset {consumed} ({len(carry)} bytes left over)",
             consumed,
         )
+
+
+def _end_of_session(path: str, at: int, rest: int, counters) -> None:
+    if counters is not None:
+        counters[C.END_OF_SESSION] += 1
+        counters[C.AFTER_END_OF_SESSION] += rest
+    if rest:
+        log.warning("%s: end of session (a zero-length record) at byte %d: the %d bytes after it are not read",
+                    path, at, rest)
 
 
 def decode_file(path: str, out: ItchTables, cnt, gz: bool):

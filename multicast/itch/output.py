@@ -79,6 +79,7 @@ def skipped_line(counters) -> str:
     drops = (
         C.NON_IPV4, C.NON_UDP, C.IP_FRAGMENTS, C.TRUNCATED_FRAMES, C.BAD_HEADERS, C.UNSUPPORTED_LINKTYPE,
         C.MALFORMED_PACKETS, C.SESSIONS_OVERFLOW, C.UNKNOWN_TYPES, C.BAD_LENGTH_MESSAGES, C.TRUNCATED_RECORDS,
+        C.AFTER_END_OF_SESSION,
     )
     names = C.names()
     parts = [f"{int(counters[i])} {names[i].replace('_', ' ')}" for i in drops if counters[i]]
@@ -106,6 +107,9 @@ def summary(run, per_type, printed: int) -> str:
         f"bad_length: {c['bad_length_messages']}  truncated_records: {c['truncated_records']}",
         f"printed: {printed}",
     ]
+    if run.format != "pcap" and c["end_of_session"]:
+        lines.insert(-1, f"end of session (zero-length record): yes; bytes after it, not read: "
+                         f"{c['after_end_of_session']}")
     names = run.sessions.names()
     lines.append(f"sessions: {len(names)}")
     for i, name in enumerate(names):

@@ -18,15 +18,16 @@ FILTERED = 8  # UDP to a group:port not asked for
 PACKETS = 9  # MoldUDP64 packets accepted
 MALFORMED_PACKETS = 10  # MoldUDP64 header short, a block overrunning the packet, or bytes after the blocks
 HEARTBEATS = 11  # message count 0
-END_OF_SESSION = 12  # message count 0xFFFF
+END_OF_SESSION = 12  # message count 0xFFFF, or a binary ITCH file's zero-length record
 SESSIONS_OVERFLOW = 13  # packets of sessions beyond the session table (skipped)
 MESSAGES = 14  # message blocks extracted from MoldUDP64 packets or file records
 UNKNOWN_TYPES = 15  # ITCH messages of a type this decoder does not know (skipped by length)
 BAD_LENGTH_MESSAGES = 16  # ITCH messages whose length does not match their type (skipped)
 DECODED = 17  # ITCH messages decoded into tables
 TRUNCATED_RECORDS = 18  # ITCH binary file: a record cut short at the end of the input
+AFTER_END_OF_SESSION = 19  # ITCH binary file: bytes after its End of Session (a zero-length record), not read
 
-N_COUNTERS = 19
+N_COUNTERS = 20
 
 _NAMES = {v: k.lower() for k, v in globals().items() if k.isupper() and isinstance(v, int) and k != "N_COUNTERS"}
 
