@@ -1,9 +1,14 @@
-"""Order-book benchmark: numba OrderBook.apply_stream (decode + book) vs the same algorithm in C
-(bench/book.c) vs the pure-Python reference. Prints one JSON object on stdout; progress goes to stderr.
+"""Order-book benchmark: numba OrderBook.apply_stream (decode + book) against the same algorithm in C
+(bench/book.c), the C++ books itch-book and itch-order-book (built by bench/contenders.py when their sources
+are given), and the pure-Python reference. Prints one JSON object on stdout; progress goes to stderr.
 
-A synthetic day (multicast.exchange.synthetic; default 10M messages, 1M orders live at peak; cached under
-bench/.data/) is applied `--repeat` times per contender on a fresh book each time (built outside the
-timed region) and the median is reported. The numba runs happen in a child process so that its peak
+Two synthetic days of 10M messages (cached under bench/.data/): the wide one (multicast.exchange.synthetic:
+8,000 stocks, 1M orders live at peak) and the deep one (multicast.exchange.deep_day: 50 stocks, ~1,000 levels a
+side, dead references, over-executions). Absolute speeds on this machine move 1.5x between sessions, so each
+of `--rounds` rounds times every contender once per day, each in a fresh process and on a fresh book, in an
+order that rotates by round; ratios are paired within a round and their medians reported. `--whole-process`
+also times whole commands (`xdpfeed book FILE` against each driver), start-up and file reading included.
+The numba runs happen in a child process so that its peak
 RSS is the book's and the day's alone, and with numba's allocation statistics on to show that the
 compiled loop allocates nothing per message. Untimed, once: C's record layouts and length table must be
 the numpy ones, and numba and C must end the day with the same live orders, counters, top-of-book event
@@ -18,6 +23,7 @@ import itertools
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +34,6 @@ import numpy as np
 from common import HERE, build_c, log, machine, run, summary
 
 MASK = (1 << 64) - 1
-TARGET_MSGS_PER_S = 20e6
 TARGET_NUMBA_OVER_C = 0.9
 COMPARED = ("live_orders", "stored_orders", "levels", "level_checksum", "order_checksum", "stock_checksum",
             "hash_slots", "pool_slots", "state", "stats")
@@ -110,8 +115,9 @@ def maxrss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def numba_worker(path: str, repeat: int, prefault: bool, module: str) -> dict:
-    """Runs in a child process (NUMBA_NRT_STATS=1): warm-up, one checked pass, `repeat` timed passes."""
+def numba_worker(path: str, repeat: int, prefault: bool, module: str, check_pass: bool = True) -> dict:
+    """Runs in a child process (NUMBA_NRT_STATS=1): warm-up, one checked pass (unless not asked), `repeat`
+    timed passes."""
     from numba.core.runtime import rtsys
 
     from xdpfeed.multicast.exchange import synthetic
@@ -131,6 +137,38 @@ def numba_worker(path: str, repeat: int, prefault: bool, module: str) -> dict:
     data = np.fromfile(path, dtype=np.uint8)
     rss_data = maxrss_kb()
 
+    check = alloc = None
+    if check_pass:
+        check, alloc = _checked_pass(data, OrderBook, A, rtsys)
+    runs = []
+    last = None
+    for i in range(repeat):
+        book = OrderBook()
+        if prefault:
+            for a in (*book._args(), book.stats):
+                a.fill(0)
+        t0 = time.perf_counter()
+        book.apply_stream(data)
+        runs.append(time.perf_counter() - t0)
+        messages = int(book.stats[A.MESSAGES])
+        log(f"numba: run {i + 1}/{repeat}: {messages / runs[-1] / 1e6:.1f} M msg/s")
+        if i == repeat - 1:
+            last = describe(book)
+        del book
+        gc.collect()
+    out = summary(runs, messages)
+    out.update(prefault=prefault, verify=check, last_run=last, allocation=alloc,
+               memory={"peak_rss_mb": round(maxrss_kb() / 1024, 1),
+                       "rss_before_data_mb": round(rss_start / 1024, 1),
+                       "rss_with_data_before_book_mb": round(rss_data / 1024, 1),
+                       "day_bytes_mb": round(data.size / 2**20, 1),
+                       "note": "ru_maxrss high-water marks of a child process that holds the day in memory and "
+                               "one book at a time (the warm-up's small books are counted before the day)"})
+    return out
+
+
+def _checked_pass(data, OrderBook, A, rtsys) -> tuple[dict, dict]:  # noqa: N803 — the class, as imported
+    """One untimed pass: the book's description and event checksum, and what the compiled loop allocated."""
     log("numba: checked pass (untimed)")
     calls = [0]
     compiled = A.apply_stream
@@ -160,39 +198,17 @@ def numba_worker(path: str, repeat: int, prefault: bool, module: str) -> dict:
                      "(meminfo wrappers of the array arguments), none per message"}
     del book
     gc.collect()
-
-    runs = []
-    last = None
-    for i in range(repeat):
-        book = OrderBook()
-        if prefault:
-            for a in (*book._args(), book.stats):
-                a.fill(0)
-        t0 = time.perf_counter()
-        book.apply_stream(data)
-        runs.append(time.perf_counter() - t0)
-        log(f"numba: run {i + 1}/{repeat}: {messages / runs[-1] / 1e6:.1f} M msg/s")
-        if i == repeat - 1:
-            last = describe(book)
-        del book
-        gc.collect()
-    out = summary(runs, messages)
-    out.update(prefault=prefault, verify=check, last_run=last, allocation=alloc,
-               memory={"peak_rss_mb": round(maxrss_kb() / 1024, 1),
-                       "rss_before_data_mb": round(rss_start / 1024, 1),
-                       "rss_with_data_before_book_mb": round(rss_data / 1024, 1),
-                       "day_bytes_mb": round(data.size / 2**20, 1),
-                       "note": "ru_maxrss high-water marks of a child process that holds the day in memory and "
-                               "one book at a time (the warm-up's small books are counted before the day)"})
-    return out
+    return check, alloc
 
 
-def bench_numba(path: str, repeat: int, prefault: bool, module: str) -> dict:
+def bench_numba(path: str, repeat: int, prefault: bool, module: str, check_pass: bool = True) -> dict:
     env = dict(os.environ, NUMBA_NRT_STATS="1")
     cmd = [sys.executable, os.path.abspath(__file__), "--numba-worker", path, "--repeat", str(repeat),
            "--book-module", module]
     if prefault:
         cmd.append("--prefault")
+    if not check_pass:
+        cmd.append("--no-check")
     p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True, env=env)
     return json.loads(p.stdout)
 
@@ -271,89 +287,194 @@ def bench_python(data: np.ndarray, messages: int, repeat: int) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------------------------- days
+def make_day(kind: str, args) -> tuple[str, dict]:
+    """The wide day (8,000 stocks, 1M orders live at peak) or the deep one (50 stocks, ~1,000 levels a side, dead
+    references, over-executions), generated once into --data-dir."""
+    if kind == "wide":
+        from xdpfeed.multicast.exchange import synthetic
+
+        path = os.path.join(args.data_dir, f"book_day_{args.messages}_{args.seed}_peak{args.peak_live}_"
+                                           f"recent{args.recent_share}.itch")
+        meta = synthetic.generate_to_file(path, args.messages, args.seed, peak_live_orders=args.peak_live,
+                                          recent_share=args.recent_share)
+        return path, {"kind": "wide", "messages": meta["n_messages"], "stocks": meta["n_stocks"],
+                      "itch_bytes": meta["bytes"], "peak_live": meta["peak_live"], "live_at_end": meta["live_at_end"],
+                      "counts": meta["counts"], "recent_share": args.recent_share}
+    from xdpfeed.multicast.exchange import deep_day
+
+    path = os.path.join(args.data_dir, f"deep_day_{args.messages}_{args.seed}_levels{args.levels}.itch")
+    meta = deep_day.generate_to_file(path, args.messages, args.seed, levels=args.levels)
+    return path, {"kind": "deep", **{k: v for k, v in meta.items() if k != "key"}}
+
+
+# -------------------------------------------------------------------------------------- contenders
+def build_contenders(args, tmp: str) -> dict:
+    """name -> executable: the C twin always (unless skipped), itch-book and itch-order-book when their sources are
+    given (bench/contenders.py builds them)."""
+    exes = {}
+    if "c" not in args.skip_set:
+        exes["c"] = build_c(args.cc, tmp, "book")
+        check_layout(exes["c"])
+    import contenders as K
+
+    for name, src in (("itch-book", args.itch_book), ("itch-order-book", args.itch_order_book)):
+        if not src:
+            continue
+        tree, commit = K.source_tree(src, os.path.join(tmp, name))
+        extra = {}
+        if name == "itch-book":
+            fd = args.fixed_decimal or K.default_fixed_decimal(src)
+            if fd is None:
+                raise SystemExit("itch-book needs groovg/fixed-decimal: pass --fixed-decimal")
+            pin = K.pinned_fixed_decimal(tree)
+            rev = pin if pin and K.is_git_dir(fd) and K.head_commit(fd, pin) else "HEAD"
+            extra["fixed_decimal"] = K.source_tree(fd, os.path.join(tmp, "fixed-decimal"), rev)[0]
+        exes[name] = K.build(name, tree, tmp, args.cxx, **extra)
+        log(f"{name}: built from {commit or tree}")
+    return exes
+
+
+def time_once(name: str, exe: str | None, path: str, args, first: bool) -> tuple[float, dict]:
+    """One timed pass of one contender on one day in a fresh process: (seconds of the book work, its report)."""
+    if name == "xdpfeed":
+        r = bench_numba(path, 1, args.prefault, args.book_module, check_pass=first)
+        return r["runs_s"][0], r
+    if name == "c":
+        r = bench_c(exe, path, 1, args.prefault)
+        return r["runs_s"][0], r
+    import contenders as K
+
+    r = K.run(exe, path)
+    return r["seconds"], r
+
+
+def whole_process(name: str, exe: str | None, path: str) -> float:
+    """Wall seconds of the whole command on the file: start-up, reading it, the book, printing."""
+    cmd = ([sys.executable, "-m", "xdpfeed.multicast.cli", "book", path, "-T", "json", "--depth", "1"]
+           if name == "xdpfeed" else [exe, path])
+    t0 = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t0
+
+
+def agreement(day: str, path: str, first: dict, exes: dict) -> dict:
+    """Untimed: numba and the C twin end the day identically (every counter and checksum); the final book's
+    levels equal itch-book's (and itch-order-book's where its rules allow: a clean feed)."""
+    import contenders as K
+
+    out = {}
+    nb = first["xdpfeed"][1]
+    if "c" in first:
+        c = first["c"][1]
+        diff = compare(nb["verify"], c["verify"], (*COMPARED, "consumed", "event_checksum", "events_drained"))
+        diff += ["last_run." + k for k in compare(nb["last_run"], c["last_run"], COMPARED)]
+        out["numba_equals_c"] = not diff
+        out["numba_c_differences"] = diff
+    mine = K.xdpfeed_checksum(path)
+    out["xdpfeed_book"] = mine
+    for name in ("itch-book", "itch-order-book"):
+        if name in first:
+            r = first[name][1]
+            same = (r["levels"], r["level_sum"]) == (mine["levels"], mine["level_sum"])
+            note = None
+            if name == "itch-order-book" and day == "deep":
+                note = ("itch-order-book trusts the feed: the deep day's dead references and over-executions "
+                        "corrupt its book (bench/contenders.py); its speed is still timed")
+            out[name] = {"levels": r["levels"], "level_sum": r["level_sum"], "equal": same, "note": note}
+    return out
+
+
+def paired(times: dict, base: str) -> dict:
+    """Per round, base's speed over each other contender's (their time / base's time); medians and ranges."""
+    out = {}
+    for name, ts in times.items():
+        if name == base:
+            continue
+        r = [t / b for t, b in zip(ts, times[base], strict=True)]
+        out[f"{base}_over_{name}"] = {"median": round(statistics.median(r), 3), "min": round(min(r), 3),
+                                      "max": round(max(r), 3)}
+    return out
+
+
 # -------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--messages", type=int, default=10_000_000, help="messages in the synthetic day")
-    p.add_argument("--peak-live", type=int, default=1_000_000, help="orders live at the day's peak")
-    p.add_argument("--repeat", type=int, default=5, help="timed runs per contender (median reported)")
+    p.add_argument("--days", default="wide,deep", help="which days: wide, deep (comma-separated)")
+    p.add_argument("--messages", type=int, default=10_000_000, help="messages in each synthetic day")
+    p.add_argument("--peak-live", type=int, default=1_000_000, help="wide day: orders live at the day's peak")
+    p.add_argument("--levels", type=int, default=1000, help="deep day: price levels a side")
+    p.add_argument("--rounds", type=int, default=7, help="rounds; each times every contender once per day")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--recent-share", type=float, default=0.6,
-                   help="share of D/E/X/C/U acting on one of the 256 newest orders (the rest: any live order)")
+                   help="wide day: share of D/E/X/C/U acting on one of the 256 newest orders")
     p.add_argument("--python-messages", type=int, default=300_000, help="prefix for the Python reference")
     p.add_argument("--prefault", action="store_true",
                    help="touch every page of each fresh book before timing (default: as np.zeros/calloc leave it)")
+    p.add_argument("--whole-process", action="store_true",
+                   help="also time whole commands (xdpfeed book FILE against the contenders' drivers)")
+    p.add_argument("--itch-book", help="groovg/itch-book mirror or source tree: a contender")
+    p.add_argument("--itch-order-book", help="charles-cooper/itch-order-book mirror or source tree: a contender")
+    p.add_argument("--fixed-decimal", help="groovg/fixed-decimal (itch-book's dependency; default: beside it)")
+    p.add_argument("--cxx", default="g++")
     p.add_argument("--data-dir", default=os.path.join(HERE, ".data"), help="where generated days are cached")
     p.add_argument("--cc", default=os.environ.get("CC", "cc"))
     p.add_argument("--skip", default="", help="comma-separated: c,python")
     p.add_argument("--book-module", default="xdpfeed.multicast.book.order_book",
                    help="module whose OrderBook (and its book_apply as .A) is timed: e.g. a modified copy")
     p.add_argument("--numba-worker", metavar="ITCH_FILE", help=argparse.SUPPRESS)
+    p.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--no-check", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.numba_worker:
-        print(json.dumps(numba_worker(args.numba_worker, args.repeat, args.prefault, args.book_module)))
+        print(json.dumps(numba_worker(args.numba_worker, args.repeat, args.prefault, args.book_module,
+                                      check_pass=not args.no_check)))
         return 0
-    skip = set(filter(None, args.skip.split(",")))
-
-    from xdpfeed.multicast.exchange import synthetic
-
-    path = os.path.join(args.data_dir,
-                        f"book_day_{args.messages}_{args.seed}_peak{args.peak_live}_recent{args.recent_share}.itch")
-    log(f"data: {path} (generated once, then reused)")
-    t0 = time.perf_counter()
-    meta = synthetic.generate_to_file(path, args.messages, args.seed, peak_live_orders=args.peak_live,
-                                      recent_share=args.recent_share)
-    prep = time.perf_counter() - t0
-    result = {
-        "benchmark": "itch_book",
-        "machine": machine(args.cc),
-        "data": {"messages": meta["n_messages"], "stocks": meta["n_stocks"], "seed": args.seed,
-                 "itch_bytes": meta["bytes"], "peak_live_orders_asked": meta["peak_live_orders"],
-                 "peak_live": meta["peak_live"], "live_at_end": meta["live_at_end"], "counts": meta["counts"],
-                 "recent_share": args.recent_share,
-                 "prepare_s": round(prep, 3)},
-        "repeat": args.repeat,
-        "book_sizes": {"window": 1 << 22, "hash": 1 << 21, "levels": 1 << 20, "events": 1 << 16},
-    }
-    if meta["peak_live"] < 1_000_000:
-        log(f"warning: only {meta['peak_live']} orders live at peak (< 1M)")
-
-    nb = bench_numba(path, args.repeat, args.prefault, args.book_module)
-    result["numba_apply_stream"] = {k: v for k, v in nb.items() if k not in ("verify", "last_run")}
-    result["numba_apply_stream"]["book_module"] = args.book_module
-    verify = {"numba": nb["verify"]}
-    if "c" not in skip:
-        with tempfile.TemporaryDirectory() as tmp:
-            exe = build_c(args.cc, tmp, "book")
-            check_layout(exe)
-            c = bench_c(exe, path, args.repeat, args.prefault)
-        result["c_book"] = {k: v for k, v in c.items() if k not in ("verify", "last_run")}
-        diff = compare(nb["verify"], c["verify"], (*COMPARED, "consumed", "event_checksum", "events_drained"))
-        diff += ["last_run." + k for k in compare(nb["last_run"], c["last_run"], COMPARED)]
-        verify["equal"] = not diff
-        verify["differences"] = diff
-        verify["compared"] = list(COMPARED) + ["consumed", "event_checksum", "events_drained", "last_run"]
-        if diff:
-            verify["c"] = c["verify"]
-            log(f"numba and C disagree on {diff}")
-        else:
-            log("numba and C agree: live orders, counters, events, level/order/stock checksums")
-    if "python" not in skip:
-        data = np.fromfile(path, dtype=np.uint8, count=args.python_messages * 64)
-        result["python_reference"] = bench_python(data, args.python_messages, args.repeat)
-    result["verify"] = verify
-
-    numba_mps = nb["msgs_per_s"]
-    ratios = {}
-    targets = {"msgs_per_s_min": TARGET_MSGS_PER_S, "msgs_per_s_met": numba_mps >= TARGET_MSGS_PER_S}
-    if "c_book" in result:
-        ratios["numba_over_c"] = numba_mps / result["c_book"]["msgs_per_s"]
-        targets["numba_over_c_min"] = TARGET_NUMBA_OVER_C
-        targets["numba_over_c_met"] = ratios["numba_over_c"] >= TARGET_NUMBA_OVER_C
-    if "python_reference" in result:
-        ratios["numba_over_python"] = numba_mps / result["python_reference"]["msgs_per_s"]
-    result["ratios"] = ratios
-    result["targets"] = targets
+    args.skip_set = set(filter(None, args.skip.split(",")))
+    days = [d for d in args.days.split(",") if d]
+    result = {"benchmark": "itch_book", "machine": machine(args.cc), "rounds": args.rounds,
+              "method": "each round times every contender once on each day, in a fresh process, in an order that "
+                        "rotates by round; ratios are paired within a round, medians over rounds",
+              "book_sizes": {"window": 1 << 22, "hash": 1 << 21, "levels": 1 << 20, "events": 1 << 16}, "days": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        exes = build_contenders(args, tmp)
+        names = ["xdpfeed", *exes]
+        for day in days:
+            path, info = make_day(day, args)
+            log(f"{day} day: {path}")
+            times = {n: [] for n in names}
+            whole = {n: [] for n in names if n != "c"} if args.whole_process else None
+            first = {}
+            for rnd in range(args.rounds):
+                order = names[rnd % len(names):] + names[: rnd % len(names)]
+                for n in order:
+                    t, rep = time_once(n, exes.get(n), path, args, first=rnd == 0)
+                    times[n].append(t)
+                    if rnd == 0:
+                        first[n] = (t, rep)
+                    if whole is not None and n != "c":
+                        whole[n].append(whole_process(n, exes.get(n), path))
+                log(f"{day} round {rnd + 1}/{args.rounds}: " + ", ".join(
+                    f"{n} {info['messages'] / times[n][-1] / 1e6:.1f}M" for n in names))
+            msgs = info["messages"]
+            res = {"data": info, "path": path,
+                   "msgs_per_s": {n: round(msgs / statistics.median(ts)) for n, ts in times.items()},
+                   "seconds": {n: [round(x, 4) for x in ts] for n, ts in times.items()},
+                   "ratios": paired(times, "xdpfeed"), "agreement": agreement(day, path, first, exes)}
+            nb = first["xdpfeed"][1]
+            res["xdpfeed_allocation"] = nb["allocation"]
+            res["xdpfeed_memory"] = nb["memory"]
+            if whole is not None:
+                med = {n: round(statistics.median(ts), 3) for n, ts in whole.items()}
+                res["whole_process"] = {"seconds_median": med, "ratios": paired(whole, "xdpfeed")}
+            result["days"][day] = res
+        if "python" not in args.skip_set and days:
+            path = result["days"][days[0]]["path"]
+            data = np.fromfile(path, dtype=np.uint8, count=args.python_messages * 64)
+            py = bench_python(data, args.python_messages, 3)
+            result["python_reference"] = py
+    result["targets"] = {"xdpfeed_over_itch_book_min": 1.5, "xdpfeed_over_itch_order_book_min": 1.0,
+                         "xdpfeed_over_c_min": TARGET_NUMBA_OVER_C}
     print(json.dumps(result, indent=1))
     return 0
 
