@@ -55,6 +55,29 @@ def source_digest() -> str:
     return h.hexdigest()[:16]
 
 
+def _load_cached_without_compiler_setup() -> None:
+    """Loading a cached function takes numba's runtime (NRT) only; numba's Cache.load_overload first installs
+    every lowering registry the compiler needs (numba.np, numba.cpython, typed containers, entry points of
+    third-party extensions: about 170 ms, most of a warm start-up). Here a cache hit initializes the runtime and
+    loads; a miss does the whole set-up before numba compiles, as before."""
+    from numba.core import caching
+    from numba.core.runtime import rtsys
+
+    def load_overload(self, sig, target_context):
+        rtsys.initialize(target_context)
+        with self._guard_against_spurious_io_errors():
+            cres = self._load_overload(sig, target_context)
+            if cres is not None:
+                return cres
+        target_context.refresh()
+        return None
+
+    if getattr(caching.Cache.load_overload, "__qualname__", "") == "Cache.load_overload":
+        caching.Cache.load_overload = load_overload
+
+
+_load_cached_without_compiler_setup()
+
 # numba reads config.CACHE_DIR when it locates a cache; the environment keeps the base folder, so child
 # processes compute the same folder
 numba.config.CACHE_DIR = os.path.join(os.environ["NUMBA_CACHE_DIR"], "src-" + source_digest())
