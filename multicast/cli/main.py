@@ -67,7 +67,13 @@ def _one_input(args) -> None:
     args.input = args.input if args.input is not None else args.source
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only`, the subcommand that will run is the only one whose arguments are defined (the
+    others keep their names and help), so a command imports only what it needs."""
+
+    def fill(name: str) -> bool:
+        return only is None or only == name
+
     p = _Parser(prog="xdpfeed", description="NASDAQ TotalView-ITCH 5.0 / MoldUDP64 feed handler.")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error (anywhere on the line)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -78,6 +84,138 @@ def build_parser() -> argparse.ArgumentParser:
         "binary ITCH file (optionally .gz); the format is detected from the file's magic. A capture of "
         "SoupBinTCP order-entry sessions (mostly TCP) is decoded as OUCH, both directions in capture order.",
     )
+    if fill("decode"):
+        _decode_arguments(d)
+    o = sub.add_parser(
+        "orders", help="every order of the OUCH sessions in a capture: lifecycle and final state",
+        description="Reassemble the SoupBinTCP sessions of a pcap/pcapng capture (both directions; TCP "
+        "retransmissions and out-of-order segments handled), decode OUCH 4.2 or 5.0, and print each order's "
+        "lifecycle and final state. Impossible transitions are reported as anomalies.",
+    )
+    if fill("orders"):
+        from xdpfeed.multicast.cli import orders as cli_orders
+
+        cli_orders.add_arguments(o)
+    od = sub.add_parser(
+        "orders-demo", help="OUCH order entry against the simulated gateway, then its ITCH feed into the handler",
+        description="A seeded flow of OUCH orders over SoupBinTCP to the simulated gateway on loopback (with a "
+        "disconnect and resume half-way), every order followed to its end, then the gateway's ITCH published on "
+        "two lossy MoldUDP64 lines to the live handler, whose book must equal the open orders.",
+    )
+    if fill("orders-demo"):
+        from xdpfeed.multicast.cli import orders_demo
+
+        orders_demo.add_arguments(od)
+    b = sub.add_parser(
+        "book",
+        help="replay a capture or ITCH file through the order book and print the final books",
+        description="Build full-depth order books from a pcap/pcapng capture or a NASDAQ binary ITCH file and "
+        "print, per stock, the top levels of each side (price as a raw integer, shares, orders) and the "
+        "book's counts.",
+    )
+    if fill("book"):
+        _book_arguments(b)
+    r = sub.add_parser(
+        "run", help="the live handler: lines A/B, gap recovery, order book",
+        description="Receive a MoldUDP64 ITCH feed on lines A and B, deliver every message once and in order "
+        "(arbitration, hold queue, recovery by MoldUDP64 re-request and SoupBinTCP replay), build the book, "
+        "print a summary at the end (SIGINT/SIGTERM, --until-eos or --idle-timeout).",
+    )
+    if fill("run"):
+        from xdpfeed.multicast.cli import run as cli_run
+
+        cli_run.add_arguments(r)
+    s = sub.add_parser(
+        "simulate", help="a simulated venue: publish an ITCH day on lines A and B with faults, serve recovery",
+        description="Publish a deterministic ITCH day as MoldUDP64 on two lines with loss, bursts, reordering and "
+        "duplication, and serve recovery (SoupBinTCP replay, MoldUDP64 re-request) on loopback or an interface.",
+    )
+    if fill("simulate"):
+        from xdpfeed.multicast.cli import simulate
+
+        simulate.add_arguments(s)
+    m = sub.add_parser(
+        "demo", help="the simulated venue and the handler together on loopback, with loss, and a summary",
+        description="Start the simulated venue and the live handler on loopback (no privileges needed), lose "
+        "messages on both lines, recover them, and check the handler's book against the venue's.",
+    )
+    if fill("demo"):
+        from xdpfeed.multicast.cli import demo
+
+        demo.add_arguments(m)
+    c = sub.add_parser(
+        "capture", help="write what a source receives (AF_XDP by default) to pcapng",
+        description="Capture frames with AF_XDP on IFACE (our XDP program passes everything but the given UDP "
+        "groups on to the kernel), or from any --source URI, to a pcapng file with nanosecond timestamps.",
+    )
+    if fill("capture"):
+        from xdpfeed.multicast.cli import capture as cli_capture
+
+        cli_capture.add_capture_arguments(c)
+    rp = sub.add_parser(
+        "replay", help="send a capture's UDP payloads out of an interface, like tcpreplay",
+        description="Send the UDP payloads of a pcap/pcapng capture to their original group:port from a kernel "
+        "socket on IFACE, at the recorded speed, --pps N or --topspeed, --loop N times.",
+    )
+    if fill("replay"):
+        from xdpfeed.multicast.cli import capture as cli_capture
+
+        cli_capture.add_replay_arguments(rp)
+    tl = sub.add_parser(
+        "tail", help="print what a feed publishes (ipc:NAME, nats://.../STREAM), as decode prints it",
+        description="Subscribe to what a feed publishes (an ipc: output on this host, or a nats: stream) and print "
+        "each message as `decode` does, or a summary with the latency. Ends when the publisher goes (ipc:), at -c, "
+        "--idle-timeout or SIGINT/SIGTERM; exit 1 when messages were missed (a slow subscriber).",
+    )
+    if fill("tail"):
+        from xdpfeed.multicast.cli import tail
+
+        tail.add_arguments(tl, _types, _count)
+    br = sub.add_parser(
+        "bridge", help="what a feed publishes (ipc:, nats://) to outputs, from another process",
+        description="Read a subscription (ipc:NAME, nats://.../STREAM) and write it to outputs (--out, as run's): "
+        "NATS publishing in a process of its own, or a stream recorded on another host. Exit 1 when messages "
+        "were missed, 2 when something cannot be opened, 3 when an output failed or is incomplete.",
+    )
+    if fill("bridge"):
+        from xdpfeed.multicast.cli import bridge
+
+        bridge.add_arguments(br)
+    lt = sub.add_parser(
+        "latency", help="a latency file (run --latency-out) as a table, JSON or a percentile plot",
+        description="Show the per-stage latency histograms a run wrote (--latency-out): the STAC-style table "
+        "(p50, p90, p99, p99.9, p99.99, max per stage, in microseconds), -T json (nanoseconds), and with --plot an "
+        "HdrHistogram percentile-distribution plot.",
+    )
+    if fill("latency"):
+        from xdpfeed.multicast.cli import latency
+
+        latency.add_arguments(lt)
+    cmp_ = sub.add_parser(
+        "compare", help="two delivered streams (ITCH or DBN files, captures, ipc:/nats:// subscriptions) compared",
+        description="Compare two delivered streams message by message: identical or not, the first divergence "
+        "decoded side by side, missing/extra/different counts by type, the books per symbol, and which side was "
+        "first where both carry receive times. Exit 0 identical, 1 different, 2 bad input.",
+    )
+    if fill("compare"):
+        from xdpfeed.multicast.cli import compare
+
+        compare.add_arguments(cmp_)
+    can = sub.add_parser(
+        "canary", help="the go-live gate: the current and the new release side by side, compared",
+        description="Run the current and the new release side by side on one feed config (without outputs), each "
+        "publishing what it delivers to an ipc: service of its own; compare the two for a window, cut to the "
+        "sequence numbers both delivered, and check the new release's metrics (SYNCHRONIZED, nothing lost). "
+        "Exit 0 pass, 1 fail, 2 bad input.",
+    )
+    if fill("canary"):
+        from xdpfeed.multicast.cli import canary
+
+        canary.add_arguments(can)
+    return p
+
+
+def _decode_arguments(d) -> None:
     _input_arguments(d, "pcap, pcapng or ITCH binary file")
     d.add_argument("-T", dest="fmt", choices=("jsonl", "csv", "summary"), default="jsonl",
                    help="output: one JSON object per message (default), CSV, or a summary")
@@ -87,33 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only UDP to this multicast group and port (repeatable; captures only)")
     d.add_argument("--type", dest="types", type=_types, default=None, metavar="A,D,...",
                    help="only these ITCH (or OUCH) message types (comma-separated letters)")
-    from xdpfeed.multicast.cli import orders as cli_orders
+    from xdpfeed.multicast.ouch.schema import VERSIONS
 
-    cli_orders.add_version_argument(d, "decode the capture's SoupBinTCP sessions as OUCH 4.2 or 5.0 (auto: detect "
-                                       "the version); a mostly-TCP capture is decoded as OUCH without it")
-    o = sub.add_parser(
-        "orders", help="every order of the OUCH sessions in a capture: lifecycle and final state",
-        description="Reassemble the SoupBinTCP sessions of a pcap/pcapng capture (both directions; TCP "
-        "retransmissions and out-of-order segments handled), decode OUCH 4.2 or 5.0, and print each order's "
-        "lifecycle and final state. Impossible transitions are reported as anomalies.",
-    )
-    cli_orders.add_arguments(o)
-    from xdpfeed.multicast.cli import orders_demo
+    d.add_argument("--ouch", choices=(*VERSIONS, "auto"), default=None,
+                   help="decode the capture's SoupBinTCP sessions as OUCH 4.2 or 5.0 (auto: detect the version); a "
+                   "mostly-TCP capture is decoded as OUCH without it")
 
-    od = sub.add_parser(
-        "orders-demo", help="OUCH order entry against the simulated gateway, then its ITCH feed into the handler",
-        description="A seeded flow of OUCH orders over SoupBinTCP to the simulated gateway on loopback (with a "
-        "disconnect and resume half-way), every order followed to its end, then the gateway's ITCH published on "
-        "two lossy MoldUDP64 lines to the live handler, whose book must equal the open orders.",
-    )
-    orders_demo.add_arguments(od)
-    b = sub.add_parser(
-        "book",
-        help="replay a capture or ITCH file through the order book and print the final books",
-        description="Build full-depth order books from a pcap/pcapng capture or a NASDAQ binary ITCH file and "
-        "print, per stock, the top levels of each side (price as a raw integer, shares, orders) and the "
-        "book's counts.",
-    )
+
+def _book_arguments(b) -> None:
     _input_arguments(b, "pcap, pcapng or ITCH binary file")
     b.add_argument("--symbol", dest="symbols", action="append", default=[], metavar="SYM",
                    help="only this stock (repeatable); default every stock with live orders")
@@ -128,89 +247,6 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--consolidated", action="store_true",
                    help="with --venue: the consolidated book across the venues (best bid/offer with their venues, "
                    "merged depth), from the code the live handler runs")
-    from xdpfeed.multicast.cli import demo, simulate
-    from xdpfeed.multicast.cli import run as cli_run
-
-    r = sub.add_parser(
-        "run", help="the live handler: lines A/B, gap recovery, order book",
-        description="Receive a MoldUDP64 ITCH feed on lines A and B, deliver every message once and in order "
-        "(arbitration, hold queue, recovery by MoldUDP64 re-request and SoupBinTCP replay), build the book, "
-        "print a summary at the end (SIGINT/SIGTERM, --until-eos or --idle-timeout).",
-    )
-    cli_run.add_arguments(r)
-    s = sub.add_parser(
-        "simulate", help="a simulated venue: publish an ITCH day on lines A and B with faults, serve recovery",
-        description="Publish a deterministic ITCH day as MoldUDP64 on two lines with loss, bursts, reordering and "
-        "duplication, and serve recovery (SoupBinTCP replay, MoldUDP64 re-request) on loopback or an interface.",
-    )
-    simulate.add_arguments(s)
-    m = sub.add_parser(
-        "demo", help="the simulated venue and the handler together on loopback, with loss, and a summary",
-        description="Start the simulated venue and the live handler on loopback (no privileges needed), lose "
-        "messages on both lines, recover them, and check the handler's book against the venue's.",
-    )
-    demo.add_arguments(m)
-    from xdpfeed.multicast.cli import capture as cli_capture
-
-    c = sub.add_parser(
-        "capture", help="write what a source receives (AF_XDP by default) to pcapng",
-        description="Capture frames with AF_XDP on IFACE (our XDP program passes everything but the given UDP "
-        "groups on to the kernel), or from any --source URI, to a pcapng file with nanosecond timestamps.",
-    )
-    cli_capture.add_capture_arguments(c)
-    rp = sub.add_parser(
-        "replay", help="send a capture's UDP payloads out of an interface, like tcpreplay",
-        description="Send the UDP payloads of a pcap/pcapng capture to their original group:port from a kernel "
-        "socket on IFACE, at the recorded speed, --pps N or --topspeed, --loop N times.",
-    )
-    cli_capture.add_replay_arguments(rp)
-    tl = sub.add_parser(
-        "tail", help="print what a feed publishes (ipc:NAME, nats://.../STREAM), as decode prints it",
-        description="Subscribe to what a feed publishes (an ipc: output on this host, or a nats: stream) and print "
-        "each message as `decode` does, or a summary with the latency. Ends when the publisher goes (ipc:), at -c, "
-        "--idle-timeout or SIGINT/SIGTERM; exit 1 when messages were missed (a slow subscriber).",
-    )
-    from xdpfeed.multicast.cli import tail
-
-    tail.add_arguments(tl, _types, _count)
-    br = sub.add_parser(
-        "bridge", help="what a feed publishes (ipc:, nats://) to outputs, from another process",
-        description="Read a subscription (ipc:NAME, nats://.../STREAM) and write it to outputs (--out, as run's): "
-        "NATS publishing in a process of its own, or a stream recorded on another host. Exit 1 when messages "
-        "were missed, 2 when something cannot be opened, 3 when an output failed or is incomplete.",
-    )
-    from xdpfeed.multicast.cli import bridge
-
-    bridge.add_arguments(br)
-    lt = sub.add_parser(
-        "latency", help="a latency file (run --latency-out) as a table, JSON or a percentile plot",
-        description="Show the per-stage latency histograms a run wrote (--latency-out): the STAC-style table "
-        "(p50, p90, p99, p99.9, p99.99, max per stage, in microseconds), -T json (nanoseconds), and with --plot an "
-        "HdrHistogram percentile-distribution plot.",
-    )
-    from xdpfeed.multicast.cli import latency
-
-    latency.add_arguments(lt)
-    cmp_ = sub.add_parser(
-        "compare", help="two delivered streams (ITCH or DBN files, captures, ipc:/nats:// subscriptions) compared",
-        description="Compare two delivered streams message by message: identical or not, the first divergence "
-        "decoded side by side, missing/extra/different counts by type, the books per symbol, and which side was "
-        "first where both carry receive times. Exit 0 identical, 1 different, 2 bad input.",
-    )
-    from xdpfeed.multicast.cli import compare
-
-    compare.add_arguments(cmp_)
-    can = sub.add_parser(
-        "canary", help="the go-live gate: the current and the new release side by side, compared",
-        description="Run the current and the new release side by side on one feed config (without outputs), each "
-        "publishing what it delivers to an ipc: service of its own; compare the two for a window, cut to the "
-        "sequence numbers both delivered, and check the new release's metrics (SYNCHRONIZED, nothing lost). "
-        "Exit 0 pass, 1 fail, 2 bad input.",
-    )
-    from xdpfeed.multicast.cli import canary
-
-    canary.add_arguments(can)
-    return p
 
 
 def _venue(text: str) -> tuple[str, str]:
@@ -342,13 +378,14 @@ class _FileProgress:
 
 
 def _decode(args) -> int:
-    from xdpfeed.multicast.cli import orders as cli_orders
     from xdpfeed.multicast.itch.pipeline import Decode, detect, is_source_uri
-    from xdpfeed.multicast.ouch import capture as ouch_capture
+    from xdpfeed.multicast.ouch.detect import is_tcp_capture
 
     _one_input(args)
     if args.ouch is not None or (detect(args.input) == "pcap" and not is_source_uri(args.input)
-                                 and ouch_capture.is_tcp_capture(args.input)):
+                                 and is_tcp_capture(args.input)):
+        from xdpfeed.multicast.cli import orders as cli_orders
+
         return cli_orders.decode_ouch(args)
     run = Decode(args.input, groups=args.groups)
     args.types = _itch_types(args.types) if args.types else TYPES
@@ -487,7 +524,9 @@ COMMANDS = {"decode": _decode, "book": _book, "orders": _orders, "orders-demo": 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere on the line, before or after the subcommand
-    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    argv = [a for a in argv if a != "--debug"]
+    first = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(only=first if first in COMMANDS else None).parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except SourceError as e:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from xdpfeed.capture.tcp_stream import Direction, count_tcp, reassemble_until_damage
+from xdpfeed.capture.tcp_stream import Direction, reassemble_until_damage
 from xdpfeed.multicast.ouch.decoder import OuchTables, decode_messages
 from xdpfeed.multicast.ouch.reference import decode
 from xdpfeed.multicast.ouch.schema import VERSIONS
@@ -162,18 +162,6 @@ def _walk(d: Direction) -> Side:
     if side.broken:
         side.partial_bytes = len(data) - pos
     return side
-
-
-def is_tcp_capture(path: str) -> bool:
-    """Whether most of the capture's first frames are TCP (an order-entry capture, not a feed)."""
-    from xdpfeed.capture.batch import FrameBatch
-    from xdpfeed.capture.pcapfile import PcapSource
-
-    frames = FrameBatch(1024)
-    with PcapSource(path) as source:
-        if not source.recv(frames):
-            return False
-        return 2 * count_tcp(frames) > frames.count
 
 
 def _client_score(side: Side) -> float:
