@@ -405,7 +405,11 @@ def _decode(args) -> int:
             if progress is not None:
                 progress.tick()
             names = run.sessions.names()
-            if args.fmt == "summary":
+            if args.fmt == "summary" and remaining >= tables.count:  # every message of the batch counts
+                got = tables.rows * wanted_mask
+                per_type += got
+                n = int(got.sum())
+            elif args.fmt == "summary":
                 ot = tables.order_type[: tables.count]
                 sel = wanted_mask[ot]
                 if sel.sum() > remaining:

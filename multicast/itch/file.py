@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from xdpfeed.capture.errors import CorruptInput, SourceError
-from xdpfeed.multicast.itch.decoder import ItchTables, decode_stream, file_records_end
+from xdpfeed.multicast.itch.decoder import ItchTables, decode_file_records, file_records_end
 from xdpfeed.multicast.itch.schema import LENGTHS
 from xdpfeed.multicast.wire import counters as C
 from xdpfeed.multicast.wire.moldudp64 import NO_SESSION
@@ -49,17 +49,7 @@ def chunks(path: str, gz: bool, counters=None):
     if gz:
         yield from _gzip_chunks(path, counters)
         return
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as e:
-        raise SourceError(f"{path}: {e.strerror}") from None
-    try:
-        mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
-    except (OSError, ValueError) as e:
-        raise SourceError(f"{path}: cannot map the file: {e}") from None
-    finally:
-        os.close(fd)
-    buf = np.frombuffer(mm, dtype=np.uint8)
+    buf = mapped(path)
     good, eos = file_records_end(buf, 0, buf.size)
     if good:
         yield buf[:good]
@@ -70,6 +60,21 @@ def chunks(path: str, gz: bool, counters=None):
         if counters is not None:
             counters[C.TRUNCATED_RECORDS] += 1
         raise CorruptInput(f"{path}: truncated ITCH record at byte offset {good} (file size {buf.size})", good)
+
+
+def mapped(path: str) -> np.ndarray:
+    """The whole file, mapped read-only, as a uint8 array."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as e:
+        raise SourceError(f"{path}: {e.strerror}") from None
+    try:
+        mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+    except (OSError, ValueError) as e:
+        raise SourceError(f"{path}: cannot map the file: {e}") from None
+    finally:
+        os.close(fd)
+    return np.frombuffer(mm, dtype=np.uint8)
 
 
 def _gzip_chunks(path: str, counters):
@@ -123,15 +128,31 @@ def _end_of_session(path: str, at: int, rest: int, counters) -> None:
 
 
 def decode_file(path: str, out: ItchTables, cnt, gz: bool):
-    """Yield `(buffer, out)` once per filled batch of `out`; clears `out` before each refill."""
-    for buf in chunks(path, gz, cnt):
-        pos = 0
-        while pos < buf.size:
-            out.clear()
-            pos, n, _ = decode_stream(
-                buf, pos, buf.size, np.uint16(NO_SESSION), out.tables, out.rows, out.order_type, out.order_row,
-                0, cnt,
-            )
-            out.count = n
-            if n:
-                yield buf, out
+    """Yield `(buffer, out)` once per filled batch of `out`; clears `out` before each refill. A plain file is
+    decoded in one pass: the decoder itself stops at a cut record or an End of Session."""
+    if gz:
+        for buf in chunks(path, gz, cnt):
+            yield from _decode_buffer(buf, out, cnt)
+        return
+    buf = mapped(path)
+    pos, cut = yield from _decode_buffer(buf, out, cnt)
+    if cut == 2:
+        _end_of_session(path, pos, buf.size - pos - 2, cnt)
+    elif cut == 1:
+        cnt[C.TRUNCATED_RECORDS] += 1
+        raise CorruptInput(f"{path}: truncated ITCH record at byte offset {pos} (file size {buf.size})", pos)
+
+
+def _decode_buffer(buf, out: ItchTables, cnt):
+    """Decode buf's records batch by batch (yielding each); returns (where it stopped, the decoder's cut)."""
+    pos, cut = 0, 0
+    while pos < buf.size:
+        out.clear()
+        pos, n, cut = decode_file_records(buf, pos, buf.size, np.uint16(NO_SESSION), out.tables, out.rows,
+                                          out.order_type, out.order_row, 0, cnt)
+        out.count = n
+        if n:
+            yield buf, out
+        if cut:
+            break
+    return pos, cut
