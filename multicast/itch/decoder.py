@@ -11,13 +11,15 @@ the schema (`generate_source`), so the layouts are written only there; the gener
 under numba's cache directory like any compiled code (capture.jit.load_generated).
 """
 
+import re
+
 import numpy as np
 
 from xdpfeed.capture.byteorder import be16
 from xdpfeed.capture.jit import load_generated, njit
 from xdpfeed.multicast.itch.schema import DTYPES, HEADER, MESSAGES, N_TYPES, TYPE_CODE, TYPES
 
-STREAM, INDEX = 0, 1  # the inputs of the walk
+STREAM, INDEX, FILE = 0, 1, 2  # the inputs of the walk
 
 
 class ItchTables:
@@ -42,10 +44,13 @@ class ItchTables:
 
 
 # ------------------------------------------------------------------------------- the generated walk
-# The one decoding loop, over one of two inputs:
+# The one decoding loop, over one of three inputs:
 # - STREAM: length-prefixed records in b[pos:end] (m_seq[0], when given, numbers the first record);
-# - INDEX: the blocks of PacketIndex rows [i, stop), admitting a packet only when all of it fits.
-# Returns (next position or row, order count, cut). The per-type code, {branches}, is generated from the
+# - INDEX: the blocks of PacketIndex rows [i, stop), admitting a packet only when all of it fits;
+# - FILE: a STREAM from a NASDAQ binary file, where a zero-length record is the End of Session (cut 2, the
+#   position at that record); elsewhere a zero-length message is a bad length.
+# Returns (next position or row, order count, cut: 1 a record cut short by `end`, 2 End of Session). The
+# per-type code, {branches}, is generated from the
 # schema: straight-line loads at constant offsets into the type's record, most frequent types first
 # (LLVM turns the chain into a jump table anyway).
 #
@@ -63,7 +68,7 @@ from xdpfeed.capture.jit import njit
 from xdpfeed.multicast.itch.schema import CODES, LENGTHS
 from xdpfeed.multicast.wire import counters as C
 
-STREAM, INDEX = {stream}, {index}
+STREAM, INDEX, FILE = {stream}, {index}, {file}
 MASK48 = np.uint64(0xFFFFFFFFFFFF)
 '''
 
@@ -79,7 +84,7 @@ def _header(r, b, o, sess, seq):
 
 
 @njit(cache={cache})
-def walk(b, mode, pos, end, m_off, m_blocks, m_seq, m_sess, i, stop, sess, tables, rows, o_type, o_row, n, cnt):
+def walk_MODE(b, pos, end, m_off, m_blocks, m_seq, m_sess, i, stop, sess, tables, rows, o_type, o_row, n, cnt):
     cap = o_type.size
     cut = 0
     seq = np.uint64(0)
@@ -89,16 +94,25 @@ def walk(b, mode, pos, end, m_off, m_blocks, m_seq, m_sess, i, stop, sess, table
         next_seq = m_seq[0]
     q = 0
     left = 0
+    # counted in locals and added to cnt at the end: stores to the tables could alias cnt, so a cnt[...] += 1 per
+    # message would be a load and a store each time
+    messages = 0
+    decoded = 0
+    unknown = 0
+    bad_length = 0
     while n < cap:
-        if mode == STREAM:
+        if mode != INDEX:
             if pos + 2 > end:
                 cut = 1 if pos < end else 0
                 break
             ln = be16(b, pos)
+            if ln == 0 and mode == FILE:
+                cut = 2
+                break
             if pos + 2 + ln > end:
                 cut = 1
                 break
-            cnt[C.MESSAGES] += 1
+            messages += 1
             o = pos + 2
             pos += 2 + ln
             if numbered:
@@ -122,32 +136,36 @@ def walk(b, mode, pos, end, m_off, m_blocks, m_seq, m_sess, i, stop, sess, table
             seq = next_seq
             next_seq += np.uint64(1)
         if ln == 0:
-            cnt[C.BAD_LENGTH_MESSAGES] += 1
+            bad_length += 1
             continue
         ty = u8(b, o)
         code = CODES[ty]
         if code < 0:
-            cnt[C.UNKNOWN_TYPES] += 1
+            unknown += 1
             continue
         if ln != LENGTHS[ty]:
-            cnt[C.BAD_LENGTH_MESSAGES] += 1
+            bad_length += 1
             continue
         k = rows[code]
         rows[code] = k + 1
         uk = np.uint64(k)
         o_type[np.uint64(n)] = code
         o_row[np.uint64(n)] = k
-        cnt[C.DECODED] += 1
+        decoded += 1
 {branches}
         n += 1
+    cnt[C.MESSAGES] += messages
+    cnt[C.DECODED] += decoded
+    cnt[C.UNKNOWN_TYPES] += unknown
+    cnt[C.BAD_LENGTH_MESSAGES] += bad_length
     if numbered:
         m_seq[0] = next_seq  # where a following call resumes
-    return (pos if mode == STREAM else i), n, cut
+    return (i if mode == INDEX else pos), n, cut
 
 
 @njit(cache={cache}, nogil=True)
 def decode_index(b, m_off, m_blocks, m_seq, m_sess, start, stop, tables, rows, o_type, o_row, n, cnt):
-    i, n, _ = walk(b, INDEX, 0, 0, m_off, m_blocks, m_seq, m_sess, start, stop, np.uint16(0), tables, rows,
+    i, n, _ = walk_{index}(b, 0, 0, m_off, m_blocks, m_seq, m_sess, start, stop, np.uint16(0), tables, rows,
                    o_type, o_row, n, cnt)
     return i, n
 
@@ -155,19 +173,37 @@ def decode_index(b, m_off, m_blocks, m_seq, m_sess, start, stop, tables, rows, o
 @njit(cache={cache}, nogil=True)
 def decode_stream(b, pos, end, sess, tables, rows, o_type, o_row, n, cnt):
     none = np.zeros(0, np.int64)
-    return walk(b, STREAM, pos, end, none, none, np.zeros(0, np.uint64), np.zeros(0, np.uint16), 0, 0,
-                np.uint16(sess), tables, rows, o_type, o_row, n, cnt)
+    return walk_{stream}(b, pos, end, none, none, np.zeros(0, np.uint64), np.zeros(0, np.uint16), 0, 0,
+                       np.uint16(sess), tables, rows, o_type, o_row, n, cnt)
+
+
+@njit(cache={cache}, nogil=True)
+def decode_file_records(b, pos, end, sess, tables, rows, o_type, o_row, n, cnt):
+    none = np.zeros(0, np.int64)
+    return walk_{file}(b, pos, end, none, none, np.zeros(0, np.uint64), np.zeros(0, np.uint16), 0, 0,
+                     np.uint16(sess), tables, rows, o_type, o_row, n, cnt)
 
 
 @njit(cache={cache}, nogil=True)
 def decode_numbered(b, pos, end, sess, seq, tables, rows, o_type, o_row, n, cnt):
     none = np.zeros(0, np.int64)
-    return walk(b, STREAM, pos, end, none, none, seq, np.zeros(0, np.uint16), 0, 0, np.uint16(sess), tables, rows,
-                o_type, o_row, n, cnt)
+    return walk_{stream}(b, pos, end, none, none, seq, np.zeros(0, np.uint16), 0, 0, np.uint16(sess), tables,
+                       rows, o_type, o_row, n, cnt)
 '''
 
 BRANCH_ORDER = "ADUEXFCPQBISRHYLVWKJhNO"  # most frequent first; the last is the `else`
 _LOADS = {1: "u8", 2: "be16", 4: "be32", 8: "be64"}
+
+
+def _specialize(src: str) -> str:
+    """One copy of the walk per input (walk_0, walk_1, walk_2), its `mode` a literal: no test of the input kind
+    is left in the loop."""
+    start = src.index("@njit(", src.index("def _header"))  # the walk's decorator
+    end = src.index("\n\n\n@njit(", start)
+    body = src[start:end]
+    assert "def walk_MODE(" in body
+    copies = [re.sub(r"\bmode\b", str(m), body.replace("walk_MODE", f"walk_{m}")) for m in (STREAM, INDEX, FILE)]
+    return src[:start] + "\n\n\n".join(copies) + src[end:]
 
 
 def generate_source(cache: bool = True) -> str:
@@ -184,8 +220,10 @@ def generate_source(cache: bool = True) -> str:
     header = {f.name: f for f in HEADER}
     ts = header["timestamp"]
     walk = _WALK.format(cache=cache, branches="\n".join(lines), locate=header["stock_locate"].offset,
-                        tracking=header["tracking_number"].offset, ts8=ts.offset + ts.size - 8)
-    return _PRELUDE.format(stream=STREAM, index=INDEX) + walk
+                        tracking=header["tracking_number"].offset, ts8=ts.offset + ts.size - 8, stream=STREAM,
+                        index=INDEX, file=FILE)
+    walk = _specialize(walk)
+    return _PRELUDE.format(stream=STREAM, index=INDEX, file=FILE) + walk
 
 
 _GEN = load_generated("itch_walk", generate_source)
@@ -196,6 +234,9 @@ decode_stream = _GEN["decode_stream"]
 decode_stream.__doc__ = """Decode length-prefixed messages in b[pos:end] while the tables have room. Returns (next
 position, order count, cut): cut is 1 when the bytes left cannot hold the next record (the caller supplies
 more bytes, or reports a truncated record at the end of the input)."""
+decode_file_records = _GEN["decode_file_records"]
+decode_file_records.__doc__ = """decode_stream over a NASDAQ binary file: cut is 2 at a zero-length record, the
+file's End of Session (the position is that record's)."""
 decode_numbered = _GEN["decode_numbered"]
 decode_numbered.__doc__ = """decode_stream for a delivered stream whose records are numbered: the first record's
 sequence number is seq[0] (a one-element uint64 array, advanced past what was decoded, skipped records
