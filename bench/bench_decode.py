@@ -1,8 +1,12 @@
-"""ITCH decoding benchmark: numba decode_stream vs a C decoder vs the pure-Python reference, and the
-whole pcap → MoldUDP64 → ITCH path. Prints one JSON object on stdout; progress goes to stderr.
+"""ITCH decoding benchmark: numba decode_stream vs a C decoder vs the pure-Python reference, the whole
+pcap → MoldUDP64 → ITCH path, and the `xdpfeed decode` command by its own clock. Prints one JSON object on
+stdout; progress goes to stderr.
 
-A synthetic day (multicast.exchange.synthetic, cached under bench/.data/) is decoded `--repeat` times per
-contender and the median is reported. Before timing, the C decoder's struct layout is checked against
+A synthetic day (multicast.exchange.synthetic, cached under bench/.data/) is decoded in `--repeat` rounds; each
+round times numba, C (one pass in a fresh process, timed inside it), the pcap path and the command, so that the
+machine's drift falls on all of them alike, and the ratios are paired within a round (medians reported). The
+earlier single-contender medians (`--repeat` passes each, not interleaved) are kept beside them. Before timing,
+the C decoder's struct layout is checked against
 the numpy dtypes, and C and numba must agree on per-type counts and a field-wise checksum of every
 decoded table, so both do the same work. See bench/README.md for what each number means.
 """
@@ -11,6 +15,8 @@ import argparse
 import itertools
 import json
 import os
+import re
+import statistics
 import sys
 import tempfile
 import time
@@ -27,7 +33,7 @@ from xdpfeed.multicast.wire import counters as C
 from common import HERE, build_c, log, machine, run, summary
 
 MASK = (1 << 64) - 1
-TARGET_PCAP_MSGS_PER_S = 50e6
+TARGET_PCAP_MSGS_PER_S = 60e6
 TARGET_NUMBA_OVER_C = 1.0
 COMPARED_COUNTERS = ("messages", "decoded", "unknown_types", "bad_length_messages")
 
@@ -166,6 +172,58 @@ def bench_pcap(path: str, messages: int, packets: int, repeat: int, tables_capac
     return out
 
 
+# ---------------------------------------------------------------------------------------------- rounds
+def c_once(exe: str, path: str, capacity: int) -> float:
+    r = json.loads(run([exe, path, "--repeat", "1", "--capacity", str(capacity)]))
+    return r["runs_ns"][0] / 1e9
+
+
+def command_rate(path: str) -> float:
+    """Messages per second `xdpfeed decode FILE -T summary` reports by its own clock (start-up excluded)."""
+    out = run([sys.executable, "-m", "xdpfeed.multicast.cli", "decode", path, "-T", "summary"])
+    m = re.search(r"rate: ([0-9.]+)M msg/s", out)
+    if m is None:
+        raise SystemExit(f"no rate in the decode summary: {out[-300:]}")
+    return float(m[1]) * 1e6
+
+
+def interleaved_rounds(args, data, itch_path, pcap_path, exe, messages, tables) -> dict:
+    """`repeat` rounds of numba, C, pcap and the command, one pass each; medians and paired ratios."""
+    t = ItchTables(args.capacity)
+    cnt = C.new()
+    kinds = ["numba"] + (["c"] if exe else []) + (["pcap"] if pcap_path else []) + ["command"]
+    secs = {k: [] for k in kinds}
+    numba_pass(data, t, cnt)  # an untimed round first: compiled code and the page cache are warm for all
+    if exe:
+        c_once(exe, itch_path, args.capacity)
+    if pcap_path:
+        pcap_pass(pcap_path, tables)
+    command_rate(itch_path)
+    for r in range(args.repeat):
+        for k in kinds[r % len(kinds):] + kinds[: r % len(kinds)]:
+            if k == "numba":
+                t0 = time.perf_counter()
+                numba_pass(data, t, cnt)
+                secs[k].append(time.perf_counter() - t0)
+            elif k == "c":
+                secs[k].append(c_once(exe, itch_path, args.capacity))
+            elif k == "pcap":
+                t0 = time.perf_counter()
+                pcap_pass(pcap_path, tables)
+                secs[k].append(time.perf_counter() - t0)
+            else:
+                secs[k].append(messages / command_rate(itch_path))
+        log(f"round {r + 1}/{args.repeat}: " + ", ".join(f"{k} {messages / secs[k][-1] / 1e6:.1f}M" for k in kinds))
+    out = {"msgs_per_s": {k: round(messages / statistics.median(v)) for k, v in secs.items()},
+           "seconds": {k: [round(x, 4) for x in v] for k, v in secs.items()}, "paired": {}}
+    for a, b in (("numba", "c"), ("command", "numba"), ("pcap", "numba")):
+        if a in secs and b in secs:
+            r = [y / x for x, y in zip(secs[a], secs[b], strict=True)]  # a's speed over b's
+            out["paired"][f"{a}_over_{b}"] = {"median": round(statistics.median(r), 3), "min": round(min(r), 3),
+                                              "max": round(max(r), 3)}
+    return out
+
+
 # -------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -210,7 +268,23 @@ def main(argv=None) -> int:
     if "pcap" not in skip:
         result["pcap_to_decoded"] = bench_pcap(base + ".pcap", meta["n_messages"], meta["pcap"]["packets"],
                                                args.repeat, args.tables)
+    exe_path = None
+    with tempfile.TemporaryDirectory() as tmp:
+        if "c" not in skip:
+            exe_path = build_c(args.cc, tmp, "itch_decode")
+        pcap_path = None if "pcap" in skip else base + ".pcap"
+        result["interleaved"] = interleaved_rounds(args, data, base + ".itch", pcap_path, exe_path,
+                                                   meta["n_messages"], args.tables)
     ratios, targets = {}, {}
+    paired = result["interleaved"]["paired"]
+    if "numba_over_c" in paired:
+        ratios["numba_over_c_interleaved"] = paired["numba_over_c"]["median"]
+        targets["numba_over_c_interleaved_met"] = paired["numba_over_c"]["median"] >= TARGET_NUMBA_OVER_C
+    ratios["command_over_numba"] = paired["command_over_numba"]["median"]
+    targets["command_within_1.2x_of_compiled_met"] = paired["command_over_numba"]["median"] >= 1 / 1.2
+    if "pcap" in result["interleaved"]["msgs_per_s"]:
+        pcap_mps = result["interleaved"]["msgs_per_s"]["pcap"]
+        targets["pcap_interleaved_msgs_per_s_met"] = pcap_mps >= TARGET_PCAP_MSGS_PER_S
     if "c_decode" in result:
         ratios["numba_over_c"] = numba_r["msgs_per_s"] / result["c_decode"]["msgs_per_s"]
         targets["numba_over_c_min"] = TARGET_NUMBA_OVER_C
