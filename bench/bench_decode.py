@@ -25,7 +25,7 @@ import numpy as np
 
 from xdpfeed.multicast.exchange import synthetic
 from xdpfeed.multicast.itch.decoder import ItchTables, decode_stream
-from xdpfeed.multicast.itch.pipeline import FRAMES_PER_BATCH, Decode
+from xdpfeed.multicast.itch.pipeline import FILE_FRAMES_PER_BATCH, Decode
 from xdpfeed.multicast.itch.reference import decode, iter_file
 from xdpfeed.multicast.itch.schema import DTYPES, TYPES
 from xdpfeed.multicast.wire import counters as C
@@ -167,7 +167,7 @@ def bench_pcap(path: str, messages: int, packets: int, repeat: int, tables_capac
     out["packets_per_s"] = packets / out["median_s"]
     out["file_bytes"] = os.path.getsize(path)
     out["gbit_per_s"] = out["file_bytes"] * 8 / out["median_s"] / 1e9
-    out["frame_batch"] = FRAMES_PER_BATCH
+    out["frame_batch"] = FILE_FRAMES_PER_BATCH
     out["tables_rows"] = tables_capacity
     return out
 
