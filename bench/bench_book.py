@@ -78,7 +78,7 @@ def level_checksum(book) -> tuple[int, int]:
     total = int(n.sum())
     sidx = np.repeat(sides, n)
     k = np.arange(total) - np.repeat(np.cumsum(n) - n, n)
-    lv = book.pool[book.s_start[sidx] + k]
+    lv = book.levels[(book.ladder[book.s_start[sidx] + k] & U(0xFFFFFFFF)).astype(np.int64)]
     term = lv["price"].astype(U) * U(31) + lv["shares"] * U(7) + lv["orders"].astype(U)
     return int((term * ((sidx.astype(U) << U(16)) + k.astype(U) + U(1))).sum(dtype=U)), total
 
@@ -106,7 +106,7 @@ def describe(book) -> dict:
     hsum, hn = order_checksum(book.hash)
     return {"live_orders": book.live_orders, "stored_orders": wn + hn, "levels": n_levels, "level_checksum": lsum,
             "order_checksum": (wsum + hsum) & MASK, "stock_checksum": stock_checksum(book),
-            "hash_slots": int(book.hash.size), "pool_slots": int(book.pool.size),
+            "hash_slots": int(book.hash.size), "pool_slots": int(book.ladder.size),
             "state": [int(x) for x in book.state], "stats": {n: int(book.stats[i]) for i, n in enumerate(A.STAT_NAMES)}}
 
 

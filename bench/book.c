@@ -6,8 +6,10 @@
  *   by W/16 (or restarts on a jump of 2W or more), migrating the orders it leaves behind into an
  *   open-addressed hash (home = (ref * 0x9E3779B97F4A7C15) >> 32 & mask, linear probing, backward-shift
  *   deletion, kept at most half full: doubled and rehashed in slot order when an add could pass that);
- * - levels: per (locate, side) a sorted vector in one shared pool, best price at the end; a full side
- *   moves to the end of the pool with room max(8, 2n); when the pool is out of room it is reallocated at
+ * - levels: a slab of level records at handles that stay put (freed handles reused from a stack); each order
+ *   keeps its level's handle; per (locate, side) a sorted vector of (price << 32 | handle) entries in one
+ *   shared ladder, best price at the end, searched from the best 8 then by bisection; a full side moves to the
+ *   end of the ladder with room max(8, 2n); when the ladder is out of room it is reallocated at
  *   max(2 * size, 2 * needed, 1024) and every side is copied into it, packed, in side order;
  * - one compiled message loop: [u16 BE length][message] records, the same per-type rules, anomaly
  *   counters and top-of-book events (into a preallocated batch; when it is full the loop stops before the
@@ -37,7 +39,8 @@
 #include <unistd.h>
 
 /* ------------------------------------------------------------------------------ records (numpy dtypes) */
-typedef struct { uint64_t ref; uint32_t price, shares; uint16_t locate; uint8_t side; } order_t;      /* S.ORDER */
+typedef struct { uint64_t ref; uint32_t price, shares; uint16_t locate; uint8_t side; uint32_t level; } order_t;
+                                                                                                      /* S.ORDER */
 typedef struct { uint64_t shares; uint32_t price, orders; } level_t;                                  /* S.LEVEL */
 typedef struct { uint64_t seq, timestamp, bid_shares, ask_shares; uint32_t bid_price, ask_price;
                  uint16_t locate; } event_t;                                                          /* A.EVENT */
@@ -46,8 +49,9 @@ typedef struct { uint64_t symbol; uint32_t round_lot; uint8_t trading_state, sta
 enum { BID = 0, ASK = 1 };
 #define N_SIDES (65536 * 2)
 #define HASH_MUL 0x9E3779B97F4A7C15ull
-enum { ST_BASE, ST_HASH_N, ST_LIVE, ST_POOL, ST_MIGRATED, ST_SYSTEM, N_STATE };
-enum { OK = 0, NEED_HASH = 1, NEED_POOL = 2, NEED_EVENTS = 3 };
+enum { ST_BASE, ST_HASH_N, ST_LIVE, ST_POOL, ST_MIGRATED, ST_SYSTEM, ST_LTOP, ST_LFREE, N_STATE };
+enum { OK = 0, NEED_HASH = 1, NEED_POOL = 2, NEED_EVENTS = 3, NEED_LEVELS = 4 };
+#define HANDLE_MASK 0xFFFFFFFFull
 enum { ADDS, EXECUTIONS, CANCELS, DELETES, REPLACES, TRADES, CROSS_TRADES, BROKEN_TRADES, UNKNOWN_REFS,
        DUPLICATE_ADDS, OVER_EXECUTIONS, OVER_CANCELS, BAD_SIDE, ZERO_REFS, BBO_EVENTS, MESSAGES, UNKNOWN_TYPES,
        BAD_LENGTHS, HASH_GROWS, POOL_GROWS, N_STATS };
@@ -73,7 +77,9 @@ typedef struct {
     order_t *w; int64_t w_size;
     order_t *h; int64_t h_size;
     int64_t state[N_STATE];
-    level_t *pool; int64_t pool_size;
+    uint64_t *ladder; int64_t ladder_size;     /* per side: sorted (price << 32 | handle) entries */
+    level_t *levels; int64_t levels_size;      /* the level slab, by handle */
+    uint64_t *lfree;                           /* freed handles */
     int64_t *s_start, *s_size, *s_cap;
     int64_t (*last)[4];
     stock_t *stocks;
@@ -95,7 +101,7 @@ static inline int64_t hash_find(const order_t *h, int64_t hsize, int64_t ref) {
 }
 
 static inline int64_t hash_insert(order_t *h, int64_t hsize, int64_t ref, int64_t price, int64_t shares,
-                                  int64_t locate, int64_t side) {
+                                  int64_t locate, int64_t side, uint32_t level) {
     int64_t hmask = hsize - 1, i = home(ref, hmask);
     while (h[i].ref != 0) i = (i + 1) & hmask;
     order_t *r = &h[i];
@@ -104,6 +110,7 @@ static inline int64_t hash_insert(order_t *h, int64_t hsize, int64_t ref, int64_
     r->shares = (uint32_t)shares;
     r->locate = (uint16_t)locate;
     r->side = (uint8_t)side;
+    r->level = level;
     return i;
 }
 
@@ -128,7 +135,7 @@ static inline int hash_has_room(int64_t hsize, const int64_t *state, int64_t ext
 static void rehash(const order_t *old, int64_t osize, order_t *new, int64_t nsize) {
     for (int64_t i = 0; i < osize; i++) {
         const order_t *r = &old[i];
-        if (r->ref != 0) hash_insert(new, nsize, (int64_t)r->ref, r->price, r->shares, r->locate, r->side);
+        if (r->ref != 0) hash_insert(new, nsize, (int64_t)r->ref, r->price, r->shares, r->locate, r->side, r->level);
     }
 }
 
@@ -144,7 +151,7 @@ static void slide_window(order_t *w, int64_t size, order_t *h, int64_t hsize, in
         for (int64_t r = lo; r < hi; r++) {
             order_t *o = &w[r & (size - 1)];
             if ((int64_t)o->ref == r && r != 0) {
-                hash_insert(h, hsize, (int64_t)o->ref, o->price, o->shares, o->locate, o->side);
+                hash_insert(h, hsize, (int64_t)o->ref, o->price, o->shares, o->locate, o->side, o->level);
                 o->ref = 0;
                 state[ST_HASH_N]++;
                 state[ST_MIGRATED]++;
@@ -157,63 +164,79 @@ static void slide_window(order_t *w, int64_t size, order_t *h, int64_t hsize, in
 
 /* ------------------------------------------------------------------------------ levels (book_store) */
 static inline int better(int64_t side, int64_t p, int64_t q) { return side == BID ? p > q : p < q; }
+static inline int64_t entry_price(uint64_t e) { return (int64_t)(e >> 32); }
 
 #define NEAR_BEST 8
 /* the last position in [start, start + n) whose price is not better than price (start - 1 if none): the
-   NEAR_BEST best levels one by one, then a binary search (store.level_search) */
-static inline int64_t level_search(const level_t *pool, int64_t start, int64_t n, int64_t side, int64_t price) {
+   NEAR_BEST best entries one by one, then a binary search (store.level_search) */
+static inline int64_t level_search(const uint64_t *ladder, int64_t start, int64_t n, int64_t side, int64_t price) {
     int64_t j = start + n - 1, lo = max64(start, j - NEAR_BEST + 1);
     for (; j >= lo; j--)
-        if (!better(side, pool[j].price, price)) return j;
+        if (!better(side, entry_price(ladder[j]), price)) return j;
     int64_t a = start, b = lo;
     while (a < b) {
         int64_t m = (a + b) >> 1;
-        if (better(side, pool[m].price, price)) b = m; else a = m + 1;
+        if (better(side, entry_price(ladder[m]), price)) b = m; else a = m + 1;
     }
     return a - 1;
 }
 
-static inline int level_add(level_t *pool, int64_t pool_size, int64_t *s_start, int64_t *s_size, int64_t *s_cap,
-                            int64_t *state, int64_t sidx, int64_t side, int64_t price, int64_t shares) {
-    int64_t start = s_start[sidx], n = s_size[sidx], j = level_search(pool, start, n, side, price);
-    if (j >= start && pool[j].price == price) {
-        pool[j].shares += (uint64_t)shares;
-        pool[j].orders += 1;
-        return OK;
+static inline int level_room(int64_t levels_size, const int64_t *state) {
+    return state[ST_LFREE] > 0 || state[ST_LTOP] < levels_size;
+}
+
+/* store.level_add: the order's level handle (room checked by room_for_add) */
+static inline uint64_t level_add(uint64_t *ladder, level_t *levels, uint64_t *lfree, int64_t *s_start,
+                                 int64_t *s_size, int64_t *s_cap, int64_t *state, int64_t sidx, int64_t side,
+                                 int64_t price, int64_t shares) {
+    int64_t start = s_start[sidx], n = s_size[sidx], j = level_search(ladder, start, n, side, price);
+    if (j >= start && entry_price(ladder[j]) == price) {
+        uint64_t lh = ladder[j] & HANDLE_MASK;
+        levels[lh].shares += (uint64_t)shares;
+        levels[lh].orders += 1;
+        return lh;
     }
+    uint64_t lh;
+    if (state[ST_LFREE] > 0) lh = lfree[--state[ST_LFREE]];
+    else lh = (uint64_t)state[ST_LTOP]++;
+    levels[lh].price = (uint32_t)price;
+    levels[lh].shares = (uint64_t)shares;
+    levels[lh].orders = 1;
     if (n == s_cap[sidx]) {
-        int64_t cap = max64(8, 2 * n);
-        if (state[ST_POOL] + cap > pool_size) return NEED_POOL;
-        int64_t nw = state[ST_POOL];
-        for (int64_t k = 0; k < n; k++) pool[nw + k] = pool[start + k];
+        int64_t cap = max64(8, 2 * n), nw = state[ST_POOL];
+        for (int64_t k = 0; k < n; k++) ladder[nw + k] = ladder[start + k];
         j += nw - start;
         start = nw;
         s_start[sidx] = nw;
         s_cap[sidx] = cap;
         state[ST_POOL] = nw + cap;
     }
-    for (int64_t k = start + n; k > j + 1; k--) pool[k] = pool[k - 1];
-    level_t *lv = &pool[j + 1];
-    lv->price = (uint32_t)price;
-    lv->shares = (uint64_t)shares;
-    lv->orders = 1;
+    for (int64_t k = start + n; k > j + 1; k--) ladder[k] = ladder[k - 1];
+    ladder[j + 1] = ((uint64_t)price << 32) | lh;
     s_size[sidx] = n + 1;
-    return OK;
+    return lh;
 }
 
-static inline int level_remove(level_t *pool, const int64_t *s_start, int64_t *s_size, int64_t sidx, int64_t side,
-                               int64_t price, int64_t shares, int whole_order) {
-    int64_t start = s_start[sidx], n = s_size[sidx], j = level_search(pool, start, n, side, price);
-    if (j < start || pool[j].price != price) return 0;
-    level_t *lv = &pool[j];
+/* store.level_take: 1 when the level is left without orders */
+static inline int level_take(level_t *levels, uint64_t lh, int64_t shares, int whole_order) {
+    level_t *lv = &levels[lh];
     lv->shares -= (uint64_t)shares;
     if (whole_order) {
         lv->orders -= 1;
-        if (lv->orders == 0) {
-            for (int64_t k = j; k < start + n - 1; k++) pool[k] = pool[k + 1];
-            s_size[sidx] = n - 1;
-        }
+        return lv->orders == 0;
     }
+    return 0;
+}
+
+/* store.level_drop */
+static inline int level_drop(uint64_t *ladder, const level_t *levels, uint64_t *lfree, const int64_t *s_start,
+                             int64_t *s_size, int64_t *state, int64_t sidx, int64_t side, uint64_t lh) {
+    int64_t start = s_start[sidx], n = s_size[sidx];
+    int64_t j = level_search(ladder, start, n, side, (int64_t)levels[lh].price);
+    if (j < start || (ladder[j] & HANDLE_MASK) != lh) return 0;
+    for (int64_t k = j; k < start + n - 1; k++) ladder[k] = ladder[k + 1];
+    s_size[sidx] = n - 1;
+    lfree[state[ST_LFREE]++] = lh;
     return 1;
 }
 
@@ -224,7 +247,7 @@ static int64_t pool_needed(const int64_t *s_size, const int64_t *s_cap) {
     return total;
 }
 
-static int64_t compact_pool(const level_t *old, level_t *new, int64_t *s_start, const int64_t *s_size,
+static int64_t compact_pool(const uint64_t *old, uint64_t *new, int64_t *s_start, const int64_t *s_size,
                             int64_t *s_cap) {
     int64_t pos = 0;
     for (int64_t s = 0; s < N_SIDES; s++) {
@@ -241,9 +264,10 @@ static int64_t compact_pool(const level_t *old, level_t *new, int64_t *s_start, 
 
 /* ------------------------------------------------------------------------------ messages (book_apply) */
 /* The loop's working set, copied into locals so the compiler can keep pointers and sizes in registers. */
-#define ARGS order_t *w, int64_t w_size, order_t *h, int64_t h_size, int64_t *state, level_t *pool, \
-             int64_t pool_size, int64_t *s_start, int64_t *s_size, int64_t *s_cap
-#define PASS w, w_size, h, h_size, state, pool, pool_size, s_start, s_size, s_cap
+#define ARGS order_t *w, int64_t w_size, order_t *h, int64_t h_size, int64_t *state, uint64_t *ladder, \
+             int64_t ladder_size, level_t *levels, int64_t levels_size, uint64_t *lfree, int64_t *s_start, \
+             int64_t *s_size, int64_t *s_cap
+#define PASS w, w_size, h, h_size, state, ladder, ladder_size, levels, levels_size, lfree, s_start, s_size, s_cap
 
 /* store 0 window, 1 hash, -1 absent; *slot */
 static inline int find(const order_t *w, int64_t w_size, const order_t *h, int64_t h_size, const int64_t *state,
@@ -261,7 +285,7 @@ static inline int find(const order_t *w, int64_t w_size, const order_t *h, int64
 }
 
 static inline int room_for_add(ARGS, int64_t ref, int64_t sidx) {
-    (void)w; (void)h; (void)pool; (void)s_start;
+    (void)w; (void)h; (void)ladder; (void)levels; (void)lfree; (void)s_start;
     int64_t base = state[ST_BASE], need = 0;
     if (ref < base) {
         need = 1;
@@ -270,15 +294,18 @@ static inline int room_for_add(ARGS, int64_t ref, int64_t sidx) {
         need = min64(in_window, ((ref - base - w_size) / chunk + 1) * chunk);
     }
     if (need && !hash_has_room(h_size, state, need)) return NEED_HASH;
-    if (s_size[sidx] == s_cap[sidx] && state[ST_POOL] + max64(8, 2 * s_cap[sidx]) > pool_size) return NEED_POOL;
+    if (s_size[sidx] == s_cap[sidx] && state[ST_POOL] + max64(8, 2 * s_cap[sidx]) > ladder_size) return NEED_POOL;
+    if (!level_room(levels_size, state)) return NEED_LEVELS;
     return OK;
 }
 
 static inline void add(ARGS, int64_t ref, int64_t locate, int64_t side, int64_t price, int64_t shares) {
+    (void)ladder_size; (void)levels_size;
+    uint32_t lh = (uint32_t)level_add(ladder, levels, lfree, s_start, s_size, s_cap, state, locate * 2 + side, side,
+                                      price, shares);
     if (ref >= state[ST_BASE] + w_size) slide_window(w, w_size, h, h_size, state, ref);
-    level_add(pool, pool_size, s_start, s_size, s_cap, state, locate * 2 + side, side, price, shares);
     if (ref < state[ST_BASE]) {
-        hash_insert(h, h_size, ref, price, shares, locate, side);
+        hash_insert(h, h_size, ref, price, shares, locate, side, lh);
         state[ST_HASH_N]++;
     } else {
         order_t *o = &w[ref & (w_size - 1)];
@@ -287,6 +314,7 @@ static inline void add(ARGS, int64_t ref, int64_t locate, int64_t side, int64_t 
         o->shares = (uint32_t)shares;
         o->locate = (uint16_t)locate;
         o->side = (uint8_t)side;
+        o->level = lh;
     }
     state[ST_LIVE]++;
 }
@@ -301,9 +329,15 @@ static inline void drop(order_t *w, order_t *h, int64_t h_size, int64_t *state, 
     state[ST_LIVE]--;
 }
 
+/* take shares (and, when whole, the order) off order o's level; drop the level when it empties (apply._remove) */
+static inline void remove_from_level(ARGS, const order_t *o, int64_t shares, int whole) {
+    (void)w; (void)w_size; (void)h; (void)h_size; (void)ladder_size; (void)levels_size; (void)s_cap;
+    if (level_take(levels, o->level, shares, whole))
+        level_drop(ladder, levels, lfree, s_start, s_size, state, (int64_t)o->locate * 2 + o->side, o->side, o->level);
+}
+
 /* E, C, X: take n shares off an order; remove it at zero. Returns its locate, or -1. */
 static inline int64_t reduce(ARGS, int64_t ref, int64_t n, int over_counter, int64_t *stats) {
-    (void)pool_size; (void)s_cap;
     int64_t slot;
     int store = find(w, w_size, h, h_size, state, ref, &slot);
     if (store < 0) {
@@ -314,10 +348,10 @@ static inline int64_t reduce(ARGS, int64_t ref, int64_t n, int over_counter, int
     int64_t locate = o->locate, remaining = o->shares;
     if (n >= remaining) {
         if (n > remaining) stats[over_counter]++;
-        level_remove(pool, s_start, s_size, locate * 2 + o->side, o->side, o->price, remaining, 1);
+        remove_from_level(PASS, o, remaining, 1);
         drop(w, h, h_size, state, store, slot);
     } else {
-        level_remove(pool, s_start, s_size, locate * 2 + o->side, o->side, o->price, n, 0);
+        remove_from_level(PASS, o, n, 0);
         o->shares = (uint32_t)(remaining - n);
     }
     return locate;
@@ -371,7 +405,7 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
         } else {
             order_t *r = store == 0 ? &w[slot] : &h[slot];
             locate = r->locate;
-            level_remove(pool, s_start, s_size, locate * 2 + r->side, r->side, r->price, r->shares, 1);
+            remove_from_level(PASS, r, r->shares, 1);
             drop(w, h, h_size, state, store, slot);
             stats[DELETES]++;
         }
@@ -394,7 +428,7 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
             } else {
                 stats[DUPLICATE_ADDS]++;
             }
-            level_remove(pool, s_start, s_size, loc * 2 + side, side, r->price, r->shares, 1);
+            remove_from_level(PASS, r, r->shares, 1);
             drop(w, h, h_size, state, store, slot);
             if (addable) add(PASS, nw, loc, side, be32(m + 31), be32(m + 27));
             stats[REPLACES]++;
@@ -431,10 +465,10 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
     stats[MESSAGES]++;
     if (locate >= 0) {
         int64_t bb = locate * 2, nb = s_size[bb], na = s_size[bb + 1];
-        int64_t bp = nb ? (int64_t)pool[s_start[bb] + nb - 1].price : 0;
-        int64_t bq = nb ? (int64_t)pool[s_start[bb] + nb - 1].shares : 0;
-        int64_t ap = na ? (int64_t)pool[s_start[bb + 1] + na - 1].price : 0;
-        int64_t aq = na ? (int64_t)pool[s_start[bb + 1] + na - 1].shares : 0;
+        const level_t *bl = nb ? &levels[ladder[s_start[bb] + nb - 1] & HANDLE_MASK] : NULL;
+        const level_t *al = na ? &levels[ladder[s_start[bb + 1] + na - 1] & HANDLE_MASK] : NULL;
+        int64_t bp = bl ? (int64_t)bl->price : 0, bq = bl ? (int64_t)bl->shares : 0;
+        int64_t ap = al ? (int64_t)al->price : 0, aq = al ? (int64_t)al->shares : 0;
         int64_t *l = last[locate];
         if (l[0] != bp || l[1] != bq || l[2] != ap || l[3] != aq) {
             l[0] = bp; l[1] = bq; l[2] = ap; l[3] = aq;
@@ -457,10 +491,12 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
  * batch is full. Returns the position; *status says why it stopped. */
 static int64_t apply_stream(const uint8_t *b, int64_t pos, int64_t end, book_t *bk, int *status) {
     order_t *w = bk->w, *h = bk->h;
-    int64_t w_size = bk->w_size, h_size = bk->h_size, pool_size = bk->pool_size, ev_size = bk->ev_size;
+    int64_t w_size = bk->w_size, h_size = bk->h_size, ev_size = bk->ev_size;
+    int64_t ladder_size = bk->ladder_size, levels_size = bk->levels_size;
     int64_t *state = bk->state, *s_start = bk->s_start, *s_size = bk->s_size, *s_cap = bk->s_cap;
     int64_t *stats = bk->stats;
-    level_t *pool = bk->pool;
+    uint64_t *ladder = bk->ladder, *lfree = bk->lfree;
+    level_t *levels = bk->levels;
     int64_t ev_n = bk->ev_n;
     int st = OK;
     while (pos + 2 <= end) {
@@ -499,11 +535,14 @@ static void book_init(book_t *bk, int64_t window, int64_t hash, int64_t levels, 
     memset(bk, 0, sizeof *bk);
     bk->w_size = pow2(window);
     bk->h_size = pow2(hash);
-    bk->pool_size = levels;
+    bk->ladder_size = levels;
+    bk->levels_size = levels;
     bk->ev_size = events;
     bk->w = zalloc((size_t)bk->w_size, sizeof(order_t), prefault);
     bk->h = zalloc((size_t)bk->h_size, sizeof(order_t), prefault);
-    bk->pool = zalloc((size_t)levels, sizeof(level_t), prefault);
+    bk->ladder = zalloc((size_t)levels, sizeof(uint64_t), prefault);
+    bk->levels = zalloc((size_t)levels, sizeof(level_t), prefault);
+    bk->lfree = zalloc((size_t)levels, sizeof(uint64_t), prefault);
     bk->s_start = zalloc(N_SIDES, 8, prefault);
     bk->s_size = zalloc(N_SIDES, 8, prefault);
     bk->s_cap = zalloc(N_SIDES, 8, prefault);
@@ -513,7 +552,7 @@ static void book_init(book_t *bk, int64_t window, int64_t hash, int64_t levels, 
 }
 
 static void book_free(book_t *bk) {
-    free(bk->w); free(bk->h); free(bk->pool); free(bk->s_start); free(bk->s_size); free(bk->s_cap); free(bk->last);
+    free(bk->w); free(bk->h); free(bk->ladder); free(bk->levels); free(bk->lfree); free(bk->s_start); free(bk->s_size); free(bk->s_cap); free(bk->last);
     free(bk->stocks); free(bk->ev);
 }
 
@@ -548,12 +587,24 @@ static int64_t book_apply(book_t *bk, const uint8_t *b, int64_t end, evsum_t *es
             bk->stats[HASH_GROWS]++;
         } else if (st == NEED_POOL) {
             int64_t need = pool_needed(bk->s_size, bk->s_cap);
-            int64_t size = max64(max64(bk->pool_size * 2, 2 * need), 1024);
-            level_t *np = zalloc((size_t)size, sizeof(level_t), 0);
-            bk->state[ST_POOL] = compact_pool(bk->pool, np, bk->s_start, bk->s_size, bk->s_cap);
-            free(bk->pool);
-            bk->pool = np;
-            bk->pool_size = size;
+            int64_t size = max64(max64(bk->ladder_size * 2, 2 * need), 1024);
+            uint64_t *np = zalloc((size_t)size, sizeof(uint64_t), 0);
+            bk->state[ST_POOL] = compact_pool(bk->ladder, np, bk->s_start, bk->s_size, bk->s_cap);
+            free(bk->ladder);
+            bk->ladder = np;
+            bk->ladder_size = size;
+            bk->stats[POOL_GROWS]++;
+        } else if (st == NEED_LEVELS) {
+            int64_t size = max64(bk->levels_size * 2, 1024);
+            level_t *nl = zalloc((size_t)size, sizeof(level_t), 0);
+            uint64_t *nf = zalloc((size_t)size, sizeof(uint64_t), 0);
+            memcpy(nl, bk->levels, (size_t)bk->levels_size * sizeof(level_t));
+            memcpy(nf, bk->lfree, (size_t)bk->levels_size * sizeof(uint64_t));
+            free(bk->levels);
+            free(bk->lfree);
+            bk->levels = nl;
+            bk->lfree = nf;
+            bk->levels_size = size;
             bk->stats[POOL_GROWS]++;
         } else {
             drain(bk, es);
@@ -569,7 +620,7 @@ static uint64_t level_checksum(const book_t *bk, int64_t *n_levels) {
     int64_t n = 0;
     for (int64_t s = 0; s < N_SIDES; s++)
         for (int64_t k = 0; k < bk->s_size[s]; k++) {
-            const level_t *lv = &bk->pool[bk->s_start[s] + k];
+            const level_t *lv = &bk->levels[bk->ladder[bk->s_start[s] + k] & HANDLE_MASK];
             sum += ((uint64_t)lv->price * 31 + lv->shares * 7 + lv->orders) * (((uint64_t)s << 16) + (uint64_t)k + 1);
             n++;
         }
@@ -608,7 +659,7 @@ static void print_book(const book_t *bk) {
            "\"order_checksum\": %llu, \"stock_checksum\": %llu, \"hash_slots\": %lld, \"pool_slots\": %lld, "
            "\"state\": [", (long long)bk->state[ST_LIVE], (long long)n_orders, (long long)n_levels,
            (unsigned long long)lsum, (unsigned long long)osum, (unsigned long long)stock_checksum(bk),
-           (long long)bk->h_size, (long long)bk->pool_size);
+           (long long)bk->h_size, (long long)bk->ladder_size);
     for (int i = 0; i < N_STATE; i++) printf("%s%lld", i ? ", " : "", (long long)bk->state[i]);
     printf("], \"stats\": {");
     for (int i = 0; i < N_STATS; i++) printf("%s\"%s\": %lld", i ? ", " : "", STAT_NAMES[i], (long long)bk->stats[i]);
@@ -621,7 +672,7 @@ static void layout(void) {
     int first;
     printf("{\"ORDER\": {\"size\": %zu, \"fields\": {", sizeof(order_t));
     first = 1; FIELD(order_t, ref); FIELD(order_t, price); FIELD(order_t, shares); FIELD(order_t, locate);
-    FIELD(order_t, side);
+    FIELD(order_t, side); FIELD(order_t, level);
     printf("}}, \"LEVEL\": {\"size\": %zu, \"fields\": {", sizeof(level_t));
     first = 1; FIELD(level_t, shares); FIELD(level_t, price); FIELD(level_t, orders);
     printf("}}, \"EVENT\": {\"size\": %zu, \"fields\": {", sizeof(event_t));

@@ -80,28 +80,38 @@ STOCK = np.dtype([("symbol", np.uint64), ("round_lot", np.uint32), ("trading_sta
 
 
 @njit(cache=True, inline="always")
-def _room_for_add(w, h, state, pool, s_size, s_cap, ref, sidx):
+def _room_for_add(w, h, state, ladder, levels, s_size, s_cap, ref, sidx):
     """OK when adding ref on side sidx cannot run out of room half-way, else the store to grow."""
     st = S.order_room(w, h, state, ref)
     if st != S.OK:
         return st
-    if s_size[sidx] == s_cap[sidx] and state[S.ST_POOL] + max(8, 2 * s_cap[sidx]) > pool.size:
+    if s_size[sidx] == s_cap[sidx] and state[S.ST_POOL] + max(8, 2 * s_cap[sidx]) > ladder.size:
         return S.NEED_POOL
+    if not S.level_room(levels, state):
+        return S.NEED_LEVELS
     return S.OK
 
 
 @njit(cache=True, inline="always")
-def _add(w, h, state, pool, s_start, s_size, s_cap, ref, locate, side, price, shares):
+def _add(w, h, state, ladder, levels, lfree, s_start, s_size, s_cap, ref, locate, side, price, shares):
     """Insert a new order (room was checked by _room_for_add)."""
-    S.level_add(pool, s_start, s_size, s_cap, state, locate * 2 + side, side, price, shares)
-    S.order_put(w, h, state, ref, price, shares, locate, side)
+    lh = S.level_add(ladder, levels, lfree, s_start, s_size, s_cap, state, locate * 2 + side, side, price, shares)
+    S.order_put(w, h, state, ref, price, shares, locate, side, lh)
+
+
+@njit(cache=True, inline="always")
+def _remove(ladder, levels, lfree, s_start, s_size, state, o, shares, whole):
+    """Take shares (and, when whole, the order) off order o's level; drop the level when it empties."""
+    if S.level_take(levels, o.level, shares, whole):
+        S.level_drop(ladder, levels, lfree, s_start, s_size, state, np.int64(o.locate) * 2 + o.side, o.side,
+                     o.level)
 
 
 _find, _order, _drop = S.order_find, S.order_at, S.order_drop
 
 
 @njit(cache=True, inline="always")
-def _reduce(w, h, state, pool, s_start, s_size, ref, n, over_counter, stats):
+def _reduce(w, h, state, ladder, levels, lfree, s_start, s_size, ref, n, over_counter, stats):
     """E, C, X: take n shares off an order; remove it at zero. Returns its locate, or -1."""
     store, slot = _find(w, h, state, ref)
     if store < 0:
@@ -113,16 +123,17 @@ def _reduce(w, h, state, pool, s_start, s_size, ref, n, over_counter, stats):
     if n >= remaining:
         if n > remaining:
             stats[over_counter] += 1
-        S.level_remove(pool, s_start, s_size, locate * 2 + o.side, o.side, o.price, remaining, True)
+        _remove(ladder, levels, lfree, s_start, s_size, state, o, remaining, True)
         _drop(w, h, state, store, slot)
     else:
-        S.level_remove(pool, s_start, s_size, locate * 2 + o.side, o.side, o.price, n, False)
+        _remove(ladder, levels, lfree, s_start, s_size, state, o, n, False)
         o.shares = remaining - n
     return locate
 
 
 @njit(cache=True, inline="always")
-def _apply_one(b, o, ln, seq, w, h, state, pool, s_start, s_size, s_cap, last, stocks, ev, ev_n, stats):
+def _apply_one(b, o, ln, seq, w, h, state, ladder, levels, lfree, s_start, s_size, s_cap, last, stocks, ev, ev_n,
+               stats):
     """Apply one message. Returns (status, event count). A non-OK status means nothing was changed
     and the same message must be applied again once the store has room."""
     if ln == 0 or LENGTHS[b[o]] < 0:
@@ -148,12 +159,12 @@ def _apply_one(b, o, ln, seq, w, h, state, pool, s_start, s_size, s_cap, last, s
             stats[DUPLICATE_ADDS] += 1
         else:
             loc = be16(b, o + _LOCATE)
-            st = _room_for_add(w, h, state, pool, s_size, s_cap, ref, loc * 2 + side)
+            st = _room_for_add(w, h, state, ladder, levels, s_size, s_cap, ref, loc * 2 + side)
             if st != S.OK:
                 stats[ADDS] -= 1
                 return st, ev_n
-            _add(w, h, state, pool, s_start, s_size, s_cap, ref, loc, side, be32(b, o + _ADD_PRICE),
-                 be32(b, o + _ADD_SHARES))
+            _add(w, h, state, ladder, levels, lfree, s_start, s_size, s_cap, ref, loc, side,
+                 be32(b, o + _ADD_PRICE), be32(b, o + _ADD_SHARES))
             locate = loc
             if stocks[loc].symbol == 0:  # joined mid-day: the add names the stock the directory did not
                 stocks[loc].symbol = be64(b, o + _ADD_STOCK)
@@ -165,7 +176,7 @@ def _apply_one(b, o, ln, seq, w, h, state, pool, s_start, s_size, s_cap, last, s
         else:
             r = _order(w, h, store, slot)
             locate = np.int64(r.locate)
-            S.level_remove(pool, s_start, s_size, locate * 2 + r.side, r.side, r.price, r.shares, True)
+            _remove(ladder, levels, lfree, s_start, s_size, state, r, r.shares, True)
             _drop(w, h, state, store, slot)
             stats[DELETES] += 1
     elif t == 85:  # 'U': the original goes; the new reference takes its side and stock
@@ -180,23 +191,23 @@ def _apply_one(b, o, ln, seq, w, h, state, pool, s_start, s_size, s_cap, last, s
             side = np.int64(r.side)
             addable = new != 0 and (new == old or _find(w, h, state, new)[0] < 0)
             if addable:
-                st = _room_for_add(w, h, state, pool, s_size, s_cap, new, loc * 2 + side)
+                st = _room_for_add(w, h, state, ladder, levels, s_size, s_cap, new, loc * 2 + side)
                 if st != S.OK:
                     return st, ev_n
             elif new == 0:
                 stats[ZERO_REFS] += 1
             else:
                 stats[DUPLICATE_ADDS] += 1
-            S.level_remove(pool, s_start, s_size, loc * 2 + side, side, r.price, r.shares, True)
+            _remove(ladder, levels, lfree, s_start, s_size, state, r, r.shares, True)
             _drop(w, h, state, store, slot)
             if addable:
-                _add(w, h, state, pool, s_start, s_size, s_cap, new, loc, side, be32(b, o + _REP_PRICE),
-                     be32(b, o + _REP_SHARES))
+                _add(w, h, state, ladder, levels, lfree, s_start, s_size, s_cap, new, loc, side,
+                     be32(b, o + _REP_PRICE), be32(b, o + _REP_SHARES))
             stats[REPLACES] += 1
             locate = loc
     elif t == 69 or t == 67 or t == 88:  # 'E', 'C' (executions) and 'X' (cancel): take shares off
         cancel = t == 88
-        locate = _reduce(w, h, state, pool, s_start, s_size, np.int64(be64(b, o + _RED_REF)),
+        locate = _reduce(w, h, state, ladder, levels, lfree, s_start, s_size, np.int64(be64(b, o + _RED_REF)),
                          be32(b, o + _RED_SHARES), OVER_CANCELS if cancel else OVER_EXECUTIONS, stats)
         if locate >= 0:
             stats[CANCELS if cancel else EXECUTIONS] += 1
@@ -218,13 +229,8 @@ def _apply_one(b, o, ln, seq, w, h, state, pool, s_start, s_size, s_cap, last, s
         state[S.ST_SYSTEM] = b[o + _SYS_EVENT]
     stats[MESSAGES] += 1
     if locate >= 0:
-        bb = locate * 2
-        nb = s_size[bb]
-        na = s_size[bb + 1]
-        bp = np.int64(pool[s_start[bb] + nb - 1].price) if nb else 0
-        bq = np.int64(pool[s_start[bb] + nb - 1].shares) if nb else 0
-        ap = np.int64(pool[s_start[bb + 1] + na - 1].price) if na else 0
-        aq = np.int64(pool[s_start[bb + 1] + na - 1].shares) if na else 0
+        bp, bq = S.top_of(ladder, levels, s_start, s_size, locate * 2)
+        ap, aq = S.top_of(ladder, levels, s_start, s_size, locate * 2 + 1)
         if last[locate, 0] != bp or last[locate, 1] != bq or last[locate, 2] != ap or last[locate, 3] != aq:
             last[locate, 0] = bp
             last[locate, 1] = bq
@@ -244,7 +250,8 @@ def _apply_one(b, o, ln, seq, w, h, state, pool, s_start, s_size, s_cap, last, s
 
 
 @njit(cache=True)
-def apply_stream(b, pos, end, seqbox, w, h, state, pool, s_start, s_size, s_cap, last, stocks, ev, ev_n, stats):
+def apply_stream(b, pos, end, seqbox, w, h, state, ladder, levels, lfree, s_start, s_size, s_cap, last, stocks, ev,
+                 ev_n, stats):
     """Length-prefixed messages in b[pos:end]. Returns (position, status, event count); stops before
     a message when the store needs room or the event batch is full. seqbox[0] is the sequence number
     of the message at pos (0: unnumbered, a file), stamped on its events and advanced as messages go."""
@@ -258,7 +265,7 @@ def apply_stream(b, pos, end, seqbox, w, h, state, pool, s_start, s_size, s_cap,
         ln = be16(b, pos)
         if pos + 2 + ln > end:
             break
-        status, ev_n = _apply_one(b, pos + 2, ln, nseq, w, h, state, pool, s_start, s_size, s_cap,
+        status, ev_n = _apply_one(b, pos + 2, ln, nseq, w, h, state, ladder, levels, lfree, s_start, s_size, s_cap,
                                   last, stocks, ev, ev_n, stats)
         if status != S.OK:
             break
@@ -269,8 +276,8 @@ def apply_stream(b, pos, end, seqbox, w, h, state, pool, s_start, s_size, s_cap,
 
 
 @njit(cache=True)
-def apply_index(b, m_off, m_blocks, m_seq, cur, stop, w, h, state, pool, s_start, s_size, s_cap, last, stocks,
-                ev, ev_n, stats):
+def apply_index(b, m_off, m_blocks, m_seq, cur, stop, w, h, state, ladder, levels, lfree, s_start, s_size, s_cap,
+                last, stocks, ev, ev_n, stats):
     """The blocks of PacketIndex rows up to `stop`, from the cursor cur = [row, block offset, blocks left
     in that row, next sequence]; the cursor is updated. Returns (status, event count)."""
     status = S.OK
@@ -288,8 +295,8 @@ def apply_index(b, m_off, m_blocks, m_seq, cur, stop, w, h, state, pool, s_start
             status = NEED_EVENTS
             break
         ln = be16(b, q)
-        status, ev_n = _apply_one(b, q + 2, ln, nseq, w, h, state, pool, s_start, s_size, s_cap, last, stocks,
-                                  ev, ev_n, stats)
+        status, ev_n = _apply_one(b, q + 2, ln, nseq, w, h, state, ladder, levels, lfree, s_start, s_size, s_cap,
+                                  last, stocks, ev, ev_n, stats)
         if status != S.OK:
             break
         q += 2 + ln

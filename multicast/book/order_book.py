@@ -34,7 +34,9 @@ class OrderBook:
         self.window = np.zeros(_pow2(window), dtype=S.ORDER)
         self.hash = np.zeros(_pow2(hash_orders), dtype=S.ORDER)
         self.state = np.zeros(S.N_STATE, dtype=np.int64)
-        self.pool = np.zeros(levels, dtype=S.LEVEL)
+        self.ladder = np.zeros(levels, dtype=np.uint64)  # per side: sorted (price << 32 | handle) entries
+        self.levels = np.zeros(levels, dtype=S.LEVEL)  # the slab of price levels, by handle
+        self.lfree = np.zeros(levels, dtype=np.uint64)  # freed handles
         self.s_start = np.zeros(S.N_SIDES, dtype=np.int64)
         self.s_size = np.zeros(S.N_SIDES, dtype=np.int64)
         self.s_cap = np.zeros(S.N_SIDES, dtype=np.int64)
@@ -52,7 +54,8 @@ class OrderBook:
 
     # -- feeding ------------------------------------------------------------------------------
     def _args(self):
-        return (self.window, self.hash, self.state, self.pool, self.s_start, self.s_size, self.s_cap,
+        return (self.window, self.hash, self.state, self.ladder, self.levels, self.lfree, self.s_start, self.s_size,
+                self.s_cap,
                 self.last, self.stocks, self.events)
 
     def _handle(self, status):
@@ -63,9 +66,14 @@ class OrderBook:
             self.stats[A.HASH_GROWS] += 1
         elif status == S.NEED_POOL:
             need = S.pool_needed(self.s_size, self.s_cap)
-            new = np.zeros(max(self.pool.size * 2, 2 * need, 1024), dtype=S.LEVEL)
-            self.state[S.ST_POOL] = S.compact_pool(self.pool, new, self.s_start, self.s_size, self.s_cap)
-            self.pool = new
+            new = np.zeros(max(self.ladder.size * 2, 2 * need, 1024), dtype=np.uint64)
+            self.state[S.ST_POOL] = S.compact_pool(self.ladder, new, self.s_start, self.s_size, self.s_cap)
+            self.ladder = new
+            self.stats[A.POOL_GROWS] += 1
+        elif status == S.NEED_LEVELS:
+            size = max(self.levels.size * 2, 1024)
+            self.levels = np.concatenate([self.levels, np.zeros(size - self.levels.size, dtype=S.LEVEL)])
+            self.lfree = np.concatenate([self.lfree, np.zeros(size - self.lfree.size, dtype=np.uint64)])
             self.stats[A.POOL_GROWS] += 1
         elif status == A.NEED_EVENTS:
             self.flush_events()
@@ -113,9 +121,7 @@ class OrderBook:
 
     def depth(self, locate: int, side: int, n: int | None = None) -> list[list[int]]:
         """[[price, shares, orders], ...] best first, at most n levels."""
-        sidx = locate * 2 + side
-        start, size = int(self.s_start[sidx]), int(self.s_size[sidx])
-        lv = self.pool[start : start + size][::-1][:n]
+        lv = self._side(locate * 2 + side)[::-1][:n]
         return [[int(p), int(s), int(o)] for p, s, o in zip(lv["price"], lv["shares"], lv["orders"], strict=True)]
 
     def checksum(self) -> str:
@@ -126,14 +132,16 @@ class OrderBook:
         for locate in np.flatnonzero(sizes.sum(axis=1)):
             h.update(int(locate).to_bytes(2, "little"))
             for side in (BID, ASK):
-                sidx = int(locate) * 2 + side
-                start, size = int(self.s_start[sidx]), int(self.s_size[sidx])
-                lv = self.pool[start : start + size]
-                h.update(size.to_bytes(4, "little"))
+                lv = self._side(int(locate) * 2 + side)
+                h.update(lv.size.to_bytes(4, "little"))
                 h.update(np.ascontiguousarray(lv["price"], dtype="<i8").tobytes())
                 h.update(np.ascontiguousarray(lv["shares"], dtype="<i8").tobytes())
                 h.update(np.ascontiguousarray(lv["orders"], dtype="<i8").tobytes())
         return h.hexdigest()
+
+    def _side(self, sidx: int) -> np.ndarray:
+        """Side sidx's levels (LEVEL records), worst price first."""
+        return S.side_levels(self.ladder, self.levels, self.s_start, self.s_size, sidx)
 
     def bbo(self, locate: int) -> tuple[int, int, int, int]:
         """(bid price, bid shares, ask price, ask shares); 0, 0 for an empty side."""

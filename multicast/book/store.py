@@ -8,10 +8,11 @@ Orders (keyed by ITCH order reference number) live in two stores with one record
   long-lived outliers.
 A ref inside the window's range is always in the window, so a lookup touches one store.
 
-Price levels of each (stock locate, side) form a sorted vector in a shared pool with the best price at
-the end, where most activity is; a price is found by looking at the few best levels, then by binary
-search (level_search); a side that outgrows its vector moves to the end of the pool with twice the
-room. Functions that need room return a status instead of failing, and the Python layer
+Price levels live in a slab at handles that stay put; each order keeps its level's handle. Each (stock
+locate, side) also has a sorted vector of (price, handle) entries in a shared pool, the ladder, with the
+best price at the end, where most activity is: a new or emptied level finds its place by looking at the
+few best entries, then by binary search (level_search); a side that outgrows its vector moves to the end
+of the ladder with twice the room. Functions that need room return a status instead of failing, and the Python layer
 (multicast.book.order_book) grows the store and resumes.
 """
 
@@ -20,7 +21,7 @@ import numpy as np
 from xdpfeed.capture.jit import njit_no_rc as njit
 
 ORDER = np.dtype([("ref", np.uint64), ("price", np.uint32), ("shares", np.uint32), ("locate", np.uint16),
-                  ("side", np.uint8)], align=True)
+                  ("side", np.uint8), ("level", np.uint32)], align=True)  # level: its price level's handle
 LEVEL = np.dtype([("shares", np.uint64), ("price", np.uint32), ("orders", np.uint32)], align=True)
 
 BID, ASK = 0, 1
@@ -35,9 +36,14 @@ ST_LIVE = 2  # orders in the book
 ST_POOL = 3  # level slots handed out
 ST_MIGRATED = 4  # orders moved from window to hash so far
 ST_SYSTEM = 5  # last System Event code (S)
-N_STATE = 6
+ST_LTOP = 6  # level handles handed out so far (the slab's high-water mark)
+ST_LFREE = 7  # freed level handles on the free stack
+N_STATE = 8
 
 OK, NEED_HASH, NEED_POOL = 0, 1, 2
+NEED_LEVELS = 4  # (3 is the apply loop's NEED_EVENTS)
+HANDLE_MASK = np.uint64(0xFFFFFFFF)
+PRICE_SHIFT = np.uint64(32)
 
 
 @njit(cache=True, inline="always")
@@ -60,7 +66,7 @@ def hash_find(h, ref):
 
 
 @njit(cache=True)
-def hash_insert(h, ref, price, shares, locate, side):
+def hash_insert(h, ref, price, shares, locate, side, level):
     hmask = h.size - 1
     i = _home(ref, hmask)
     while h[i].ref != 0:
@@ -71,6 +77,7 @@ def hash_insert(h, ref, price, shares, locate, side):
     r.shares = shares
     r.locate = locate
     r.side = side
+    r.level = level
     return i
 
 
@@ -101,7 +108,7 @@ def rehash(old, new):
     for i in range(old.size):
         r = old[i]
         if r.ref != 0:
-            hash_insert(new, r.ref, r.price, r.shares, r.locate, r.side)
+            hash_insert(new, r.ref, r.price, r.shares, r.locate, r.side, r.level)
 
 
 @njit(cache=True)
@@ -122,7 +129,7 @@ def slide_window(w, h, state, ref):
             s = r & (size - 1)
             o = w[s]
             if np.int64(o.ref) == r and r != 0:
-                hash_insert(h, o.ref, o.price, o.shares, o.locate, o.side)
+                hash_insert(h, o.ref, o.price, o.shares, o.locate, o.side, o.level)
                 o.ref = 0
                 state[ST_HASH_N] += 1
                 state[ST_MIGRATED] += 1
@@ -172,12 +179,12 @@ def order_room(w, h, state, ref):
 
 
 @njit(cache=True, inline="always")
-def order_put(w, h, state, ref, price, shares, locate, side):
-    """Store a new order (room was checked by order_room)."""
+def order_put(w, h, state, ref, price, shares, locate, side, level):
+    """Store a new order (room was checked by order_room); level is its price level's handle."""
     if ref >= state[ST_BASE] + w.size:
         slide_window(w, h, state, ref)
     if ref < state[ST_BASE]:
-        hash_insert(h, ref, price, shares, locate, side)
+        hash_insert(h, ref, price, shares, locate, side, level)
         state[ST_HASH_N] += 1
     else:
         o = w[ref & (w.size - 1)]
@@ -186,6 +193,7 @@ def order_put(w, h, state, ref, price, shares, locate, side):
         o.shares = shares
         o.locate = locate
         o.side = side
+        o.level = level
     state[ST_LIVE] += 1
 
 
@@ -225,6 +233,12 @@ class OrderStore:
 
 
 # ---- price levels -------------------------------------------------------------------------------
+# A level lives in a slab (`levels`, LEVEL records) at a handle that never changes while it lives; freed
+# handles go on a stack (`lfree`) and are handed out again. Each side's levels are also a sorted vector of
+# entries (price << 32 | handle) in a shared pool (`ladder`), the best price at the end: an order keeps its
+# level's handle, so executions, cancels and deletes reach the level without a search, and only a level's
+# creation or removal finds its place in the side's vector (the few best entries, then a binary search) and
+# shifts 8-byte entries.
 
 
 @njit(cache=True, inline="always")
@@ -232,26 +246,29 @@ def _better(side, p, q):
     return p > q if side == BID else p < q
 
 
-NEAR_BEST = 8  # levels looked at one by one from the best before a binary search
+@njit(cache=True, inline="always")
+def _price(entry):
+    return np.int64(entry >> PRICE_SHIFT)
+
+
+NEAR_BEST = 8  # entries looked at one by one from the best before a binary search
 
 
 @njit(cache=True, inline="always")
-def level_search(pool, start, n, side, price):
+def level_search(ladder, start, n, side, price):
     """The last position in side [start, start + n) whose price is not better than `price` (start - 1 when all
     are): where `price` is, or goes after. Most activity is at the best levels, at the end, so the last
-    NEAR_BEST are looked at one by one; deeper prices are found by binary search (a deep book's executions,
-    cancels and adds far from the touch cost log2(levels), not a walk from the best)."""
+    NEAR_BEST are looked at one by one; deeper prices are found by binary search."""
     j = start + n - 1
     lo = max(start, j - NEAR_BEST + 1)
     while j >= lo:
-        if not _better(side, pool[j].price, price):
+        if not _better(side, _price(ladder[j]), price):
             return j
         j -= 1
-    # pool[lo..end) are all better; search [start, lo) for the last one that is not
-    a, b = start, lo  # the answer is in [a - 1, b - 1]
+    a, b = start, lo  # ladder[lo..end) are all better; the answer is in [a - 1, b - 1]
     while a < b:
         m = (a + b) >> 1
-        if _better(side, pool[m].price, price):
+        if _better(side, _price(ladder[m]), price):
             b = m
         else:
             a = m + 1
@@ -259,58 +276,92 @@ def level_search(pool, start, n, side, price):
 
 
 @njit(cache=True, inline="always")
-def level_add(pool, s_start, s_size, s_cap, state, sidx, side, price, shares):
-    """Add one order of `shares` at `price` to side sidx. The caller has made sure the pool has room
-    for this side to move (see multicast.book.apply._room_for_add)."""
+def level_room(levels, state):
+    """A new level has a handle to take."""
+    return state[ST_LFREE] > 0 or state[ST_LTOP] < levels.size
+
+
+@njit(cache=True, inline="always")
+def level_add(ladder, levels, lfree, s_start, s_size, s_cap, state, sidx, side, price, shares):
+    """Add one order of `shares` at `price` to side sidx; returns its level's handle. The caller has made sure
+    the ladder has room for this side to move and the slab a handle (multicast.book.apply._room_for_add)."""
     start = s_start[sidx]
     n = s_size[sidx]
-    j = level_search(pool, start, n, side, price)
-    if j >= start and pool[j].price == price:
-        pool[j].shares += np.uint64(shares)
-        pool[j].orders += 1
-        return
-    if n == s_cap[sidx]:  # move this side to the end of the pool with twice the room
+    j = level_search(ladder, start, n, side, price)
+    if j >= start and _price(ladder[j]) == price:
+        lh = ladder[j] & HANDLE_MASK
+        lv = levels[lh]
+        lv.shares += np.uint64(shares)
+        lv.orders += 1
+        return lh
+    if state[ST_LFREE] > 0:
+        state[ST_LFREE] -= 1
+        lh = np.uint64(lfree[state[ST_LFREE]])
+    else:
+        lh = np.uint64(state[ST_LTOP])
+        state[ST_LTOP] += 1
+    lv = levels[lh]
+    lv.price = price
+    lv.shares = shares
+    lv.orders = 1
+    if n == s_cap[sidx]:  # move this side to the end of the ladder with twice the room
         cap = max(8, 2 * n)
         new = state[ST_POOL]
         for k in range(n):
-            pool[new + k] = pool[start + k]
+            ladder[new + k] = ladder[start + k]
         j += new - start
         start = new
         s_start[sidx] = new
         s_cap[sidx] = cap
         state[ST_POOL] = new + cap
-    # insert after j: shift (j, end) one up
-    for k in range(start + n, j + 1, -1):
-        pool[k] = pool[k - 1]
-    lv = pool[j + 1]
-    lv.price = price
-    lv.shares = shares
-    lv.orders = 1
+    for k in range(start + n, j + 1, -1):  # insert after j
+        ladder[k] = ladder[k - 1]
+    ladder[j + 1] = (np.uint64(price) << PRICE_SHIFT) | lh
     s_size[sidx] = n + 1
+    return lh
 
 
 @njit(cache=True, inline="always")
-def level_remove(pool, s_start, s_size, sidx, side, price, shares, whole_order):
-    """Take shares (and the order, when whole_order) off the level at price; drop an empty level."""
-    start = s_start[sidx]
-    n = s_size[sidx]
-    j = level_search(pool, start, n, side, price)
-    if j < start or pool[j].price != price:
-        return False  # cannot happen while orders and levels agree
-    lv = pool[j]
+def level_take(levels, lh, shares, whole_order):
+    """Take shares (and the order, when whole_order) off level lh; True when it is left without orders (the
+    caller then drops it)."""
+    lv = levels[lh]
     lv.shares -= np.uint64(shares)
     if whole_order:
         lv.orders -= 1
-        if lv.orders == 0:
-            for k in range(j, start + n - 1):
-                pool[k] = pool[k + 1]
-            s_size[sidx] = n - 1
+        return lv.orders == 0
+    return False
+
+
+@njit(cache=True, inline="always")
+def level_drop(ladder, levels, lfree, s_start, s_size, state, sidx, side, lh):
+    """Remove the empty level lh from side sidx and free its handle."""
+    start = s_start[sidx]
+    n = s_size[sidx]
+    j = level_search(ladder, start, n, side, np.int64(levels[lh].price))
+    if j < start or (ladder[j] & HANDLE_MASK) != lh:
+        return False  # cannot happen while orders and levels agree
+    for k in range(j, start + n - 1):
+        ladder[k] = ladder[k + 1]
+    s_size[sidx] = n - 1
+    lfree[state[ST_LFREE]] = lh
+    state[ST_LFREE] += 1
     return True
+
+
+@njit(cache=True, inline="always")
+def top_of(ladder, levels, s_start, s_size, sidx):
+    """(price, shares) of side sidx's best level; (0, 0) when it has none."""
+    n = s_size[sidx]
+    if n == 0:
+        return 0, 0
+    lv = levels[ladder[s_start[sidx] + n - 1] & HANDLE_MASK]
+    return np.int64(lv.price), np.int64(lv.shares)
 
 
 @njit(cache=True)
 def pool_needed(s_size, s_cap):
-    """Slots compact_pool will use."""
+    """Ladder slots compact_pool will use."""
     total = 0
     for sidx in range(s_size.size):
         if s_cap[sidx]:
@@ -320,7 +371,7 @@ def pool_needed(s_size, s_cap):
 
 @njit(cache=True)
 def compact_pool(old, new, s_start, s_size, s_cap):
-    """Copy every side's levels into `new`, packed, each with room to double; returns slots used."""
+    """Copy every side's ladder entries into `new`, packed, each with room to double; returns slots used."""
     pos = 0
     for sidx in range(s_start.size):
         n = s_size[sidx]
@@ -333,3 +384,9 @@ def compact_pool(old, new, s_start, s_size, s_cap):
         s_cap[sidx] = cap
         pos += cap
     return pos
+
+
+def side_levels(ladder, levels, s_start, s_size, sidx: int) -> np.ndarray:
+    """Side sidx's LEVEL records in ladder order (worst price first, best last)."""
+    start, n = int(s_start[sidx]), int(s_size[sidx])
+    return levels[(ladder[start : start + n] & HANDLE_MASK).astype(np.int64)]

@@ -112,7 +112,7 @@ def convert(b, end, ts, cur, day_ns, publisher, extra_flags, w, h, state, symbol
             price = be32(b, o + O.A.price)
             shares = be32(b, o + O.A.shares)
             if ref != 0 and S.order_find(w, h, state, ref)[0] < 0:
-                S.order_put(w, h, state, ref, price, shares, locate, side)
+                S.order_put(w, h, state, ref, price, shares, locate, side, 0)
             n = _rec(out, n, _ADD, _SIDE[side], locate, ref, price, shares, last, ev, recv, seq, publisher)
         elif t == 69 or t == 67 or t == 88 or t == 68:  # E, C, X, D
             ref = np.int64(be64(b, o + O.E.order_reference_number))
@@ -155,7 +155,7 @@ def convert(b, end, ts, cur, day_ns, publisher, extra_flags, w, h, state, symbol
                 price = be32(b, o + O.U.price)
                 shares = be32(b, o + O.U.shares)
                 if new != 0 and S.order_find(w, h, state, new)[0] < 0:
-                    S.order_put(w, h, state, new, price, shares, loc, side)
+                    S.order_put(w, h, state, new, price, shares, loc, side, 0)
                 n = _rec(out, n, _ADD, _SIDE[side], loc, new, price, shares, last, ev, recv, seq, publisher)
         elif t == 80:  # P: a non-displayed order executed; the aggressor took the other side
             side = 0 if b[o + O.P.buy_sell_indicator] == 66 else 1
