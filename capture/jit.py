@@ -7,8 +7,9 @@ modules import `njit` from here so this runs before any function is compiled.
 
 numba checks a cached function against its own file only, so code it inlined from another module (the book's
 store into its apply loop, the byte-order helpers everywhere) would stay stale after that module changed. The
-cache therefore lives in a folder named by a digest of every source file's path, size and modification time
-(`source_digest`): any change to the package's code starts a fresh cache, as a fresh install would.
+cache therefore lives in a folder named by a digest of every source file's place in the package and bytes
+(`source_digest`): any change to the package's code starts a fresh cache, as a fresh install would, and the
+same code installed elsewhere (another release's virtualenv) finds its compiled copy there.
 
 `load_generated(stem, source)` imports Python source generated from a schema (the ITCH and OUCH
 decoders' per-type code) from a file named by its digest under the cache directory, so that numba caches
@@ -29,30 +30,67 @@ os.environ.setdefault("NUMBA_CACHE_DIR", _DEFAULT_CACHE)
 import numba  # noqa: E402  (must come after the environment is set)
 
 
-def _package_folders() -> list[str]:
-    """The folders of the package's code: capture/, multicast/ and native/ (siblings in a source tree,
-    subfolders of xdpfeed/ when installed)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    folders = [here]
-    for name in ("xdpfeed.multicast", "xdpfeed.native"):
-        spec = importlib.util.find_spec(name)
+def _package_folders() -> dict[str, str]:
+    """The folders of the package's code by their package name: capture/, multicast/ and native/ (siblings in a
+    source tree, subfolders of xdpfeed/ when installed)."""
+    folders = {"capture": os.path.dirname(os.path.abspath(__file__))}
+    for name in ("multicast", "native"):
+        spec = importlib.util.find_spec(f"xdpfeed.{name}")
         if spec is not None and spec.submodule_search_locations:
-            folders.extend(spec.submodule_search_locations)
+            folders[name] = os.path.abspath(list(spec.submodule_search_locations)[0])
     return folders
 
 
+_FOLDERS = _package_folders()
+GENERATED = "xdpfeed-generated"  # load_generated's modules, under the cache folder
+
+
 def source_digest() -> str:
-    """A digest of (path, size, mtime) of every .py file of the package: what numba's own check is made
-    of, over all of them at once."""
+    """A digest of every .py file of the package: its path inside the package and its bytes. The same code
+    gives the same digest wherever it is installed (two releases' virtualenvs, a source tree)."""
     h = hashlib.sha1()
-    for folder in _package_folders():
+    for name, folder in sorted(_FOLDERS.items()):
         for d, dirs, names in os.walk(folder):
             dirs[:] = sorted(x for x in dirs if x != "__pycache__")
             for n in sorted(names):
                 if n.endswith(".py"):
-                    st = os.stat(os.path.join(d, n))
-                    h.update(f"{d}/{n}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+                    path = os.path.join(d, n)
+                    h.update(f"{name}/{os.path.relpath(path, folder)}\n".encode())
+                    with open(path, "rb") as f:
+                        h.update(hashlib.sha1(f.read()).digest())
     return h.hexdigest()[:16]
+
+
+def _package_locator() -> None:
+    """numba names a cache folder after the absolute path of the source's folder; for the package's own code
+    the folder is named after its place in the package instead, so the same code installed in two places (two
+    releases, a rebuilt virtualenv) shares one compiled copy under the same digest."""
+    from numba.core import caching
+
+    def folders() -> dict[str, str]:  # with load_generated's folder, which lives in the cache
+        return {**_FOLDERS, "generated": os.path.join(numba.config.CACHE_DIR, GENERATED)}
+
+    def place(py_file: str) -> str | None:
+        src = os.path.dirname(os.path.abspath(py_file))
+        for name, folder in folders().items():
+            if src == folder or src.startswith(folder + os.sep):
+                rel = os.path.relpath(src, folder).replace(os.sep, "_").strip("._")
+                return "_".join(filter(None, (name, rel)))
+        return None
+
+    class PackageCacheLocator(caching.UserProvidedCacheLocator):
+        def __init__(self, py_func, py_file):
+            super().__init__(py_func, py_file)
+            self._cache_path = os.path.join(numba.config.CACHE_DIR, place(py_file))
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if place(py_file) is None:
+                return None
+            return super().from_function(py_func, py_file)
+
+    if not any(c.__name__ == "PackageCacheLocator" for c in caching.CacheImpl._locator_classes):
+        caching.CacheImpl._locator_classes.insert(0, PackageCacheLocator)
 
 
 def _load_cached_without_compiler_setup() -> None:
@@ -77,6 +115,7 @@ def _load_cached_without_compiler_setup() -> None:
 
 
 _load_cached_without_compiler_setup()
+_package_locator()
 
 # numba reads config.CACHE_DIR when it locates a cache; the environment keeps the base folder, so child
 # processes compute the same folder
@@ -98,7 +137,7 @@ def load_generated(stem: str, source) -> dict:
     with `source(cache=False)` (no disk cache)."""
     src = source(cache=True)
     digest = hashlib.sha256(src.encode()).hexdigest()[:16]
-    folder = os.path.join(numba.config.CACHE_DIR or tempfile.gettempdir(), "xdpfeed-generated")
+    folder = os.path.join(numba.config.CACHE_DIR or tempfile.gettempdir(), GENERATED)
     path = os.path.join(folder, f"{stem}_{digest}.py")
     try:
         if not os.path.exists(path):

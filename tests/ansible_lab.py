@@ -80,9 +80,10 @@ def build_wheel(out: str) -> str:
     return wheel
 
 
-def rewheel(wheel: str, version: str, out: str, patch: dict | None = None) -> str:
-    """`wheel` as another release: its version set to `version` (file name, .dist-info folder, METADATA), and
-    each file in `patch` (its path in the wheel → text appended to it) changed, as a differently built release."""
+def rewheel(wheel: str, version: str, out: str, patch: dict | None = None, extra: dict | None = None) -> str:
+    """`wheel` as another release: its version set to `version` (file name, .dist-info folder, METADATA), each
+    file in `patch` (its path in the wheel → text appended to it) changed, and the files in `extra` (path → text)
+    added, as a differently built release."""
     name, old = os.path.basename(wheel).split("-")[:2]
     dest = os.path.join(out, os.path.basename(wheel).replace(f"-{old}-", f"-{version}-"))
     os.makedirs(out, exist_ok=True)
@@ -98,10 +99,26 @@ def rewheel(wheel: str, version: str, out: str, patch: dict | None = None) -> st
                 lines = data.decode().replace(f"{name}-{old}.dist-info/", f"{name}-{version}.dist-info/").splitlines()
                 data = "\n".join(ln if ln.split(",")[0] not in (patch or {}) else ln.split(",")[0] + ",,"
                                  for ln in lines).encode() + b"\n"
+            if path.endswith(".dist-info/RECORD") and extra:
+                data += "".join(f"{name},,\n" for name in extra).encode()
             info = zipfile.ZipInfo(path, item.date_time)
             info.external_attr = item.external_attr
             dst.writestr(info, data)
+        for name, text in (extra or {}).items():
+            dst.writestr(zipfile.ZipInfo(name, (2026, 1, 1, 0, 0, 0)), text)
     return dest
+
+
+def seed_numba_cache(dest: str) -> None:
+    """Copy this interpreter's compiled-code cache for this tree (numba's CACHE_DIR, named by the source digest)
+    into `dest` (a hosts' NUMBA_CACHE_DIR): a release built from the same sources finds its code compiled."""
+    import numba
+
+    import xdpfeed.capture.jit  # noqa: F401 (sets numba's CACHE_DIR)
+
+    src = numba.config.CACHE_DIR
+    if os.path.isdir(src):
+        shutil.copytree(src, os.path.join(dest, os.path.basename(src)), dirs_exist_ok=True)
 
 
 @dataclass
