@@ -209,9 +209,9 @@ def test_deep_day_equals_reference():
 
 
 def whole_prefix(buf, n_bytes):
-    from xdpfeed.multicast.itch.decoder import stream_end
+    from xdpfeed.multicast.itch.decoder import file_records_end
 
-    return stream_end(buf, 0, n_bytes)
+    return file_records_end(buf, 0, n_bytes)[0]
 
 
 @pytest.mark.slow

@@ -62,12 +62,7 @@ def run(args) -> int:
 
     try:
         a, b = streams.load_pair(args.a, args.b, args.idle_timeout, args.count, args.seconds)
-        outside = None
-        if args.overlap:
-            a, b, outside = streams.overlap(a, b)
-        r = diff.compare(a, b, book=not args.no_book)
-        if outside is not None:
-            r["overlap"] = outside
+        r = diff.compare(a, b, book=not args.no_book, overlap=args.overlap)
     except streams.CompareError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

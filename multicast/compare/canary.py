@@ -20,6 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from xdpfeed.multicast.compare import diff, streams
+from xdpfeed.multicast.exchange.ports import free_port
 
 
 class GateError(ValueError):
@@ -40,12 +41,6 @@ class Release:
     def report(self) -> dict:
         return {"command": self.command, "ipc": self.uri, "metrics": self.metrics, "summary": self.summary,
                 "exit": None if self.proc is None else self.proc.returncode, "error": self.error}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def check_config(path: str) -> None:
@@ -70,7 +65,7 @@ def check_config(path: str) -> None:
 
 
 def _start(r: Release, config: str, tag: str, env: dict) -> None:
-    r.uri, r.port = f"ipc:{tag}-{r.role}", _free_port()
+    r.uri, r.port = f"ipc:{tag}-{r.role}", free_port()
     argv = [r.command, "run", "-c", config, "--out", r.uri, "--metrics-addr", f"127.0.0.1:{r.port}", "-T", "json",
             "-q", "--no-latency"]
     try:
@@ -197,9 +192,7 @@ def _verdict(rels: list[Release], sides: list, min_messages: int, book: bool, re
         reasons.append(f"the new release lost {m['lost']:,} messages")
     if len(sides) < 2:
         return None
-    a, b, outside = streams.overlap(sides[0], sides[1])
-    r = diff.compare(a, b, book=book)
-    r["overlap"] = outside
+    r = diff.compare(sides[0], sides[1], book=book, overlap=True)
     if not r["compared"]:
         reasons.append("the two releases delivered no sequence numbers in common")
     elif not r["identical"]:

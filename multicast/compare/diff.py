@@ -139,11 +139,19 @@ def _decoded(side, k: int) -> dict | None:
     return d if d is not None else {"raw": side.message(k).hex()}
 
 
-def compare(a, b, book: bool = True) -> dict:
-    if a.kind != b.kind:
-        from xdpfeed.multicast.compare.streams import CompareError
+def compare(a, b, book: bool = True, overlap: bool = False) -> dict:
+    """The comparison report of sides a and b; with `overlap`, of both cut to the sequence numbers both cover
+    (streams.overlap), with what was outside under "overlap"."""
+    from xdpfeed.multicast.compare import streams
 
-        raise CompareError(f"{a.name} holds {a.kind.upper()} and {b.name} {b.kind.upper()}: compare like with like")
+    if overlap:
+        a, b, outside = streams.overlap(a, b)
+        out = compare(a, b, book)
+        out["overlap"] = outside
+        return out
+    if a.kind != b.kind:
+        raise streams.CompareError(f"{a.name} holds {a.kind.upper()} and {b.name} {b.kind.upper()}: compare like with "
+                                   "like")
     al = align(a, b)
     ia, ib, eq = al["ia"], al["ib"], al["equal"]
     diff_a, diff_b = ia[~eq], ib[~eq]
