@@ -255,17 +255,6 @@ def decode_batch(buf, index, start: int, out: ItchTables, cnt) -> int:
 
 
 @njit(cache=True)
-def stream_end(b, pos, end):
-    """Where the last complete length-prefixed record in b[pos:end] ends."""
-    while pos + 2 <= end:
-        ln = be16(b, pos)
-        if pos + 2 + ln > end:
-            break
-        pos += 2 + ln
-    return pos
-
-
-@njit(cache=True)
 def file_records_end(b, pos, end):
     """(where the whole records of a NASDAQ binary file in b[pos:end] end, True when they end at a zero-length
     record). A zero-length record is the file's End of Session (NASDAQ BinaryFILE 1.00): nothing after it is

@@ -53,13 +53,18 @@ def chunks(path: str, gz: bool, counters=None):
     good, eos = file_records_end(buf, 0, buf.size)
     if good:
         yield buf[:good]
+    _mapped_end(path, buf.size, good, eos, counters)
+
+
+def _mapped_end(path: str, size: int, pos: int, eos: bool, counters) -> None:
+    """Where a mapped file's whole records ended, at pos: its End of Session (counted), the file's end, or a
+    record cut short (counted, CorruptInput)."""
     if eos:
-        _end_of_session(path, good, buf.size - good - 2, counters)
-        return
-    if good < buf.size:
+        _end_of_session(path, pos, size - pos - 2, counters)
+    elif pos < size:
         if counters is not None:
             counters[C.TRUNCATED_RECORDS] += 1
-        raise CorruptInput(f"{path}: truncated ITCH record at byte offset {good} (file size {buf.size})", good)
+        raise CorruptInput(f"{path}: truncated ITCH record at byte offset {pos} (file size {size})", pos)
 
 
 def mapped(path: str) -> np.ndarray:
@@ -136,11 +141,7 @@ def decode_file(path: str, out: ItchTables, cnt, gz: bool):
         return
     buf = mapped(path)
     pos, cut = yield from _decode_buffer(buf, out, cnt)
-    if cut == 2:
-        _end_of_session(path, pos, buf.size - pos - 2, cnt)
-    elif cut == 1:
-        cnt[C.TRUNCATED_RECORDS] += 1
-        raise CorruptInput(f"{path}: truncated ITCH record at byte offset {pos} (file size {buf.size})", pos)
+    _mapped_end(path, buf.size, pos, cut == 2, cnt)
 
 
 def _decode_buffer(buf, out: ItchTables, cnt):
