@@ -41,6 +41,31 @@ def _add(b, q, ts, locate, ref, side, shares, price, sym, s, attributed):
 
 
 @njit(cache=True)
+def _system_event(b, q, ts, code):
+    p = syn._msg(b, q, O.S.length, 83, 0, ts)
+    b[p + O.S.event_code] = code
+    return q + 2 + O.S.length
+
+
+@njit(cache=True)
+def _replace(b, q, ts, locate, old, new, shares, price):
+    p = syn._msg(b, q, O.U.length, 85, locate, ts)
+    syn._wr(b, p + O.U.original_order_reference_number, old, 8)
+    syn._wr(b, p + O.U.new_order_reference_number, new, 8)
+    syn._wr(b, p + O.U.shares, shares, 4)
+    syn._wr(b, p + O.U.price, price, 4)
+    return q + 2 + O.U.length
+
+
+@njit(cache=True)
+def _level_price(st, s, side, levels):
+    """A price 1..levels ticks from stock s's mid, below it for a bid, above it for an offer."""
+    ticks = 1 + syn._below(st, levels)
+    mid = (100 + 10 * s) * 100 * TICK
+    return mid - ticks * TICK if side == 0 else mid + ticks * TICK
+
+
+@njit(cache=True)
 def _ref_msg(b, q, ts, locate, ty, ref, shares, match):
     """E (shares, match), X (shares), D: one order reference and maybe shares."""
     ln = O.E.length if ty == 69 else O.X.length if ty == 88 else O.D.length
@@ -73,9 +98,7 @@ def _generate(out, n, n_stocks, levels, live_target, seed, sym):
     ts = syn.MARKET_OPEN - 1000
     m = 0
     # S O, the directory, S Q
-    p = syn._msg(out, q, O.S.length, 83, 0, ts)
-    out[p + O.S.event_code] = 79
-    q += 2 + O.S.length
+    q = _system_event(out, q, ts, 79)  # O
     m += 1
     for s in range(n_stocks):
         ts += 1
@@ -97,9 +120,7 @@ def _generate(out, n, n_stocks, levels, live_target, seed, sym):
         q += 2 + O.R.length
         m += 1
     ts += 1
-    p = syn._msg(out, q, O.S.length, 83, 0, ts)
-    out[p + O.S.event_code] = 81
-    q += 2 + O.S.length
+    q = _system_event(out, q, ts, 81)  # Q
     m += 1
     while m < n - 1:
         ts += 7
@@ -109,9 +130,7 @@ def _generate(out, n, n_stocks, levels, live_target, seed, sym):
         if u < 0.40:  # A (F)
             s = syn._below(st, n_stocks)
             side = syn._below(st, 2)
-            ticks = 1 + syn._below(st, levels)
-            mid = (100 + 10 * s) * 100 * TICK
-            price = mid - ticks * TICK if side == 0 else mid + ticks * TICK
+            price = _level_price(st, s, side, levels)
             shares = 100 * (1 + syn._below(st, 10))
             ref = next_ref
             next_ref += 1
@@ -147,18 +166,11 @@ def _generate(out, n, n_stocks, levels, live_target, seed, sym):
                 if r == 0:
                     counts[1] += 1
             elif u < 0.94:  # U: a new reference, price and size, same side and stock
-                ticks = 1 + syn._below(st, levels)
-                mid = (100 + 10 * s) * 100 * TICK
-                price = mid - ticks * TICK if side == 0 else mid + ticks * TICK
+                price = _level_price(st, s, side, levels)
                 nsh = 100 * (1 + syn._below(st, 10))
                 new = next_ref
                 next_ref += 1
-                p = syn._msg(out, q, O.U.length, 85, s + 1, ts)
-                syn._wr(out, p + O.U.original_order_reference_number, ref, 8)
-                syn._wr(out, p + O.U.new_order_reference_number, new, 8)
-                syn._wr(out, p + O.U.shares, nsh, 4)
-                syn._wr(out, p + O.U.price, price, 4)
-                q += 2 + O.U.length
+                q = _replace(out, q, ts, s + 1, ref, new, nsh, price)
                 # the new order takes the old one's place in the live set
                 pos[ref] = -1
                 l_ref[k], l_sh[k] = new, nsh
@@ -204,22 +216,15 @@ def _generate(out, n, n_stocks, levels, live_target, seed, sym):
                 ref = next_ref + 2_000_000  # it is live: name one that never was
             r = syn._below(st, 4)
             if r == 3:
-                p = syn._msg(out, q, O.U.length, 85, s + 1, ts)
-                syn._wr(out, p + O.U.original_order_reference_number, ref, 8)
-                syn._wr(out, p + O.U.new_order_reference_number, next_ref, 8)
+                q = _replace(out, q, ts, s + 1, ref, next_ref, 100, 100 * TICK)
                 next_ref += 1  # the reference is used up: the book ignores the replace
-                syn._wr(out, p + O.U.shares, 100, 4)
-                syn._wr(out, p + O.U.price, 100 * TICK, 4)
-                q += 2 + O.U.length
             else:
                 q = _ref_msg(out, q, ts, s + 1, (69, 88, 68)[r], ref, 100, match)
                 match += 1
             counts[0] += 1
         m += 1
     ts += 1
-    p = syn._msg(out, q, O.S.length, 83, 0, ts)
-    out[p + O.S.event_code] = 67
-    q += 2 + O.S.length
+    q = _system_event(out, q, ts, 67)  # C
     m += 1
     return q, m, nlive, counts
 
