@@ -29,7 +29,7 @@ from collections import deque
 
 import numpy as np
 
-from xdpfeed.capture.uri import open_source
+from xdpfeed.capture.uri import open_source, parse
 from xdpfeed.multicast.book.order_book import OrderBook
 from xdpfeed.multicast.feed import config as cfgmod
 from xdpfeed.multicast.feed.consumers import ConsumerSet, MessageBatch
@@ -62,6 +62,12 @@ OUT_MESSAGES = 1 << 16  # most messages in one delivered batch
 SKIPPED = ("malformed_packets", "filtered", "non_ipv4", "non_udp", "ip_fragments", "truncated_frames", "bad_headers",
            "sessions_overflow")
 WHY = ("complete", "stale", "stopped", "sources exhausted", "idle", "consumer failed")
+
+
+def _line_schemes(cfg: cfgmod.FeedConfig, given: dict) -> tuple:
+    """The source schemes of the feed's lines ("?" for a source given open: its frames may be anything)."""
+    return tuple("?" if k in given else parse(getattr(cfg, k))[0]
+                 for k in ("line_a", "line_b") if k in given or getattr(cfg, k))
 
 
 class Feed:
@@ -103,8 +109,10 @@ class Feed:
         self.lines: list[Line] = []
         self._closed = False
         self._stale_at_end = None  # (since, next sequence then): End of Session seen with the feed STALE
-        if warm:
-            warm_up()  # compile (or load) before the sockets fill up
+        if warm:  # compile (or load) before the sockets fill up
+            warm_up(_line_schemes(cfg, given), rerequest=bool(cfg.rerequest), replay=bool(cfg.replay),
+                    consumers=bool(consumers or cfg.outputs), latency=cfg.latency,
+                    snapshot=bool(cfg.start_snapshot or cfg.glimpse))
         try:
             for number, key in ((LINE_A, "line_a"), (LINE_B, "line_b")):
                 src = given.get(key) or (open_source(getattr(cfg, key)) if getattr(cfg, key) else None)
