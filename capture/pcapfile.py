@@ -295,6 +295,9 @@ class PcapSource(SourceBase):
             magic = bytes(self._buf[:4]).hex()
             self.close()
             raise SourceError(f"{path}: not a pcap or pcapng file (magic {magic})")
+        if self._error is None:  # (a damaged header is reported by the first read)
+            self._read(FrameBatch(1), cap=0)  # loads the compiled walk now, not at the first read
+
 
     def _open_pcap(self):
         if self._buf.size < 24:
@@ -349,19 +352,21 @@ class PcapSource(SourceBase):
         return {"packets": self.frames, "bytes": self.bytes, "drops": {},
                 "mode": "pcap file" if self.speed is None else f"pcap file at {self.speed:g}x"}
 
-    def _read(self, batch: FrameBatch) -> int:
+    def _read(self, batch: FrameBatch, cap: int | None = None) -> int:
+        """Walk up to `cap` (default: the batch's capacity) records into `batch`."""
+        cap = batch.capacity if cap is None else cap
         if self._buf is None:
             raise SourceError(f"{self.path}: source is closed")
         batch.data = self._buf
         if self.format == "pcap":
             n, pos, err = _walk_pcap(
                 self._buf, self._pos, self._swapped, self._frac_ns, self.linktype,
-                batch.offset, batch.length, batch.timestamp_ns, batch.linktype, batch.capacity,
+                batch.offset, batch.length, batch.timestamp_ns, batch.linktype, cap,
             )
         else:
             n, pos, err = _walk_pcapng(
                 self._buf, self._pos, self._state, self._if_lt, self._if_snap, self._if_tsresol, self._if_tsoff,
-                batch.offset, batch.length, batch.timestamp_ns, batch.linktype, batch.capacity,
+                batch.offset, batch.length, batch.timestamp_ns, batch.linktype, cap,
             )
         batch.count = n
         self._pos = pos

@@ -1,0 +1,66 @@
+"""The Feed's warm-up loads exactly the compiled code its configuration runs: nothing is loaded (or compiled)
+after the first packet, and nothing the configuration never runs is loaded at start."""
+
+import json
+import subprocess
+import sys
+
+from test_cli_run import REPO, env
+
+from xdpfeed.multicast.exchange import synthetic
+
+PROBE = r"""
+import json, sys
+from numba.core.registry import CPUDispatcher
+from xdpfeed.multicast.feed.feed import Feed
+
+def loaded():
+    out = {}
+    for name, mod in list(sys.modules.items()):
+        if not name.startswith("xdpfeed"):
+            continue
+        for attr, f in vars(mod).items():
+            if isinstance(f, CPUDispatcher) and f.signatures:
+                out[f"{f.py_func.__module__}.{f.py_func.__qualname__}"] = sorted(str(s) for s in f.signatures)
+    return out
+
+keys = json.loads(sys.argv[1])
+with Feed(**keys) as f:
+    at_start = loaded()
+    exit = f.run(idle_timeout=5)
+    summary = f.summary()
+print(json.dumps({"at_start": at_start, "after": loaded(), "exit": exit, "delivered": summary["delivered"]}))
+"""
+
+
+def _probe(keys: dict) -> dict:
+    r = subprocess.run([sys.executable, "-c", PROBE, json.dumps(keys)], capture_output=True, text=True, env=env(),
+                       cwd=REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout)
+
+
+def _day(tmp_path, n=3000):
+    itch, pcap = str(tmp_path / "day.itch"), str(tmp_path / "day.pcap")
+    synthetic.generate_to_file(itch, n, seed=5, pcap_path=pcap)
+    return pcap
+
+
+def test_a_capture_file_feed_loads_its_code_before_the_first_packet_and_nothing_else(tmp_path):
+    pcap = _day(tmp_path)
+    p = _probe({"line_a": f"pcap:{pcap}", "start": "first", "latency": False, "metrics": "off"})
+    assert p["exit"] == "sources exhausted" and p["delivered"] == 3000
+    assert p["after"] == p["at_start"]  # the run loaded nothing more
+    extract = p["at_start"]["xdpfeed.multicast.wire.moldudp64.extract"]
+    assert len(extract) == 1 and "uint8, 1, 'C', True" in extract[0]  # a capture file's frames are read-only
+    assert not any(".latency." in k or ".glimpse." in k or "decode_numbered" in k for k in p["at_start"])
+
+
+def test_consumers_and_latency_are_warmed_when_configured(tmp_path):
+    pcap = _day(tmp_path)
+    p = _probe({"line_a": f"pcap:{pcap}", "start": "first", "latency": True, "metrics": "off",
+                "outputs": [f"parquet:{tmp_path / 'out'}"]})
+    assert p["exit"] == "sources exhausted" and p["delivered"] == 3000
+    assert p["after"] == p["at_start"]
+    assert any("decode_numbered" in k for k in p["at_start"])  # the Parquet sink decodes its batches
+    assert any(".latency." in k for k in p["at_start"])
