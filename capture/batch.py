@@ -1,6 +1,6 @@
 """FrameBatch: the one contract between packet sources and the handler.
 
-A source fills a preallocated batch: `data` is the buffer the frames live in (a pcap file's mmap, an
+A source fills a preallocated batch: `data` is the buffer the frames live in (a pcap file's read buffer, an
 AF_XDP UMEM, a recvmmsg slab) and is never copied; `offset`/`length` say where each frame is,
 `timestamp_ns` when it arrived (0 when unknown) and `linktype` how it starts (pcap LINKTYPE_* numbers,
 plus LINKTYPE_UDP_PAYLOAD for socket sources that hand out UDP payloads).

@@ -52,7 +52,7 @@ def test_a_capture_file_feed_loads_its_code_before_the_first_packet_and_nothing_
     assert p["exit"] == "sources exhausted" and p["delivered"] == 3000
     assert p["after"] == p["at_start"]  # the run loaded nothing more
     extract = p["at_start"]["xdpfeed.multicast.wire.moldudp64.extract"]
-    assert len(extract) == 1 and "uint8, 1, 'C', True" in extract[0]  # a capture file's frames are read-only
+    assert len(extract) == 1  # one kind of frames: a capture file's are as writable as a socket's
     assert not any(".latency." in k or ".glimpse." in k or "decode_numbered" in k for k in p["at_start"])
 
 

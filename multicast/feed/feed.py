@@ -110,7 +110,7 @@ class Feed:
         self._closed = False
         self._stale_at_end = None  # (since, next sequence then): End of Session seen with the feed STALE
         if warm:  # compile (or load) before the sockets fill up
-            warm_up(_line_schemes(cfg, given), rerequest=bool(cfg.rerequest), replay=bool(cfg.replay),
+            warm_up(_line_schemes(cfg, given), replay=bool(cfg.replay),
                     consumers=bool(consumers or cfg.outputs), latency=cfg.latency,
                     snapshot=bool(cfg.start_snapshot or cfg.glimpse))
         try:

@@ -6,10 +6,10 @@ compile for seconds and overflow the receive buffers. `warm_up()` runs a few han
 packets through every compiled step of the live path (frame walk with control rows, sequencer with
 a gap, the hold queue and a drain, re-request answer extraction, SoupBinTCP conversion, the book).
 
-Each function is loaded once per kind of argument it will get (numba keeps one compiled copy per signature,
-and loading one costs 1-30 ms): a Feed warms only what its configuration will run (`warm_up(lines=...,
-consumers=..., latency=..., snapshot=...)`): the frames of a capture file are read-only, those of a socket are
-not, and a feed without consumers never decodes a batch in Python. `warm_up()` warms everything.
+Loading a compiled function from numba's cache costs 1-30 ms, so a Feed warms only what its configuration will
+run (`warm_up(lines=..., rerequest=..., replay=..., consumers=..., latency=..., snapshot=...)`): a feed without
+consumers never decodes a batch in Python, one without latency never records a stage. `warm_up()` warms
+everything. Every built-in source gives writable frames (numba compiles a read-only array as another type).
 """
 
 import struct
@@ -17,9 +17,8 @@ import struct
 import numpy as np
 
 from xdpfeed.capture.batch import LINKTYPE_UDP_PAYLOAD, FrameBatch
-from xdpfeed.capture.uri import SCHEMES
 from xdpfeed.multicast.book.order_book import OrderBook
-from xdpfeed.multicast.feed.sequencer import LINE_A, LINE_B, LINE_REPLAY, LINE_REREQUEST, Sequencer
+from xdpfeed.multicast.feed.sequencer import LINE_A, LINE_REPLAY, LINE_REREQUEST, Sequencer
 from xdpfeed.multicast.feed.stream_stats import count_types
 from xdpfeed.multicast.wire import counters as C
 from xdpfeed.multicast.wire.moldudp64 import PacketIndex, Sessions, extract_batch
@@ -37,11 +36,9 @@ def _packet(first: int, n: int, count: int | None = None) -> bytes:
     return b"WARMUP0001" + struct.pack(">QH", first, n if count is None else count) + blocks
 
 
-def _batch(payloads, readonly: bool = False) -> FrameBatch:
+def _batch(payloads) -> FrameBatch:
     fb = FrameBatch(len(payloads))
-    fb.data = np.frombuffer(b"".join(payloads), dtype=np.uint8)
-    if not readonly:
-        fb.data = fb.data.copy()
+    fb.data = np.frombuffer(b"".join(payloads), dtype=np.uint8).copy()
     o = 0
     for i, p in enumerate(payloads):
         fb.offset[i], fb.length[i], fb.linktype[i] = o, len(p), LINKTYPE_UDP_PAYLOAD
@@ -50,39 +47,28 @@ def _batch(payloads, readonly: bool = False) -> FrameBatch:
     return fb
 
 
-READONLY_FRAMES = frozenset({"pcap"})  # source schemes whose frames are read-only (a file mapped read-only)
-ALL_LINES = ("udp", "pcap", "afxdp")  # one of each kind of frames
+ALL_LINES = ("udp", "pcap", "afxdp")  # every kind of line (an AF_XDP one has code of its own to warm)
 
 
-def _frames_readonly(scheme: str) -> tuple:
-    """Whether a source of `scheme` gives read-only frames, writable ones, or (an unknown scheme) either."""
-    if scheme in READONLY_FRAMES:
-        return (True,)
-    return (False,) if scheme in SCHEMES else (False, True)
-
-
-def warm_up(lines=ALL_LINES, *, rerequest: bool = True, replay: bool = True, consumers: bool = True,
-            latency: bool = True, snapshot: bool = True) -> None:
-    """Load the compiled code a feed reading `lines` will run: `lines` are its source schemes ("?" for a
-    source given open, whose frames may be either kind); MoldUDP64 re-requests and SoupBinTCP replay, consumers
-    (their batches decoded in Python), per-stage latency and a late join's snapshot as asked."""
-    kinds = {k for s in lines for k in _frames_readonly(s)} or {False}
-    for readonly in sorted(kinds):
-        _warm_lines(readonly, rerequest, replay)
+def warm_up(lines=ALL_LINES, *, replay: bool = True, consumers: bool = True, latency: bool = True,
+            snapshot: bool = True) -> None:
+    """Load the compiled code a feed reading `lines` (its source schemes; "?" for a source given open) will
+    run, with SoupBinTCP replay, consumers (their batches decoded in Python), per-stage latency and a late
+    join's snapshot as asked."""
+    _warm_lines(replay)
     if consumers:
         _warm_consumers()
     if snapshot:
         _warm_snapshot()
     if latency:
         _warm_latency(stream_of_one())
-    if "afxdp" in lines:
+    if "afxdp" in lines or "?" in lines:
         _warm_afxdp()
 
 
-def _warm_lines(readonly: bool, rerequest: bool, replay: bool) -> None:
-    """Frame walk, sequencer (a gap, the hold queue, a drain) and the book, over frames that are read-only or
-    not; the gap is filled by a re-request's answer (a socket's writable frames) or the other line, then
-    SoupBinTCP replay when asked."""
+def _warm_lines(replay: bool) -> None:
+    """Frame walk, sequencer (a gap, the hold queue, a drain) and the book; the gap is filled by a re-request's
+    answer, then SoupBinTCP replay when asked."""
     sessions = Sessions()
     book = OrderBook(window=1 << 10, hash_orders=1 << 6, levels=1 << 6, events=1 << 6)
     seq = Sequencer(sessions, hold_messages=64, hold_arena_bytes=64, out_bytes=1 << 17)
@@ -91,13 +77,13 @@ def _warm_lines(readonly: bool, rerequest: bool, replay: bool) -> None:
         book.apply_stream(out, first_seq=first)
 
     index, cnt = PacketIndex(8), C.new()
-    fb = _batch([_packet(1, 2), _packet(5, 2), _packet(7, 0, count=0)], readonly)  # gap [3, 5), heartbeat
+    fb = _batch([_packet(1, 2), _packet(5, 2), _packet(7, 0, count=0)])  # gap [3, 5), heartbeat
     extract_batch(fb, 0, NO_GROUPS, sessions, index, cnt, True)
     seq.feed(fb.data, index, LINE_A, sink)
     seq.missing()
-    fb = _batch([_packet(3, 1)], readonly and not rerequest)
-    extract_batch(fb, 0, NO_GROUPS, sessions, index, cnt)  # the re-request client's walk (or line B's)
-    seq.feed(fb.data, index, LINE_REREQUEST if rerequest else LINE_B, sink)
+    fb = _batch([_packet(3, 1)])
+    extract_batch(fb, 0, NO_GROUPS, sessions, index, cnt)  # the re-request client's walk
+    seq.feed(fb.data, index, LINE_REREQUEST, sink)
     if replay:
         soup = np.frombuffer(encode_sequenced(_system_event(4)), dtype=np.uint8).copy()
         blocks = np.zeros(64, dtype=np.uint8)
