@@ -299,7 +299,15 @@ static inline int room_for_add(ARGS, int64_t ref, int64_t sidx) {
     return OK;
 }
 
-static inline void add(ARGS, int64_t ref, int64_t locate, int64_t side, int64_t price, int64_t shares) {
+/* store.is_best: level lh is side sidx's best */
+static inline int is_best(const uint64_t *ladder, const int64_t *s_start, const int64_t *s_size, int64_t sidx,
+                          uint64_t lh) {
+    int64_t n = s_size[sidx];
+    return n > 0 && (ladder[s_start[sidx] + n - 1] & HANDLE_MASK) == lh;
+}
+
+/* apply._add: returns whether the order's level is its side's best (the top of the book may have changed) */
+static inline int add(ARGS, int64_t ref, int64_t locate, int64_t side, int64_t price, int64_t shares) {
     (void)ladder_size; (void)levels_size;
     uint32_t lh = (uint32_t)level_add(ladder, levels, lfree, s_start, s_size, s_cap, state, locate * 2 + side, side,
                                       price, shares);
@@ -317,6 +325,7 @@ static inline void add(ARGS, int64_t ref, int64_t locate, int64_t side, int64_t 
         o->level = lh;
     }
     state[ST_LIVE]++;
+    return is_best(ladder, s_start, s_size, locate * 2 + side, lh);
 }
 
 static inline void drop(order_t *w, order_t *h, int64_t h_size, int64_t *state, int store, int64_t slot) {
@@ -329,15 +338,20 @@ static inline void drop(order_t *w, order_t *h, int64_t h_size, int64_t *state, 
     state[ST_LIVE]--;
 }
 
-/* take shares (and, when whole, the order) off order o's level; drop the level when it empties (apply._remove) */
-static inline void remove_from_level(ARGS, const order_t *o, int64_t shares, int whole) {
+/* take shares (and, when whole, the order) off order o's level; drop the level when it empties (apply._remove).
+   Returns whether that level was its side's best (the top of the book may have changed). */
+static inline int remove_from_level(ARGS, const order_t *o, int64_t shares, int whole) {
     (void)w; (void)w_size; (void)h; (void)h_size; (void)ladder_size; (void)levels_size; (void)s_cap;
+    int64_t sidx = (int64_t)o->locate * 2 + o->side;
+    int best = is_best(ladder, s_start, s_size, sidx, o->level);
     if (level_take(levels, o->level, shares, whole))
-        level_drop(ladder, levels, lfree, s_start, s_size, state, (int64_t)o->locate * 2 + o->side, o->side, o->level);
+        level_drop(ladder, levels, lfree, s_start, s_size, state, sidx, o->side, o->level);
+    return best;
 }
 
-/* E, C, X: take n shares off an order; remove it at zero. Returns its locate, or -1. */
-static inline int64_t reduce(ARGS, int64_t ref, int64_t n, int over_counter, int64_t *stats) {
+/* E, C, X: take n shares off an order; remove it at zero. Returns its locate, or -1; *best: whether its level was
+   the best. */
+static inline int64_t reduce(ARGS, int64_t ref, int64_t n, int over_counter, int64_t *stats, int *best) {
     int64_t slot;
     int store = find(w, w_size, h, h_size, state, ref, &slot);
     if (store < 0) {
@@ -348,10 +362,10 @@ static inline int64_t reduce(ARGS, int64_t ref, int64_t n, int over_counter, int
     int64_t locate = o->locate, remaining = o->shares;
     if (n >= remaining) {
         if (n > remaining) stats[over_counter]++;
-        remove_from_level(PASS, o, remaining, 1);
+        *best = remove_from_level(PASS, o, remaining, 1);
         drop(w, h, h_size, state, store, slot);
     } else {
-        remove_from_level(PASS, o, n, 0);
+        *best = remove_from_level(PASS, o, n, 0);
         o->shares = (uint32_t)(remaining - n);
     }
     return locate;
@@ -373,6 +387,7 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
     }
     const uint8_t *m = b + o;
     int64_t locate = -1, slot;
+    int best = 0;  /* the message touched a side's best level: only then can the top of the book change */
     switch (t) {
     case 'A': case 'F': {
         stats[ADDS]++;
@@ -392,7 +407,7 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
                 stats[ADDS]--;
                 return st;
             }
-            add(PASS, ref, loc, side, be32(m + 32), be32(m + 20));
+            best = add(PASS, ref, loc, side, be32(m + 32), be32(m + 20));
             locate = loc;
         }
         break;
@@ -405,7 +420,7 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
         } else {
             order_t *r = store == 0 ? &w[slot] : &h[slot];
             locate = r->locate;
-            remove_from_level(PASS, r, r->shares, 1);
+            best = remove_from_level(PASS, r, r->shares, 1);
             drop(w, h, h_size, state, store, slot);
             stats[DELETES]++;
         }
@@ -428,20 +443,20 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
             } else {
                 stats[DUPLICATE_ADDS]++;
             }
-            remove_from_level(PASS, r, r->shares, 1);
+            best = remove_from_level(PASS, r, r->shares, 1);
             drop(w, h, h_size, state, store, slot);
-            if (addable) add(PASS, nw, loc, side, be32(m + 31), be32(m + 27));
+            if (addable) best |= add(PASS, nw, loc, side, be32(m + 31), be32(m + 27));
             stats[REPLACES]++;
             locate = loc;
         }
         break;
     }
     case 'E': case 'C':
-        locate = reduce(PASS, (int64_t)be64(m + 11), be32(m + 19), OVER_EXECUTIONS, stats);
+        locate = reduce(PASS, (int64_t)be64(m + 11), be32(m + 19), OVER_EXECUTIONS, stats, &best);
         if (locate >= 0) stats[EXECUTIONS]++;
         break;
     case 'X':
-        locate = reduce(PASS, (int64_t)be64(m + 11), be32(m + 19), OVER_CANCELS, stats);
+        locate = reduce(PASS, (int64_t)be64(m + 11), be32(m + 19), OVER_CANCELS, stats, &best);
         if (locate >= 0) stats[CANCELS]++;
         break;
     case 'P': stats[TRADES]++; break;
@@ -463,7 +478,7 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
     default: break;
     }
     stats[MESSAGES]++;
-    if (locate >= 0) {
+    if (locate >= 0 && best) {
         int64_t bb = locate * 2, nb = s_size[bb], na = s_size[bb + 1];
         const level_t *bl = nb ? &levels[ladder[s_start[bb] + nb - 1] & HANDLE_MASK] : NULL;
         const level_t *al = na ? &levels[ladder[s_start[bb + 1] + na - 1] & HANDLE_MASK] : NULL;

@@ -94,17 +94,23 @@ def _room_for_add(w, h, state, ladder, levels, s_size, s_cap, ref, sidx):
 
 @njit(cache=True, inline="always")
 def _add(w, h, state, ladder, levels, lfree, s_start, s_size, s_cap, ref, locate, side, price, shares):
-    """Insert a new order (room was checked by _room_for_add)."""
-    lh = S.level_add(ladder, levels, lfree, s_start, s_size, s_cap, state, locate * 2 + side, side, price, shares)
+    """Insert a new order (room was checked by _room_for_add); returns whether its level is its side's best (the
+    top of the book may have changed)."""
+    sidx = locate * 2 + side
+    lh = S.level_add(ladder, levels, lfree, s_start, s_size, s_cap, state, sidx, side, price, shares)
     S.order_put(w, h, state, ref, price, shares, locate, side, lh)
+    return S.is_best(ladder, s_start, s_size, sidx, lh)
 
 
 @njit(cache=True, inline="always")
 def _remove(ladder, levels, lfree, s_start, s_size, state, o, shares, whole):
-    """Take shares (and, when whole, the order) off order o's level; drop the level when it empties."""
+    """Take shares (and, when whole, the order) off order o's level; drop the level when it empties. Returns
+    whether that level was its side's best (the top of the book may have changed)."""
+    sidx = np.int64(o.locate) * 2 + o.side
+    best = S.is_best(ladder, s_start, s_size, sidx, o.level)
     if S.level_take(levels, o.level, shares, whole):
-        S.level_drop(ladder, levels, lfree, s_start, s_size, state, np.int64(o.locate) * 2 + o.side, o.side,
-                     o.level)
+        S.level_drop(ladder, levels, lfree, s_start, s_size, state, sidx, o.side, o.level)
+    return best
 
 
 _find, _order, _drop = S.order_find, S.order_at, S.order_drop
@@ -112,23 +118,24 @@ _find, _order, _drop = S.order_find, S.order_at, S.order_drop
 
 @njit(cache=True, inline="always")
 def _reduce(w, h, state, ladder, levels, lfree, s_start, s_size, ref, n, over_counter, stats):
-    """E, C, X: take n shares off an order; remove it at zero. Returns its locate, or -1."""
+    """E, C, X: take n shares off an order; remove it at zero. Returns (its locate, or -1; whether its level was
+    its side's best)."""
     store, slot = _find(w, h, state, ref)
     if store < 0:
         stats[UNKNOWN_REFS] += 1
-        return -1
+        return -1, False
     o = _order(w, h, store, slot)
     locate = np.int64(o.locate)
     remaining = np.int64(o.shares)
     if n >= remaining:
         if n > remaining:
             stats[over_counter] += 1
-        _remove(ladder, levels, lfree, s_start, s_size, state, o, remaining, True)
+        best = _remove(ladder, levels, lfree, s_start, s_size, state, o, remaining, True)
         _drop(w, h, state, store, slot)
     else:
-        _remove(ladder, levels, lfree, s_start, s_size, state, o, n, False)
+        best = _remove(ladder, levels, lfree, s_start, s_size, state, o, n, False)
         o.shares = remaining - n
-    return locate
+    return locate, best
 
 
 @njit(cache=True, inline="always")
@@ -146,6 +153,7 @@ def _apply_one(b, o, ln, seq, w, h, state, ladder, levels, lfree, s_start, s_siz
         stats[MESSAGES] += 1
         return S.OK, ev_n
     locate = -1
+    best = False  # the message touched a side's best level: only then can the stock's top of book change
     if t == 65 or t == 70:  # 'A', 'F'
         stats[ADDS] += 1
         sd = b[o + _ADD_SIDE]
@@ -163,8 +171,8 @@ def _apply_one(b, o, ln, seq, w, h, state, ladder, levels, lfree, s_start, s_siz
             if st != S.OK:
                 stats[ADDS] -= 1
                 return st, ev_n
-            _add(w, h, state, ladder, levels, lfree, s_start, s_size, s_cap, ref, loc, side,
-                 be32(b, o + _ADD_PRICE), be32(b, o + _ADD_SHARES))
+            best = _add(w, h, state, ladder, levels, lfree, s_start, s_size, s_cap, ref, loc, side,
+                        be32(b, o + _ADD_PRICE), be32(b, o + _ADD_SHARES))
             locate = loc
             if stocks[loc].symbol == 0:  # joined mid-day: the add names the stock the directory did not
                 stocks[loc].symbol = be64(b, o + _ADD_STOCK)
@@ -176,7 +184,7 @@ def _apply_one(b, o, ln, seq, w, h, state, ladder, levels, lfree, s_start, s_siz
         else:
             r = _order(w, h, store, slot)
             locate = np.int64(r.locate)
-            _remove(ladder, levels, lfree, s_start, s_size, state, r, r.shares, True)
+            best = _remove(ladder, levels, lfree, s_start, s_size, state, r, r.shares, True)
             _drop(w, h, state, store, slot)
             stats[DELETES] += 1
     elif t == 85:  # 'U': the original goes; the new reference takes its side and stock
@@ -198,16 +206,16 @@ def _apply_one(b, o, ln, seq, w, h, state, ladder, levels, lfree, s_start, s_siz
                 stats[ZERO_REFS] += 1
             else:
                 stats[DUPLICATE_ADDS] += 1
-            _remove(ladder, levels, lfree, s_start, s_size, state, r, r.shares, True)
+            best = _remove(ladder, levels, lfree, s_start, s_size, state, r, r.shares, True)
             _drop(w, h, state, store, slot)
             if addable:
-                _add(w, h, state, ladder, levels, lfree, s_start, s_size, s_cap, new, loc, side,
-                     be32(b, o + _REP_PRICE), be32(b, o + _REP_SHARES))
+                best |= _add(w, h, state, ladder, levels, lfree, s_start, s_size, s_cap, new, loc, side,
+                             be32(b, o + _REP_PRICE), be32(b, o + _REP_SHARES))
             stats[REPLACES] += 1
             locate = loc
     elif t == 69 or t == 67 or t == 88:  # 'E', 'C' (executions) and 'X' (cancel): take shares off
         cancel = t == 88
-        locate = _reduce(w, h, state, ladder, levels, lfree, s_start, s_size, np.int64(be64(b, o + _RED_REF)),
+        locate, best = _reduce(w, h, state, ladder, levels, lfree, s_start, s_size, np.int64(be64(b, o + _RED_REF)),
                          be32(b, o + _RED_SHARES), OVER_CANCELS if cancel else OVER_EXECUTIONS, stats)
         if locate >= 0:
             stats[CANCELS if cancel else EXECUTIONS] += 1
@@ -228,7 +236,7 @@ def _apply_one(b, o, ln, seq, w, h, state, ladder, levels, lfree, s_start, s_siz
     elif t == 83:  # 'S'
         state[S.ST_SYSTEM] = b[o + _SYS_EVENT]
     stats[MESSAGES] += 1
-    if locate >= 0:
+    if best:
         bp, bq = S.top_of(ladder, levels, s_start, s_size, locate * 2)
         ap, aq = S.top_of(ladder, levels, s_start, s_size, locate * 2 + 1)
         if last[locate, 0] != bp or last[locate, 1] != bq or last[locate, 2] != ap or last[locate, 3] != aq:

@@ -350,6 +350,13 @@ def level_drop(ladder, levels, lfree, s_start, s_size, state, sidx, side, lh):
 
 
 @njit(cache=True, inline="always")
+def is_best(ladder, s_start, s_size, sidx, lh):
+    """Level lh is side sidx's best: only a change to it (or its removal) changes the side's top of book."""
+    n = s_size[sidx]
+    return n > 0 and (ladder[s_start[sidx] + n - 1] & HANDLE_MASK) == lh
+
+
+@njit(cache=True, inline="always")
 def top_of(ladder, levels, s_start, s_size, sidx):
     """(price, shares) of side sidx's best level; (0, 0) when it has none."""
     n = s_size[sidx]
