@@ -22,6 +22,7 @@ import importlib
 import itertools
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -343,10 +344,27 @@ def time_once(name: str, exe: str | None, path: str, args, first: bool) -> tuple
     if name == "c":
         r = bench_c(exe, path, 1, args.prefault)
         return r["runs_s"][0], r
+    if name == COMMAND:
+        return command_seconds(path), {}
     import contenders as K
 
     r = K.run(exe, path)
     return r["seconds"], r
+
+
+COMMAND = "xdpfeed-book-command"
+STATS_LINE = re.compile(r"xdpfeed book: ([\d,]+) messages in ([\d.]+) s")
+
+
+def command_seconds(path: str) -> float:
+    """`xdpfeed book FILE --stats`: the seconds its book took by its own clock (its compiled code loaded before the
+    clock starts; start-up and printing outside it)."""
+    cmd = [sys.executable, "-m", "xdpfeed.multicast.cli", "book", path, "-T", "json", "--depth", "1", "--stats"]
+    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
+    m = STATS_LINE.search(p.stderr)
+    if m is None:
+        raise SystemExit(f"no --stats line from {' '.join(cmd)}: {p.stderr[-500:]}")
+    return float(m.group(2))
 
 
 def whole_process(name: str, exe: str | None, path: str) -> float:
@@ -438,12 +456,12 @@ def main(argv=None) -> int:
               "book_sizes": {"window": 1 << 22, "hash": 1 << 21, "levels": 1 << 20, "events": 1 << 16}, "days": {}}
     with tempfile.TemporaryDirectory() as tmp:
         exes = build_contenders(args, tmp)
-        names = ["xdpfeed", *exes]
+        names = ["xdpfeed", *exes, COMMAND]
         for day in days:
             path, info = make_day(day, args)
             log(f"{day} day: {path}")
             times = {n: [] for n in names}
-            whole = {n: [] for n in names if n != "c"} if args.whole_process else None
+            whole = {n: [] for n in names if n not in ("c", COMMAND)} if args.whole_process else None
             first = {}
             for rnd in range(args.rounds):
                 order = names[rnd % len(names):] + names[: rnd % len(names)]
@@ -452,7 +470,7 @@ def main(argv=None) -> int:
                     times[n].append(t)
                     if rnd == 0:
                         first[n] = (t, rep)
-                    if whole is not None and n != "c":
+                    if whole is not None and n in whole:
                         whole[n].append(whole_process(n, exes.get(n), path))
                 log(f"{day} round {rnd + 1}/{args.rounds}: " + ", ".join(
                     f"{n} {info['messages'] / times[n][-1] / 1e6:.1f}M" for n in names))
@@ -461,6 +479,9 @@ def main(argv=None) -> int:
                    "msgs_per_s": {n: round(msgs / statistics.median(ts)) for n, ts in times.items()},
                    "seconds": {n: [round(x, 4) for x in ts] for n, ts in times.items()},
                    "ratios": paired(times, "xdpfeed"), "agreement": agreement(day, path, first, exes)}
+            # the command's speed over its compiled loop's (the loop's time / the command's), paired by round
+            res["command_over_loop"] = paired({"command": times[COMMAND], "loop": times["xdpfeed"]},
+                                              "command")["command_over_loop"]
             nb = first["xdpfeed"][1]
             res["xdpfeed_allocation"] = nb["allocation"]
             res["xdpfeed_memory"] = nb["memory"]
@@ -474,7 +495,8 @@ def main(argv=None) -> int:
             py = bench_python(data, args.python_messages, 3)
             result["python_reference"] = py
     result["targets"] = {"xdpfeed_over_itch_book_min": 1.5, "xdpfeed_over_itch_order_book_min": 1.0,
-                         "xdpfeed_over_c_min": TARGET_NUMBA_OVER_C}
+                         "xdpfeed_over_c_min": TARGET_NUMBA_OVER_C,
+                         "command_over_loop_min": round(1 / 1.2, 3)}  # the command within 1.2x of its loop
     print(json.dumps(result, indent=1))
     return 0
 

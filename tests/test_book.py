@@ -4,6 +4,7 @@ import csv
 import glob
 import json
 import os
+import re
 import struct
 
 import numpy as np
@@ -258,6 +259,23 @@ def test_cli_json_and_bbo_csv(tmp_path, capsys):
     rc = main(["book", str(path), "--symbol", ref.symbols[ref.locates()[0]], "--depth", "1"])
     out = capsys.readouterr().out
     assert rc == 0 and out.startswith(ref.symbols[ref.locates()[0]] + "  (locate ")
+
+
+@pytest.mark.parametrize("kind", ["itch", "pcap"])
+def test_cli_stats_line(tmp_path, capsys, kind):
+    """`book --stats`: one stderr line with what the book applied, how long it took and what it holds."""
+    itch, pcap = str(tmp_path / "day.itch"), str(tmp_path / "day.pcap")
+    info = synthetic.generate_to_file(itch, 20_000, seed=3, n_stocks=5, peak_live_orders=500, pcap_path=pcap)
+    rc = main(["book", itch if kind == "itch" else pcap, "-T", "json", "--stats"])
+    cap = capsys.readouterr()
+    doc = json.loads(cap.out)
+    m = re.fullmatch(r"xdpfeed book: ([\d,]+) messages in ([\d.]+) s \(([\d.]+)M msg/s\); ([\d,]+) live orders, "
+                     r"([\d,]+) top-of-book events\n", cap.err)
+    assert rc == 0 and m, cap.err
+    n, seconds, rate, live, events = (float(g.replace(",", "")) for g in m.groups())
+    assert n == info["n_messages"] and live == doc["stats"]["live_orders"]
+    assert events == doc["stats"]["bbo_events"] > 0 and seconds > 0
+    assert abs(rate * 1e6 * seconds - n) <= rate * 1e6 * 0.0005 + 0.005 * n  # seconds are printed to 1 ms
 
 
 def test_cli_errors(tmp_path, capsys):

@@ -8,6 +8,7 @@ import argparse
 import os
 import signal
 import sys
+import time
 
 import numpy as np
 
@@ -244,6 +245,9 @@ def _book_arguments(b) -> None:
                    help="only UDP to this multicast group and port (repeatable; captures only)")
     b.add_argument("--venue", dest="venues", action="append", default=[], type=_venue, metavar="NAME=CAPTURE",
                    help="a venue's capture (repeatable, with --consolidated): each through a feed of its own")
+    b.add_argument("--stats", action="store_true",
+                   help="print to stderr how many messages the book applied and how fast (its compiled code loaded "
+                   "before the clock starts, printing after it stops), its live orders and top-of-book events")
     b.add_argument("--consolidated", action="store_true",
                    help="with --venue: the consolidated book across the venues (best bid/offer with their venues, "
                    "merged depth), from the code the live handler runs")
@@ -298,7 +302,7 @@ def _consolidated_book(args) -> int:
 def _book(args) -> int:
     from xdpfeed.multicast.book import report as book_report
     from xdpfeed.multicast.book.order_book import OrderBook
-    from xdpfeed.multicast.itch.pipeline import detect, replay_into_book
+    from xdpfeed.multicast.itch.pipeline import detect, replay_into_book, warm_book
 
     if args.venues or args.consolidated:
         if not args.venues:
@@ -323,14 +327,22 @@ def _book(args) -> int:
             raise SourceError(f"{args.bbo_out}: {e.strerror}") from None
         book.on_events = writer
     damaged = None
+    warm_book(fmt, book)
+    t0 = time.perf_counter()
     try:
         replay_into_book(args.input, book, args.groups, fmt=fmt)
     except CorruptInput as e:
         book.flush_events()
         damaged = e
     finally:
+        seconds = time.perf_counter() - t0
         if writer is not None:
             writer.close()
+    if args.stats:
+        st = book.stat()
+        rate = st["messages"] / max(seconds, 1e-9) / 1e6
+        print(f"xdpfeed book: {st['messages']:,} messages in {seconds:.3f} s ({rate:.2f}M msg/s); "
+              f"{st['live_orders']:,} live orders, {st['bbo_events']:,} top-of-book events", file=sys.stderr)
     try:
         locates = book_report.selected_locates(book, args.symbols)
     except ValueError as e:

@@ -190,6 +190,17 @@ def _index(frames: FrameBatch, groups, sessions: Sessions, index: PacketIndex, c
             yield frames.data, index
 
 
+def warm_book(fmt: str, book) -> None:
+    """Load (or compile) the book's code for this input format with an empty input; the book stays as it was.
+    (An ITCH file is applied from its read-only mapping, a capture from its frames' buffer.)"""
+    if fmt == "pcap":
+        book.apply_index(np.zeros(2, dtype=np.uint8), PacketIndex(1))
+    else:
+        empty = np.zeros(2, dtype=np.uint8)
+        empty.flags.writeable = False
+        book.apply_stream(empty, 0, 0)
+
+
 def replay_into_book(path: str, book, groups=(), counters=None, sessions=None, fmt: str | None = None) -> str:
     """Apply every ITCH message of a capture or ITCH file to `book`, in order; returns the format
     (`fmt`, when the caller already ran detect())."""
