@@ -51,7 +51,6 @@ from xdpfeed.multicast.feed.status import (
 )
 from xdpfeed.multicast.feed.stream_stats import count_types
 from xdpfeed.multicast.feed.warmup import warm_up
-from xdpfeed.multicast.latency.stages import FeedLatency, timestamp_source
 from xdpfeed.multicast.sinks.base import close_sinks
 from xdpfeed.multicast.wire import counters as C
 from xdpfeed.multicast.wire.glimpse import batch_ends
@@ -103,7 +102,7 @@ class Feed:
         self.delivered_bytes = 0
         self.recovery: Recovery | None = None
         self.snapshots: SnapshotLoader | None = None
-        self.latency: FeedLatency | None = None
+        self.latency = None  # multicast.latency.stages.FeedLatency, when cfg.latency
         self.metrics_server = None
         self._collectors = tuple(collectors)
         self.lines: list[Line] = []
@@ -127,15 +126,17 @@ class Feed:
                 self._state = SNAPSHOT
             # one batch's top-of-book events fit: they reach consumers after the batch's messages
             self.book = OrderBook(events=OUT_MESSAGES, on_events=self._top_of_book) if cfg.book else None
-            from xdpfeed.multicast.sinks.uri import open_sink
-
             for uri in ([f"itch:{cfg.record}"] if cfg.record else []) + list(cfg.outputs):
+                from xdpfeed.multicast.sinks.uri import open_sink  # (a feed without outputs does not import them)
+
                 self.sinks.append(open_sink(uri, feed=self.name))
             self._polled = [s for s in self.sinks if hasattr(s, "poll")]  # sinks with work between batches
             # sinks come after the caller's consumers, and are detached (never stop the feed) when they fail
             self.consumers = ConsumerSet([*consumers, *self.sinks], on_consumer_error, self._consumer_failed,
                                          after_messages=self._consumer_done)
             if cfg.latency:
+                from xdpfeed.multicast.latency.stages import FeedLatency, timestamp_source  # (only when measured)
+
                 names = [s.name for s in self.consumers.slots]
                 self.latency = FeedLatency(names[:len(consumers)], names[len(consumers):], cfg.venue_time)
                 for ln in self.lines:

@@ -24,7 +24,6 @@ the URI is refused.
 """
 
 import os
-import ssl
 
 import numpy as np
 from numba import njit
@@ -115,6 +114,8 @@ def connect_options(uri: str, servers: list[str], user: str | None, opts: dict) 
     if nkey := _readable(uri, "nkey", opts.get("nkey")):
         kw["nkeys_seed"] = nkey
     if opts.get("tls") or opts.get("ca") or opts.get("cert"):
+        import ssl  # (only here: a feed without TLS outputs does not pay for importing it)
+
         try:
             ctx = ssl.create_default_context(cafile=_readable(uri, "ca", opts.get("ca")))
             if opts.get("cert"):
