@@ -21,6 +21,7 @@ import gc
 import importlib
 import itertools
 import json
+import mmap
 import os
 import re
 import resource
@@ -116,6 +117,17 @@ def maxrss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def mapped_day(path: str) -> np.ndarray:
+    """The day mapped read-only and populated, as bench/book.c and the contenders' drivers read it (mapped_file.h):
+    no contender's input takes memory its book then lacks."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        mm = mmap.mmap(fd, 0, flags=mmap.MAP_PRIVATE | mmap.MAP_POPULATE, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+    return np.frombuffer(mm, dtype=np.uint8)
+
+
 def numba_worker(path: str, repeat: int, prefault: bool, module: str, check_pass: bool = True) -> dict:
     """Runs in a child process (NUMBA_NRT_STATS=1): warm-up, one checked pass (unless not asked), `repeat`
     timed passes."""
@@ -128,6 +140,7 @@ def numba_worker(path: str, repeat: int, prefault: bool, module: str, check_pass
 
     rss_start = maxrss_kb()
     small, _ = synthetic.generate(200_000, seed=7)
+    small.flags.writeable = False  # the day is a read-only mapping: the warm-up compiles that signature
     log("numba: compile + warm-up (a small day, also through a tiny book so every growth path runs)")
     OrderBook().apply_stream(small)
     tiny = OrderBook(window=1 << 10, hash_orders=16, levels=64, events=256)
@@ -135,7 +148,7 @@ def numba_worker(path: str, repeat: int, prefault: bool, module: str, check_pass
     assert tiny.stats[A.HASH_GROWS] and tiny.stats[A.POOL_GROWS], tiny.stat()
     del tiny, small
     gc.collect()
-    data = np.fromfile(path, dtype=np.uint8)
+    data = mapped_day(path)
     rss_data = maxrss_kb()
 
     check = alloc = None
@@ -206,8 +219,8 @@ def bench_numba(path: str, repeat: int, prefault: bool, module: str, check_pass:
     env = dict(os.environ, NUMBA_NRT_STATS="1")
     cmd = [sys.executable, os.path.abspath(__file__), "--numba-worker", path, "--repeat", str(repeat),
            "--book-module", module]
-    if prefault:
-        cmd.append("--prefault")
+    if not prefault:
+        cmd.append("--no-prefault")
     if not check_pass:
         cmd.append("--no-check")
     p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True, env=env)
@@ -427,8 +440,10 @@ def main(argv=None) -> int:
     p.add_argument("--recent-share", type=float, default=0.6,
                    help="wide day: share of D/E/X/C/U acting on one of the 256 newest orders")
     p.add_argument("--python-messages", type=int, default=300_000, help="prefix for the Python reference")
-    p.add_argument("--prefault", action="store_true",
-                   help="touch every page of each fresh book before timing (default: as np.zeros/calloc leave it)")
+    p.add_argument("--no-prefault", dest="prefault", action="store_false",
+                   help="time each fresh book with its pages untouched (as np.zeros/calloc leave them); by default "
+                   "every page of xdpfeed's and the C twin's book is touched before the clock, as the itch-order-book "
+                   "driver sizes and zero-fills its order array before its clock")
     p.add_argument("--whole-process", action="store_true",
                    help="also time whole commands (xdpfeed book FILE against the contenders' drivers)")
     p.add_argument("--itch-book", help="groovg/itch-book mirror or source tree: a contender")

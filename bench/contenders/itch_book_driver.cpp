@@ -2,8 +2,8 @@
 //
 //   itch_book_driver FILE.itch
 //
-// Reads the whole NASDAQ binary ITCH 5.0 file ([u16 big-endian length][message]...) into memory,
-// then, timed with std::chrono::steady_clock, applies it to the library's default full book
+// Maps the whole NASDAQ binary ITCH 5.0 file ([u16 big-endian length][message]...) read-only, populated
+// before the clock (mapped_file.h, as every driver and bench/book.c do), then, timed with std::chrono::steady_clock, applies it to the library's default full book
 // (itch::BookManager<>: pooled order store, FIFO queues, aggregate levels, no BBO callback) through
 // itch::parse. itch::parse stops at a zero-length record (its end-of-session marker); the driver
 // resumes after it, so every record of the file is walked, as xdpfeed does. Prints one JSON line:
@@ -27,20 +27,9 @@
 #include <span>
 #include <vector>
 
-namespace {
+#include "mapped_file.h"
 
-std::vector<std::byte> load(const char* path) {
-    std::FILE* f = std::fopen(path, "rb");
-    if (!f) return {};
-    std::fseek(f, 0, SEEK_END);
-    const long size = std::ftell(f);
-    std::fseek(f, 0, SEEK_SET);
-    std::vector<std::byte> data(size > 0 ? static_cast<std::size_t>(size) : 0);
-    const std::size_t got = std::fread(data.data(), 1, data.size(), f);
-    std::fclose(f);
-    data.resize(got);
-    return data;
-}
+namespace {
 
 using u64 = unsigned long long;
 
@@ -51,7 +40,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "usage: %s FILE.itch\n", argv[0]);
         return 2;
     }
-    const std::vector<std::byte> data = load(argv[1]);
+    const MappedFile<std::byte> data(argv[1]);
     if (data.empty()) {
         std::fprintf(stderr, "cannot read %s\n", argv[1]);
         return 1;
@@ -60,7 +49,7 @@ int main(int argc, char** argv) {
     auto* mgr = &books;
 
     u64 applied = 0, unknown = 0, malformed = 0, markers = 0;
-    std::span<const std::byte> rest(data);
+    std::span<const std::byte> rest(data.data(), data.size());
     const auto t0 = std::chrono::steady_clock::now();
     for (;;) {
         const itch::ParseResult r = itch::parse(rest, *mgr);

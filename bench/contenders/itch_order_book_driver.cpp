@@ -6,8 +6,8 @@
 // Built as one translation unit with the library's itch.h (message decoding: itch_message<T>::parse)
 // and order_book.h (order_book::add_order / execute_order / cancel_order / delete_order /
 // replace_order), used as the library's own main.cpp uses them; the library's stdin reader
-// (bufferedreader) is not used. The whole file ([u16 big-endian length][message]...) is read into
-// memory first. Untimed, the order array is then sized to the largest order reference the file adds
+// (bufferedreader) is not used. The whole file ([u16 big-endian length][message]...) is mapped
+// read-only and populated first (mapped_file.h, as every driver and bench/book.c do). Untimed, the order array is then sized to the largest order reference the file adds
 // (upstream main.cpp instead reserves a fixed 368M entries up front). Timed with
 // std::chrono::steady_clock: walking every record and applying A F E C X D U to the books. Other
 // message types are skipped by length; a zero-length record is skipped and counted.
@@ -39,23 +39,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "mapped_file.h"
+
 #include "itch.h"
 #include "order_book.h"
 
 namespace {
-
-std::vector<char> load(const char* path) {
-    std::FILE* f = std::fopen(path, "rb");
-    if (!f) return {};
-    std::fseek(f, 0, SEEK_END);
-    const long size = std::ftell(f);
-    std::fseek(f, 0, SEEK_SET);
-    std::vector<char> data(size > 0 ? static_cast<size_t>(size) : 0);
-    const size_t got = std::fread(data.data(), 1, data.size(), f);
-    std::fclose(f);
-    data.resize(got);
-    return data;
-}
 
 using u64 = unsigned long long;
 
@@ -79,7 +68,7 @@ sprice_t signed_price(price_t price, BUY_SELL side) {
 }
 
 // Largest order reference that an A, F or U message adds (for sizing the order array).
-uint64_t max_added_ref(const std::vector<char>& data) {
+uint64_t max_added_ref(const MappedFile<char>& data) {
     uint64_t mx = 0;
     size_t pos = 0;
     const size_t n = data.size();
@@ -184,7 +173,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "usage: %s FILE.itch\n", argv[0]);
         return 2;
     }
-    const std::vector<char> data = load(argv[1]);
+    const MappedFile<char> data(argv[1]);
     if (data.empty()) {
         std::fprintf(stderr, "cannot read %s\n", argv[1]);
         return 1;
