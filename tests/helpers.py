@@ -56,6 +56,16 @@ def write_pcap(path, frames, linktype=1, snaplen=262144):
     return path
 
 
+REALTIME_SLACK_NS = 5_000_000_000
+
+
+def kernel_realtime(ts: int, t0: int, t1: int) -> bool:
+    """ts is a CLOCK_REALTIME time the kernel took between our reads t0 and t1 (time.time_ns()). The realtime
+    clock can be stepped between the reads (NTP, a paused VM resumed), so it is allowed REALTIME_SLACK_NS on
+    either side: a clock of another kind (monotonic since boot, or none: 0) is hours or years away."""
+    return t0 - REALTIME_SLACK_NS <= int(ts) <= t1 + REALTIME_SLACK_NS
+
+
 def eventually(cond, deadline: float = 20.0) -> None:
     """Wait (polling every 5 ms) for a condition another thread makes true; fail after `deadline` s."""
     end = time.monotonic() + deadline
