@@ -43,13 +43,27 @@ def recv_all(src, batch, want, timeout=5.0):
     return got
 
 
+def _until_stamped(src, tx, port, batch, timeout=10.0):
+    """Send probes until one comes back with a kernel time. The kernel turns receive timestamps on for the whole
+    system when the first socket asks (net_enable_timestamp), but from a work queue: until it has run, datagrams
+    arrive with none and the source says 0 (unknown). On a loaded machine that took a whole 300-datagram test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tx.sendto(b"probe", (GROUP, port))
+        got = recv_all(src, batch, 1)
+        if got and got[-1][1]:
+            return
+    raise AssertionError(f"no kernel receive timestamp in {timeout} s")
+
+
 def test_batches_of_datagrams(port):
     payloads = [bytes([i % 256]) * (i + 1) for i in range(300)]
-    t0 = time.time_ns()
     with open_source(f"udp:{GROUP}:{port}@lo") as src, sender() as tx:
+        batch = FrameBatch(1024)
+        _until_stamped(src, tx, port, batch)
+        t0 = time.time_ns()
         for p in payloads:
             tx.sendto(p, (GROUP, port))
-        batch = FrameBatch(1024)
         got = recv_all(src, batch, len(payloads))
         assert batch.linktype[0] == LINKTYPE_UDP_PAYLOAD and batch.layer == "L4"
         # SO_TIMESTAMPING: loopback has no clock, so the kernel's time, and the reason
