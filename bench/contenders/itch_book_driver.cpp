@@ -6,7 +6,8 @@
 // before the clock (mapped_file.h, as every driver and bench/book.c do), then, timed with std::chrono::steady_clock, applies it to the library's default full book
 // (itch::BookManager<>: pooled order store, FIFO queues, aggregate levels, no BBO callback) through
 // itch::parse. itch::parse stops at a zero-length record (its end-of-session marker); the driver
-// resumes after it, so every record of the file is walked, as xdpfeed does. Prints one JSON line:
+// resumes after it, so every record of the file is walked (xdpfeed stops there, as NASDAQ's BinaryFILE
+// format says; the benchmark's days have no zero-length record). Prints one JSON line:
 //
 //   messages        records walked (applied + unknown + malformed + zero-length markers)
 //   seconds         parse + apply time (file loading excluded)
