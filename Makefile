@@ -28,6 +28,7 @@ $(STAMP): Makefile pyproject.toml setup.py $(wildcard scripts/*.sh) $(wildcard n
 	@scripts/ensure-promtool.sh $(VENV)/bin/promtool
 	@echo "compiling the live path once (numba cache): a small demo run on loopback" >&2
 	@$(VENV)/bin/xdpfeed demo --messages 6000 --rate 0 --burst-loss 1000 --json >/dev/null
+	@$(PY) -c 'from xdpfeed.multicast.feed.warmup import warm_up; warm_up()'  # and what the demo does not run
 	@touch $@
 
 demo: setup

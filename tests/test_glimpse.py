@@ -6,6 +6,7 @@ no server at all) end in another server, a retry, or STALE with the reason."""
 
 import json
 import subprocess
+import sys
 import threading
 import time
 
@@ -346,10 +347,13 @@ def test_snapshot_needs_glimpse_servers_and_a_login():
 def test_run_start_snapshot_against_simulate_glimpse_port(tmp_path):
     """`xdpfeed simulate --glimpse-port` and `xdpfeed run --start snapshot --glimpse`, as a user runs them:
     the handler joins after a third of the day and ends at the venue's book."""
-    from test_cli_run import finish, start_handler, start_venue, stop_venue
+    from test_cli_run import REPO, env, finish, start_handler, start_venue, stop_venue
 
     from helpers import lines_pair
 
+    # the handler must join within two seconds of the venue's day: its compiled code is loaded, not compiled
+    subprocess.run([sys.executable, "-c", "from xdpfeed.multicast.feed.warmup import warm_up; warm_up()"], env=env(),
+                   cwd=REPO, check=True, timeout=600)
     path = str(tmp_path / "day.itch")
     synthetic.generate_to_file(path, 90_000, seed=23)
     a, b = lines_pair()

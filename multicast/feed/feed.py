@@ -64,7 +64,7 @@ WHY = ("complete", "stale", "stopped", "sources exhausted", "idle", "consumer fa
 
 
 def _line_schemes(cfg: cfgmod.FeedConfig, given: dict) -> tuple:
-    """The source schemes of the feed's lines ("?" for a source given open: its frames may be anything)."""
+    """The source schemes of the feed's lines ("?" for a source given open: it may be of any kind)."""
     return tuple("?" if k in given else parse(getattr(cfg, k))[0]
                  for k in ("line_a", "line_b") if k in given or getattr(cfg, k))
 

@@ -7,7 +7,7 @@ packets through every compiled step of the live path (frame walk with control ro
 a gap, the hold queue and a drain, re-request answer extraction, SoupBinTCP conversion, the book).
 
 Loading a compiled function from numba's cache costs 1-30 ms, so a Feed warms only what its configuration will
-run (`warm_up(lines=..., rerequest=..., replay=..., consumers=..., latency=..., snapshot=...)`): a feed without
+run (`warm_up(lines=..., replay=..., consumers=..., latency=..., snapshot=...)`): a feed without
 consumers never decodes a batch in Python, one without latency never records a stage. `warm_up()` warms
 everything. Every built-in source gives writable frames (numba compiles a read-only array as another type).
 """
@@ -55,7 +55,7 @@ def warm_up(lines=ALL_LINES, *, replay: bool = True, consumers: bool = True, lat
     """Load the compiled code a feed reading `lines` (its source schemes; "?" for a source given open) will
     run, with SoupBinTCP replay, consumers (their batches decoded in Python), per-stage latency and a late
     join's snapshot as asked."""
-    _warm_lines(replay)
+    _warm_lines(replay or snapshot)  # a GLIMPSE snapshot comes over SoupBinTCP as replay does
     if consumers:
         _warm_consumers()
     if snapshot:
@@ -66,9 +66,9 @@ def warm_up(lines=ALL_LINES, *, replay: bool = True, consumers: bool = True, lat
         _warm_afxdp()
 
 
-def _warm_lines(replay: bool) -> None:
+def _warm_lines(soupbintcp: bool) -> None:
     """Frame walk, sequencer (a gap, the hold queue, a drain) and the book; the gap is filled by a re-request's
-    answer, then SoupBinTCP replay when asked."""
+    answer, then by SoupBinTCP (replay or a snapshot) when asked."""
     sessions = Sessions()
     book = OrderBook(window=1 << 10, hash_orders=1 << 6, levels=1 << 6, events=1 << 6)
     seq = Sequencer(sessions, hold_messages=64, hold_arena_bytes=64, out_bytes=1 << 17)
@@ -84,7 +84,7 @@ def _warm_lines(replay: bool) -> None:
     fb = _batch([_packet(3, 1)])
     extract_batch(fb, 0, NO_GROUPS, sessions, index, cnt)  # the re-request client's walk
     seq.feed(fb.data, index, LINE_REREQUEST, sink)
-    if replay:
+    if soupbintcp:
         soup = np.frombuffer(encode_sequenced(_system_event(4)), dtype=np.uint8).copy()
         blocks = np.zeros(64, dtype=np.uint8)
         _, end, n = sequenced_to_blocks(soup, 0, soup.size, blocks, 0)
