@@ -33,6 +33,22 @@ print(json.dumps({"at_start": at_start, "after": loaded(), "exit": exit, "delive
 """
 
 
+COMMAND_PROBE = r"""
+import contextlib, io, json, sys
+from numba.core.registry import CPUDispatcher
+from xdpfeed.multicast.cli.main import main
+
+with contextlib.redirect_stdout(io.StringIO()):
+    rc = main(sys.argv[1:])
+out = {}
+for name, mod in list(sys.modules.items()):
+    for f in vars(mod).values() if name.startswith("xdpfeed") else ():
+        if isinstance(f, CPUDispatcher) and f.signatures:
+            out[f.py_func.__qualname__] = len(f.signatures)
+print(json.dumps({"rc": rc, "signatures": out}))
+"""
+
+
 def _probe(keys: dict) -> dict:
     r = subprocess.run([sys.executable, "-c", PROBE, json.dumps(keys)], capture_output=True, text=True, env=env(),
                        cwd=REPO, timeout=600)
@@ -64,3 +80,19 @@ def test_consumers_and_latency_are_warmed_when_configured(tmp_path):
     assert p["after"] == p["at_start"]
     assert any("decode_numbered" in k for k in p["at_start"])  # the Parquet sink decodes its batches
     assert any(".latency." in k for k in p["at_start"])
+
+
+def test_the_commands_warm_the_kind_of_input_they_read(tmp_path):
+    """`decode` and `book` load their compiled loop before their clock starts for the very input they then read
+    (an ITCH file's read-only mapping, a capture's writable frames): one compiled copy each, none loaded later."""
+    itch, pcap = str(tmp_path / "day.itch"), str(tmp_path / "day.pcap")
+    synthetic.generate_to_file(itch, 3000, seed=5, pcap_path=pcap)
+    for argv, loop in ((["decode", itch, "-T", "summary"], "decode_file_records"),
+                       (["decode", pcap, "-T", "summary"], "decode_index"),
+                       (["book", itch, "--depth", "1"], "apply_stream"),
+                       (["book", pcap, "--depth", "1"], "apply_index")):
+        r = subprocess.run([sys.executable, "-c", COMMAND_PROBE, *argv], capture_output=True, text=True, env=env(),
+                           cwd=REPO, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        p = json.loads(r.stdout)
+        assert p["rc"] == 0 and p["signatures"][loop] == 1, (argv, p)

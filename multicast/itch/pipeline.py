@@ -135,12 +135,21 @@ class Decode:
                 yield buf, self.tables
 
 
+def _empty_input(fmt: str) -> np.ndarray:
+    """Two zero bytes of the kind of array the input's code will get: numba compiles a read-only array as another
+    type. An ITCH file is decoded from its read-only mapping (or a .gz file's decompressed bytes), a capture from
+    its frames' writable buffer."""
+    empty = np.zeros(2, dtype=np.uint8)
+    empty.flags.writeable = fmt == "pcap"
+    return empty
+
+
 def warm_decoder(fmt: str, tables, counters) -> None:
     """Load (or compile) the decoder's code for this input format with an empty input; the tables and counters
     stay as they were."""
     from xdpfeed.multicast.itch.decoder import decode_file_records, file_records_end
 
-    empty = np.zeros(2, dtype=np.uint8)
+    empty = _empty_input(fmt)
     saved = counters.copy()
     if fmt == "pcap":
         decode_batch(empty, PacketIndex(1), 0, tables, counters)
@@ -191,13 +200,11 @@ def _index(frames: FrameBatch, groups, sessions: Sessions, index: PacketIndex, c
 
 
 def warm_book(fmt: str, book) -> None:
-    """Load (or compile) the book's code for this input format with an empty input; the book stays as it was.
-    (An ITCH file is applied from its read-only mapping, a capture from its frames' buffer.)"""
+    """Load (or compile) the book's code for this input format with an empty input; the book stays as it was."""
+    empty = _empty_input(fmt)
     if fmt == "pcap":
-        book.apply_index(np.zeros(2, dtype=np.uint8), PacketIndex(1))
+        book.apply_index(empty, PacketIndex(1))
     else:
-        empty = np.zeros(2, dtype=np.uint8)
-        empty.flags.writeable = False
         book.apply_stream(empty, 0, 0)
 
 
