@@ -303,7 +303,6 @@ class PcapSource(SourceBase):
             self._if_snap = np.zeros(MAX_INTERFACES, dtype=np.int64)
             self._if_tsresol = np.zeros(MAX_INTERFACES, dtype=np.int64)
             self._if_tsoff = np.zeros(MAX_INTERFACES, dtype=np.int64)
-            self._pos = 0
         else:
             magic = bytes(self._buf[: min(4, self._have)]).hex()
             self.close()
@@ -401,7 +400,8 @@ class PcapSource(SourceBase):
         while True:
             n, pos, err = self._walk(batch, cap)
             cut = err in TRUNCATED or (not err and pos == self._have)  # stopped at the buffer's end
-            if n or not cap or not cut or self._eof or self._past_end(pos):
+            final = self._eof or self._past_end(pos)  # no read can complete what the buffer ends with
+            if n or not cap or not cut or final:
                 break
             self._pos = pos  # the next record is cut by the buffer's end: read on
             self._refill()
@@ -411,7 +411,7 @@ class PcapSource(SourceBase):
         self.frames += n
         if n:
             self.bytes += int(batch.length[:n].sum())
-        damaged = err and (err not in TRUNCATED or self._eof or self._past_end(pos))
+        damaged = err and (err not in TRUNCATED or final)
         if damaged and self._error is None:
             at = self._base + pos
             self._error = CorruptInput(

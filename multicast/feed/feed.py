@@ -63,10 +63,9 @@ SKIPPED = ("malformed_packets", "filtered", "non_ipv4", "non_udp", "ip_fragments
 WHY = ("complete", "stale", "stopped", "sources exhausted", "idle", "consumer failed")
 
 
-def _line_schemes(cfg: cfgmod.FeedConfig, given: dict) -> tuple:
-    """The source schemes of the feed's lines ("?" for a source given open: it may be of any kind)."""
-    return tuple("?" if k in given else parse(getattr(cfg, k))[0]
-                 for k in ("line_a", "line_b") if k in given or getattr(cfg, k))
+def _may_read_afxdp(cfg: cfgmod.FeedConfig, given: dict) -> bool:
+    """A line is an AF_XDP source, or may be (a source given open)."""
+    return bool(given) or any(getattr(cfg, k) and parse(getattr(cfg, k))[0] == "afxdp" for k in ("line_a", "line_b"))
 
 
 class Feed:
@@ -109,7 +108,7 @@ class Feed:
         self._closed = False
         self._stale_at_end = None  # (since, next sequence then): End of Session seen with the feed STALE
         if warm:  # compile (or load) before the sockets fill up
-            warm_up(_line_schemes(cfg, given), replay=bool(cfg.replay),
+            warm_up(afxdp=_may_read_afxdp(cfg, given), replay=bool(cfg.replay),
                     consumers=bool(consumers or cfg.outputs), latency=cfg.latency,
                     snapshot=bool(cfg.start_snapshot or cfg.glimpse))
         try:

@@ -7,7 +7,7 @@ packets through every compiled step of the live path (frame walk with control ro
 a gap, the hold queue and a drain, re-request answer extraction, SoupBinTCP conversion, the book).
 
 Loading a compiled function from numba's cache costs 1-30 ms, so a Feed warms only what its configuration will
-run (`warm_up(lines=..., replay=..., consumers=..., latency=..., snapshot=...)`): a feed without
+run (`warm_up(afxdp=..., replay=..., consumers=..., latency=..., snapshot=...)`): a feed without
 consumers never decodes a batch in Python, one without latency never records a stage. `warm_up()` warms
 everything. Every built-in source gives writable frames (numba compiles a read-only array as another type).
 """
@@ -47,14 +47,10 @@ def _batch(payloads) -> FrameBatch:
     return fb
 
 
-ALL_LINES = ("udp", "pcap", "afxdp")  # every kind of line (an AF_XDP one has code of its own to warm)
-
-
-def warm_up(lines=ALL_LINES, *, replay: bool = True, consumers: bool = True, latency: bool = True,
+def warm_up(*, afxdp: bool = True, replay: bool = True, consumers: bool = True, latency: bool = True,
             snapshot: bool = True) -> None:
-    """Load the compiled code a feed reading `lines` (its source schemes; "?" for a source given open) will
-    run, with SoupBinTCP replay, consumers (their batches decoded in Python), per-stage latency and a late
-    join's snapshot as asked."""
+    """Load the compiled code a feed runs: its lines' (with an AF_XDP line's own code when asked), SoupBinTCP
+    replay, consumers (their batches decoded in Python), per-stage latency and a late join's snapshot as asked."""
     _warm_lines(replay or snapshot)  # a GLIMPSE snapshot comes over SoupBinTCP as replay does
     if consumers:
         _warm_consumers()
@@ -62,7 +58,7 @@ def warm_up(lines=ALL_LINES, *, replay: bool = True, consumers: bool = True, lat
         _warm_snapshot()
     if latency:
         _warm_latency(stream_of_one())
-    if "afxdp" in lines or "?" in lines:
+    if afxdp:
         _warm_afxdp()
 
 
