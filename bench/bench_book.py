@@ -21,7 +21,6 @@ import gc
 import importlib
 import itertools
 import json
-import mmap
 import os
 import re
 import resource
@@ -117,23 +116,13 @@ def maxrss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def mapped_day(path: str) -> np.ndarray:
-    """The day mapped read-only and populated, as bench/book.c and the contenders' drivers read it (mapped_file.h):
-    no contender's input takes memory its book then lacks."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        mm = mmap.mmap(fd, 0, flags=mmap.MAP_PRIVATE | mmap.MAP_POPULATE, prot=mmap.PROT_READ)
-    finally:
-        os.close(fd)
-    return np.frombuffer(mm, dtype=np.uint8)
-
-
 def numba_worker(path: str, repeat: int, prefault: bool, module: str, check_pass: bool = True) -> dict:
     """Runs in a child process (NUMBA_NRT_STATS=1): warm-up, one checked pass (unless not asked), `repeat`
     timed passes."""
     from numba.core.runtime import rtsys
 
     from xdpfeed.multicast.exchange import synthetic
+    from xdpfeed.multicast.itch.file import mapped
 
     book_mod = importlib.import_module(module)
     OrderBook, A = book_mod.OrderBook, book_mod.A
@@ -148,7 +137,7 @@ def numba_worker(path: str, repeat: int, prefault: bool, module: str, check_pass
     assert tiny.stats[A.HASH_GROWS] and tiny.stats[A.POOL_GROWS], tiny.stat()
     del tiny, small
     gc.collect()
-    data = mapped_day(path)
+    data = mapped(path, populate=True)  # as bench/book.c and the contenders' drivers read it (mapped_file.h)
     rss_data = maxrss_kb()
 
     check = alloc = None
@@ -369,10 +358,15 @@ COMMAND = "xdpfeed-book-command"
 STATS_LINE = re.compile(r"xdpfeed book: ([\d,]+) messages in ([\d.]+) s")
 
 
+def book_command(path: str, *extra: str) -> list[str]:
+    """`xdpfeed book FILE -T json --depth 1`, as the benchmark runs it."""
+    return [sys.executable, "-m", "xdpfeed.multicast.cli", "book", path, "-T", "json", "--depth", "1", *extra]
+
+
 def command_seconds(path: str) -> float:
     """`xdpfeed book FILE --stats`: the seconds its book took by its own clock (its compiled code loaded before the
     clock starts; start-up and printing outside it)."""
-    cmd = [sys.executable, "-m", "xdpfeed.multicast.cli", "book", path, "-T", "json", "--depth", "1", "--stats"]
+    cmd = book_command(path, "--stats")
     p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
     m = STATS_LINE.search(p.stderr)
     if m is None:
@@ -382,8 +376,7 @@ def command_seconds(path: str) -> float:
 
 def whole_process(name: str, exe: str | None, path: str) -> float:
     """Wall seconds of the whole command on the file: start-up, reading it, the book, printing."""
-    cmd = ([sys.executable, "-m", "xdpfeed.multicast.cli", "book", path, "-T", "json", "--depth", "1"]
-           if name == "xdpfeed" else [exe, path])
+    cmd = book_command(path) if name == "xdpfeed" else [exe, path]
     t0 = time.perf_counter()
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     return time.perf_counter() - t0
