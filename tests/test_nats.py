@@ -20,6 +20,7 @@ from xdpfeed.multicast.exchange.store import DayStore
 from xdpfeed.multicast.feed.consumers import MessageBatch
 from xdpfeed.multicast.sinks.base import SinkError
 from xdpfeed.multicast.sinks.nats_local import LocalCluster
+from xdpfeed.multicast.sinks.nats_wire import retry
 from xdpfeed.multicast.sinks.subscriber import Subscriber, SubscriberError
 from xdpfeed.multicast.sinks.uri import open_sink
 
@@ -56,13 +57,13 @@ async def _stream(cluster, stream, with_chunks):
     import nats
 
     nc = await nats.connect(servers=cluster.servers())
-    try:
+    try:  # a node that just came back, or a leader being elected, may not answer at once: retried like the sinks
         js = nc.jetstream()
-        info = await js.stream_info(stream)
+        info = await retry(lambda: js.stream_info(stream), stream, "stream info", seconds=30)
         chunks = []
         if with_chunks:
             for s in range(info.state.first_seq, info.state.last_seq + 1):
-                m = await js.get_msg(stream, seq=s)
+                m = await retry(lambda s=s: js.get_msg(stream, seq=s), stream, f"get {s}", seconds=30)
                 chunks.append((m.headers, m.data))
         return info, chunks
     finally:
@@ -168,6 +169,7 @@ def test_two_handlers_publish_the_day_once_through_a_handler_and_a_node_dying(cl
         s2 = finish_handler(h2, tmp_path / "h2.log")
         s1 = finish_handler(h1b, tmp_path / "h1b.log")
     cluster.start(victim)
+    cluster.wait_ready()  # the node back in the cluster before the independent read below
     # the stream: the venue's day once, in order
     publishers = check_stream_holds_the_day(stream_chunks(cluster, stream), day)
     assert sum(publishers.values()) == day.count and len(publishers) >= 2  # h1 stored some before it died
