@@ -10,7 +10,9 @@
  *   keeps its level's handle; per (locate, side) a sorted vector of (price << 32 | handle) entries in one
  *   shared ladder, best price at the end, searched from the best 8 then by bisection; a full side moves to the
  *   end of the ladder with room max(8, 2n); when the ladder is out of room it is reallocated at
- *   max(2 * size, 2 * needed, 1024) and every side is copied into it, packed, in side order;
+ *   max(2 * size, 2 * needed, 1024) and every side is copied into it, packed, in side order; each side's
+ *   row of sides[] (start, size, room, best level's handle; a stock's two rows in one cache line) answers
+ *   whether a message touched the best level and where the top of the book is, without reading the ladder;
  * - one compiled message loop: [u16 BE length][message] records, the same per-type rules, anomaly
  *   counters and top-of-book events (into a preallocated batch; when it is full the loop stops before the
  *   next message and the driver resets the count, as OrderBook does with on_events=None). A message that
@@ -45,6 +47,9 @@ typedef struct { uint64_t shares; uint32_t price, orders; } level_t;            
 typedef struct { uint64_t seq, timestamp, bid_shares, ask_shares; uint32_t bid_price, ask_price;
                  uint16_t locate; } event_t;                                                          /* A.EVENT */
 typedef struct { uint64_t symbol; uint32_t round_lot; uint8_t trading_state, stale; uint32_t reason; } stock_t;
+typedef int64_t side_t[4];  /* S.sides rows: SD_START, SD_SIZE, SD_CAP, SD_BEST (a handle, NO_LEVEL when empty) */
+enum { SD_START, SD_SIZE, SD_CAP, SD_BEST };
+#define NO_LEVEL (-1)
 
 enum { BID = 0, ASK = 1 };
 #define N_SIDES (65536 * 2)
@@ -80,7 +85,7 @@ typedef struct {
     uint64_t *ladder; int64_t ladder_size;     /* per side: sorted (price << 32 | handle) entries */
     level_t *levels; int64_t levels_size;      /* the level slab, by handle */
     uint64_t *lfree;                           /* freed handles */
-    int64_t *s_start, *s_size, *s_cap;
+    side_t *sides;                             /* per (locate, side): start, size, cap, best handle */
     int64_t (*last)[4];
     stock_t *stocks;
     event_t *ev; int64_t ev_size, ev_n;
@@ -186,10 +191,10 @@ static inline int level_room(int64_t levels_size, const int64_t *state) {
 }
 
 /* store.level_add: the order's level handle (room checked by room_for_add) */
-static inline uint64_t level_add(uint64_t *ladder, level_t *levels, uint64_t *lfree, int64_t *s_start,
-                                 int64_t *s_size, int64_t *s_cap, int64_t *state, int64_t sidx, int64_t side,
+static inline uint64_t level_add(uint64_t *ladder, level_t *levels, uint64_t *lfree, side_t *sides,
+                                 int64_t *state, int64_t sidx, int64_t side,
                                  int64_t price, int64_t shares) {
-    int64_t start = s_start[sidx], n = s_size[sidx], j = level_search(ladder, start, n, side, price);
+    int64_t start = sides[sidx][SD_START], n = sides[sidx][SD_SIZE], j = level_search(ladder, start, n, side, price);
     if (j >= start && entry_price(ladder[j]) == price) {
         uint64_t lh = ladder[j] & HANDLE_MASK;
         levels[lh].shares += (uint64_t)shares;
@@ -202,18 +207,19 @@ static inline uint64_t level_add(uint64_t *ladder, level_t *levels, uint64_t *lf
     levels[lh].price = (uint32_t)price;
     levels[lh].shares = (uint64_t)shares;
     levels[lh].orders = 1;
-    if (n == s_cap[sidx]) {
+    if (n == sides[sidx][SD_CAP]) {
         int64_t cap = max64(8, 2 * n), nw = state[ST_POOL];
         for (int64_t k = 0; k < n; k++) ladder[nw + k] = ladder[start + k];
         j += nw - start;
         start = nw;
-        s_start[sidx] = nw;
-        s_cap[sidx] = cap;
+        sides[sidx][SD_START] = nw;
+        sides[sidx][SD_CAP] = cap;
         state[ST_POOL] = nw + cap;
     }
     for (int64_t k = start + n; k > j + 1; k--) ladder[k] = ladder[k - 1];
     ladder[j + 1] = ((uint64_t)price << 32) | lh;
-    s_size[sidx] = n + 1;
+    sides[sidx][SD_SIZE] = n + 1;
+    if (j + 1 == start + n) sides[sidx][SD_BEST] = (int64_t)lh;  /* the new best */
     return lh;
 }
 
@@ -229,34 +235,34 @@ static inline int level_take(level_t *levels, uint64_t lh, int64_t shares, int w
 }
 
 /* store.level_drop */
-static inline int level_drop(uint64_t *ladder, const level_t *levels, uint64_t *lfree, const int64_t *s_start,
-                             int64_t *s_size, int64_t *state, int64_t sidx, int64_t side, uint64_t lh) {
-    int64_t start = s_start[sidx], n = s_size[sidx];
+static inline int level_drop(uint64_t *ladder, const level_t *levels, uint64_t *lfree, side_t *sides,
+                             int64_t *state, int64_t sidx, int64_t side, uint64_t lh) {
+    int64_t start = sides[sidx][SD_START], n = sides[sidx][SD_SIZE];
     int64_t j = level_search(ladder, start, n, side, (int64_t)levels[lh].price);
     if (j < start || (ladder[j] & HANDLE_MASK) != lh) return 0;
     for (int64_t k = j; k < start + n - 1; k++) ladder[k] = ladder[k + 1];
-    s_size[sidx] = n - 1;
+    sides[sidx][SD_SIZE] = n - 1;
+    if (j == start + n - 1) sides[sidx][SD_BEST] = n > 1 ? (int64_t)(ladder[j - 1] & HANDLE_MASK) : NO_LEVEL;
     lfree[state[ST_LFREE]++] = lh;
     return 1;
 }
 
-static int64_t pool_needed(const int64_t *s_size, const int64_t *s_cap) {
+static int64_t pool_needed(const side_t *sides) {
     int64_t total = 0;
     for (int64_t s = 0; s < N_SIDES; s++)
-        if (s_cap[s]) total += max64(8, 2 * s_size[s]);
+        if (sides[s][SD_CAP]) total += max64(8, 2 * sides[s][SD_SIZE]);
     return total;
 }
 
-static int64_t compact_pool(const uint64_t *old, uint64_t *new, int64_t *s_start, const int64_t *s_size,
-                            int64_t *s_cap) {
+static int64_t compact_pool(const uint64_t *old, uint64_t *new, side_t *sides) {
     int64_t pos = 0;
     for (int64_t s = 0; s < N_SIDES; s++) {
-        int64_t n = s_size[s];
-        if (s_cap[s] == 0) continue;
+        int64_t n = sides[s][SD_SIZE];
+        if (sides[s][SD_CAP] == 0) continue;
         int64_t cap = max64(8, 2 * n);
-        for (int64_t k = 0; k < n; k++) new[pos + k] = old[s_start[s] + k];
-        s_start[s] = pos;
-        s_cap[s] = cap;
+        for (int64_t k = 0; k < n; k++) new[pos + k] = old[sides[s][SD_START] + k];
+        sides[s][SD_START] = pos;
+        sides[s][SD_CAP] = cap;
         pos += cap;
     }
     return pos;
@@ -265,9 +271,8 @@ static int64_t compact_pool(const uint64_t *old, uint64_t *new, int64_t *s_start
 /* ------------------------------------------------------------------------------ messages (book_apply) */
 /* The loop's working set, copied into locals so the compiler can keep pointers and sizes in registers. */
 #define ARGS order_t *w, int64_t w_size, order_t *h, int64_t h_size, int64_t *state, uint64_t *ladder, \
-             int64_t ladder_size, level_t *levels, int64_t levels_size, uint64_t *lfree, int64_t *s_start, \
-             int64_t *s_size, int64_t *s_cap
-#define PASS w, w_size, h, h_size, state, ladder, ladder_size, levels, levels_size, lfree, s_start, s_size, s_cap
+             int64_t ladder_size, level_t *levels, int64_t levels_size, uint64_t *lfree, side_t *sides
+#define PASS w, w_size, h, h_size, state, ladder, ladder_size, levels, levels_size, lfree, sides
 
 /* store 0 window, 1 hash, -1 absent; *slot */
 static inline int find(const order_t *w, int64_t w_size, const order_t *h, int64_t h_size, const int64_t *state,
@@ -285,7 +290,7 @@ static inline int find(const order_t *w, int64_t w_size, const order_t *h, int64
 }
 
 static inline int room_for_add(ARGS, int64_t ref, int64_t sidx) {
-    (void)w; (void)h; (void)ladder; (void)levels; (void)lfree; (void)s_start;
+    (void)w; (void)h; (void)ladder; (void)levels; (void)lfree;
     int64_t base = state[ST_BASE], need = 0;
     if (ref < base) {
         need = 1;
@@ -294,22 +299,22 @@ static inline int room_for_add(ARGS, int64_t ref, int64_t sidx) {
         need = min64(in_window, ((ref - base - w_size) / chunk + 1) * chunk);
     }
     if (need && !hash_has_room(h_size, state, need)) return NEED_HASH;
-    if (s_size[sidx] == s_cap[sidx] && state[ST_POOL] + max64(8, 2 * s_cap[sidx]) > ladder_size) return NEED_POOL;
+    int64_t cap = sides[sidx][SD_CAP];
+    if (sides[sidx][SD_SIZE] == cap && state[ST_POOL] + max64(8, 2 * cap) > ladder_size) return NEED_POOL;
     if (!level_room(levels_size, state)) return NEED_LEVELS;
     return OK;
 }
 
 /* store.is_best: level lh is side sidx's best */
-static inline int is_best(const uint64_t *ladder, const int64_t *s_start, const int64_t *s_size, int64_t sidx,
-                          uint64_t lh) {
-    int64_t n = s_size[sidx];
-    return n > 0 && (ladder[s_start[sidx] + n - 1] & HANDLE_MASK) == lh;
+static inline int is_best(const side_t *sides, int64_t sidx, uint64_t lh) {
+    return sides[sidx][SD_BEST] == (int64_t)lh;
 }
 
-/* apply._add: returns whether the order's level is its side's best (the top of the book may have changed) */
+/* apply._add: returns the order's side + 1 when its level is the side's best (that side's top of book may have
+   changed), else 0 */
 static inline int add(ARGS, int64_t ref, int64_t locate, int64_t side, int64_t price, int64_t shares) {
     (void)ladder_size; (void)levels_size;
-    uint32_t lh = (uint32_t)level_add(ladder, levels, lfree, s_start, s_size, s_cap, state, locate * 2 + side, side,
+    uint32_t lh = (uint32_t)level_add(ladder, levels, lfree, sides, state, locate * 2 + side, side,
                                       price, shares);
     if (ref >= state[ST_BASE] + w_size) slide_window(w, w_size, h, h_size, state, ref);
     if (ref < state[ST_BASE]) {
@@ -325,7 +330,7 @@ static inline int add(ARGS, int64_t ref, int64_t locate, int64_t side, int64_t p
         o->level = lh;
     }
     state[ST_LIVE]++;
-    return is_best(ladder, s_start, s_size, locate * 2 + side, lh);
+    return is_best(sides, locate * 2 + side, lh) ? (int)side + 1 : 0;
 }
 
 static inline void drop(order_t *w, order_t *h, int64_t h_size, int64_t *state, int store, int64_t slot) {
@@ -339,13 +344,13 @@ static inline void drop(order_t *w, order_t *h, int64_t h_size, int64_t *state, 
 }
 
 /* take shares (and, when whole, the order) off order o's level; drop the level when it empties (apply._remove).
-   Returns whether that level was its side's best (the top of the book may have changed). */
+   Returns the side + 1 when that level was the side's best (its top of book may have changed), else 0. */
 static inline int remove_from_level(ARGS, const order_t *o, int64_t shares, int whole) {
-    (void)w; (void)w_size; (void)h; (void)h_size; (void)ladder_size; (void)levels_size; (void)s_cap;
+    (void)w; (void)w_size; (void)h; (void)h_size; (void)ladder_size; (void)levels_size;
     int64_t sidx = (int64_t)o->locate * 2 + o->side;
-    int best = is_best(ladder, s_start, s_size, sidx, o->level);
+    int best = is_best(sides, sidx, o->level) ? o->side + 1 : 0;
     if (level_take(levels, o->level, shares, whole))
-        level_drop(ladder, levels, lfree, s_start, s_size, state, sidx, o->side, o->level);
+        level_drop(ladder, levels, lfree, sides, state, sidx, o->side, o->level);
     return best;
 }
 
@@ -387,7 +392,7 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
     }
     const uint8_t *m = b + o;
     int64_t locate = -1, slot;
-    int best = 0;  /* the message touched a side's best level: only then can the top of the book change */
+    int best = 0;  /* side + 1 when the message touched that side's best level: only then can its top change */
     switch (t) {
     case 'A': case 'F': {
         stats[ADDS]++;
@@ -409,6 +414,7 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
             }
             best = add(PASS, ref, loc, side, be32(m + 32), be32(m + 20));
             locate = loc;
+            if (stocks[loc].symbol == 0) stocks[loc].symbol = be64(m + 24);  /* joined mid-day: the add names it */
         }
         break;
     }
@@ -479,22 +485,20 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
     }
     stats[MESSAGES]++;
     if (locate >= 0 && best) {
-        int64_t bb = locate * 2, nb = s_size[bb], na = s_size[bb + 1];
-        const level_t *bl = nb ? &levels[ladder[s_start[bb] + nb - 1] & HANDLE_MASK] : NULL;
-        const level_t *al = na ? &levels[ladder[s_start[bb + 1] + na - 1] & HANDLE_MASK] : NULL;
-        int64_t bp = bl ? (int64_t)bl->price : 0, bq = bl ? (int64_t)bl->shares : 0;
-        int64_t ap = al ? (int64_t)al->price : 0, aq = al ? (int64_t)al->shares : 0;
+        /* only the touched side's top can have moved: last[] holds the other's, as published */
+        int64_t sd = best - 1, lh = sides[locate * 2 + sd][SD_BEST];
+        int64_t p = lh != NO_LEVEL ? (int64_t)levels[lh].price : 0, q = lh != NO_LEVEL ? (int64_t)levels[lh].shares : 0;
         int64_t *l = last[locate];
-        if (l[0] != bp || l[1] != bq || l[2] != ap || l[3] != aq) {
-            l[0] = bp; l[1] = bq; l[2] = ap; l[3] = aq;
+        if (l[2 * sd] != p || l[2 * sd + 1] != q) {
+            l[2 * sd] = p; l[2 * sd + 1] = q;
             event_t *e = &ev[*ev_n_io];
             e->seq = seq;
             e->timestamp = (uint64_t)be48(m + 5);
             e->locate = (uint16_t)locate;
-            e->bid_price = (uint32_t)bp;
-            e->bid_shares = (uint64_t)bq;
-            e->ask_price = (uint32_t)ap;
-            e->ask_shares = (uint64_t)aq;
+            e->bid_price = (uint32_t)l[0];
+            e->bid_shares = (uint64_t)l[1];
+            e->ask_price = (uint32_t)l[2];
+            e->ask_shares = (uint64_t)l[3];
             (*ev_n_io)++;
             stats[BBO_EVENTS]++;
         }
@@ -502,22 +506,41 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
     return OK;
 }
 
+#define PREFETCH_AHEAD 8
+
 /* Length-prefixed messages in b[pos:end]; stops before a message when the store needs room or the event
  * batch is full. Returns the position; *status says why it stopped. */
 static int64_t apply_stream(const uint8_t *b, int64_t pos, int64_t end, book_t *bk, int *status) {
     order_t *w = bk->w, *h = bk->h;
     int64_t w_size = bk->w_size, h_size = bk->h_size, ev_size = bk->ev_size;
     int64_t ladder_size = bk->ladder_size, levels_size = bk->levels_size;
-    int64_t *state = bk->state, *s_start = bk->s_start, *s_size = bk->s_size, *s_cap = bk->s_cap;
+    int64_t *state = bk->state;
+    side_t *sides = bk->sides;
     int64_t *stats = bk->stats;
     uint64_t *ladder = bk->ladder, *lfree = bk->lfree;
     level_t *levels = bk->levels;
     int64_t ev_n = bk->ev_n;
     int st = OK;
+    int64_t ahead = pos;  /* PREFETCH_AHEAD messages on: the order each will act on is asked for (apply.py) */
+    for (int k = 0; k < PREFETCH_AHEAD && ahead + 2 <= end; k++) ahead += 2 + be16(b + ahead);
     while (pos + 2 <= end) {
         if (ev_n == ev_size) { st = NEED_EVENTS; break; }
         int64_t ln = be16(b + pos);
         if (pos + 2 + ln > end) break;
+        if (ahead + 2 <= end) {
+            int64_t la = be16(b + ahead);
+            if (ahead + 2 + la <= end) {
+                const uint8_t *m = b + ahead + 2;  /* apply._prefetch_order: the slot (or hash home) a D, E, C, X or
+                                                      U acts on */
+                int t = la >= 19 ? m[0] : 0;
+                if (t == 'D' || t == 'E' || t == 'C' || t == 'X' || t == 'U') {
+                    int64_t ref = (int64_t)be64(m + 11), base = state[ST_BASE];
+                    if (base <= ref && ref < base + w_size) __builtin_prefetch(&w[ref & (w_size - 1)], 1, 3);
+                    else __builtin_prefetch(&h[home(ref, h_size - 1)], 1, 3);
+                }
+                ahead += 2 + la;
+            }
+        }
         st = apply_one(b, pos + 2, ln, 0, PASS, bk->last, bk->stocks, bk->ev, &ev_n, stats);
         if (st != OK) break;
         pos += 2 + ln;
@@ -558,16 +581,15 @@ static void book_init(book_t *bk, int64_t window, int64_t hash, int64_t levels, 
     bk->ladder = zalloc((size_t)levels, sizeof(uint64_t), prefault);
     bk->levels = zalloc((size_t)levels, sizeof(level_t), prefault);
     bk->lfree = zalloc((size_t)levels, sizeof(uint64_t), prefault);
-    bk->s_start = zalloc(N_SIDES, 8, prefault);
-    bk->s_size = zalloc(N_SIDES, 8, prefault);
-    bk->s_cap = zalloc(N_SIDES, 8, prefault);
+    bk->sides = zalloc(N_SIDES, sizeof(side_t), prefault);
+    for (int64_t s = 0; s < N_SIDES; s++) bk->sides[s][SD_BEST] = NO_LEVEL;
     bk->last = zalloc(65536, sizeof *bk->last, prefault);
     bk->stocks = zalloc(65536, sizeof(stock_t), prefault);
     bk->ev = zalloc((size_t)events, sizeof(event_t), prefault);
 }
 
 static void book_free(book_t *bk) {
-    free(bk->w); free(bk->h); free(bk->ladder); free(bk->levels); free(bk->lfree); free(bk->s_start); free(bk->s_size); free(bk->s_cap); free(bk->last);
+    free(bk->w); free(bk->h); free(bk->ladder); free(bk->levels); free(bk->lfree); free(bk->sides); free(bk->last);
     free(bk->stocks); free(bk->ev);
 }
 
@@ -601,10 +623,10 @@ static int64_t book_apply(book_t *bk, const uint8_t *b, int64_t end, evsum_t *es
             bk->h_size *= 2;
             bk->stats[HASH_GROWS]++;
         } else if (st == NEED_POOL) {
-            int64_t need = pool_needed(bk->s_size, bk->s_cap);
+            int64_t need = pool_needed(bk->sides);
             int64_t size = max64(max64(bk->ladder_size * 2, 2 * need), 1024);
             uint64_t *np = zalloc((size_t)size, sizeof(uint64_t), 0);
-            bk->state[ST_POOL] = compact_pool(bk->ladder, np, bk->s_start, bk->s_size, bk->s_cap);
+            bk->state[ST_POOL] = compact_pool(bk->ladder, np, bk->sides);
             free(bk->ladder);
             bk->ladder = np;
             bk->ladder_size = size;
@@ -634,8 +656,8 @@ static uint64_t level_checksum(const book_t *bk, int64_t *n_levels) {
     uint64_t sum = 0;
     int64_t n = 0;
     for (int64_t s = 0; s < N_SIDES; s++)
-        for (int64_t k = 0; k < bk->s_size[s]; k++) {
-            const level_t *lv = &bk->levels[bk->ladder[bk->s_start[s] + k] & HANDLE_MASK];
+        for (int64_t k = 0; k < bk->sides[s][SD_SIZE]; k++) {
+            const level_t *lv = &bk->levels[bk->ladder[bk->sides[s][SD_START] + k] & HANDLE_MASK];
             sum += ((uint64_t)lv->price * 31 + lv->shares * 7 + lv->orders) * (((uint64_t)s << 16) + (uint64_t)k + 1);
             n++;
         }

@@ -37,9 +37,7 @@ class OrderBook:
         self.ladder = np.zeros(levels, dtype=np.uint64)  # per side: sorted (price << 32 | handle) entries
         self.levels = np.zeros(levels, dtype=S.LEVEL)  # the slab of price levels, by handle
         self.lfree = np.zeros(levels, dtype=np.uint64)  # freed handles
-        self.s_start = np.zeros(S.N_SIDES, dtype=np.int64)
-        self.s_size = np.zeros(S.N_SIDES, dtype=np.int64)
-        self.s_cap = np.zeros(S.N_SIDES, dtype=np.int64)
+        self.sides = S.new_sides()  # per (locate, side): its vector in the ladder and its best level
         self.last = np.zeros((65536, 4), dtype=np.int64)  # last published bid px/qty, ask px/qty
         self.stocks = np.zeros(65536, dtype=A.STOCK)
         self.events = np.zeros(events, dtype=A.EVENT)
@@ -54,9 +52,8 @@ class OrderBook:
 
     # -- feeding ------------------------------------------------------------------------------
     def _args(self):
-        return (self.window, self.hash, self.state, self.ladder, self.levels, self.lfree, self.s_start, self.s_size,
-                self.s_cap,
-                self.last, self.stocks, self.events)
+        return (self.window, self.hash, self.state, self.ladder, self.levels, self.lfree, self.sides, self.last,
+                self.stocks, self.events)
 
     def _handle(self, status):
         if status == S.NEED_HASH:
@@ -65,9 +62,9 @@ class OrderBook:
             self.hash = new
             self.stats[A.HASH_GROWS] += 1
         elif status == S.NEED_POOL:
-            need = S.pool_needed(self.s_size, self.s_cap)
+            need = S.pool_needed(self.sides)
             new = np.zeros(max(self.ladder.size * 2, 2 * need, 1024), dtype=np.uint64)
-            self.state[S.ST_POOL] = S.compact_pool(self.ladder, new, self.s_start, self.s_size, self.s_cap)
+            self.state[S.ST_POOL] = S.compact_pool(self.ladder, new, self.sides)
             self.ladder = new
             self.stats[A.POOL_GROWS] += 1
         elif status == S.NEED_LEVELS:
@@ -128,8 +125,7 @@ class OrderBook:
         """SHA-256 over every stock's full depth (price, shares, orders per level, both sides) and the
         live order count: two books with the same checksum show consumers the same market."""
         h = hashlib.sha256(self.live_orders.to_bytes(8, "little"))
-        sizes = self.s_size.reshape(-1, 2)
-        for locate in np.flatnonzero(sizes.sum(axis=1)):
+        for locate in self.locates():
             h.update(int(locate).to_bytes(2, "little"))
             for side in (BID, ASK):
                 lv = self._side(int(locate) * 2 + side)
@@ -141,7 +137,7 @@ class OrderBook:
 
     def _side(self, sidx: int) -> np.ndarray:
         """Side sidx's levels (LEVEL records), worst price first."""
-        return S.side_levels(self.ladder, self.levels, self.s_start, self.s_size, sidx)
+        return S.side_levels(self.ladder, self.levels, self.sides, sidx)
 
     def bbo(self, locate: int) -> tuple[int, int, int, int]:
         """(bid price, bid shares, ask price, ask shares); 0, 0 for an empty side."""
@@ -160,7 +156,7 @@ class OrderBook:
 
     def locates(self) -> list[int]:
         """Stock locates with at least one live order."""
-        sizes = self.s_size.reshape(-1, 2).sum(axis=1)
+        sizes = self.sides[:, S.SD_SIZE].reshape(-1, 2).sum(axis=1)
         return [int(x) for x in np.flatnonzero(sizes)]
 
     def trading_state(self, locate: int) -> str:

@@ -12,8 +12,12 @@ Price levels live in a slab at handles that stay put; each order keeps its level
 locate, side) also has a sorted vector of (price, handle) entries in a shared pool, the ladder, with the
 best price at the end, where most activity is: a new or emptied level finds its place by looking at the
 few best entries, then by binary search (level_search); a side that outgrows its vector moves to the end
-of the ladder with twice the room. Functions that need room return a status instead of failing, and the Python layer
-(multicast.book.order_book) grows the store and resumes.
+of the ladder with twice the room. A side's row in `sides` (where its vector starts, its size, its room and
+its best level's handle; a stock's two rows share a cache line) is all a message reads to know whether it
+touched the best level and what the top of the book is now.
+
+Functions that need room return a status instead of failing, and the Python layer (multicast.book.order_book)
+grows the store and resumes.
 """
 
 import numpy as np
@@ -40,6 +44,14 @@ ST_LTOP = 6  # level handles handed out so far (the slab's high-water mark)
 ST_LFREE = 7  # freed level handles on the free stack
 N_STATE = 8
 
+# sides[sidx] columns (int64 rows of 4, sidx = locate * 2 + side)
+SD_START = 0  # where the side's vector starts in the ladder
+SD_SIZE = 1  # its levels
+SD_CAP = 2  # its room (0: never had a level)
+SD_BEST = 3  # its best level's handle, NO_LEVEL when it has none
+N_SD = 4
+NO_LEVEL = -1
+
 OK, NEED_HASH, NEED_POOL = 0, 1, 2
 NEED_LEVELS = 4  # (3 is the apply loop's NEED_EVENTS)
 HANDLE_MASK = np.uint64(0xFFFFFFFF)
@@ -47,7 +59,8 @@ PRICE_SHIFT = np.uint64(32)
 
 
 @njit(cache=True, inline="always")
-def _home(ref, hmask):
+def hash_home(ref, hmask):
+    """Where ref's probe starts in a hash of hmask + 1 slots."""
     return np.int64((np.uint64(ref) * HASH_MUL) >> np.uint64(32)) & hmask
 
 
@@ -55,7 +68,7 @@ def _home(ref, hmask):
 def hash_find(h, ref):
     """Slot of ref in the hash, or -1."""
     hmask = h.size - 1
-    i = _home(ref, hmask)
+    i = hash_home(ref, hmask)
     while True:
         k = np.int64(h[i].ref)
         if k == ref:
@@ -68,7 +81,7 @@ def hash_find(h, ref):
 @njit(cache=True)
 def hash_insert(h, ref, price, shares, locate, side, level):
     hmask = h.size - 1
-    i = _home(ref, hmask)
+    i = hash_home(ref, hmask)
     while h[i].ref != 0:
         i = (i + 1) & hmask
     r = h[i]
@@ -90,7 +103,7 @@ def hash_delete(h, i):
         j = (j + 1) & hmask
         if h[j].ref == 0:
             break
-        home = _home(h[j].ref, hmask)
+        home = hash_home(h[j].ref, hmask)
         # move j into the hole at i if its home is not in the cyclic range (i, j]
         if ((j - home) & hmask) >= ((j - i) & hmask):
             h[i] = h[j]
@@ -282,11 +295,11 @@ def level_room(levels, state):
 
 
 @njit(cache=True, inline="always")
-def level_add(ladder, levels, lfree, s_start, s_size, s_cap, state, sidx, side, price, shares):
+def level_add(ladder, levels, lfree, sides, state, sidx, side, price, shares):
     """Add one order of `shares` at `price` to side sidx; returns its level's handle. The caller has made sure
     the ladder has room for this side to move and the slab a handle (multicast.book.apply._room_for_add)."""
-    start = s_start[sidx]
-    n = s_size[sidx]
+    start = sides[sidx, SD_START]
+    n = sides[sidx, SD_SIZE]
     j = level_search(ladder, start, n, side, price)
     if j >= start and _price(ladder[j]) == price:
         lh = ladder[j] & HANDLE_MASK
@@ -304,20 +317,22 @@ def level_add(ladder, levels, lfree, s_start, s_size, s_cap, state, sidx, side, 
     lv.price = price
     lv.shares = shares
     lv.orders = 1
-    if n == s_cap[sidx]:  # move this side to the end of the ladder with twice the room
+    if n == sides[sidx, SD_CAP]:  # move this side to the end of the ladder with twice the room
         cap = max(8, 2 * n)
         new = state[ST_POOL]
         for k in range(n):
             ladder[new + k] = ladder[start + k]
         j += new - start
         start = new
-        s_start[sidx] = new
-        s_cap[sidx] = cap
+        sides[sidx, SD_START] = new
+        sides[sidx, SD_CAP] = cap
         state[ST_POOL] = new + cap
     for k in range(start + n, j + 1, -1):  # insert after j
         ladder[k] = ladder[k - 1]
     ladder[j + 1] = (np.uint64(price) << PRICE_SHIFT) | lh
-    s_size[sidx] = n + 1
+    sides[sidx, SD_SIZE] = n + 1
+    if j + 1 == start + n:  # the new best
+        sides[sidx, SD_BEST] = np.int64(lh)
     return lh
 
 
@@ -334,66 +349,76 @@ def level_take(levels, lh, shares, whole_order):
 
 
 @njit(cache=True, inline="always")
-def level_drop(ladder, levels, lfree, s_start, s_size, state, sidx, side, lh):
+def level_drop(ladder, levels, lfree, sides, state, sidx, side, lh):
     """Remove the empty level lh from side sidx and free its handle."""
-    start = s_start[sidx]
-    n = s_size[sidx]
+    start = sides[sidx, SD_START]
+    n = sides[sidx, SD_SIZE]
     j = level_search(ladder, start, n, side, np.int64(levels[lh].price))
     if j < start or (ladder[j] & HANDLE_MASK) != lh:
         return False  # cannot happen while orders and levels agree
     for k in range(j, start + n - 1):
         ladder[k] = ladder[k + 1]
-    s_size[sidx] = n - 1
+    sides[sidx, SD_SIZE] = n - 1
+    if j == start + n - 1:  # it was the best: the next one is
+        sides[sidx, SD_BEST] = np.int64(ladder[j - 1] & HANDLE_MASK) if n > 1 else NO_LEVEL
     lfree[state[ST_LFREE]] = lh
     state[ST_LFREE] += 1
     return True
 
 
 @njit(cache=True, inline="always")
-def is_best(ladder, s_start, s_size, sidx, lh):
+def is_best(sides, sidx, lh):
     """Level lh is side sidx's best: only a change to it (or its removal) changes the side's top of book."""
-    n = s_size[sidx]
-    return n > 0 and (ladder[s_start[sidx] + n - 1] & HANDLE_MASK) == lh
+    return sides[sidx, SD_BEST] == np.int64(lh)
 
 
 @njit(cache=True, inline="always")
-def top_of(ladder, levels, s_start, s_size, sidx):
+def top_of(levels, sides, sidx):
     """(price, shares) of side sidx's best level; (0, 0) when it has none."""
-    n = s_size[sidx]
-    if n == 0:
+    lh = sides[sidx, SD_BEST]
+    if lh == NO_LEVEL:
         return 0, 0
-    lv = levels[ladder[s_start[sidx] + n - 1] & HANDLE_MASK]
+    lv = levels[lh]
     return np.int64(lv.price), np.int64(lv.shares)
 
 
+def new_sides() -> np.ndarray:
+    """Every (locate, side) row empty."""
+    sides = np.zeros((N_SIDES, N_SD), dtype=np.int64)
+    sides[:, SD_BEST] = NO_LEVEL
+    return sides
+
+
 @njit(cache=True)
-def pool_needed(s_size, s_cap):
+def pool_needed(sides):
     """Ladder slots compact_pool will use."""
     total = 0
-    for sidx in range(s_size.size):
-        if s_cap[sidx]:
-            total += max(8, 2 * s_size[sidx])
+    for sidx in range(sides.shape[0]):
+        if sides[sidx, SD_CAP]:
+            total += max(8, 2 * sides[sidx, SD_SIZE])
     return total
 
 
 @njit(cache=True)
-def compact_pool(old, new, s_start, s_size, s_cap):
-    """Copy every side's ladder entries into `new`, packed, each with room to double; returns slots used."""
+def compact_pool(old, new, sides):
+    """Copy every side's ladder entries into `new`, packed, each with room to double; returns slots used. Handles
+    do not move, so every side's best stays."""
     pos = 0
-    for sidx in range(s_start.size):
-        n = s_size[sidx]
-        if s_cap[sidx] == 0:
+    for sidx in range(sides.shape[0]):
+        n = sides[sidx, SD_SIZE]
+        if sides[sidx, SD_CAP] == 0:
             continue
         cap = max(8, 2 * n)
+        start = sides[sidx, SD_START]
         for k in range(n):
-            new[pos + k] = old[s_start[sidx] + k]
-        s_start[sidx] = pos
-        s_cap[sidx] = cap
+            new[pos + k] = old[start + k]
+        sides[sidx, SD_START] = pos
+        sides[sidx, SD_CAP] = cap
         pos += cap
     return pos
 
 
-def side_levels(ladder, levels, s_start, s_size, sidx: int) -> np.ndarray:
+def side_levels(ladder, levels, sides, sidx: int) -> np.ndarray:
     """Side sidx's LEVEL records in ladder order (worst price first, best last)."""
-    start, n = int(s_start[sidx]), int(s_size[sidx])
+    start, n = int(sides[sidx, SD_START]), int(sides[sidx, SD_SIZE])
     return levels[(ladder[start : start + n] & HANDLE_MASK).astype(np.int64)]

@@ -1,0 +1,34 @@
+"""`prefetch(arr, i)`: from compiled code, ask the CPU to start bringing arr[i]'s cache line in, for writing, so
+that a load a few messages later finds it there (LLVM's llvm.prefetch; `prefetchw` on x86-64).
+
+A hint only: it never faults (an index past the array's end is harmless, nothing is read into the program) and
+changes no result. It pays where a loop knows its next random accesses ahead of time and would otherwise wait
+for memory on each in turn: the order book looks up the order each message names, and the messages are already
+in the buffer (multicast.book.apply).
+"""
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+_WRITE, _KEEP, _DATA = 1, 3, 1  # llvm.prefetch's rw (1: for writing), locality (3: keep in all levels), cache
+
+
+@intrinsic
+def prefetch(typingctx, arr, i):
+    """prefetch(arr, i) -> None, for a 1-d array and an integer index (not wrapped: -1 is not the last)."""
+    if not isinstance(arr, types.Array) or arr.ndim != 1 or not isinstance(i, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(_WRITE), i32(_KEEP), i32(_DATA)])
+        return context.get_dummy_value()
+
+    return types.void(arr, i), codegen
