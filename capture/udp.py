@@ -47,6 +47,7 @@ class _BatchSocket(SourceBase):
         self.truncated = ffi.new("uint64_t *")
         self.kernel_drops = ffi.new("uint32_t *")
         self.hw_stamps = ffi.new("uint64_t *")
+        self.unstamped = ffi.new("uint64_t *")  # datagrams that came without a receive time (timestamp 0)
         self.hw_reason = "the socket asks for software time stamps only"
         self.packets = 0
         self.bytes = 0
@@ -63,6 +64,7 @@ class _BatchSocket(SourceBase):
             self.sock.fileno(), self._c_slab, self.slot_size, n,
             ffi.from_buffer("int64_t[]", batch.offset), ffi.from_buffer("uint32_t[]", batch.length),
             ffi.from_buffer("int64_t[]", batch.timestamp_ns), self.truncated, self.kernel_drops, self.hw_stamps,
+            self.unstamped,
         )
         if got < 0:
             raise OSError(-got, f"recvmmsg: {os.strerror(-got)}")
@@ -97,10 +99,11 @@ class _BatchSocket(SourceBase):
     mode = "socket recvmmsg"
 
     def stats(self) -> dict:
-        """Packets and bytes received; drops: "kernel" (socket buffer full, SO_RXQ_OVFL) and
+        """Packets and bytes received; "unstamped": datagrams without a receive time (their timestamp is 0, and
+        the latency stages count them as unknown); drops: "kernel" (socket buffer full, SO_RXQ_OVFL) and
         "truncated" (datagrams longer than a slot, cut)."""
         return {"packets": self.packets, "bytes": self.bytes, "mode": self.mode,
-                "hardware_timestamps": int(self.hw_stamps[0]),
+                "hardware_timestamps": int(self.hw_stamps[0]), "unstamped": int(self.unstamped[0]),
                 "drops": {"kernel": int(self.kernel_drops[0]), "truncated": int(self.truncated[0])}}
 
     @property

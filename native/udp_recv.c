@@ -20,7 +20,7 @@ static int64_t ns_of(const struct timespec *t)
 
 int xdpfeed_udp_recv_batch(int fd, uint8_t *slab, uint32_t slot_size, uint32_t nslots,
                            int64_t *offset, uint32_t *length, int64_t *ts_ns, uint64_t *truncated,
-                           uint32_t *kernel_drops, uint64_t *hw_stamps)
+                           uint32_t *kernel_drops, uint64_t *hw_stamps, uint64_t *unstamped)
 {
     struct mmsghdr msgs[XDPFEED_UDP_MAX_BATCH];
     struct iovec iov[XDPFEED_UDP_MAX_BATCH];
@@ -73,6 +73,8 @@ int xdpfeed_udp_recv_batch(int fd, uint8_t *slab, uint32_t slot_size, uint32_t n
                     *kernel_drops = d;
             }
         }
+        if (!ts_ns[i])
+            (*unstamped)++;
     }
     return got;
 }

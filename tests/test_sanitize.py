@@ -25,12 +25,12 @@ for i in range(4):
 slab = np.zeros(4 * 2048, np.uint8)
 offset = np.zeros(1, np.int64)  # room for one datagram's offset: four are waiting
 length, ts = np.zeros(4, np.uint32), np.zeros(4, np.int64)
-trunc, drops, hw = np.zeros(1, np.uint64), np.zeros(1, np.uint32), np.zeros(1, np.uint64)
+trunc, drops, hw, un = np.zeros(1, np.uint64), np.zeros(1, np.uint32), np.zeros(1, np.uint64), np.zeros(1, np.uint64)
 ffi = _udp.ffi
 p = lambda a, t: ffi.cast(t, a.ctypes.data)
 got = _udp.lib.xdpfeed_udp_recv_batch(rx.fileno(), p(slab, "uint8_t *"), 2048, 4, p(offset, "int64_t *"),
                                        p(length, "uint32_t *"), p(ts, "int64_t *"), p(trunc, "uint64_t *"),
-                                       p(drops, "uint32_t *"), p(hw, "uint64_t *"))
+                                       p(drops, "uint32_t *"), p(hw, "uint64_t *"), p(un, "uint64_t *"))
 print("received", got)
 """
 

@@ -44,15 +44,18 @@ def recv_all(src, batch, want, timeout=5.0):
 
 
 def _until_stamped(src, tx, port, batch, timeout=10.0):
-    """Send probes until one comes back with a kernel time. The kernel turns receive timestamps on for the whole
-    system when the first socket asks (net_enable_timestamp), but from a work queue: until it has run, datagrams
-    arrive with none and the source says 0 (unknown). On a loaded machine that took a whole 300-datagram test."""
+    """Send probes until one comes back with a kernel time; the probes' timestamps. The kernel turns receive
+    timestamps on for the whole system when the first socket asks (net_enable_timestamp), but from a work queue:
+    until it has run, datagrams arrive with none and the source says 0 (unknown). On a loaded machine that took a
+    whole 300-datagram test."""
     deadline = time.monotonic() + timeout
+    seen = []
     while time.monotonic() < deadline:
         tx.sendto(b"probe", (GROUP, port))
         got = recv_all(src, batch, 1)
+        seen += [ts for _, ts in got]
         if got and got[-1][1]:
-            return
+            return seen
     raise AssertionError(f"no kernel receive timestamp in {timeout} s")
 
 
@@ -60,7 +63,7 @@ def test_batches_of_datagrams(port):
     payloads = [bytes([i % 256]) * (i + 1) for i in range(300)]
     with open_source(f"udp:{GROUP}:{port}@lo") as src, sender() as tx:
         batch = FrameBatch(1024)
-        _until_stamped(src, tx, port, batch)
+        probes = _until_stamped(src, tx, port, batch)
         t0 = time.time_ns()
         for p in payloads:
             tx.sendto(p, (GROUP, port))
@@ -70,10 +73,36 @@ def test_batches_of_datagrams(port):
         assert src.timestamp_source == {"source": "software", "reason": "the kernel's receive time (SIOCGHWTSTAMP "
                                         "lo: Operation not supported)"}
         assert src.stats()["hardware_timestamps"] == 0
+        # every datagram that came without a time (probes before the kernel turned stamping on) is counted
+        assert src.stats()["unstamped"] == sum(ts == 0 for ts in probes + [ts for _, ts in got])
     t1 = time.time_ns()
     assert [g for g, _ in got] == payloads
     assert all(kernel_realtime(ts, t0, t1) for _, ts in got)  # the kernel's time at receive, each of them
     assert [ts for _, ts in got] == sorted(ts for _, ts in got)
+
+
+def test_datagrams_without_a_receive_time_are_counted():
+    """A socket that asked for no time stamps: every datagram comes with timestamp 0, and each is counted."""
+    from xdpfeed.native._udp import ffi, lib
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        rx.bind(("127.0.0.1", 0))
+        for i in range(5):
+            tx.sendto(bytes([i]) * 10, rx.getsockname())
+        slab, offset = np.zeros(8 * 64, np.uint8), np.zeros(8, np.int64)
+        length, ts = np.zeros(8, np.uint32), np.full(8, -1, np.int64)
+        trunc, drops, hw, un = (np.zeros(1, t) for t in (np.uint64, np.uint32, np.uint64, np.uint64))
+        got, deadline = 0, time.monotonic() + 5
+        while got < 5 and time.monotonic() < deadline:
+            n = lib.xdpfeed_udp_recv_batch(
+                rx.fileno(), ffi.from_buffer("uint8_t[]", slab), 64, 8 - got,
+                ffi.from_buffer("int64_t[]", offset[got:]), ffi.from_buffer("uint32_t[]", length[got:]),
+                ffi.from_buffer("int64_t[]", ts[got:]), ffi.from_buffer("uint64_t[]", trunc),
+                ffi.from_buffer("uint32_t[]", drops), ffi.from_buffer("uint64_t[]", hw),
+                ffi.from_buffer("uint64_t[]", un))
+            assert n >= 0
+            got += n
+    assert got == 5 and (ts[:5] == 0).all() and int(un[0]) == 5 and int(hw[0]) == 0
 
 
 def test_oversized_datagram_is_cut_and_counted(port):
