@@ -47,8 +47,9 @@ typedef struct { uint64_t shares; uint32_t price, orders; } level_t;            
 typedef struct { uint64_t seq, timestamp, bid_shares, ask_shares; uint32_t bid_price, ask_price;
                  uint16_t locate; } event_t;                                                          /* A.EVENT */
 typedef struct { uint64_t symbol; uint32_t round_lot; uint8_t trading_state, stale; uint32_t reason; } stock_t;
-typedef int64_t side_t[4];  /* S.sides rows: SD_START, SD_SIZE, SD_CAP, SD_BEST (a handle, NO_LEVEL when empty) */
-enum { SD_START, SD_SIZE, SD_CAP, SD_BEST };
+typedef int64_t side_t[6];  /* S.sides rows: SD_START, SD_SIZE, SD_CAP, SD_BEST (a handle, NO_LEVEL when empty),
+                               SD_MAX_REF (the highest reference added), SD_REFS_BACK (adds below it) */
+enum { SD_START, SD_SIZE, SD_CAP, SD_BEST, SD_MAX_REF, SD_REFS_BACK };
 #define NO_LEVEL (-1)
 
 enum { BID = 0, ASK = 1 };
@@ -330,6 +331,9 @@ static inline int add(ARGS, int64_t ref, int64_t locate, int64_t side, int64_t p
         o->level = lh;
     }
     state[ST_LIVE]++;
+    int64_t *sr = sides[locate * 2 + side];  /* references rise through the day: a level's queue is their order */
+    if (ref > sr[SD_MAX_REF]) sr[SD_MAX_REF] = ref;
+    else sr[SD_REFS_BACK]++;
     return is_best(sides, locate * 2 + side, lh) ? (int)side + 1 : 0;
 }
 

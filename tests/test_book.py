@@ -305,3 +305,54 @@ def test_bbo_parquet_without_pyarrow_is_a_clear_error(tmp_path, capsys, monkeypa
     assert main(["book", multi, "--bbo-out", str(tmp_path / "x.parquet")]) == 2
     err = capsys.readouterr().err
     assert "needs pyarrow" in err and err.count("\n") == 1 and not (tmp_path / "x.parquet").exists()
+
+
+# -- queues: time priority within a level ------------------------------------------------------------------
+def test_queue_keeps_time_priority_through_reductions_and_replaces():
+    book, _, _ = both([A(1, "B", 100, 1000), A(2, "B", 200, 1000), A(3, "B", 300, 1000), A(4, "B", 50, 999),
+                       X(2, 50), U(1, 5, 120, 1000), E(3, 30)])
+    q = book.queue(1, BID, 1000)
+    # a partial cancel and a partial execution keep their places; the replace goes to the back
+    assert q.tolist() == [(2, 150), (3, 270), (5, 120)]
+    assert book.queue_position(5) == (2, 420) and book.queue_position(2) == (0, 0)
+    assert book.queue_position(4) == (0, 0) and book.queue_position(1) is None  # 1 was replaced
+    assert book.queue(1, BID, 998).size == 0 and book.queue(1, ASK, 1000).size == 0
+    book.apply_stream(stream([D(2), E(3, 270)]))  # the first two leave: the last one is first in line
+    assert book.queue(1, BID, 1000).tolist() == [(5, 120)] and book.queue_position(5) == (0, 0)
+
+
+@pytest.mark.parametrize("day", ["wide", "deep"])
+def test_queues_equal_arrival_order(day):
+    """Every sampled level's queue is its live orders in the order they arrived (the reference book keeps them in
+    arrival order: a dict, added at the back, replaced to the back), on a day with dead references and
+    over-executions too."""
+    if day == "wide":
+        buf, _ = synthetic.generate(200_000, n_stocks=40, seed=21, peak_live_orders=20_000)
+    else:
+        buf, _ = deep_day.generate(200_000, n_stocks=5, levels=50, seed=21)
+    book = OrderBook()
+    book.apply_stream(buf)
+    ref = ReferenceBook()
+    for m in R.iter_file(buf.tobytes()):
+        ref.apply(R.decode(m))
+    arrival = {}
+    for r, (loc, side, price, shares) in ref.orders.items():
+        arrival.setdefault((loc, side, price), []).append((r, shares))
+    levels = sorted(arrival, key=lambda k: -len(arrival[k]))
+    sample = levels[:20] + levels[len(levels) // 2 : len(levels) // 2 + 20]  # the longest queues and some others
+    assert len(sample) == 40 and len(arrival[levels[0]]) >= 5
+    for loc, side, price in sample:
+        assert book.queue(loc, side, price).tolist() == arrival[(loc, side, price)], (loc, side, price)
+    r, shares = arrival[levels[0]][-1]
+    ahead = arrival[levels[0]][:-1]
+    assert book.queue_position(r) == (len(ahead), sum(s for _, s in ahead))
+
+
+def test_queue_refuses_a_side_whose_references_do_not_rise():
+    """Only the side where a reference went back is refused: references may rise per stock (or per side) and not
+    across the feed."""
+    book, _, _ = both([A(5, "B", 100, 1000), A(7, "S", 10, 1010), A(3, "B", 100, 1000), A(2, "S", 10, 1020, loc=2)])
+    assert book.stat()["refs_out_of_order"] == 1
+    with pytest.raises(ValueError, match="1 add\\(s\\) to stock locate 1's bid side came with a reference below"):
+        book.queue(1, BID, 1000)
+    assert book.queue(1, ASK, 1010).tolist() == [(7, 10)] and book.queue(2, ASK, 1020).tolist() == [(2, 10)]

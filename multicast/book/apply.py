@@ -110,6 +110,10 @@ def _add(w, h, state, ladder, levels, lfree, sides, ref, locate, side, price, sh
     sidx = locate * 2 + side
     lh = S.level_add(ladder, levels, lfree, sides, state, sidx, side, price, shares)
     S.order_put(w, h, state, ref, price, shares, locate, side, lh)
+    if ref > sides[sidx, S.SD_MAX_REF]:  # references rise through the day: a level's queue is their order
+        sides[sidx, S.SD_MAX_REF] = ref
+    else:
+        sides[sidx, S.SD_REFS_BACK] += 1
     return side + 1 if S.is_best(sides, sidx, lh) else 0
 
 

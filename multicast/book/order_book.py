@@ -14,6 +14,7 @@ from xdpfeed.multicast.book import apply as A
 from xdpfeed.multicast.book import store as S
 
 BID, ASK = S.BID, S.ASK
+QUEUED = np.dtype([("ref", np.uint64), ("shares", np.uint32)])  # an order in its level's queue
 STATE_NAMES = {ord("H"): "halted", ord("P"): "paused", ord("Q"): "quotation-only", ord("T"): "trading", 0: "unknown"}
 
 
@@ -114,12 +115,51 @@ class OrderBook:
         d = {name: int(self.stats[i]) for i, name in enumerate(A.STAT_NAMES)}
         d["live_orders"] = self.live_orders
         d["hash_orders"] = int(self.state[S.ST_HASH_N])
+        d["refs_out_of_order"] = int(self.sides[:, S.SD_REFS_BACK].sum())  # adds that make a side's queues unknown
         return d
 
     def depth(self, locate: int, side: int, n: int | None = None) -> list[list[int]]:
         """[[price, shares, orders], ...] best first, at most n levels."""
         lv = self._side(locate * 2 + side)[::-1][:n]
         return [[int(p), int(s), int(o)] for p, s, o in zip(lv["price"], lv["shares"], lv["orders"], strict=True)]
+
+    def queue(self, locate: int, side: int, price: int) -> np.ndarray:
+        """The live orders at one price level in time priority, first in line first: QUEUED records (ref,
+        shares); none when the level does not exist. A level's queue is its orders' references in order
+        (multicast.book.store.level_queue says why), read by a scan of every stored order: tens of
+        milliseconds for a day's book, for checks and reports rather than for every message. Raises ValueError
+        when that side's references did not rise with arrival (the book counts that as it goes)."""
+        sidx = locate * 2 + side
+        back = int(self.sides[sidx, S.SD_REFS_BACK])
+        if back:
+            raise ValueError(f"{back} add(s) to stock locate {locate}'s {('bid', 'ask')[side]} side came with a "
+                             f"reference below an earlier add's: its references do not follow arrival, so its "
+                             f"levels' queues cannot be read from them")
+        start, n = int(self.sides[sidx, S.SD_START]), int(self.sides[sidx, S.SD_SIZE])
+        entries = self.ladder[start : start + n]
+        hit = np.flatnonzero((entries >> S.PRICE_SHIFT) == np.uint64(price))
+        if not hit.size:
+            return np.zeros(0, dtype=QUEUED)
+        lh = int(entries[hit[0]] & S.HANDLE_MASK)
+        count = int(self.levels[lh]["orders"])
+        refs, shares = np.zeros(count, dtype=np.uint64), np.zeros(count, dtype=np.uint32)
+        got = S.level_queue(self.window, self.hash, lh, refs, shares)
+        if got != count:
+            raise RuntimeError(f"level {lh} counts {count} orders but the store holds {got}")
+        order = np.argsort(refs, kind="stable")
+        out = np.zeros(count, dtype=QUEUED)
+        out["ref"], out["shares"] = refs[order], shares[order]
+        return out
+
+    def queue_position(self, ref: int) -> tuple[int, int] | None:
+        """(orders ahead, shares ahead) of live order `ref` in its level's queue; None when it is not live."""
+        store, slot = S.order_find(self.window, self.hash, self.state, ref)
+        if store < 0:
+            return None
+        o = (self.window if store == 0 else self.hash)[slot]
+        q = self.queue(int(o["locate"]), int(o["side"]), int(self.levels[o["level"]]["price"]))
+        ahead = q["ref"] < np.uint64(ref)
+        return int(ahead.sum()), int(q["shares"][ahead].sum(dtype=np.int64))
 
     def checksum(self) -> str:
         """SHA-256 over every stock's full depth (price, shares, orders per level, both sides) and the

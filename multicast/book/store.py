@@ -13,7 +13,7 @@ locate, side) also has a sorted vector of (price, handle) entries in a shared po
 best price at the end, where most activity is: a new or emptied level finds its place by looking at the
 few best entries, then by binary search (level_search); a side that outgrows its vector moves to the end
 of the ladder with twice the room. A side's row in `sides` (where its vector starts, its size, its room and
-its best level's handle; a stock's two rows share a cache line) is all a message reads to know whether it
+its best level's handle, and the highest reference added to it) is all a message reads to know whether it
 touched the best level and what the top of the book is now.
 
 Functions that need room return a status instead of failing, and the Python layer (multicast.book.order_book)
@@ -49,7 +49,9 @@ SD_START = 0  # where the side's vector starts in the ladder
 SD_SIZE = 1  # its levels
 SD_CAP = 2  # its room (0: never had a level)
 SD_BEST = 3  # its best level's handle, NO_LEVEL when it has none
-N_SD = 4
+SD_MAX_REF = 4  # the highest reference added to it
+SD_REFS_BACK = 5  # adds to it whose reference was below one added before them (see level_queue)
+N_SD = 6
 NO_LEVEL = -1
 
 OK, NEED_HASH, NEED_POOL = 0, 1, 2
@@ -416,6 +418,23 @@ def compact_pool(old, new, sides):
         sides[sidx, SD_CAP] = cap
         pos += cap
     return pos
+
+
+@njit(cache=True)
+def level_queue(w, h, lh, refs, shares):
+    """The live orders at level lh, from both stores, into refs[] and shares[] (room for the level's orders);
+    returns how many. Their order in the level's queue is their references' order: NASDAQ assigns references
+    at receipt, increasing through the day, an execution or a cancel keeps an order's place and a replace is
+    a new reference at the back. Each side counts the adds that broke that rule (SD_REFS_BACK)."""
+    n = 0
+    for store in range(2):
+        t = w if store == 0 else h
+        for i in range(t.size):
+            if t[i].ref != 0 and t[i].level == lh:
+                refs[n] = t[i].ref
+                shares[n] = t[i].shares
+                n += 1
+    return n
 
 
 def side_levels(ladder, levels, sides, sidx: int) -> np.ndarray:
