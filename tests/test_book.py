@@ -265,7 +265,7 @@ def test_cli_json_and_bbo_csv(tmp_path, capsys):
 def test_cli_stats_line(tmp_path, capsys, kind):
     """`book --stats`: one stderr line with what the book applied, how long it took and what it holds."""
     itch, pcap = str(tmp_path / "day.itch"), str(tmp_path / "day.pcap")
-    info = synthetic.generate_to_file(itch, 20_000, seed=3, n_stocks=5, peak_live_orders=500, pcap_path=pcap)
+    info = synthetic.generate_to_file(itch, 200_000, seed=3, n_stocks=5, peak_live_orders=500, pcap_path=pcap)
     rc = main(["book", itch if kind == "itch" else pcap, "-T", "json", "--stats"])
     cap = capsys.readouterr()
     doc = json.loads(cap.out)
@@ -275,7 +275,9 @@ def test_cli_stats_line(tmp_path, capsys, kind):
     n, seconds, rate, live, events = (float(g.replace(",", "")) for g in m.groups())
     assert n == info["n_messages"] and live == doc["stats"]["live_orders"]
     assert events == doc["stats"]["bbo_events"] > 0 and seconds > 0
-    assert abs(rate * 1e6 * seconds - n) <= rate * 1e6 * 0.0005 + 0.005 * n  # seconds are printed to 1 ms
+    # the rate is n / seconds, both printed rounded (seconds to 1 ms, the rate to 0.01M msg/s)
+    low, high = (rate - 0.005) * 1e6 * (seconds - 0.0005), (rate + 0.005) * 1e6 * (seconds + 0.0005)
+    assert low * (1 - 1e-9) <= n <= high * (1 + 1e-9), (low, n, high)
 
 
 def test_cli_errors(tmp_path, capsys):
@@ -356,3 +358,27 @@ def test_queue_refuses_a_side_whose_references_do_not_rise():
     with pytest.raises(ValueError, match="1 add\\(s\\) to stock locate 1's bid side came with a reference below"):
         book.queue(1, BID, 1000)
     assert book.queue(1, ASK, 1010).tolist() == [(7, 10)] and book.queue(2, ASK, 1020).tolist() == [(2, 10)]
+
+
+def test_cli_queue_lists_each_levels_orders_in_time_priority(tmp_path, capsys):
+    path = tmp_path / "day.itch"
+    path.write_bytes(stream([A(1, "B", 100, 1000), A(2, "B", 200, 1000), A(3, "S", 50, 1010), X(1, 40),
+                             U(2, 4, 250, 1000)]).tobytes())
+    assert main(["book", str(path), "--symbol", "TEST", "--queue", "-T", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)["TEST"]
+    assert doc["bids"] == [[1000, 310, 2]] and doc["bid_queues"] == [[[1, 60], [4, 250]]]
+    assert doc["ask_queues"] == [[[3, 50]]]
+    assert main(["book", str(path), "--symbol", "TEST", "--queue"]) == 0
+    out = capsys.readouterr().out
+    assert "  bid 1000 queue: 1:60 4:250" in out.splitlines() and "  ask 1010 queue: 3:50" in out.splitlines()
+    assert main(["book", str(path), "--queue"]) == 2
+    assert "--queue lists the orders of each level shown: name the stocks with --symbol" in capsys.readouterr().err
+
+
+def test_cli_queue_says_why_a_side_is_not_known(tmp_path, capsys):
+    path = tmp_path / "day.itch"
+    path.write_bytes(stream([A(5, "B", 100, 1000), A(3, "B", 100, 1000), A(6, "S", 10, 1010)]).tobytes())
+    assert main(["book", str(path), "--symbol", "TEST", "--queue", "-T", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)["TEST"]
+    assert doc["bid_queues"] is None and "references do not follow arrival" in doc["bid_queues_unknown"]
+    assert doc["ask_queues"] == [[[6, 10]]] and "ask_queues_unknown" not in doc

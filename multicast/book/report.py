@@ -1,5 +1,5 @@
-"""What `xdpfeed book` prints and writes: final depth per stock (table or JSON) and the top-of-book
-event file (CSV, or Parquet when pyarrow is installed)."""
+"""What `xdpfeed book` prints and writes: final depth per stock (table or JSON), with each level's queue
+when asked, and the top-of-book event file (CSV, or Parquet when pyarrow is installed)."""
 
 import json
 
@@ -29,15 +29,29 @@ def selected_locates(book, symbols):
     return out
 
 
-def as_json(book, locates, depth) -> str:
-    doc = {_name(book, loc): {"bids": book.depth(loc, BID, depth), "asks": book.depth(loc, ASK, depth)}
-           for loc in locates}
+def _queues(book, locate, side, levels):
+    """[[[ref, shares], ...] per level, first in line first], or the reason the side's queues are not known."""
+    try:
+        return [book.queue(locate, side, price).tolist() for price, _, _ in levels], None
+    except ValueError as e:
+        return None, str(e)
+
+
+def as_json(book, locates, depth, queues=False) -> str:
+    doc = {}
+    for loc in locates:
+        d = doc[_name(book, loc)] = {"bids": book.depth(loc, BID, depth), "asks": book.depth(loc, ASK, depth)}
+        if queues:
+            for key, side in (("bid", BID), ("ask", ASK)):
+                d[f"{key}_queues"], why = _queues(book, loc, side, d[f"{key}s"])
+                if why:
+                    d[f"{key}_queues_unknown"] = why
     stats = book.stat()
     doc["stats"] = {k: stats[k] for k in STAT_KEYS}
     return json.dumps(doc)
 
 
-def as_table(book, locates, depth) -> str:
+def as_table(book, locates, depth, queues=False) -> str:
     lines = []
     for loc in locates:
         bids, asks = book.depth(loc, BID, depth), book.depth(loc, ASK, depth)
@@ -48,6 +62,14 @@ def as_table(book, locates, depth) -> str:
             b = f"{bids[i][2]:>10} {bids[i][1]:>10} {bids[i][0]:>12}" if i < len(bids) else " " * 34
             a = f"{asks[i][0]:<12} {asks[i][1]:<10} {asks[i][2]}" if i < len(asks) else ""
             lines.append(f"  {b} | {a}".rstrip())
+        if queues:
+            for name, side, levels in (("bid", BID, bids), ("ask", ASK, asks)):
+                qs, why = _queues(book, loc, side, levels)
+                if why:
+                    lines.append(f"  {name} queues not known: {why}")
+                    continue
+                for (price, _, _), q in zip(levels, qs, strict=True):
+                    lines.append(f"  {name} {price} queue: " + " ".join(f"{r}:{s}" for r, s in q))
     stats = book.stat()
     lines.append("  ".join(f"{k}: {stats[k]}" for k in STAT_KEYS))
     return "\n".join(lines)

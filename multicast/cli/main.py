@@ -238,6 +238,9 @@ def _book_arguments(b) -> None:
     b.add_argument("--symbol", dest="symbols", action="append", default=[], metavar="SYM",
                    help="only this stock (repeatable); default every stock with live orders")
     b.add_argument("--depth", type=_count, default=5, metavar="N", help="levels per side (default 5)")
+    b.add_argument("--queue", action="store_true",
+                   help="with --symbol: also each level's orders in time priority (reference and shares, first in "
+                   "line first)")
     b.add_argument("-T", dest="fmt", choices=("table", "json"), default="table", help="output format")
     b.add_argument("--bbo-out", metavar="FILE",
                    help="write every top-of-book change: CSV, or Parquet when FILE ends in .parquet")
@@ -316,6 +319,10 @@ def _book(args) -> int:
             print("xdpfeed book: error: --bbo-out *.parquet needs pyarrow (pip install pyarrow); "
                   "use a .csv name for CSV", file=sys.stderr)
             return EXIT_USAGE
+    if args.queue and not args.symbols:
+        print("xdpfeed book: error: --queue lists the orders of each level shown: name the stocks with --symbol",
+              file=sys.stderr)
+        return EXIT_USAGE
     _one_input(args)
     fmt = detect(args.input)  # unreadable or unknown input: one line and exit 2 before any output file is made
     book = OrderBook()
@@ -349,7 +356,7 @@ def _book(args) -> int:
         print(f"xdpfeed book: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     render = book_report.as_json if args.fmt == "json" else book_report.as_table
-    print(render(book, locates, args.depth))
+    print(render(book, locates, args.depth, queues=args.queue))
     if damaged is not None:
         print(f"xdpfeed book: error: {damaged}", file=sys.stderr)
         return EXIT_DAMAGED
