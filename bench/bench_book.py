@@ -466,7 +466,10 @@ def main(argv=None) -> int:
         exes = build_contenders(args, tmp)
         names = ["xdpfeed", *exes, COMMAND]
         for day in days:
-            path, info = make_day(day, args)
+            try:
+                path, info = make_day(day, args)
+            except ValueError as e:  # a day the generator cannot make from these options: one line
+                raise SystemExit(f"bench_book: {day} day: {e}") from None
             log(f"{day} day: {path}")
             times = {n: [] for n in names}
             whole = {n: [] for n in names if n not in ("c", COMMAND)} if args.whole_process else None
