@@ -73,13 +73,15 @@ class EventSum:
 
 def level_checksum(book) -> tuple[int, int]:
     """Sum over sides s and stored levels k of (price*31 + shares*7 + orders) * ((s << 16) + k + 1)."""
-    sizes = book.sides[:, 1]  # store.SD_SIZE
+    from xdpfeed.multicast.book import store as S
+
+    sizes = book.sides[:, S.SD_SIZE]
     sides = np.flatnonzero(sizes)
     n = sizes[sides]
     total = int(n.sum())
     sidx = np.repeat(sides, n)
     k = np.arange(total) - np.repeat(np.cumsum(n) - n, n)
-    lv = book.levels[(book.ladder[book.sides[sidx, 0] + k] & U(0xFFFFFFFF)).astype(np.int64)]
+    lv = book.levels[(book.ladder[book.sides[sidx, S.SD_START] + k] & S.HANDLE_MASK).astype(np.int64)]
     term = lv["price"].astype(U) * U(31) + lv["shares"] * U(7) + lv["orders"].astype(U)
     return int((term * ((sidx.astype(U) << U(16)) + k.astype(U) + U(1))).sum(dtype=U)), total
 

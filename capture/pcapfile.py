@@ -432,7 +432,7 @@ class PcapSource(SourceBase):
         at = 8 if pcap else 4
         swapped = self._swapped if pcap else int(self._state[0])
         length = int.from_bytes(bytes(self._buf[at : at + 4]), "big" if swapped else "little")
-        return self._base + (16 if pcap else 0) + length > os.fstat(self._file.fileno()).st_size
+        return self._base + (16 if pcap else 0) + length > self._size
 
     @property
     def data_offset(self) -> int:

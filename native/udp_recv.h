@@ -6,9 +6,9 @@
 
 /* Receive up to nslots datagrams (at most XDPFEED_UDP_MAX_BATCH) without blocking. Datagram i lands
  * at slab + offset[i] with length[i] bytes and receive time ts_ns[i]: the NIC's raw hardware time when the
- * socket has SO_TIMESTAMPING and the NIC stamped it (counted in *hw_stamps), else the kernel's; 0 when it carries
- * neither (counted in *unstamped: the kernel turns receive time stamps on a moment after they are asked for). A datagram
- * longer than slot_size is cut to slot_size and counted in *truncated. With SO_RXQ_OVFL set on the
+ * socket has SO_TIMESTAMPING and the NIC stamped it (counted in *hw_stamps), else the kernel's; 0 when it
+ * carries neither (counted in *unstamped: the kernel turns receive time stamps on a moment after they are asked
+ * for). A datagram longer than slot_size is cut to slot_size and counted in *truncated. With SO_RXQ_OVFL set on the
  * socket, *kernel_drops is raised to the kernel's count of datagrams dropped on it (buffer full).
  * Returns the number received (0 when none is waiting) or -errno. */
 int xdpfeed_udp_recv_batch(int fd, uint8_t *slab, uint32_t slot_size, uint32_t nslots,

@@ -130,17 +130,22 @@ class OrderBook:
         milliseconds for a day's book, for checks and reports rather than for every message. Raises ValueError
         when that side's references did not rise with arrival (the book counts that as it goes)."""
         sidx = locate * 2 + side
+        self._check_queue_order(sidx)
+        start, n = int(self.sides[sidx, S.SD_START]), int(self.sides[sidx, S.SD_SIZE])
+        j = S.level_search(self.ladder, start, n, side, price)
+        if j < start or int(self.ladder[j] >> S.PRICE_SHIFT) != price:
+            return np.zeros(0, dtype=QUEUED)
+        return self._queue(int(self.ladder[j] & S.HANDLE_MASK))
+
+    def _check_queue_order(self, sidx: int) -> None:
         back = int(self.sides[sidx, S.SD_REFS_BACK])
         if back:
-            raise ValueError(f"{back} add(s) to stock locate {locate}'s {('bid', 'ask')[side]} side came with a "
-                             f"reference below an earlier add's: its references do not follow arrival, so its "
-                             f"levels' queues cannot be read from them")
-        start, n = int(self.sides[sidx, S.SD_START]), int(self.sides[sidx, S.SD_SIZE])
-        entries = self.ladder[start : start + n]
-        hit = np.flatnonzero((entries >> S.PRICE_SHIFT) == np.uint64(price))
-        if not hit.size:
-            return np.zeros(0, dtype=QUEUED)
-        lh = int(entries[hit[0]] & S.HANDLE_MASK)
+            raise ValueError(f"{back} add(s) to stock locate {sidx >> 1}'s {('bid', 'ask')[sidx & 1]} side came "
+                             f"with a reference below an earlier add's: its references do not follow arrival, so "
+                             f"its levels' queues cannot be read from them")
+
+    def _queue(self, lh: int) -> np.ndarray:
+        """Level lh's live orders (QUEUED records) in reference order."""
         count = int(self.levels[lh]["orders"])
         refs, shares = np.zeros(count, dtype=np.uint64), np.zeros(count, dtype=np.uint32)
         got = S.level_queue(self.window, self.hash, lh, refs, shares)
@@ -157,7 +162,8 @@ class OrderBook:
         if store < 0:
             return None
         o = (self.window if store == 0 else self.hash)[slot]
-        q = self.queue(int(o["locate"]), int(o["side"]), int(self.levels[o["level"]]["price"]))
+        self._check_queue_order(int(o["locate"]) * 2 + int(o["side"]))
+        q = self._queue(int(o["level"]))
         ahead = q["ref"] < np.uint64(ref)
         return int(ahead.sum()), int(q["shares"][ahead].sum(dtype=np.int64))
 

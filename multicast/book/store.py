@@ -44,7 +44,7 @@ ST_LTOP = 6  # level handles handed out so far (the slab's high-water mark)
 ST_LFREE = 7  # freed level handles on the free stack
 N_STATE = 8
 
-# sides[sidx] columns (int64 rows of 4, sidx = locate * 2 + side)
+# sides[sidx] columns (int64 rows of N_SD, sidx = locate * 2 + side)
 SD_START = 0  # where the side's vector starts in the ladder
 SD_SIZE = 1  # its levels
 SD_CAP = 2  # its room (0: never had a level)
@@ -423,16 +423,18 @@ def compact_pool(old, new, sides):
 @njit(cache=True)
 def level_queue(w, h, lh, refs, shares):
     """The live orders at level lh, from both stores, into refs[] and shares[] (room for the level's orders);
-    returns how many. Their order in the level's queue is their references' order: NASDAQ assigns references
-    at receipt, increasing through the day, an execution or a cancel keeps an order's place and a replace is
-    a new reference at the back. Each side counts the adds that broke that rule (SD_REFS_BACK)."""
+    returns how many (those past the arrays' room are counted, not written). Their order in the level's queue
+    is their references' order: NASDAQ assigns references at receipt, increasing through the day, an execution
+    or a cancel keeps an order's place and a replace is a new reference at the back. Each side counts the adds
+    that broke that rule (SD_REFS_BACK)."""
     n = 0
     for store in range(2):
         t = w if store == 0 else h
         for i in range(t.size):
             if t[i].ref != 0 and t[i].level == lh:
-                refs[n] = t[i].ref
-                shares[n] = t[i].shares
+                if n < refs.size:
+                    refs[n] = t[i].ref
+                    shares[n] = t[i].shares
                 n += 1
     return n
 
