@@ -149,9 +149,9 @@ def numba_worker(path: str, repeat: int, prefault: bool, module: str, check_pass
     last = None
     for i in range(repeat):
         book = OrderBook()
-        if prefault:
+        if prefault:  # a write to every page, each value left as it is (the sides' "no level" marks are not 0)
             for a in (*book._args(), book.stats):
-                a.fill(0)
+                a.reshape(-1).view(np.uint8)[::4096] |= 0
         t0 = time.perf_counter()
         book.apply_stream(data)
         runs.append(time.perf_counter() - t0)
