@@ -145,6 +145,7 @@ static void rehash(const order_t *old, int64_t osize, order_t *new, int64_t nsiz
     }
 }
 
+#define MIGRATE_AHEAD 32
 static void slide_window(order_t *w, int64_t size, order_t *h, int64_t hsize, int64_t *state, int64_t ref) {
     int64_t base = state[ST_BASE], chunk = size >> 4;
     while (ref >= base + size) {
@@ -156,6 +157,8 @@ static void slide_window(order_t *w, int64_t size, order_t *h, int64_t hsize, in
         }
         for (int64_t r = lo; r < hi; r++) {
             order_t *o = &w[r & (size - 1)];
+            uint64_t ahead = w[(r + MIGRATE_AHEAD) & (size - 1)].ref;  /* store.MIGRATE_AHEAD: its home asked for */
+            if (ahead) __builtin_prefetch(&h[home((int64_t)ahead, hsize - 1)], 1, 3);
             if ((int64_t)o->ref == r && r != 0) {
                 hash_insert(h, hsize, (int64_t)o->ref, o->price, o->shares, o->locate, o->side, o->level);
                 o->ref = 0;
@@ -511,6 +514,58 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
 }
 
 #define PREFETCH_AHEAD 8
+#define PREFETCH_NEAR 4  /* stage two: 4 behind stage one, its findings in c1..c4 */
+/* GCC drops a call to a function whose only effect is a prefetch (it counts as none) unless it is inlined first */
+#define HINT static inline __attribute__((always_inline))
+
+static inline int is_removal(int t) { return t == 'D' || t == 'E' || t == 'C' || t == 'X' || t == 'U'; }
+
+/* apply._prefetch_far: the slot (or hash home) of the order a D, E, C, X or U acts on; an add's side row. Returns
+   what stage two is to look at: (window slot << 1), (side row << 1) | 1 for an add, or -1 */
+HINT int64_t prefetch_far(const uint8_t *m, int64_t ln, const order_t *w, int64_t w_size, const order_t *h,
+                          int64_t h_size, const int64_t *state, side_t *sides) {
+    if (ln < 19) return -1;
+    if (is_removal(m[0])) {
+        int64_t ref = (int64_t)be64(m + 11), base = state[ST_BASE];
+        if (base <= ref && ref < base + w_size) {
+            int64_t slot = ref & (w_size - 1);
+            __builtin_prefetch(&w[slot], 1, 3);
+            return slot << 1;
+        }
+        __builtin_prefetch(&h[home(ref, h_size - 1)], 1, 3);
+    } else if ((m[0] == 'A' || m[0] == 'F') && ln > 19) {
+        int64_t sidx = be16(m + 1) * 2 + (m[19] == 'S');
+        __builtin_prefetch(&sides[sidx], 1, 3);
+        return (sidx << 1) | 1;
+    }
+    return -1;
+}
+
+/* apply._prefetch_near: the level and side row of the order in a window slot; an add's side's best ladder entries */
+HINT void prefetch_near(int64_t code, const order_t *w, const uint64_t *ladder, const level_t *levels,
+                        side_t *sides) {
+    if (code < 0) return;
+    int64_t x = code >> 1;
+    if (code & 1) {
+        int64_t e = sides[x][SD_START] + sides[x][SD_SIZE] - 1;
+        if (e >= 0) {
+            __builtin_prefetch(&ladder[e], 1, 3);
+            __builtin_prefetch(&ladder[max64(e - 4, 0)], 1, 3);
+        }
+    } else {
+        __builtin_prefetch(&levels[w[x].level], 1, 3);
+        __builtin_prefetch(&sides[w[x].locate * 2 + w[x].side], 1, 3);
+    }
+}
+
+/* apply._stream_step: where the message after the one at q starts (end when none follows whole) */
+static inline int64_t stream_step(const uint8_t *b, int64_t q, int64_t end) {
+    if (q + 2 <= end) {
+        int64_t nq = q + 2 + be16(b + q);
+        if (nq <= end) return nq;
+    }
+    return end;
+}
 
 /* Length-prefixed messages in b[pos:end]; stops before a message when the store needs room or the event
  * batch is full. Returns the position; *status says why it stopped. */
@@ -525,26 +580,21 @@ static int64_t apply_stream(const uint8_t *b, int64_t pos, int64_t end, book_t *
     level_t *levels = bk->levels;
     int64_t ev_n = bk->ev_n;
     int st = OK;
-    int64_t ahead = pos;  /* PREFETCH_AHEAD messages on: the order each will act on is asked for (apply.py) */
-    for (int k = 0; k < PREFETCH_AHEAD && ahead + 2 <= end; k++) ahead += 2 + be16(b + ahead);
+    int64_t far = pos;  /* PREFETCH_AHEAD messages on (apply.py) */
+    for (int k = 0; k < PREFETCH_AHEAD; k++) far = stream_step(b, far, end);
+    int64_t c1 = -1, c2 = -1, c3 = -1, c4 = -1;  /* stage one's findings, for stage two 4 messages later */
     while (pos + 2 <= end) {
         if (ev_n == ev_size) { st = NEED_EVENTS; break; }
         int64_t ln = be16(b + pos);
         if (pos + 2 + ln > end) break;
-        if (ahead + 2 <= end) {
-            int64_t la = be16(b + ahead);
-            if (ahead + 2 + la <= end) {
-                const uint8_t *m = b + ahead + 2;  /* apply._prefetch_order: the slot (or hash home) a D, E, C, X or
-                                                      U acts on */
-                int t = la >= 19 ? m[0] : 0;
-                if (t == 'D' || t == 'E' || t == 'C' || t == 'X' || t == 'U') {
-                    int64_t ref = (int64_t)be64(m + 11), base = state[ST_BASE];
-                    if (base <= ref && ref < base + w_size) __builtin_prefetch(&w[ref & (w_size - 1)], 1, 3);
-                    else __builtin_prefetch(&h[home(ref, h_size - 1)], 1, 3);
-                }
-                ahead += 2 + la;
-            }
+        prefetch_near(c4, w, ladder, levels, sides);
+        int64_t code = -1;
+        if (far < end) {
+            int64_t nf = stream_step(b, far, end);
+            code = prefetch_far(b + far + 2, nf - far - 2, w, w_size, h, h_size, state, sides);
+            far = nf;
         }
+        c4 = c3; c3 = c2; c2 = c1; c1 = code;
         st = apply_one(b, pos + 2, ln, 0, PASS, bk->last, bk->stocks, bk->ev, &ev_n, stats);
         if (st != OK) break;
         pos += 2 + ln;

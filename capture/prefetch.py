@@ -17,14 +17,23 @@ _WRITE, _KEEP, _DATA = 1, 3, 1  # llvm.prefetch's rw (1: for writing), locality 
 
 @intrinsic
 def prefetch(typingctx, arr, i):
-    """prefetch(arr, i) -> None, for a 1-d array and an integer index (not wrapped: -1 is not the last)."""
-    if not isinstance(arr, types.Array) or arr.ndim != 1 or not isinstance(i, types.Integer):
+    """prefetch(arr, i) -> None: i an integer index of a 1-d array, or a tuple of one integer per dimension (not
+    wrapped: -1 is not the last)."""
+    if not isinstance(arr, types.Array):
+        return None
+    if isinstance(i, types.Integer) and arr.ndim == 1:
+        n = 1
+    elif isinstance(i, types.UniTuple) and isinstance(i.dtype, types.Integer) and i.count == arr.ndim:
+        n = arr.ndim
+    else:
         return None
 
     def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
+        aryty, idxty = signature.args
         ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        one = n == 1 and not isinstance(idxty, types.UniTuple)
+        idx = [args[1]] if one else cgutils.unpack_tuple(builder, args[1], n)
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, idx, wraparound=False)
         i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
                                             "llvm.prefetch.p0")

@@ -23,6 +23,7 @@ grows the store and resumes.
 import numpy as np
 
 from xdpfeed.capture.jit import njit_no_rc as njit
+from xdpfeed.capture.prefetch import prefetch
 
 ORDER = np.dtype([("ref", np.uint64), ("price", np.uint32), ("shares", np.uint32), ("locate", np.uint16),
                   ("side", np.uint8), ("level", np.uint32)], align=True)  # level: its price level's handle
@@ -32,6 +33,9 @@ BID, ASK = 0, 1
 N_SIDES = 65536 * 2  # every stock locate, both sides: index locate * 2 + side
 HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
 MAX_LOAD_NUM, MAX_LOAD_DEN = 1, 2  # the hash is grown before it is more than half full
+# A window slide moves the orders it leaves behind into the hash, each to a random slot: the home of the order this
+# many slots on is asked for first (on the C twin, a wide day's migrations went from 5 % of its time to under 1 %).
+MIGRATE_AHEAD = 32
 
 # state[] slots (int64)
 ST_BASE = 0  # first ref of the window
@@ -140,8 +144,12 @@ def slide_window(w, h, state, ref):
         else:
             lo, hi = base, base + chunk
             new_base = base + chunk
+        hmask = h.size - 1
         for r in range(lo, hi):
             s = r & (size - 1)
+            ahead = w[(r + MIGRATE_AHEAD) & (size - 1)].ref  # its hash home is asked for before it is reached
+            if ahead != 0:
+                prefetch(h, hash_home(ahead, hmask))
             o = w[s]
             if np.int64(o.ref) == r and r != 0:
                 hash_insert(h, o.ref, o.price, o.shares, o.locate, o.side, o.level)
