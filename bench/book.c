@@ -419,9 +419,10 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
                 stats[ADDS]--;
                 return st;
             }
+            int fresh = sides[loc * 2 + side][SD_CAP] == 0;  /* the side's first level ever */
             best = add(PASS, ref, loc, side, be32(m + 32), be32(m + 20));
             locate = loc;
-            if (stocks[loc].symbol == 0) stocks[loc].symbol = be64(m + 24);  /* joined mid-day: the add names it */
+            if (fresh && stocks[loc].symbol == 0) stocks[loc].symbol = be64(m + 24);  /* joined mid-day: it names it */
         }
         break;
     }

@@ -135,6 +135,20 @@ def test_levels_aggregate_and_sort_best_first():
     same(book, ev, ref)
 
 
+def test_joined_mid_day_the_first_add_names_the_stock():
+    """Without a directory message a stock is named by its first add, on either side; later adds do not rename it,
+    a directory message does, and one seen before the adds is kept."""
+    r = b"R" + _hdr(9, 1) + b"AAPL    " + b"Q" + b"N" + struct.pack(">I", 100) + b"N" + b"C" + b"Z " + \
+        b"P" + b"N" + b"N" + b"1" + b"N" + struct.pack(">I", 1) + b"N"
+    book = OrderBook()
+    book.apply_stream(stream([A(1, "S", 10, 500, loc=3, sym=b"MSFT    "), A(2, "B", 10, 400, loc=3, sym=b"OTHER   "),
+                              D(1, loc=3), A(3, "S", 10, 501, loc=3, sym=b"ANOTHER "),
+                              A(4, "B", 10, 100, loc=5, sym=b"IBM     "), r, A(5, "B", 1, 1, loc=9, sym=b"NOTAAPL ")]))
+    assert book.symbol(3) == "MSFT" and book.symbol(5) == "IBM" and book.symbol(9) == "AAPL"
+    book.apply_stream(stream([r.replace(_hdr(9, 1), _hdr(3, 2)).replace(b"AAPL    ", b"MSFT.B  ")]))
+    assert book.symbol(3) == "MSFT.B" and book.locate_of("MSFT") is None
+
+
 def test_directory_trading_state_and_stale_flag():
     r = b"R" + _hdr(9, 1) + b"AAPL    " + b"Q" + b"N" + struct.pack(">I", 100) + b"N" + b"C" + b"Z " + \
         b"P" + b"N" + b"N" + b"1" + b"N" + struct.pack(">I", 1) + b"N"

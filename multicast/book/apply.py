@@ -195,11 +195,12 @@ def _apply_one(b, o, ln, seq, w, h, state, ladder, levels, lfree, sides, last, s
             if st != S.OK:
                 stats[ADDS] -= 1
                 return st, ev_n
+            fresh = sides[loc * 2 + side, S.SD_CAP] == 0  # the side's first level ever
             best = _add(w, h, state, ladder, levels, lfree, sides, ref, loc, side,
                         be32(b, o + _ADD_PRICE), be32(b, o + _ADD_SHARES))
             locate = loc
-            if stocks[loc].symbol == 0:  # joined mid-day: the add names the stock the directory did not
-                stocks[loc].symbol = be64(b, o + _ADD_STOCK)
+            if fresh and stocks[loc].symbol == 0:  # joined mid-day: the first add names the stock the directory
+                stocks[loc].symbol = be64(b, o + _ADD_STOCK)  # did not (read only then: a line less per add)
     elif t == 68:  # 'D'
         ref = np.int64(be64(b, o + _DEL_REF))
         store, slot = _find(w, h, state, ref)
