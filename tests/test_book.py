@@ -201,6 +201,20 @@ def test_generated_day_equals_reference(day):
     assert st["hash_grows"] == st["pool_grows"] == 0
 
 
+def test_whole_book_reads_equal_the_per_stock_ones(day):
+    """depths(), symbols() and trading_states() (one pass for a whole book's report) give what depth(), symbol()
+    and trading_state() give stock by stock, a stock without orders included."""
+    book = OrderBook()
+    book.apply_stream(day[: whole_prefix(day, 300_000)])
+    locs = book.locates() + [65535]
+    assert len(locs) > 100 and any(len(book.depth(loc, BID)) > 5 for loc in locs)
+    for n in (None, 1, 5):
+        assert book.depths(locs, n) == [(book.depth(loc, BID, n), book.depth(loc, ASK, n)) for loc in locs]
+    assert book.symbols(locs) == [book.symbol(loc) for loc in locs] and book.symbols(locs)[0]
+    assert book.trading_states(locs) == [book.trading_state(loc) for loc in locs]
+    assert book.depths([], 5) == book.symbols([]) == []
+
+
 def test_growth_and_window_migration_keep_the_book_exact(day):
     """Tiny stores force window slides, hash growth and level-pool compaction all day long."""
     book = replay_with_checkpoints(day[: whole_prefix(day, 400_000)], 4, window=512, hash_orders=16, levels=64,

@@ -123,6 +123,19 @@ class OrderBook:
         lv = self._side(locate * 2 + side)[::-1][:n]
         return [[int(p), int(s), int(o)] for p, s, o in zip(lv["price"], lv["shares"], lv["orders"], strict=True)]
 
+    def depths(self, locates, n: int | None = None) -> list[tuple[list[list[int]], list[list[int]]]]:
+        """(bids, asks) of each locate as depth() gives them, gathered for all at once (a whole book's report)."""
+        sidx = (np.asarray(locates, dtype=np.int64)[:, None] * 2 + np.arange(2)).ravel()
+        start, size = self.sides[sidx, S.SD_START], self.sides[sidx, S.SD_SIZE]
+        count = size if n is None else np.minimum(size, n)
+        first = np.cumsum(count) - count  # where each side's levels begin in the gathered rows
+        k = np.arange(int(count.sum())) - np.repeat(first, count)  # 0 for a side's best, 1 for the next...
+        lv = self.levels[(self.ladder[np.repeat(start + size - 1, count) - k] & S.HANDLE_MASK).astype(np.int64)]
+        rows = np.stack([lv["price"].astype(np.int64), lv["shares"].astype(np.int64),
+                         lv["orders"].astype(np.int64)], axis=1).tolist()
+        sides = [rows[f : f + c] for f, c in zip(first.tolist(), count.tolist(), strict=True)]
+        return list(zip(sides[0::2], sides[1::2], strict=True))
+
     def queue(self, locate: int, side: int, price: int) -> np.ndarray:
         """The live orders at one price level in time priority, first in line first: QUEUED records (ref,
         shares); none when the level does not exist. A level's queue is its orders' references in order
@@ -194,6 +207,16 @@ class OrderBook:
     def symbol(self, locate: int) -> str:
         v = int(self.stocks[locate]["symbol"])
         return v.to_bytes(8, "big").rstrip(b" \x00").decode("latin-1")
+
+    def symbols(self, locates) -> list[str]:
+        """symbol() of each locate, read for all at once."""
+        raw = self.stocks["symbol"][np.asarray(locates, dtype=np.int64)].astype(">u8").view("S8").tolist()
+        return [r.rstrip(b" \x00").decode("latin-1") for r in raw]
+
+    def trading_states(self, locates) -> list[str]:
+        """trading_state() of each locate, read for all at once."""
+        codes = self.stocks["trading_state"][np.asarray(locates, dtype=np.int64)].tolist()
+        return [STATE_NAMES.get(c, "unknown") for c in codes]
 
     def locate_of(self, symbol: str) -> int | None:
         key = int.from_bytes(symbol.encode("latin-1").ljust(8, b" ")[:8], "big")

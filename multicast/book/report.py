@@ -12,8 +12,8 @@ STAT_KEYS = ("live_orders", "adds", "executions", "cancels", "deletes", "replace
              "zero_refs", "bbo_events", "hash_grows", "pool_grows")
 
 
-def _name(book, locate):
-    return book.symbol(locate) or f"#{locate}"
+def _names(book, locates) -> list[str]:
+    return [sym or f"#{loc}" for loc, sym in zip(locates, book.symbols(locates), strict=True)]
 
 
 def selected_locates(book, symbols):
@@ -39,8 +39,8 @@ def _queues(book, locate, side, levels):
 
 def as_json(book, locates, depth, queues=False) -> str:
     doc = {}
-    for loc in locates:
-        d = doc[_name(book, loc)] = {"bids": book.depth(loc, BID, depth), "asks": book.depth(loc, ASK, depth)}
+    for loc, name, (bids, asks) in zip(locates, _names(book, locates), book.depths(locates, depth), strict=True):
+        d = doc[name] = {"bids": bids, "asks": asks}
         if queues:
             for key, side in (("bid", BID), ("ask", ASK)):
                 d[f"{key}_queues"], why = _queues(book, loc, side, d[f"{key}s"])
@@ -53,11 +53,12 @@ def as_json(book, locates, depth, queues=False) -> str:
 
 def as_table(book, locates, depth, queues=False) -> str:
     lines = []
-    for loc in locates:
-        bids, asks = book.depth(loc, BID, depth), book.depth(loc, ASK, depth)
-        stale = "  STALE" if book.is_stale(loc) else ""
-        lines.append(f"{_name(book, loc)}  (locate {loc}, {book.trading_state(loc)}){stale}")
-        lines.append(f"  {'orders':>10} {'shares':>10} {'bid':>12} | {'ask':<12} {'shares':<10} orders")
+    head = f"  {'orders':>10} {'shares':>10} {'bid':>12} | {'ask':<12} {'shares':<10} orders"
+    stale = book.stocks["stale"][np.asarray(locates, dtype=np.int64)].tolist()
+    for loc, name, state, st, (bids, asks) in zip(locates, _names(book, locates), book.trading_states(locates), stale,
+                                                  book.depths(locates, depth), strict=True):
+        lines.append(f"{name}  (locate {loc}, {state}){'  STALE' if st else ''}")
+        lines.append(head)
         for i in range(max(len(bids), len(asks))):
             b = f"{bids[i][2]:>10} {bids[i][1]:>10} {bids[i][0]:>12}" if i < len(bids) else " " * 34
             a = f"{asks[i][0]:<12} {asks[i][1]:<10} {asks[i][2]}" if i < len(asks) else ""
