@@ -86,8 +86,8 @@ def level_checksum(book) -> tuple[int, int]:
     return int((term * ((sidx.astype(U) << U(16)) + k.astype(U) + U(1))).sum(dtype=U)), total
 
 
-def order_checksum(tab: np.ndarray) -> tuple[int, int]:
-    o = tab[tab["ref"] != 0]
+def order_checksum(o: np.ndarray) -> tuple[int, int]:
+    """Over live orders with their references (OrderBook.live_orders_table)."""
     term = (o["ref"] * U(3) + o["price"].astype(U) * U(5) + o["shares"].astype(U) * U(7)
             + o["locate"].astype(U) * U(11) + o["side"].astype(U) * U(13))
     return int(term.sum(dtype=U)), int(o.size)
@@ -105,10 +105,9 @@ def describe(book) -> dict:
     from xdpfeed.multicast.book import apply as A
 
     lsum, n_levels = level_checksum(book)
-    wsum, wn = order_checksum(book.window)
-    hsum, hn = order_checksum(book.hash)
-    return {"live_orders": book.live_orders, "stored_orders": wn + hn, "levels": n_levels, "level_checksum": lsum,
-            "order_checksum": (wsum + hsum) & MASK, "stock_checksum": stock_checksum(book),
+    osum, on = order_checksum(book.live_orders_table())
+    return {"live_orders": book.live_orders, "stored_orders": on, "levels": n_levels, "level_checksum": lsum,
+            "order_checksum": osum & MASK, "stock_checksum": stock_checksum(book),
             "hash_slots": int(book.hash.size), "pool_slots": int(book.ladder.size),
             "state": [int(x) for x in book.state], "stats": {n: int(book.stats[i]) for i, n in enumerate(A.STAT_NAMES)}}
 
@@ -227,7 +226,8 @@ def check_layout(exe: str) -> None:
     from xdpfeed.multicast.itch.schema import LENGTHS
 
     got = json.loads(run([exe, "--layout"]))
-    for name, d in (("ORDER", S.ORDER), ("LEVEL", S.LEVEL), ("EVENT", A.EVENT), ("STOCK", A.STOCK)):
+    for name, d in (("ORDER", S.ORDER), ("HASHED", S.HASHED), ("LEVEL", S.LEVEL), ("EVENT", A.EVENT),
+                    ("STOCK", A.STOCK)):
         want = {n: [d.fields[n][1], d.fields[n][0].itemsize] for n in d.names}
         if got[name]["size"] != d.itemsize or list(got[name]["fields"].items()) != list(want.items()):
             raise SystemExit(f"C record {name} differs from the numpy dtype: {got[name]} vs {d.itemsize} {want}")

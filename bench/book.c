@@ -41,7 +41,8 @@
 #include <unistd.h>
 
 /* ------------------------------------------------------------------------------ records (numpy dtypes) */
-typedef struct { uint64_t ref; uint32_t price, shares; uint16_t locate; uint8_t side; uint32_t level; } order_t;
+typedef struct { uint32_t price, shares, level; uint16_t locate; uint8_t side, live; } order_t;  /* S.ORDER */
+typedef struct { uint64_t ref; order_t order; } hashed_t;                                  /* S.HASHED */
                                                                                                       /* S.ORDER */
 typedef struct { uint64_t shares; uint32_t price, orders; } level_t;                                  /* S.LEVEL */
 typedef struct { uint64_t seq, timestamp, bid_shares, ask_shares; uint32_t bid_price, ask_price;
@@ -81,7 +82,7 @@ static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 /* ------------------------------------------------------------------------------ book state */
 typedef struct {
     order_t *w; int64_t w_size;
-    order_t *h; int64_t h_size;
+    hashed_t *h; int64_t h_size;
     int64_t state[N_STATE];
     uint64_t *ladder; int64_t ladder_size;     /* per side: sorted (price << 32 | handle) entries */
     level_t *levels; int64_t levels_size;      /* the level slab, by handle */
@@ -96,7 +97,7 @@ typedef struct {
 /* ------------------------------------------------------------------------------ hash (book_store) */
 static inline int64_t home(int64_t ref, int64_t hmask) { return (int64_t)(((uint64_t)ref * HASH_MUL) >> 32) & hmask; }
 
-static inline int64_t hash_find(const order_t *h, int64_t hsize, int64_t ref) {
+static inline int64_t hash_find(const hashed_t *h, int64_t hsize, int64_t ref) {
     int64_t hmask = hsize - 1, i = home(ref, hmask);
     for (;;) {
         int64_t k = (int64_t)h[i].ref;
@@ -106,21 +107,26 @@ static inline int64_t hash_find(const order_t *h, int64_t hsize, int64_t ref) {
     }
 }
 
-static inline int64_t hash_insert(order_t *h, int64_t hsize, int64_t ref, int64_t price, int64_t shares,
-                                  int64_t locate, int64_t side, uint32_t level) {
-    int64_t hmask = hsize - 1, i = home(ref, hmask);
-    while (h[i].ref != 0) i = (i + 1) & hmask;
-    order_t *r = &h[i];
-    r->ref = (uint64_t)ref;
+/* store._fill */
+static inline void fill(order_t *r, int64_t price, int64_t shares, int64_t locate, int64_t side, uint32_t level) {
     r->price = (uint32_t)price;
     r->shares = (uint32_t)shares;
     r->locate = (uint16_t)locate;
     r->side = (uint8_t)side;
     r->level = level;
+    r->live = 1;
+}
+
+static inline int64_t hash_insert(hashed_t *h, int64_t hsize, int64_t ref, int64_t price, int64_t shares,
+                                  int64_t locate, int64_t side, uint32_t level) {
+    int64_t hmask = hsize - 1, i = home(ref, hmask);
+    while (h[i].ref != 0) i = (i + 1) & hmask;
+    h[i].ref = (uint64_t)ref;
+    fill(&h[i].order, price, shares, locate, side, level);
     return i;
 }
 
-static inline void hash_delete(order_t *h, int64_t hsize, int64_t i) {
+static inline void hash_delete(hashed_t *h, int64_t hsize, int64_t i) {
     int64_t hmask = hsize - 1, j = i;
     for (;;) {
         j = (j + 1) & hmask;
@@ -138,15 +144,16 @@ static inline int hash_has_room(int64_t hsize, const int64_t *state, int64_t ext
     return (state[ST_HASH_N] + extra) * 2 <= hsize * 1;
 }
 
-static void rehash(const order_t *old, int64_t osize, order_t *new, int64_t nsize) {
+static void rehash(const hashed_t *old, int64_t osize, hashed_t *new, int64_t nsize) {
     for (int64_t i = 0; i < osize; i++) {
-        const order_t *r = &old[i];
-        if (r->ref != 0) hash_insert(new, nsize, (int64_t)r->ref, r->price, r->shares, r->locate, r->side, r->level);
+        const order_t *r = &old[i].order;
+        if (old[i].ref != 0) hash_insert(new, nsize, (int64_t)old[i].ref, r->price, r->shares, r->locate, r->side,
+                                         r->level);
     }
 }
 
 #define MIGRATE_AHEAD 32
-static void slide_window(order_t *w, int64_t size, order_t *h, int64_t hsize, int64_t *state, int64_t ref) {
+static void slide_window(order_t *w, int64_t size, hashed_t *h, int64_t hsize, int64_t *state, int64_t ref) {
     int64_t base = state[ST_BASE], chunk = size >> 4;
     while (ref >= base + size) {
         int64_t lo, hi, new_base;
@@ -156,12 +163,12 @@ static void slide_window(order_t *w, int64_t size, order_t *h, int64_t hsize, in
             lo = base; hi = base + chunk; new_base = base + chunk;
         }
         for (int64_t r = lo; r < hi; r++) {
+            if (w[(r + MIGRATE_AHEAD) & (size - 1)].live)  /* store.MIGRATE_AHEAD: its home asked for */
+                __builtin_prefetch(&h[home(r + MIGRATE_AHEAD, hsize - 1)], 1, 3);
             order_t *o = &w[r & (size - 1)];
-            uint64_t ahead = w[(r + MIGRATE_AHEAD) & (size - 1)].ref;  /* store.MIGRATE_AHEAD: its home asked for */
-            if (ahead) __builtin_prefetch(&h[home((int64_t)ahead, hsize - 1)], 1, 3);
-            if ((int64_t)o->ref == r && r != 0) {
-                hash_insert(h, hsize, (int64_t)o->ref, o->price, o->shares, o->locate, o->side, o->level);
-                o->ref = 0;
+            if (o->live) {  /* the order with reference r */
+                hash_insert(h, hsize, r, o->price, o->shares, o->locate, o->side, o->level);
+                o->live = 0;
                 state[ST_HASH_N]++;
                 state[ST_MIGRATED]++;
             }
@@ -274,17 +281,19 @@ static int64_t compact_pool(const uint64_t *old, uint64_t *new, side_t *sides) {
 
 /* ------------------------------------------------------------------------------ messages (book_apply) */
 /* The loop's working set, copied into locals so the compiler can keep pointers and sizes in registers. */
-#define ARGS order_t *w, int64_t w_size, order_t *h, int64_t h_size, int64_t *state, uint64_t *ladder, \
+#define ARGS order_t *w, int64_t w_size, hashed_t *h, int64_t h_size, int64_t *state, uint64_t *ladder, \
              int64_t ladder_size, level_t *levels, int64_t levels_size, uint64_t *lfree, side_t *sides
 #define PASS w, w_size, h, h_size, state, ladder, ladder_size, levels, levels_size, lfree, sides
 
 /* store 0 window, 1 hash, -1 absent; *slot */
-static inline int find(const order_t *w, int64_t w_size, const order_t *h, int64_t h_size, const int64_t *state,
+static inline int find(const order_t *w, int64_t w_size, const hashed_t *h, int64_t h_size, const int64_t *state,
                        int64_t ref, int64_t *slot) {
     int64_t base = state[ST_BASE];
+    *slot = 0;
+    if (ref == 0) return -1;  /* never an order (store.order_find) */
     if (base <= ref && ref < base + w_size) {
         int64_t s = ref & (w_size - 1);
-        if ((int64_t)w[s].ref == ref) { *slot = s; return 0; }
+        if (w[s].live) { *slot = s; return 0; }
         *slot = 0;
         return -1;
     }
@@ -325,13 +334,7 @@ static inline int add(ARGS, int64_t ref, int64_t locate, int64_t side, int64_t p
         hash_insert(h, h_size, ref, price, shares, locate, side, lh);
         state[ST_HASH_N]++;
     } else {
-        order_t *o = &w[ref & (w_size - 1)];
-        o->ref = (uint64_t)ref;
-        o->price = (uint32_t)price;
-        o->shares = (uint32_t)shares;
-        o->locate = (uint16_t)locate;
-        o->side = (uint8_t)side;
-        o->level = lh;
+        fill(&w[ref & (w_size - 1)], price, shares, locate, side, lh);
     }
     state[ST_LIVE]++;
     int64_t *sr = sides[locate * 2 + side];  /* references rise through the day: a level's queue is their order */
@@ -340,9 +343,9 @@ static inline int add(ARGS, int64_t ref, int64_t locate, int64_t side, int64_t p
     return is_best(sides, locate * 2 + side, lh) ? (int)side + 1 : 0;
 }
 
-static inline void drop(order_t *w, order_t *h, int64_t h_size, int64_t *state, int store, int64_t slot) {
+static inline void drop(order_t *w, hashed_t *h, int64_t h_size, int64_t *state, int store, int64_t slot) {
     if (store == 0) {
-        w[slot].ref = 0;
+        w[slot].live = 0;
     } else {
         hash_delete(h, h_size, slot);
         state[ST_HASH_N]--;
@@ -370,7 +373,7 @@ static inline int64_t reduce(ARGS, int64_t ref, int64_t n, int over_counter, int
         stats[UNKNOWN_REFS]++;
         return -1;
     }
-    order_t *o = store == 0 ? &w[slot] : &h[slot];
+    order_t *o = store == 0 ? &w[slot] : &h[slot].order;
     int64_t locate = o->locate, remaining = o->shares;
     if (n >= remaining) {
         if (n > remaining) stats[over_counter]++;
@@ -432,7 +435,7 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
         if (store < 0) {
             stats[UNKNOWN_REFS]++;
         } else {
-            order_t *r = store == 0 ? &w[slot] : &h[slot];
+            order_t *r = store == 0 ? &w[slot] : &h[slot].order;
             locate = r->locate;
             best = remove_from_level(PASS, r, r->shares, 1);
             drop(w, h, h_size, state, store, slot);
@@ -446,7 +449,7 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
         if (store < 0) {
             stats[UNKNOWN_REFS]++;
         } else {
-            order_t *r = store == 0 ? &w[slot] : &h[slot];
+            order_t *r = store == 0 ? &w[slot] : &h[slot].order;
             int64_t loc = r->locate, side = r->side;
             int addable = nw != 0 && (nw == old || find(w, w_size, h, h_size, state, nw, &slot2) < 0);
             if (addable) {
@@ -523,7 +526,7 @@ static inline int is_removal(int t) { return t == 'D' || t == 'E' || t == 'C' ||
 
 /* apply._prefetch_far: the slot (or hash home) of the order a D, E, C, X or U acts on; an add's side row. Returns
    what stage two is to look at: (window slot << 1), (side row << 1) | 1 for an add, or -1 */
-HINT int64_t prefetch_far(const uint8_t *m, int64_t ln, const order_t *w, int64_t w_size, const order_t *h,
+HINT int64_t prefetch_far(const uint8_t *m, int64_t ln, const order_t *w, int64_t w_size, const hashed_t *h,
                           int64_t h_size, const int64_t *state, side_t *sides) {
     if (ln < 19) return -1;
     if (is_removal(m[0])) {
@@ -571,7 +574,8 @@ static inline int64_t stream_step(const uint8_t *b, int64_t q, int64_t end) {
 /* Length-prefixed messages in b[pos:end]; stops before a message when the store needs room or the event
  * batch is full. Returns the position; *status says why it stopped. */
 static int64_t apply_stream(const uint8_t *b, int64_t pos, int64_t end, book_t *bk, int *status) {
-    order_t *w = bk->w, *h = bk->h;
+    order_t *w = bk->w;
+    hashed_t *h = bk->h;
     int64_t w_size = bk->w_size, h_size = bk->h_size, ev_size = bk->ev_size;
     int64_t ladder_size = bk->ladder_size, levels_size = bk->levels_size;
     int64_t *state = bk->state;
@@ -632,7 +636,7 @@ static void book_init(book_t *bk, int64_t window, int64_t hash, int64_t levels, 
     bk->levels_size = levels;
     bk->ev_size = events;
     bk->w = zalloc((size_t)bk->w_size, sizeof(order_t), prefault);
-    bk->h = zalloc((size_t)bk->h_size, sizeof(order_t), prefault);
+    bk->h = zalloc((size_t)bk->h_size, sizeof(hashed_t), prefault);
     bk->ladder = zalloc((size_t)levels, sizeof(uint64_t), prefault);
     bk->levels = zalloc((size_t)levels, sizeof(level_t), prefault);
     bk->lfree = zalloc((size_t)levels, sizeof(uint64_t), prefault);
@@ -671,7 +675,7 @@ static int64_t book_apply(book_t *bk, const uint8_t *b, int64_t end, evsum_t *es
         pos = apply_stream(b, pos, end, bk, &st);
         if (st == OK) return pos;
         if (st == NEED_HASH) {
-            order_t *nh = zalloc((size_t)bk->h_size * 2, sizeof(order_t), 0);
+            hashed_t *nh = zalloc((size_t)bk->h_size * 2, sizeof(hashed_t), 0);
             rehash(bk->h, bk->h_size, nh, bk->h_size * 2);
             free(bk->h);
             bk->h = nh;
@@ -720,13 +724,24 @@ static uint64_t level_checksum(const book_t *bk, int64_t *n_levels) {
     return sum;
 }
 
-/* live orders wherever they are stored: sum of ref*3 + price*5 + shares*7 + locate*11 + side*13, mod 2^64 */
-static uint64_t order_checksum(const order_t *o, int64_t n, int64_t *count) {
+static uint64_t order_term(uint64_t ref, const order_t *o) {
+    return ref * 3 + (uint64_t)o->price * 5 + (uint64_t)o->shares * 7 + (uint64_t)o->locate * 11
+           + (uint64_t)o->side * 13;
+}
+
+/* live orders wherever they are stored: sum of ref*3 + price*5 + shares*7 + locate*11 + side*13, mod 2^64 (a window
+   slot's reference is the one in [base, base + W) it holds: store.live_orders) */
+static uint64_t order_checksum(const book_t *bk, int64_t *count) {
     uint64_t sum = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (o[i].ref) {
-            sum += o[i].ref * 3 + (uint64_t)o[i].price * 5 + (uint64_t)o[i].shares * 7 + (uint64_t)o[i].locate * 11
-                   + (uint64_t)o[i].side * 13;
+    int64_t base = bk->state[ST_BASE];
+    for (int64_t i = 0; i < bk->w_size; i++)
+        if (bk->w[i].live) {
+            sum += order_term((uint64_t)(base + ((i - base) & (bk->w_size - 1))), &bk->w[i]);
+            (*count)++;
+        }
+    for (int64_t i = 0; i < bk->h_size; i++)
+        if (bk->h[i].ref) {
+            sum += order_term(bk->h[i].ref, &bk->h[i].order);
             (*count)++;
         }
     return sum;
@@ -746,7 +761,7 @@ static uint64_t stock_checksum(const book_t *bk) {
 static void print_book(const book_t *bk) {
     int64_t n_levels, n_orders = 0;
     uint64_t lsum = level_checksum(bk, &n_levels);
-    uint64_t osum = order_checksum(bk->w, bk->w_size, &n_orders) + order_checksum(bk->h, bk->h_size, &n_orders);
+    uint64_t osum = order_checksum(bk, &n_orders);
     printf("\"live_orders\": %lld, \"stored_orders\": %lld, \"levels\": %lld, \"level_checksum\": %llu, "
            "\"order_checksum\": %llu, \"stock_checksum\": %llu, \"hash_slots\": %lld, \"pool_slots\": %lld, "
            "\"state\": [", (long long)bk->state[ST_LIVE], (long long)n_orders, (long long)n_levels,
@@ -763,8 +778,10 @@ static void print_book(const book_t *bk) {
 static void layout(void) {
     int first;
     printf("{\"ORDER\": {\"size\": %zu, \"fields\": {", sizeof(order_t));
-    first = 1; FIELD(order_t, ref); FIELD(order_t, price); FIELD(order_t, shares); FIELD(order_t, locate);
-    FIELD(order_t, side); FIELD(order_t, level);
+    first = 1; FIELD(order_t, price); FIELD(order_t, shares); FIELD(order_t, level); FIELD(order_t, locate);
+    FIELD(order_t, side); FIELD(order_t, live);
+    printf("}}, \"HASHED\": {\"size\": %zu, \"fields\": {", sizeof(hashed_t));
+    first = 1; FIELD(hashed_t, ref); FIELD(hashed_t, order);
     printf("}}, \"LEVEL\": {\"size\": %zu, \"fields\": {", sizeof(level_t));
     first = 1; FIELD(level_t, shares); FIELD(level_t, price); FIELD(level_t, orders);
     printf("}}, \"EVENT\": {\"size\": %zu, \"fields\": {", sizeof(event_t));

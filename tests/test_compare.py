@@ -74,7 +74,7 @@ def test_books_differ_by_symbol(day, tmp_path):
     recs = records(day / "day.itch")
     book = OrderBook()
     book.apply_stream(np.fromfile(day / "day.itch", dtype=np.uint8))
-    live = {int(r) for r in np.concatenate([book.window["ref"], book.hash["ref"]]) if r}
+    live = set(book.live_orders_table()["ref"].tolist())
     k = next(k for k in range(len(recs) - 1, -1, -1)
              if recs[k][2] in b"AF" and int.from_bytes(recs[k][2 + 11:2 + 19], "big") in live)
     changed = bytearray(recs[k])

@@ -33,7 +33,7 @@ class OrderBook:
                  events: int = 1 << 16, on_events=None):
         self._sizes = (window, hash_orders, levels, events)
         self.window = np.zeros(_pow2(window), dtype=S.ORDER)
-        self.hash = np.zeros(_pow2(hash_orders), dtype=S.ORDER)
+        self.hash = np.zeros(_pow2(hash_orders), dtype=S.HASHED)
         self.state = np.zeros(S.N_STATE, dtype=np.int64)
         self.ladder = np.zeros(levels, dtype=np.uint64)  # per side: sorted (price << 32 | handle) entries
         self.levels = np.zeros(levels, dtype=S.LEVEL)  # the slab of price levels, by handle
@@ -58,7 +58,7 @@ class OrderBook:
 
     def _handle(self, status):
         if status == S.NEED_HASH:
-            new = np.zeros(self.hash.size * 2, dtype=S.ORDER)
+            new = np.zeros(self.hash.size * 2, dtype=S.HASHED)
             S.rehash(self.hash, new)
             self.hash = new
             self.stats[A.HASH_GROWS] += 1
@@ -107,6 +107,10 @@ class OrderBook:
             self._handle(status)
 
     # -- queries ------------------------------------------------------------------------------
+    def live_orders_table(self) -> np.ndarray:
+        """Every live order with its reference (multicast.book.store.LIVE records), in no particular order."""
+        return S.live_orders(self.window, self.hash, self.state)
+
     @property
     def live_orders(self) -> int:
         return int(self.state[S.ST_LIVE])
@@ -161,7 +165,7 @@ class OrderBook:
         """Level lh's live orders (QUEUED records) in reference order."""
         count = int(self.levels[lh]["orders"])
         refs, shares = np.zeros(count, dtype=np.uint64), np.zeros(count, dtype=np.uint32)
-        got = S.level_queue(self.window, self.hash, lh, refs, shares)
+        got = S.level_queue(self.window, self.hash, self.state, lh, refs, shares)
         if got != count:
             raise RuntimeError(f"level {lh} counts {count} orders but the store holds {got}")
         order = np.argsort(refs, kind="stable")
@@ -174,7 +178,7 @@ class OrderBook:
         store, slot = S.order_find(self.window, self.hash, self.state, ref)
         if store < 0:
             return None
-        o = (self.window if store == 0 else self.hash)[slot]
+        o = self.window[slot] if store == 0 else self.hash[slot]["order"]
         self._check_queue_order(int(o["locate"]) * 2 + int(o["side"]))
         q = self._queue(int(o["level"]))
         ahead = q["ref"] < np.uint64(ref)

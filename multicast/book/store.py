@@ -1,11 +1,11 @@
 """Where the order book keeps orders and price levels: compiled, preallocated, growable.
 
-Orders (keyed by ITCH order reference number) live in two stores with one record layout:
+Orders (keyed by ITCH order reference number) live in two stores, as one 16-byte ORDER record:
 - a direct-indexed *window*: NASDAQ references are day-unique and nearly sequential, so the refs in
-  [base, base + W) sit at slot ref & (W - 1); when a new ref passes the window's end the window
-  slides and the orders it leaves behind migrate to
+  [base, base + W) sit at slot ref & (W - 1), which names the reference (a slot only says whether it is
+  live); when a new ref passes the window's end the window slides and the orders it leaves behind migrate to
 - an open-addressed *hash* (multiplicative hashing, linear probing, backward-shift deletion) for the
-  long-lived outliers.
+  long-lived outliers, whose slots (HASHED) hold the reference beside the order.
 A ref inside the window's range is always in the window, so a lookup touches one store.
 
 Price levels live in a slab at handles that stay put; each order keeps its level's handle. Each (stock
@@ -25,8 +25,12 @@ import numpy as np
 from xdpfeed.capture.jit import njit_no_rc as njit
 from xdpfeed.capture.prefetch import prefetch
 
-ORDER = np.dtype([("ref", np.uint64), ("price", np.uint32), ("shares", np.uint32), ("locate", np.uint16),
-                  ("side", np.uint8), ("level", np.uint32)], align=True)  # level: its price level's handle
+# level: its price level's handle; live: 1 while the slot holds an order (a window slot's reference is implied)
+ORDER = np.dtype([("price", np.uint32), ("shares", np.uint32), ("level", np.uint32), ("locate", np.uint16),
+                  ("side", np.uint8), ("live", np.uint8)], align=True)
+HASHED = np.dtype([("ref", np.uint64), ("order", ORDER)], align=True)  # a hash slot: ref 0 when empty
+LIVE = np.dtype([("ref", np.uint64), ("price", np.uint32), ("shares", np.uint32), ("level", np.uint32),
+                 ("locate", np.uint16), ("side", np.uint8)])  # live_orders(): every live order with its reference
 LEVEL = np.dtype([("shares", np.uint64), ("price", np.uint32), ("orders", np.uint32)], align=True)
 
 BID, ASK = 0, 1
@@ -90,14 +94,19 @@ def hash_insert(h, ref, price, shares, locate, side, level):
     i = hash_home(ref, hmask)
     while h[i].ref != 0:
         i = (i + 1) & hmask
-    r = h[i]
-    r.ref = ref
+    h[i].ref = ref
+    _fill(h[i].order, price, shares, locate, side, level)
+    return i
+
+
+@njit(cache=True, inline="always")
+def _fill(r, price, shares, locate, side, level):
     r.price = price
     r.shares = shares
     r.locate = locate
     r.side = side
     r.level = level
-    return i
+    r.live = 1
 
 
 @njit(cache=True)
@@ -127,7 +136,8 @@ def rehash(old, new):
     for i in range(old.size):
         r = old[i]
         if r.ref != 0:
-            hash_insert(new, r.ref, r.price, r.shares, r.locate, r.side, r.level)
+            o = r.order
+            hash_insert(new, r.ref, o.price, o.shares, o.locate, o.side, o.level)
 
 
 @njit(cache=True)
@@ -146,14 +156,12 @@ def slide_window(w, h, state, ref):
             new_base = base + chunk
         hmask = h.size - 1
         for r in range(lo, hi):
-            s = r & (size - 1)
-            ahead = w[(r + MIGRATE_AHEAD) & (size - 1)].ref  # its hash home is asked for before it is reached
-            if ahead != 0:
-                prefetch(h, hash_home(ahead, hmask))
-            o = w[s]
-            if np.int64(o.ref) == r and r != 0:
-                hash_insert(h, o.ref, o.price, o.shares, o.locate, o.side, o.level)
-                o.ref = 0
+            if w[(r + MIGRATE_AHEAD) & (size - 1)].live:  # its hash home is asked for before it is reached
+                prefetch(h, hash_home(r + MIGRATE_AHEAD, hmask))
+            o = w[r & (size - 1)]
+            if o.live:  # the order with reference r
+                hash_insert(h, r, o.price, o.shares, o.locate, o.side, o.level)
+                o.live = 0
                 state[ST_HASH_N] += 1
                 state[ST_MIGRATED] += 1
         base = new_base
@@ -172,7 +180,7 @@ def order_find(w, h, state, ref):
     base = state[ST_BASE]
     if base <= ref < base + w.size:
         s = ref & (w.size - 1)
-        if np.int64(w[np.uint64(s)].ref) == ref:
+        if w[np.uint64(s)].live:
             return 0, s
         return -1, 0
     i = hash_find(h, ref)
@@ -181,7 +189,7 @@ def order_find(w, h, state, ref):
 
 @njit(cache=True, inline="always")
 def order_at(w, h, store, slot):
-    return w[np.uint64(slot)] if store == 0 else h[np.uint64(slot)]
+    return w[np.uint64(slot)] if store == 0 else h[np.uint64(slot)].order
 
 
 @njit(cache=True, inline="always")
@@ -210,20 +218,14 @@ def order_put(w, h, state, ref, price, shares, locate, side, level):
         hash_insert(h, ref, price, shares, locate, side, level)
         state[ST_HASH_N] += 1
     else:
-        o = w[ref & (w.size - 1)]
-        o.ref = ref
-        o.price = price
-        o.shares = shares
-        o.locate = locate
-        o.side = side
-        o.level = level
+        _fill(w[ref & (w.size - 1)], price, shares, locate, side, level)
     state[ST_LIVE] += 1
 
 
 @njit(cache=True, inline="always")
 def order_drop(w, h, state, store, slot):
     if store == 0:
-        w[slot].ref = 0
+        w[slot].live = 0
     else:
         hash_delete(h, slot)
         state[ST_HASH_N] -= 1
@@ -240,12 +242,12 @@ class OrderStore:
 
     def __init__(self, window: int = 1 << 22, hash_orders: int = 1 << 21):
         self.window = np.zeros(pow2(window), dtype=ORDER)
-        self.hash = np.zeros(pow2(hash_orders), dtype=ORDER)
+        self.hash = np.zeros(pow2(hash_orders), dtype=HASHED)
         self.state = np.zeros(N_STATE, dtype=np.int64)
         self.grows = 0
 
     def grow(self) -> None:
-        new = np.zeros(self.hash.size * 2, dtype=ORDER)
+        new = np.zeros(self.hash.size * 2, dtype=HASHED)
         rehash(self.hash, new)
         self.hash = new
         self.grows += 1
@@ -429,22 +431,41 @@ def compact_pool(old, new, sides):
 
 
 @njit(cache=True)
-def level_queue(w, h, lh, refs, shares):
+def level_queue(w, h, state, lh, refs, shares):
     """The live orders at level lh, from both stores, into refs[] and shares[] (room for the level's orders);
     returns how many (those past the arrays' room are counted, not written). Their order in the level's queue
     is their references' order: NASDAQ assigns references at receipt, increasing through the day, an execution
     or a cancel keeps an order's place and a replace is a new reference at the back. Each side counts the adds
     that broke that rule (SD_REFS_BACK)."""
     n = 0
-    for store in range(2):
-        t = w if store == 0 else h
-        for i in range(t.size):
-            if t[i].ref != 0 and t[i].level == lh:
-                if n < refs.size:
-                    refs[n] = t[i].ref
-                    shares[n] = t[i].shares
-                n += 1
+    base = state[ST_BASE]
+    for s in range(w.size):
+        if w[s].live and w[s].level == lh:
+            if n < refs.size:
+                refs[n] = base + ((s - base) & (w.size - 1))  # the reference in [base, base + W) at slot s
+                shares[n] = w[s].shares
+            n += 1
+    for i in range(h.size):
+        if h[i].ref != 0 and h[i].order.level == lh:
+            if n < refs.size:
+                refs[n] = h[i].ref
+                shares[n] = h[i].order.shares
+            n += 1
     return n
+
+
+def live_orders(w, h, state) -> np.ndarray:
+    """Every live order of the window and the hash, with its reference (LIVE records, window first)."""
+    slots = np.flatnonzero(w["live"])
+    base = int(state[ST_BASE])
+    inw, inh = w[slots], h[h["ref"] != 0]
+    out = np.zeros(slots.size + inh.size, dtype=LIVE)
+    out["ref"][: slots.size] = base + ((slots - base) & (w.size - 1))
+    out["ref"][slots.size :] = inh["ref"]
+    for f in ("price", "shares", "level", "locate", "side"):
+        out[f][: slots.size] = inw[f]
+        out[f][slots.size :] = inh["order"][f]
+    return out
 
 
 def side_levels(ladder, levels, sides, sidx: int) -> np.ndarray:

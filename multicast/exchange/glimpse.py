@@ -126,8 +126,7 @@ class SnapshotBuilder:
         return int.from_bytes(self.store.records[p + 5 : p + 11].tobytes(), "big")
 
     def _adds(self, ts: int) -> bytes:
-        w, h = self.book.window, self.book.hash
-        live = np.concatenate([w[w["ref"] != 0], h[h["ref"] != 0]])
+        live = self.book.live_orders_table()
         live = live[np.argsort(live["ref"], kind="stable")]
         refs = live["ref"].astype(np.int64)
         known = refs < self.mpid.size
