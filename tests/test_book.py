@@ -78,6 +78,10 @@ def same(book, events, ref):
     st = book.stat()
     assert {k: v for k, v in ref.stats.items() if v} == {k: st[k] for k in ref.stats if ref.stats[k]}
     assert book.live_orders == len(ref.orders)
+    live = book.live_orders_table()  # every stored order, window and hash, with its reference
+    mine = {r: [loc, sd, p, q] for r, loc, sd, p, q in
+            zip(*(live[f].tolist() for f in ("ref", "locate", "side", "price", "shares")), strict=True)}
+    assert len(mine) == live.size and mine == ref.orders
 
 
 def test_replace_of_a_replaced_order():
