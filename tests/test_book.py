@@ -293,6 +293,27 @@ def test_cli_json_and_bbo_csv(tmp_path, capsys):
     assert rc == 0 and out.startswith(ref.symbols[ref.locates()[0]] + "  (locate ")
 
 
+def test_cli_book_stops_at_the_end_of_session_and_reports_a_cut_record(tmp_path, capsys, caplog):
+    """A NASDAQ binary file's zero-length record ends the session: the book holds what came before, what follows
+    is named in a warning and never applied. A record cut short by the file's end: the book of what came before is
+    printed, then one line with the record's offset and exit 1."""
+    before = [A(1, "B", 100, 1000), A(2, "S", 50, 1010)]
+    data = stream(before).tobytes()
+    (tmp_path / "eos.itch").write_bytes(data + b"\x00\x00" + stream([A(3, "B", 7, 1001)]).tobytes())
+    rc = main(["book", str(tmp_path / "eos.itch"), "-T", "json", "--stats"])
+    cap = capsys.readouterr()
+    doc = json.loads(cap.out)
+    assert rc == 0 and doc["TEST"] == {"bids": [[1000, 100, 1]], "asks": [[1010, 50, 1]]}
+    assert doc["stats"]["adds"] == 2 and doc["stats"]["live_orders"] == 2 and " 2 messages in " in cap.err
+    assert "end of session (a zero-length record) at byte 76: the 38 bytes after it are not read" in caplog.text
+    (tmp_path / "cut.itch").write_bytes(data + stream([A(3, "B", 7, 1001)]).tobytes()[:-3])
+    rc = main(["book", str(tmp_path / "cut.itch"), "-T", "json"])
+    cap = capsys.readouterr()
+    assert rc == 1 and json.loads(cap.out)["stats"]["live_orders"] == 2
+    assert cap.err == f"xdpfeed book: error: {tmp_path / 'cut.itch'}: truncated ITCH record at byte offset 76 " \
+                      f"(file size {len(data) + 35})\n"
+
+
 @pytest.mark.parametrize("kind", ["itch", "pcap"])
 def test_cli_stats_line(tmp_path, capsys, kind):
     """`book --stats`: one stderr line with what the book applied, how long it took and what it holds."""

@@ -332,10 +332,11 @@ def _stream_step(b, q, end):
 
 
 @njit(cache=True)
-def apply_stream(b, pos, end, seqbox, w, h, state, ladder, levels, lfree, sides, last, stocks, ev,
+def apply_stream(b, pos, end, seqbox, eos, w, h, state, ladder, levels, lfree, sides, last, stocks, ev,
                  ev_n, stats):
     """Length-prefixed messages in b[pos:end]. Returns (position, status, event count); stops before
-    a message when the store needs room or the event batch is full. seqbox[0] is the sequence number
+    a message when the store needs room or the event batch is full, and, when eos, at a zero-length record (a
+    NASDAQ binary file's End of Session) instead of counting it as a bad length. seqbox[0] is the sequence number
     of the message at pos (0: unnumbered, a file), stamped on its events and advanced as messages go."""
     status = S.OK
     nseq = seqbox[0]
@@ -349,7 +350,7 @@ def apply_stream(b, pos, end, seqbox, w, h, state, ladder, levels, lfree, sides,
             status = NEED_EVENTS
             break
         ln = be16(b, pos)
-        if pos + 2 + ln > end:
+        if pos + 2 + ln > end or (ln == 0 and eos):
             break
         _prefetch_near(c4, w, ladder, levels, sides)
         code = -1

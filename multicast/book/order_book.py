@@ -82,15 +82,17 @@ class OrderBook:
             self.on_events(self.events[: self.n_events])
         self.n_events = 0
 
-    def apply_stream(self, buf: np.ndarray, pos: int = 0, end: int | None = None, first_seq: int = 0) -> int:
+    def apply_stream(self, buf: np.ndarray, pos: int = 0, end: int | None = None, first_seq: int = 0,
+                     end_of_session: bool = False) -> int:
         """Apply the length-prefixed messages of buf[pos:end]; returns where a cut record starts (or end).
         first_seq: the sequence number of the first message (a delivered stream), stamped on the top-of-book
-        events each message causes; 0 for an unnumbered stream (a file)."""
+        events each message causes; 0 for an unnumbered stream (a file). end_of_session: stop at a zero-length
+        record (a NASDAQ binary file's End of Session) and return where it is."""
         end = buf.size if end is None else end
         self._seqbox[0] = first_seq
         while True:
-            pos, status, self.n_events = A.apply_stream(buf, pos, end, self._seqbox, *self._args(), self.n_events,
-                                                        self.stats)
+            pos, status, self.n_events = A.apply_stream(buf, pos, end, self._seqbox, end_of_session, *self._args(),
+                                                        self.n_events, self.stats)
             if status == S.OK:
                 return pos
             self._handle(status)

@@ -6,8 +6,9 @@ end of each piece carried into the next. A record cut short by the end of the fi
 CorruptInput with its byte offset after everything before it was handed out. A zero-length record is
 the session's end (NASDAQ's BinaryFILE format): reading stops there, the END_OF_SESSION counter says
 so, and bytes after it are counted (AFTER_END_OF_SESSION) and named in a warning, never read as
-messages. `decode_file` runs the
-compiled ITCH decoder over those chunks.
+messages. `decode_file` runs the compiled ITCH decoder over those chunks, and `consume_mapped` hands a plain
+file whole to a consumer that stops at the session's end or a cut record itself (the order book), so that
+neither reads the file twice.
 """
 
 import gzip
@@ -54,6 +55,15 @@ def chunks(path: str, gz: bool, counters=None):
     if good:
         yield buf[:good]
     _mapped_end(path, buf.size, good, eos, counters)
+
+
+def consume_mapped(path: str, consume, counters=None) -> None:
+    """Map a plain file and hand it whole to consume(buf), which applies records until a record cut short or a
+    zero-length one (the End of Session) and returns where it stopped; then account for how the records ended, as
+    chunks() does (counted, CorruptInput for a cut record). One pass over the file where chunks() takes two."""
+    buf = mapped(path)
+    pos = consume(buf)
+    _mapped_end(path, buf.size, pos, pos + 2 <= buf.size and buf[pos] == 0 and buf[pos + 1] == 0, counters)
 
 
 def _mapped_end(path: str, size: int, pos: int, eos: bool, counters) -> None:

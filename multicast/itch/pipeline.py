@@ -26,7 +26,7 @@ from xdpfeed.capture.pcapfile import PcapSource, sniff
 from xdpfeed.capture.source import waitable
 from xdpfeed.multicast.feed.stop import StopOnSignal
 from xdpfeed.multicast.itch.decoder import ItchTables, decode_batch
-from xdpfeed.multicast.itch.file import GZIP_MAGIC, chunks, decode_file, looks_like_itch
+from xdpfeed.multicast.itch.file import GZIP_MAGIC, chunks, consume_mapped, decode_file, looks_like_itch
 from xdpfeed.multicast.wire import counters as C
 from xdpfeed.multicast.wire.moldudp64 import MAX_BLOCKS_PER_PACKET, NO_SESSION, PacketIndex, Sessions, extract_batch
 
@@ -218,8 +218,10 @@ def replay_into_book(path: str, book, groups=(), counters=None, sessions=None, f
         sessions = Sessions() if sessions is None else sessions
         for buf, index in index_batches(path, groups, sessions, counters):
             book.apply_index(buf, index)
-    else:
-        for buf in chunks(path, fmt == "itch.gz", counters):
+    elif fmt == "itch.gz":
+        for buf in chunks(path, True, counters):
             book.apply_stream(buf)
+    else:
+        consume_mapped(path, lambda buf: book.apply_stream(buf, end_of_session=True), counters)
     book.flush_events()
     return fmt
