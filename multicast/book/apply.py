@@ -103,8 +103,8 @@ def _room_for_add(w, h, state, ladder, levels, sides, ref, sidx):
     st = S.order_room(w, h, state, ref)
     if st != S.OK:
         return st
-    cap = sides[sidx, S.SD_CAP]
-    if sides[sidx, S.SD_SIZE] == cap and state[S.ST_POOL] + max(8, 2 * cap) > ladder.size:
+    cap = sides[S.uidx(sidx), S.SD_CAP]
+    if sides[S.uidx(sidx), S.SD_SIZE] == cap and state[S.ST_POOL] + max(8, 2 * cap) > ladder.size:
         return S.NEED_POOL
     if not S.level_room(levels, state):
         return S.NEED_LEVELS
@@ -118,10 +118,10 @@ def _add(w, h, state, ladder, levels, lfree, sides, ref, locate, side, price, sh
     sidx = locate * 2 + side
     lh = S.level_add(ladder, levels, lfree, sides, state, sidx, side, price, shares)
     S.order_put(w, h, state, ref, price, shares, locate, side, lh)
-    if ref > sides[sidx, S.SD_MAX_REF]:  # references rise through the day: a level's queue is their order
-        sides[sidx, S.SD_MAX_REF] = ref
+    if ref > sides[S.uidx(sidx), S.SD_MAX_REF]:  # references rise through the day: a level's queue is their order
+        sides[S.uidx(sidx), S.SD_MAX_REF] = ref
     else:
-        sides[sidx, S.SD_REFS_BACK] += 1
+        sides[S.uidx(sidx), S.SD_REFS_BACK] += 1
     return side + 1 if S.is_best(sides, sidx, lh) else 0
 
 
@@ -167,11 +167,11 @@ def _apply_one(b, o, ln, seq, w, h, state, ladder, levels, lfree, sides, last, s
                stats):
     """Apply one message. Returns (status, event count). A non-OK status means nothing was changed
     and the same message must be applied again once the store has room."""
-    if ln == 0 or LENGTHS[b[o]] < 0:
+    if ln == 0 or LENGTHS[b[np.uint64(o)]] < 0:  # (a zero-length message has no type byte to read)
         stats[UNKNOWN_TYPES if ln else BAD_LENGTHS] += 1
         stats[MESSAGES] += 1
         return S.OK, ev_n
-    t = b[o]
+    t = b[np.uint64(o)]
     if ln != LENGTHS[t]:
         stats[BAD_LENGTHS] += 1
         stats[MESSAGES] += 1
@@ -180,7 +180,7 @@ def _apply_one(b, o, ln, seq, w, h, state, ladder, levels, lfree, sides, last, s
     best = 0  # side + 1 when the message touched that side's best level: only then can its top of book change
     if t == 65 or t == 70:  # 'A', 'F'
         stats[ADDS] += 1
-        sd = b[o + _ADD_SIDE]
+        sd = b[np.uint64(o + _ADD_SIDE)]
         side = 0 if sd == 66 else 1 if sd == 83 else -1
         ref = np.int64(be64(b, o + _ADD_REF))
         if side < 0:
@@ -264,17 +264,18 @@ def _apply_one(b, o, ln, seq, w, h, state, ladder, levels, lfree, sides, last, s
     if best:  # only the touched side's top can have moved: last[] holds the other's, as published
         sd = best - 1
         p, q = S.top_of(levels, sides, locate * 2 + sd)
-        if last[locate, 2 * sd] != p or last[locate, 2 * sd + 1] != q:
-            last[locate, 2 * sd] = p
-            last[locate, 2 * sd + 1] = q
-            e = ev[ev_n]
+        ul, px, sz = S.uidx(locate), S.uidx(2 * sd), S.uidx(2 * sd + 1)
+        if last[ul, px] != p or last[ul, sz] != q:
+            last[ul, px] = p
+            last[ul, sz] = q
+            e = ev[np.uint64(ev_n)]
             e.seq = seq
             e.timestamp = be48(b, o + _TIMESTAMP)
             e.locate = locate
-            e.bid_price = last[locate, 0]
-            e.bid_shares = last[locate, 1]
-            e.ask_price = last[locate, 2]
-            e.ask_shares = last[locate, 3]
+            e.bid_price = last[ul, 0]
+            e.bid_shares = last[ul, 1]
+            e.ask_price = last[ul, 2]
+            e.ask_shares = last[ul, 3]
             ev_n += 1
             stats[BBO_EVENTS] += 1
     return S.OK, ev_n
@@ -287,7 +288,7 @@ def _prefetch_far(b, q, ln, w, h, state, sides):
     (side row << 1) | 1 for an add, or -1."""
     if ln < _ANY_REF_END:
         return -1
-    t = b[q]
+    t = b[np.uint64(q)]
     if t == 68 or t == 69 or t == 67 or t == 88 or t == 85:
         ref = np.int64(be64(b, q + _ANY_REF))
         base = state[S.ST_BASE]
@@ -297,7 +298,7 @@ def _prefetch_far(b, q, ln, w, h, state, sides):
             return slot << 1
         prefetch(h, S.hash_home(ref, h.size - 1))
     elif (t == 65 or t == 70) and ln > _ADD_SIDE:
-        sidx = np.int64(be16(b, q + _LOCATE)) * 2 + (b[q + _ADD_SIDE] == 83)
+        sidx = np.int64(be16(b, q + _LOCATE)) * 2 + (b[np.uint64(q + _ADD_SIDE)] == 83)
         prefetch(sides, (sidx, 0))
         return (sidx << 1) | 1
     return -1
@@ -309,7 +310,7 @@ def _prefetch_near(code, w, ladder, levels, sides):
     side's best ladder entries. Reads the slot and side row, changes nothing."""
     if code < 0:
         return
-    x = code >> 1
+    x = np.uint64(code >> 1)
     if code & 1:
         e = sides[x, S.SD_START] + sides[x, S.SD_SIZE] - 1
         if e >= 0:
