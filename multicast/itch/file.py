@@ -1,14 +1,13 @@
 """NASDAQ binary ITCH 5.0 files (`[uint16 BE length][message]`…, optionally gzip-compressed) as input.
 
-`chunks()` hands out buffers that hold whole records only: a plain file is mapped once and handed
-out whole; a `.gz` file (as NASDAQ publishes them) is decompressed in pieces, the record cut at the
-end of each piece carried into the next. A record cut short by the end of the file raises
+A plain file is mapped once and read in one pass by a consumer that stops at the session's end or a cut
+record itself (`consume_mapped`: the order book; `decode_file`: the decoder). A `.gz` file (as NASDAQ
+publishes them) is decompressed in pieces by `gzip_chunks()`, which hands out buffers of whole records only,
+the record cut at the end of each piece carried into the next. A record cut short by the end of the file raises
 CorruptInput with its byte offset after everything before it was handed out. A zero-length record is
 the session's end (NASDAQ's BinaryFILE format): reading stops there, the END_OF_SESSION counter says
 so, and bytes after it are counted (AFTER_END_OF_SESSION) and named in a warning, never read as
-messages. `decode_file` runs the compiled ITCH decoder over those chunks, and `consume_mapped` hands a plain
-file whole to a consumer that stops at the session's end or a cut record itself (the order book), so that
-neither reads the file twice.
+messages.
 """
 
 import gzip
@@ -45,22 +44,10 @@ def looks_like_itch(head: bytes) -> bool:
     return seen > 0
 
 
-def chunks(path: str, gz: bool, counters=None):
-    """Yield uint8 arrays of whole records, in file order; see the module docstring."""
-    if gz:
-        yield from _gzip_chunks(path, counters)
-        return
-    buf = mapped(path)
-    good, eos = file_records_end(buf, 0, buf.size)
-    if good:
-        yield buf[:good]
-    _mapped_end(path, buf.size, good, eos, counters)
-
-
 def consume_mapped(path: str, consume, counters=None) -> None:
     """Map a plain file and hand it whole to consume(buf), which applies records until a record cut short or a
-    zero-length one (the End of Session) and returns where it stopped; then account for how the records ended, as
-    chunks() does (counted, CorruptInput for a cut record). One pass over the file where chunks() takes two."""
+    zero-length one (the End of Session) and returns where it stopped; then account for how the records ended
+    (counted, CorruptInput for a cut record)."""
     buf = mapped(path)
     pos = consume(buf)
     _mapped_end(path, buf.size, pos, pos + 2 <= buf.size and buf[pos] == 0 and buf[pos + 1] == 0, counters)
@@ -93,7 +80,8 @@ def mapped(path: str, populate: bool = False) -> np.ndarray:
     return np.frombuffer(mm, dtype=np.uint8)
 
 
-def _gzip_chunks(path: str, counters):
+def gzip_chunks(path: str, counters=None):
+    """Yield uint8 arrays of a .gz file's whole records, in file order; see the module docstring."""
     try:
         f = gzip.open(path, "rb")
         f.peek(1)
@@ -147,7 +135,7 @@ def decode_file(path: str, out: ItchTables, cnt, gz: bool):
     """Yield `(buffer, out)` once per filled batch of `out`; clears `out` before each refill. A plain file is
     decoded in one pass: the decoder itself stops at a cut record or an End of Session."""
     if gz:
-        for buf in chunks(path, gz, cnt):
+        for buf in gzip_chunks(path, cnt):
             yield from _decode_buffer(buf, out, cnt)
         return
     buf = mapped(path)

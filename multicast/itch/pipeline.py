@@ -26,7 +26,7 @@ from xdpfeed.capture.pcapfile import PcapSource, sniff
 from xdpfeed.capture.source import waitable
 from xdpfeed.multicast.feed.stop import StopOnSignal
 from xdpfeed.multicast.itch.decoder import ItchTables, decode_batch
-from xdpfeed.multicast.itch.file import GZIP_MAGIC, chunks, consume_mapped, decode_file, looks_like_itch
+from xdpfeed.multicast.itch.file import GZIP_MAGIC, consume_mapped, decode_file, gzip_chunks, looks_like_itch
 from xdpfeed.multicast.wire import counters as C
 from xdpfeed.multicast.wire.moldudp64 import MAX_BLOCKS_PER_PACKET, NO_SESSION, PacketIndex, Sessions, extract_batch
 
@@ -219,7 +219,7 @@ def replay_into_book(path: str, book, groups=(), counters=None, sessions=None, f
         for buf, index in index_batches(path, groups, sessions, counters):
             book.apply_index(buf, index)
     elif fmt == "itch.gz":
-        for buf in chunks(path, True, counters):
+        for buf in gzip_chunks(path, counters):
             book.apply_stream(buf)
     else:
         consume_mapped(path, lambda buf: book.apply_stream(buf, end_of_session=True), counters)
