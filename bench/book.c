@@ -518,7 +518,6 @@ static inline int apply_one(const uint8_t *b, int64_t o, int64_t ln, uint64_t se
 }
 
 #define PREFETCH_AHEAD 8
-#define PREFETCH_NEAR 4  /* stage two: 4 behind stage one, its findings in c1..c4 */
 /* GCC drops a call to a function whose only effect is a prefetch (it counts as none) unless it is inlined first */
 #define HINT static inline __attribute__((always_inline))
 

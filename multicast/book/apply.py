@@ -83,15 +83,12 @@ NEED_EVENTS = 3  # status: the event batch is full; drain it and call again
 # The loops look ahead in two stages and ask for the lines the messages there will need, so that they are on their
 # way while the messages before are applied (each is otherwise a wait for memory: on a wide day most removals find
 # their order, and most adds their side's row and ladder, out of the cache). PREFETCH_AHEAD messages on, stage one
-# (_prefetch_far): the stored order a D, E, C, X or U acts on, an add's side row. PREFETCH_NEAR messages on, with
-# those lines in, stage two (_prefetch_near) on what stage one found: that order's level and side row, the add's
-# side's best ladder entries. Stage one's findings wait in four registers (c1..c4), so the gap between the two is
-# four. Measured on the C twin (bench/book.c), wide day: one stage at 8 ahead +25-30 % (4 and 16 less); the second
-# stage at 4 +15 % more (3 and 5 the same, 6 less); a third stage for an add's level (reading the ladder 2 ahead)
-# -15 %.
+# (_prefetch_far): the stored order a D, E, C, X or U acts on, an add's side row. Four messages later, with those
+# lines in, stage two (_prefetch_near) on what stage one found (kept meanwhile in the registers c1..c4): that
+# order's level and side row, the add's side's best ladder entries. Measured on the C twin (bench/book.c), wide
+# day: one stage at 8 ahead +25-30 % (4 and 16 less); the second stage 4 ahead +15 % more (3 and 5 the same, 6
+# less); a third stage for an add's level (reading the ladder 2 ahead) -15 %.
 PREFETCH_AHEAD = 8
-PREFETCH_NEAR = 4
-assert PREFETCH_AHEAD - PREFETCH_NEAR == 4  # the registers c1..c4 of apply_stream and apply_index
 
 STOCK = np.dtype([("symbol", np.uint64), ("round_lot", np.uint32), ("trading_state", np.uint8),
                   ("stale", np.uint8), ("reason", np.uint32)], align=True)
