@@ -21,8 +21,9 @@
  *
  * Usage: book FILE [--repeat R] [--window N] [--hash N] [--levels N] [--events N] [--prefault] [--no-hugepage]
  *          one untimed verification pass (event checksum), then R timed passes, each on a fresh book
- *          allocated outside the timed region the way np.zeros does it (calloc + MADV_HUGEPAGE on blocks of
- *          4 MiB or more; --no-hugepage leaves that out; --prefault touches every page first); prints one
+ *          allocated outside the timed region the way OrderBook does it (capture.huge_arrays: 2 MiB-aligned
+ *          mappings advised MADV_HUGEPAGE for blocks of 2 MiB or more; --no-hugepage: calloc only;
+ *          --prefault touches every page first); prints one
  *          JSON object
  *        book --layout
  * Build: cc -O3 -march=native -o book book.c
@@ -613,18 +614,37 @@ static int64_t pow2(int64_t n) { int64_t p = 16; while (p < n) p <<= 1; return p
 
 static int hugepage = 1;
 
-/* np.zeros: calloc, then (numpy's indicate_hugepages, on Linux by default) madvise(MADV_HUGEPAGE) from the
- * next page boundary on for blocks of 4 MiB or more, so that with THP in "madvise" mode both get huge pages. */
+/* capture.huge_arrays.zeros: blocks of 2 MiB or more get a private anonymous mapping that starts on a 2 MiB
+ * boundary, advised MADV_HUGEPAGE (with THP in "madvise" mode every page of it can be huge; numpy's own advice
+ * leaves each end on small pages); smaller blocks, or --no-hugepage, calloc. */
+#define HUGE_PAGE ((size_t)2 << 20)
+
+static int huge_block(size_t bytes) { return hugepage && bytes >= HUGE_PAGE; }
+
 static void *zalloc(size_t n, size_t size, int prefault) {
     size_t bytes = n * size;
-    void *p = calloc(n, size);
-    if (!p) { perror("calloc"); exit(2); }
-    if (hugepage && bytes >= (1u << 22)) {
-        uintptr_t offset = 4096u - (uintptr_t)p % 4096u;
-        madvise((char *)p + offset, bytes - offset, MADV_HUGEPAGE);
+    void *p;
+    if (huge_block(bytes)) {
+        size_t len = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+        char *m = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) { perror("mmap"); exit(2); }
+        size_t head = -(uintptr_t)m & (HUGE_PAGE - 1);
+        if (head) munmap(m, head); /* keep exactly [p, p + len): zfree unmaps that */
+        munmap(m + head + len, HUGE_PAGE - head);
+        p = m + head;
+        madvise(p, len, MADV_HUGEPAGE);
+    } else {
+        p = calloc(n, size);
+        if (!p) { perror("calloc"); exit(2); }
     }
     if (prefault) memset(p, 0, bytes);
     return p;
+}
+
+static void zfree(void *p, size_t n, size_t size) {
+    size_t bytes = n * size;
+    if (huge_block(bytes)) munmap(p, (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE);
+    else free(p);
 }
 
 static void book_init(book_t *bk, int64_t window, int64_t hash, int64_t levels, int64_t events, int prefault) {
@@ -647,8 +667,15 @@ static void book_init(book_t *bk, int64_t window, int64_t hash, int64_t levels, 
 }
 
 static void book_free(book_t *bk) {
-    free(bk->w); free(bk->h); free(bk->ladder); free(bk->levels); free(bk->lfree); free(bk->sides); free(bk->last);
-    free(bk->stocks); free(bk->ev);
+    zfree(bk->w, (size_t)bk->w_size, sizeof(order_t));
+    zfree(bk->h, (size_t)bk->h_size, sizeof(hashed_t));
+    zfree(bk->ladder, (size_t)bk->ladder_size, sizeof(uint64_t));
+    zfree(bk->levels, (size_t)bk->levels_size, sizeof(level_t));
+    zfree(bk->lfree, (size_t)bk->levels_size, sizeof(uint64_t));
+    zfree(bk->sides, N_SIDES, sizeof(side_t));
+    zfree(bk->last, 65536, sizeof *bk->last);
+    zfree(bk->stocks, 65536, sizeof(stock_t));
+    zfree(bk->ev, (size_t)bk->ev_size, sizeof(event_t));
 }
 
 /* Event checksum: sum over events i (1-based, across batches) of i * (ts*3 + bid_shares*5 + ask_shares*7 +
@@ -676,7 +703,7 @@ static int64_t book_apply(book_t *bk, const uint8_t *b, int64_t end, evsum_t *es
         if (st == NEED_HASH) {
             hashed_t *nh = zalloc((size_t)bk->h_size * 2, sizeof(hashed_t), 0);
             rehash(bk->h, bk->h_size, nh, bk->h_size * 2);
-            free(bk->h);
+            zfree(bk->h, (size_t)bk->h_size, sizeof(hashed_t));
             bk->h = nh;
             bk->h_size *= 2;
             bk->stats[HASH_GROWS]++;
@@ -685,7 +712,7 @@ static int64_t book_apply(book_t *bk, const uint8_t *b, int64_t end, evsum_t *es
             int64_t size = max64(max64(bk->ladder_size * 2, 2 * need), 1024);
             uint64_t *np = zalloc((size_t)size, sizeof(uint64_t), 0);
             bk->state[ST_POOL] = compact_pool(bk->ladder, np, bk->sides);
-            free(bk->ladder);
+            zfree(bk->ladder, (size_t)bk->ladder_size, sizeof(uint64_t));
             bk->ladder = np;
             bk->ladder_size = size;
             bk->stats[POOL_GROWS]++;
@@ -695,8 +722,8 @@ static int64_t book_apply(book_t *bk, const uint8_t *b, int64_t end, evsum_t *es
             uint64_t *nf = zalloc((size_t)size, sizeof(uint64_t), 0);
             memcpy(nl, bk->levels, (size_t)bk->levels_size * sizeof(level_t));
             memcpy(nf, bk->lfree, (size_t)bk->levels_size * sizeof(uint64_t));
-            free(bk->levels);
-            free(bk->lfree);
+            zfree(bk->levels, (size_t)bk->levels_size, sizeof(level_t));
+            zfree(bk->lfree, (size_t)bk->levels_size, sizeof(uint64_t));
             bk->levels = nl;
             bk->lfree = nf;
             bk->levels_size = size;

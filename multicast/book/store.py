@@ -22,6 +22,7 @@ grows the store and resumes.
 
 import numpy as np
 
+from xdpfeed.capture import huge_arrays
 from xdpfeed.capture.jit import njit_no_rc as njit
 from xdpfeed.capture.prefetch import prefetch
 
@@ -241,13 +242,13 @@ class OrderStore:
     (the DBN sink's ITCH → MBO conversion); grows its hash when a compiled loop asks (NEED_HASH)."""
 
     def __init__(self, window: int = 1 << 22, hash_orders: int = 1 << 21):
-        self.window = np.zeros(pow2(window), dtype=ORDER)
-        self.hash = np.zeros(pow2(hash_orders), dtype=HASHED)
+        self.window = huge_arrays.zeros(pow2(window), ORDER)
+        self.hash = huge_arrays.zeros(pow2(hash_orders), HASHED)
         self.state = np.zeros(N_STATE, dtype=np.int64)
         self.grows = 0
 
     def grow(self) -> None:
-        new = np.zeros(self.hash.size * 2, dtype=HASHED)
+        new = huge_arrays.zeros(self.hash.size * 2, HASHED)
         rehash(self.hash, new)
         self.hash = new
         self.grows += 1
@@ -404,7 +405,7 @@ def top_of(levels, sides, sidx):
 
 def new_sides() -> np.ndarray:
     """Every (locate, side) row empty."""
-    sides = np.zeros((N_SIDES, N_SD), dtype=np.int64)
+    sides = huge_arrays.zeros((N_SIDES, N_SD), np.int64)
     sides[:, SD_BEST] = NO_LEVEL
     return sides
 

@@ -1,0 +1,65 @@
+"""Zeroed numpy arrays on transparent huge pages, for storage that compiled loops read at random: the order
+book's order window, order hash and price levels (multicast.book).
+
+With 4 KiB pages, a random access into a hundred megabytes of orders misses the TLB almost every time, and the
+page walk (two-dimensional in a virtual machine) adds to the cache miss; a 2 MiB page covers 512 of them and is
+one page fault instead of 512. Linux backs anonymous memory with huge pages when
+/sys/kernel/mm/transparent_hugepage/enabled is `always`, or `madvise` and the memory was advised MADV_HUGEPAGE.
+numpy's own allocator advises arrays of 4 MiB or more, but from the first 4 KiB boundary on: the partial 2 MiB
+at each end of an array stays on small pages, and smaller arrays are not advised. `zeros` makes a mapping that
+starts on a 2 MiB boundary (private, anonymous, advised) and views it as the array asked for, so every page of it
+can be huge. Where the kernel has no huge page to give (`never`, or memory too fragmented) the same array is on ordinary
+pages: the values and the code that reads them are the same either way. `huge_bytes` says how much of an array
+huge pages back (from /proc/self/smaps).
+"""
+
+import mmap
+
+import numpy as np
+
+HUGE_PAGE = 2 << 20
+THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"
+
+
+def zeros(shape, dtype) -> np.ndarray:
+    """np.zeros(shape, dtype), on memory advised for huge pages when it spans at least one (smaller arrays, or a
+    Python without mmap.MADV_HUGEPAGE: np.zeros itself). The array owns its mapping: freed with it."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if nbytes < HUGE_PAGE or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return np.zeros(shape, dtype)
+    # whole huge pages, plus one to slide the start onto a 2 MiB boundary (the kernel maps 4 KiB-aligned)
+    size = -(-nbytes // HUGE_PAGE) * HUGE_PAGE + HUGE_PAGE
+    region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    region.madvise(mmap.MADV_HUGEPAGE)
+    start = np.frombuffer(region, np.uint8, count=1).ctypes.data
+    return np.frombuffer(region, dtype, count=nbytes // dtype.itemsize,
+                         offset=-start % HUGE_PAGE).reshape(shape)
+
+
+def huge_bytes(arr: np.ndarray) -> int:
+    """Bytes of the mappings under arr that huge pages back now (AnonHugePages in /proc/self/smaps, summed over
+    every mapping arr overlaps): 0 for memory not touched yet or on ordinary pages. Counts whole mappings, so a
+    small array inside a larger mapping may be credited with its neighbours' pages."""
+    lo = arr.__array_interface__["data"][0]
+    hi = lo + arr.nbytes
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split(maxsplit=1)[0]
+            if not head.endswith(":"):  # a mapping's first line: start-end perms ...
+                start, end = (int(x, 16) for x in head.split("-"))
+                inside = start < hi and lo < end
+            elif inside and head == "AnonHugePages:":
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def thp_mode() -> str:
+    """The kernel's transparent huge page mode for anonymous memory: always, madvise or never ('' if unknown)."""
+    try:
+        with open(THP_ENABLED) as f:
+            text = f.read()
+    except OSError:
+        return ""
+    return text[text.find("[") + 1: text.find("]")] if "[" in text else ""

@@ -1,0 +1,78 @@
+"""capture.huge_arrays: zeroed arrays on 2 MiB-aligned memory that the kernel backs with huge pages, and the order
+book's storage on them through every kind of growth."""
+
+import gc
+
+import numpy as np
+import pytest
+
+from xdpfeed.capture.huge_arrays import HUGE_PAGE, huge_bytes, thp_mode, zeros
+from xdpfeed.multicast.book import store as S
+from xdpfeed.multicast.book.order_book import OrderBook
+from xdpfeed.multicast.exchange import synthetic
+from xdpfeed.multicast.itch.decoder import file_records_end
+
+
+def anon_huge_total() -> int:
+    with open("/proc/self/smaps_rollup") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("AnonHugePages:"))
+
+
+def test_zeros_is_a_zeroed_aligned_array_on_huge_pages():
+    a = zeros((1024, 1024), np.int32)  # 4 MiB
+    assert a.shape == (1024, 1024) and a.dtype == np.int32 and a.flags.c_contiguous and a.flags.writeable
+    assert not a.any() and a.ctypes.data % HUGE_PAGE == 0
+    mode = thp_mode()
+    if mode not in ("always", "madvise"):
+        pytest.skip(f"this kernel gives no transparent huge pages (mode {mode!r})")
+    gc.collect()
+    before = anon_huge_total()
+    a[:, 0] = np.arange(1024)  # touch every 4 KiB page: two 2 MiB faults
+    assert anon_huge_total() - before == a.nbytes
+    assert huge_bytes(a) >= a.nbytes
+    assert int(a[:, 0].sum()) == 1023 * 1024 // 2 and int(a[:, 1:].sum()) == 0
+
+
+def test_small_arrays_and_odd_sizes():
+    small = zeros(100, np.int64)  # under one huge page: np.zeros itself
+    assert small.base is None and small.shape == (100,) and not small.any()
+    odd = zeros(3 * HUGE_PAGE // 8 + 5, S.LEVEL)  # a record dtype, not a whole number of huge pages
+    assert odd.dtype == S.LEVEL and odd.size == 3 * HUGE_PAGE // 8 + 5 and odd.ctypes.data % HUGE_PAGE == 0
+    odd[-1]["shares"] = 7  # the last element is inside the mapping
+    assert int(odd["shares"].sum()) == 7
+
+
+def _storage(book):
+    return {n: getattr(book, n) for n in ("window", "hash", "ladder", "levels", "lfree", "sides", "last", "events")}
+
+
+def _state(book):
+    locs = book.locates()
+    return sorted(book.live_orders_table().tolist()), book.depths(locs, None), book.stat()  # hash order varies
+
+
+def test_book_storage_is_aligned_and_growth_keeps_it_so_and_changes_nothing():
+    """A book whose every array spans huge pages; midway through a day its hash, ladder pool and level slab are
+    grown (what the compiled loop asks for when they fill); it ends the day as a book that never grew."""
+    day, _ = synthetic.generate(120_000, seed=11)
+    half = file_records_end(day, 0, day.size // 2)[0]  # a whole-record cut near the middle
+    kw = dict(window=1 << 17, hash_orders=1 << 17, levels=1 << 18, events=1 << 16)
+    grown, plain = OrderBook(**kw), OrderBook(**kw)
+    for a in _storage(grown).values():
+        assert a.nbytes >= HUGE_PAGE and a.ctypes.data % HUGE_PAGE == 0
+    grown.apply_stream(day, 0, half)
+    sizes = {n: a.size for n, a in _storage(grown).items()}
+    for status in (S.NEED_HASH, S.NEED_POOL, S.NEED_LEVELS):
+        grown._handle(status)
+    after = _storage(grown)
+    assert after["hash"].size == 2 * sizes["hash"] and after["levels"].size == 2 * sizes["levels"]
+    assert after["lfree"].size == after["levels"].size and after["ladder"].size >= 2 * sizes["ladder"]
+    for a in after.values():
+        assert a.ctypes.data % HUGE_PAGE == 0
+    grown.apply_stream(day, half)
+    plain.apply_stream(day)
+    g, p = _state(grown), _state(plain)
+    assert g[0] == p[0] and len(g[0]) > 1000
+    assert g[1] == p[1] and any(len(bids) > 3 for bids, _ in g[1])
+    assert {k for k in g[2] if g[2][k] != p[2][k]} == {"hash_grows", "pool_grows"}
+    assert g[2]["hash_grows"] == 1 and g[2]["pool_grows"] == 2 and p[2]["hash_grows"] == p[2]["pool_grows"] == 0
