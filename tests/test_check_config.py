@@ -11,6 +11,9 @@ import sys
 import pytest
 from netns import veth_pair
 
+from xdpfeed.capture.huge_arrays import THP_ENABLED, thp_mode
+from xdpfeed.multicast.feed import hostcheck
+
 XDPFEED = [sys.executable, "-m", "xdpfeed.multicast.cli"]
 
 
@@ -31,6 +34,18 @@ def test_ready_config_exits_0(tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stderr == ""
     assert p.stdout.splitlines()[-1].endswith("feed.toml: ready")
+    mode = thp_mode()  # the book's pages: a note of what this kernel gives
+    assert hostcheck._book_pages(mode) in p.stdout.splitlines()
+    assert (f"on transparent huge pages ({THP_ENABLED}: {mode})" in p.stdout) == (mode in ("always", "madvise"))
+    quiet = check(tmp_path, f'[feed]\nline_a = "pcap:{pcap}"\nbook = false\n')
+    assert quiet.returncode == 0 and "feed.book" not in quiet.stdout
+
+
+def test_book_pages_note_says_what_to_do_without_transparent_huge_pages():
+    assert hostcheck._book_pages("never") == (f"feed.book: transparent huge pages are never ({THP_ENABLED}): the "
+                                              "book's storage uses 4 KiB pages, a few percent slower (echo madvise "
+                                              "> that file)")
+    assert "are not available" in hostcheck._book_pages("")
 
 
 @pytest.mark.parametrize("toml, needle", [

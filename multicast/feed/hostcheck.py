@@ -2,9 +2,9 @@
 anything: every line's source URI parses; its interface exists and is up, its AF_XDP queue exists, its
 pcap file is readable; the process has the capabilities the source needs (AF_XDP: CAP_NET_ADMIN,
 CAP_BPF or CAP_SYS_ADMIN, CAP_NET_RAW, and CAP_IPC_LOCK unless RLIMIT_MEMLOCK holds the UMEM; AF_PACKET:
-CAP_NET_RAW); huge pages for the UMEM (a note: without them the UMEM uses normal pages); and the metrics
-address parses. A bad value is a ConfigError naming the key (exit 2); a host that is not ready gives
-one line per problem (exit 1).
+CAP_NET_RAW); huge pages for the UMEM (a note: without them the UMEM uses normal pages); transparent huge
+pages for the order book's storage (a note: capture.huge_arrays); and the metrics address parses. A bad
+value is a ConfigError naming the key (exit 2); a host that is not ready gives one line per problem (exit 1).
 """
 
 import ipaddress
@@ -14,6 +14,7 @@ import socket
 
 from xdpfeed.capture import uri as urimod
 from xdpfeed.capture.errors import SourceError
+from xdpfeed.capture.huge_arrays import THP_ENABLED, thp_mode
 from xdpfeed.multicast.feed.config import ConfigError, FeedConfig
 
 # Bit numbers in /proc/PID/status CapEff (linux/capability.h).
@@ -154,4 +155,13 @@ def check(cfg: FeedConfig, metrics_addr: str | None = None) -> tuple[list[str], 
         else:
             notes.append(f"{key}: not enough free huge pages for the {umem}-byte UMEM ({free} of {size} kB): "
                          "it uses normal pages")
+    if cfg.book:
+        notes.append(_book_pages(thp_mode()))
     return problems, notes
+
+
+def _book_pages(mode: str) -> str:
+    if mode in ("always", "madvise"):
+        return f"feed.book: its storage is on transparent huge pages ({THP_ENABLED}: {mode})"
+    return (f"feed.book: transparent huge pages are {mode or 'not available'} ({THP_ENABLED}): the book's storage "
+            "uses 4 KiB pages, a few percent slower (echo madvise > that file)")
