@@ -163,6 +163,34 @@ def test_console_script_and_broken_pipe():
     assert len(p.stdout) == 10 and "Traceback" not in p.stderr
 
 
+QUICK = """
+import atexit, sys
+from xdpfeed.multicast.cli.main import cli
+class Finalized:
+    def __del__(self):
+        sys.stderr.write("finalized\\n")
+keep = Finalized()  # a module global: finalized when the interpreter is torn down
+atexit.register(lambda: sys.stderr.write("atexit ran\\n"))
+sys.argv = ["xdpfeed", *sys.argv[1:]]
+cli()
+"""
+
+
+@pytest.mark.parametrize("command, quick", [("decode", True), ("book", True), ("orders", False)])
+def test_batch_commands_end_without_tearing_the_interpreter_down(tmp_path, capsys, command, quick):
+    """`book` and `decode` end with os._exit after the atexit handlers and a flush: every line printed, the exit
+    status kept (1: damaged input), no object finalized; other commands exit normally."""
+    p = write_pcap(tmp_path / "t.pcap", [frame(mold(b"S1", 1, [b"D" + bytes(18)])) for _ in range(3)])
+    data = open(p, "rb").read()
+    (tmp_path / "cut.pcap").write_bytes(data[:-5])
+    argv = [command, str(tmp_path / "cut.pcap")]
+    r = subprocess.run([sys.executable, "-c", QUICK, *argv], capture_output=True, text=True, timeout=120)
+    rc, out, err = run(capsys, *argv)  # the same command in this process: the reference
+    assert r.returncode == rc == (1 if quick else 2) and r.stdout == out and (out != "") == quick
+    assert r.stderr.startswith(err) and err.startswith(f"xdpfeed {command}: error: ")
+    assert "atexit ran" in r.stderr and ("finalized" in r.stderr) == (not quick), r.stderr
+
+
 def test_decode_shows_progress_on_a_terminal_only(tmp_path):
     """On a terminal, stderr gets a progress line rewritten in place; on a pipe, nothing extra."""
     import os

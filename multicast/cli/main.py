@@ -5,6 +5,7 @@ exits 1 after everything before the damage was processed and printed.
 """
 
 import argparse
+import atexit
 import os
 import signal
 import sys
@@ -545,11 +546,18 @@ COMMANDS = {"decode": _decode, "book": _book, "orders": _orders, "orders-demo": 
             "canary": _canary}
 
 
+QUICK_EXIT = {"book", "decode"}  # batch commands whose every output is written and closed when they return
+
+
+def _command_of(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere on the line, before or after the subcommand
     argv = [a for a in argv if a != "--debug"]
-    first = next((a for a in argv if not a.startswith("-")), None)
+    first = _command_of(argv)
     args = build_parser(only=first if first in COMMANDS else None).parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -579,5 +587,27 @@ def main(argv=None) -> int:
         return EXIT_DAMAGED
 
 
+def cli() -> None:
+    """The `xdpfeed` console script (and `python -m xdpfeed.multicast.cli`): main(), then exit with its status.
+    After `book` and `decode` the process ends without tearing the interpreter down: the atexit handlers run
+    (logging's flush among them), stdout and stderr are flushed, then os._exit. Freeing numba's compiled code,
+    every module and the mapped input took 60-130 ms of a 1.1-1.3 s `xdpfeed book` on a 10M-message day here
+    (7-10 ms without), for memory the kernel takes back at exit anyway. Other commands may leave threads or
+    objects whose finalizers matter, and exit normally."""
+    rc = main()
+    if _command_of([a for a in sys.argv[1:] if a != "--debug"]) not in QUICK_EXIT:
+        sys.exit(rc)
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away during the last write: as main() answers it
+        rc = 128 + signal.SIGPIPE
+    try:
+        sys.stderr.flush()
+    except OSError:
+        pass
+    os._exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()
