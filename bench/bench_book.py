@@ -435,7 +435,7 @@ def main(argv=None) -> int:
                    help="wide day: share of D/E/X/C/U acting on one of the 256 newest orders")
     p.add_argument("--python-messages", type=int, default=300_000, help="prefix for the Python reference")
     p.add_argument("--no-prefault", dest="prefault", action="store_false",
-                   help="time each fresh book with its pages untouched (as np.zeros/calloc leave them); by default "
+                   help="time each fresh book with its pages untouched (as a fresh mapping leaves them); by default "
                    "every page of xdpfeed's and the C twin's book is touched before the clock, as the itch-order-book "
                    "driver sizes and zero-fills its order array before its clock")
     p.add_argument("--whole-process", action="store_true",
