@@ -7,10 +7,10 @@ one page fault instead of 512. Linux backs anonymous memory with huge pages when
 /sys/kernel/mm/transparent_hugepage/enabled is `always`, or `madvise` and the memory was advised MADV_HUGEPAGE.
 numpy's own allocator advises arrays of 4 MiB or more, but from the first 4 KiB boundary on: the partial 2 MiB
 at each end of an array stays on small pages, and smaller arrays are not advised. `zeros` makes a mapping that
-starts on a 2 MiB boundary (private, anonymous, advised) and views it as the array asked for, so every page of it
-can be huge. Where the kernel has no huge page to give (`never`, or memory too fragmented) the same array is on ordinary
-pages: the values and the code that reads them are the same either way. `huge_bytes` says how much of an array
-huge pages back (from /proc/self/smaps).
+starts on a 2 MiB boundary (private, anonymous, advised) and views it as the array asked for, so every page of
+it can be huge. Where the kernel has no huge page to give (`never`, or memory too fragmented) the same array is
+on ordinary pages: the values and the code that reads them are the same either way. `huge_bytes` says how much
+of an array huge pages back (from /proc/self/smaps).
 """
 
 import mmap

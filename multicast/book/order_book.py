@@ -34,7 +34,7 @@ class OrderBook:
     behind the window move to the hash, which starts at `hash_orders` slots and doubles as needed.
     The defaults hold a real NASDAQ day (about 2M live orders at peak) without growing. All of the storage is
     on transparent huge pages where the kernel gives them (capture.huge_arrays): a 10M-message day runs 3-5 %
-    faster here than on numpy's own allocations, and a fresh book's pages fault in in half the time."""
+    faster here than on numpy's own allocations, and a fresh book prefaults in 14-20 ms instead of 25-28 ms."""
 
     def __init__(self, window: int = 1 << 22, hash_orders: int = 1 << 21, levels: int = 1 << 20,
                  events: int = 1 << 16, on_events=None):

@@ -550,6 +550,7 @@ QUICK_EXIT = {"book", "decode"}  # batch commands whose every output is written 
 
 
 def _command_of(argv: list[str]) -> str | None:
+    """The subcommand: the first word that is not an option (--debug may come before it)."""
     return next((a for a in argv if not a.startswith("-")), None)
 
 
@@ -595,7 +596,7 @@ def cli() -> None:
     (7-10 ms without), for memory the kernel takes back at exit anyway. Other commands may leave threads or
     objects whose finalizers matter, and exit normally."""
     rc = main()
-    if _command_of([a for a in sys.argv[1:] if a != "--debug"]) not in QUICK_EXIT:
+    if _command_of(sys.argv[1:]) not in QUICK_EXIT:
         sys.exit(rc)
     atexit._run_exitfuncs()
     try:
