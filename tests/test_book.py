@@ -150,6 +150,22 @@ def test_prefault_changes_no_value():
     assert book.depth(1, BID) == [[999, 7, 1]] and book.depth(1, ASK) == [[1010, 50, 1]]
 
 
+def test_prefault_in_the_background_while_the_book_is_used(day):
+    """A Feed's start-up populates its book from a thread while messages already arrive: the book ends the same as
+    one that was never prefaulted."""
+    end = whole_prefix(day, 2_000_000)
+    quiet = OrderBook()
+    quiet.apply_stream(day, 0, end)
+    book = OrderBook()
+    thread = book.prefault(background=True)
+    book.apply_stream(day, 0, end)
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert book.stat() == quiet.stat() and book.stat()["messages"] > 50_000
+    assert sorted(book.live_orders_table().tolist()) == sorted(quiet.live_orders_table().tolist())
+    assert book.depths(book.locates()) == quiet.depths(quiet.locates())
+
+
 def test_joined_mid_day_the_first_add_names_the_stock():
     """Without a directory message a stock is named by its first add, on either side; later adds do not rename it,
     a directory message does, and one seen before the adds is kept."""

@@ -6,7 +6,7 @@ import gc
 import numpy as np
 import pytest
 
-from xdpfeed.capture.huge_arrays import HUGE_PAGE, huge_bytes, thp_mode, zeros
+from xdpfeed.capture.huge_arrays import HUGE_PAGE, huge_bytes, populate, thp_mode, zeros
 from xdpfeed.multicast.book import store as S
 from xdpfeed.multicast.book.order_book import OrderBook
 from xdpfeed.multicast.exchange import synthetic
@@ -31,6 +31,25 @@ def test_zeros_is_a_zeroed_aligned_array_on_huge_pages():
     assert anon_huge_total() - before == a.nbytes
     assert huge_bytes(a) >= a.nbytes
     assert int(a[:, 0].sum()) == 1023 * 1024 // 2 and int(a[:, 1:].sum()) == 0
+
+
+def rss() -> int:
+    with open("/proc/self/smaps_rollup") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("Rss:"))
+
+
+def test_populate_makes_the_pages_resident_and_changes_no_value():
+    a = zeros(8 * HUGE_PAGE // 8, np.int64)  # 16 MiB, untouched
+    gc.collect()
+    before = rss()
+    assert populate(a)  # this kernel (5.14 or later) has MADV_POPULATE_WRITE
+    grown = rss() - before
+    assert a.nbytes <= grown < a.nbytes + HUGE_PAGE, grown
+    assert not a.any()
+    a[::1000] = np.arange(a[::1000].size)
+    populate(a[1:])  # a view that does not start on a page: its first page is included, no value moves
+    assert np.array_equal(a[::1000], np.arange(a[::1000].size)) and int(a.sum()) == int(np.arange(a[::1000].size).sum())
+    assert populate(a[:0])
 
 
 def test_small_arrays_and_odd_sizes():

@@ -8,6 +8,7 @@ trading state, staleness.
 
 import hashlib
 import mmap
+import threading
 
 import numpy as np
 
@@ -54,13 +55,24 @@ class OrderBook:
         self.on_events = on_events
         self._seqbox = np.zeros(1, dtype=np.uint64)
 
-    def prefault(self) -> None:
-        """Write every page of the book's storage onto itself (no value changes), so that the pages are the
-        process's before messages arrive: one pass takes 10-30 ms for the default sizes here, where the same pages
-        faulted in one by one from the compiled loop cost it up to 150 ms on a 10M-message day (and a live feed a
-        page fault in the middle of a burst)."""
-        for a in (*self._args(), self.stats):
-            a.reshape(-1).view(np.uint8)[:: mmap.PAGESIZE] |= 0
+    def prefault(self, background: bool = False) -> threading.Thread | None:
+        """Make every page of the book's storage the process's before messages arrive, changing no value: the same
+        pages faulted in one by one from the compiled loop cost it up to 150 ms on a 10M-message day (and a live
+        feed a page fault in the middle of a burst). The kernel populates them (capture.huge_arrays.populate); a
+        kernel without that has each page written onto itself, one pass of 10-30 ms for the default sizes here.
+        background: populate from a thread (returned) while the caller goes on and the book is used (a Feed's
+        start-up does not wait for it; the pages fault in on first use where it has not got to them yet, and
+        without the kernel's populate the thread does nothing: writing pages in use would race)."""
+        arrays = (*self._args(), self.stats)
+        if background:
+            t = threading.Thread(target=lambda: all(H.populate(a) for a in arrays), name="book-prefault",
+                                 daemon=True)
+            t.start()
+            return t
+        for a in arrays:
+            if not H.populate(a):
+                a.reshape(-1).view(np.uint8)[:: mmap.PAGESIZE] |= 0
+        return None
 
     def clear(self) -> None:
         """Forget every order and stock (a new session is a new day), keeping the sizes asked for."""

@@ -126,7 +126,7 @@ class Feed:
             # one batch's top-of-book events fit: they reach consumers after the batch's messages
             self.book = OrderBook(events=OUT_MESSAGES, on_events=self._top_of_book) if cfg.book else None
             if self.book is not None:
-                self.book.prefault()  # its pages are the process's before the first burst, not faulted in it
+                self.book.prefault(background=True)  # its pages the process's before the first burst
             for uri in ([f"itch:{cfg.record}"] if cfg.record else []) + list(cfg.outputs):
                 from xdpfeed.multicast.sinks.uri import open_sink  # (a feed without outputs does not import them)
 
