@@ -19,7 +19,6 @@ process starts.
 """
 
 import ctypes
-import errno
 import mmap
 
 import numpy as np
@@ -50,16 +49,13 @@ def zeros(shape, dtype) -> np.ndarray:
 def populate(arr: np.ndarray) -> bool:
     """Fault every page under arr in for writing, in the kernel, changing no value (MADV_POPULATE_WRITE; the
     GIL is released meanwhile). False where the kernel has no such advice (before 5.14: EINVAL) or cannot
-    populate the range; the pages then fault in on first use, as they would have."""
+    populate the range (memory short, a page poisoned); those pages then fault in on first use, as they would
+    have."""
     if arr.nbytes == 0:
         return True
     lo = arr.__array_interface__["data"][0]
     start = lo - lo % mmap.PAGESIZE
-    if _libc.madvise(start, lo + arr.nbytes - start, MADV_POPULATE_WRITE) == 0:
-        return True
-    if ctypes.get_errno() not in (errno.EINVAL, errno.ENOMEM, errno.EFAULT, errno.EHWPOISON, errno.EPERM):
-        raise OSError(ctypes.get_errno(), "madvise(MADV_POPULATE_WRITE)")
-    return False
+    return _libc.madvise(start, lo + arr.nbytes - start, MADV_POPULATE_WRITE) == 0  # a hint: any failure is False
 
 
 def huge_bytes(arr: np.ndarray) -> int:

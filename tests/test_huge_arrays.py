@@ -6,6 +6,7 @@ import gc
 import numpy as np
 import pytest
 
+from xdpfeed.capture import huge_arrays
 from xdpfeed.capture.huge_arrays import HUGE_PAGE, huge_bytes, populate, thp_mode, zeros
 from xdpfeed.multicast.book import store as S
 from xdpfeed.multicast.book.order_book import OrderBook
@@ -50,6 +51,22 @@ def test_populate_makes_the_pages_resident_and_changes_no_value():
     populate(a[1:])  # a view that does not start on a page: its first page is included, no value moves
     assert np.array_equal(a[::1000], np.arange(a[::1000].size)) and int(a.sum()) == int(np.arange(a[::1000].size).sum())
     assert populate(a[:0])
+
+
+def test_a_kernel_without_populate_has_the_book_prefaulted_by_writing_each_page(monkeypatch):
+    """Before Linux 5.14 madvise refuses MADV_POPULATE_WRITE (EINVAL): populate says so and prefault() writes each
+    page onto itself instead; the background thread, which must not write pages in use, does nothing."""
+    monkeypatch.setattr(huge_arrays, "MADV_POPULATE_WRITE", 9999)  # an advice no kernel has: EINVAL
+    a = zeros(HUGE_PAGE // 8, np.int64)
+    assert not populate(a)
+    book = OrderBook()
+    book.sides[3, 0] = 5
+    before = rss()
+    book.prefault(background=True).join(timeout=60)
+    assert rss() - before < HUGE_PAGE  # nothing populated
+    book.prefault()
+    assert rss() - before >= book.window.nbytes + book.hash.nbytes  # every page written onto itself
+    assert book.sides[3, 0] == 5 and not book.window.view(np.uint8).any()
 
 
 def test_small_arrays_and_odd_sizes():
