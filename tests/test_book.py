@@ -10,6 +10,7 @@ import struct
 import numpy as np
 import pytest
 
+from xdpfeed.multicast.book import report as book_report
 from xdpfeed.multicast.book.order_book import ASK, BID, OrderBook
 from xdpfeed.multicast.book.reference import ReferenceBook
 from xdpfeed.multicast.cli.main import main
@@ -192,6 +193,9 @@ def test_directory_trading_state_and_stale_flag():
     assert not book.is_stale(9)
     book.mark_stale(9)
     assert book.is_stale(9) and not book.is_stale(1)
+    book.apply_stream(stream([A(2, "S", 5, 2, loc=1)]))
+    table = book_report.as_table(book, [1, 9], None).splitlines()
+    assert table[0] == "TEST  (locate 1, unknown)" and table[3] == "AAPL  (locate 9, halted)  STALE"
 
 
 def replay_with_checkpoints(buf, checkpoints, **kw):
@@ -243,6 +247,8 @@ def test_whole_book_reads_equal_the_per_stock_ones(day):
         assert book.depths(locs, n) == [(book.depth(loc, BID, n), book.depth(loc, ASK, n)) for loc in locs]
     assert book.symbols(locs) == [book.symbol(loc) for loc in locs] and book.symbols(locs)[0]
     assert book.trading_states(locs) == [book.trading_state(loc) for loc in locs]
+    book.mark_stale(locs[1])
+    assert book.stale_flags(locs) == [book.is_stale(loc) for loc in locs] and sum(book.stale_flags(locs)) == 1
     assert book.depths([], 5) == book.symbols([]) == []
 
 

@@ -278,3 +278,7 @@ class OrderBook:
 
     def is_stale(self, locate: int) -> bool:
         return bool(self.stocks[locate]["stale"])
+
+    def stale_flags(self, locates) -> list[bool]:
+        """is_stale() of each locate, read for all at once."""
+        return [bool(x) for x in self.stocks["stale"][np.asarray(locates, dtype=np.int64)].tolist()]

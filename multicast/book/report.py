@@ -54,9 +54,8 @@ def as_json(book, locates, depth, queues=False) -> str:
 def as_table(book, locates, depth, queues=False) -> str:
     lines = []
     head = f"  {'orders':>10} {'shares':>10} {'bid':>12} | {'ask':<12} {'shares':<10} orders"
-    stale = book.stocks["stale"][np.asarray(locates, dtype=np.int64)].tolist()
-    for loc, name, state, st, (bids, asks) in zip(locates, _names(book, locates), book.trading_states(locates), stale,
-                                                  book.depths(locates, depth), strict=True):
+    for loc, name, state, st, (bids, asks) in zip(locates, _names(book, locates), book.trading_states(locates),
+                                                  book.stale_flags(locates), book.depths(locates, depth), strict=True):
         lines.append(f"{name}  (locate {loc}, {state}){'  STALE' if st else ''}")
         lines.append(head)
         for i in range(max(len(bids), len(asks))):
