@@ -13,9 +13,10 @@ on ordinary pages: the values and the code that reads them are the same either w
 of an array huge pages back (from /proc/self/smaps).
 
 `populate` makes an array's pages the process's ahead of use (page faults taken now, not in a burst) without
-reading or writing a value: madvise(MADV_POPULATE_WRITE), Linux 5.14 and later. It is safe while other threads
-use the array, and it releases the GIL, so a long-lived book can be populated in the background while the
-process starts.
+reading or writing a value: madvise(MADV_POPULATE_WRITE), Linux 5.14 and later (MADV_POPULATE_READ for a
+read-only file mapping: multicast.itch.file maps an input's pages ahead of the loop reading it). It is safe while
+other threads use the array, and it releases the GIL, so a long-lived book can be populated in the background
+while the process starts.
 """
 
 import ctypes
@@ -25,7 +26,8 @@ import numpy as np
 
 HUGE_PAGE = 2 << 20
 THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"
-MADV_POPULATE_WRITE = 23  # linux/mman.h (5.14)
+MADV_POPULATE_READ = 22  # linux/mman.h (5.14)
+MADV_POPULATE_WRITE = 23
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 
@@ -46,16 +48,18 @@ def zeros(shape, dtype) -> np.ndarray:
                          offset=-start % HUGE_PAGE).reshape(shape)
 
 
-def populate(arr: np.ndarray) -> bool:
-    """Fault every page under arr in for writing, in the kernel, changing no value (MADV_POPULATE_WRITE; the
-    GIL is released meanwhile). False where the kernel has no such advice (before 5.14: EINVAL) or cannot
-    populate the range (memory short, a page poisoned); those pages then fault in on first use, as they would
-    have."""
+def populate(arr: np.ndarray, write: bool = True) -> bool:
+    """Fault every page under arr in for writing (or, not write, for reading: a read-only file mapping's pages
+    mapped from the page cache, read from the file where they are not in it), in the kernel, changing no value
+    (MADV_POPULATE_WRITE or _READ; the GIL is released meanwhile). False where the kernel has no such advice
+    (before 5.14: EINVAL) or cannot populate the range (memory short, a page poisoned, an I/O error); those pages
+    then fault in on first use, as they would have."""
     if arr.nbytes == 0:
         return True
     lo = arr.__array_interface__["data"][0]
     start = lo - lo % mmap.PAGESIZE
-    return _libc.madvise(start, lo + arr.nbytes - start, MADV_POPULATE_WRITE) == 0  # a hint: any failure is False
+    advice = MADV_POPULATE_WRITE if write else MADV_POPULATE_READ
+    return _libc.madvise(start, lo + arr.nbytes - start, advice) == 0  # a hint: any failure is False
 
 
 def huge_bytes(arr: np.ndarray) -> int:

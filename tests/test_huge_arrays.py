@@ -69,6 +69,30 @@ def test_a_kernel_without_populate_has_the_book_prefaulted_by_writing_each_page(
     assert book.sides[3, 0] == 5 and not book.window.view(np.uint8).any()
 
 
+def test_a_files_pages_are_mapped_in_ahead_of_its_reader(tmp_path, monkeypatch):
+    """populate_ahead maps a read-only file mapping's pages in from a thread (MADV_POPULATE_READ), changing nothing;
+    a kernel without the advice leaves them to fault in as they are read."""
+    from xdpfeed.multicast.itch import file as itch_file
+
+    path = tmp_path / "day.itch"
+    data = np.random.default_rng(3).integers(0, 256, 3 * itch_file.CHUNK + 12345, dtype=np.uint8)
+    data.tofile(path)
+    for kernel_has_it in (True, False):
+        if not kernel_has_it:
+            monkeypatch.setattr(huge_arrays, "MADV_POPULATE_READ", 9999)  # an advice no kernel has: EINVAL
+        buf = itch_file.mapped(str(path))
+        gc.collect()
+        before = rss()
+        itch_file.populate_ahead(buf).join(timeout=60)
+        grown = rss() - before
+        if kernel_has_it:
+            assert buf.nbytes <= grown < buf.nbytes + HUGE_PAGE, grown
+        else:
+            assert grown < itch_file.CHUNK, grown
+        assert np.array_equal(buf, data)
+        del buf
+
+
 def test_small_arrays_and_odd_sizes():
     small = zeros(100, np.int64)  # under one huge page: np.zeros itself
     assert small.base is None and small.shape == (100,) and not small.any()

@@ -1,7 +1,8 @@
 """NASDAQ binary ITCH 5.0 files (`[uint16 BE length][message]`…, optionally gzip-compressed) as input.
 
 A plain file is mapped once and read in one pass by a consumer that stops at the session's end or a cut
-record itself (`consume_mapped`: the order book; `decode_file`: the decoder). A `.gz` file (as NASDAQ
+record itself (`consume_mapped`: the order book; `decode_file`: the decoder), while a thread maps its pages in
+ahead of it (`populate_ahead`). A `.gz` file (as NASDAQ
 publishes them) is decompressed in pieces by `gzip_chunks()`, which hands out buffers of whole records only,
 the record cut at the end of each piece carried into the next. A record cut short by the end of the file raises
 CorruptInput with its byte offset after everything before it was handed out. A zero-length record is
@@ -14,9 +15,11 @@ import gzip
 import logging
 import mmap
 import os
+import threading
 
 import numpy as np
 
+from xdpfeed.capture import huge_arrays
 from xdpfeed.capture.errors import CorruptInput, SourceError
 from xdpfeed.multicast.itch.decoder import ItchTables, decode_file_records, file_records_end
 from xdpfeed.multicast.itch.schema import LENGTHS
@@ -49,6 +52,7 @@ def consume_mapped(path: str, consume, counters=None) -> None:
     zero-length one (the End of Session) and returns where it stopped; then account for how the records ended
     (counted, CorruptInput for a cut record)."""
     buf = mapped(path)
+    populate_ahead(buf)
     pos = consume(buf)
     _mapped_end(path, buf.size, pos, pos + 2 <= buf.size and buf[pos] == 0 and buf[pos + 1] == 0, counters)
 
@@ -78,6 +82,23 @@ def mapped(path: str, populate: bool = False) -> np.ndarray:
     finally:
         os.close(fd)
     return np.frombuffer(mm, dtype=np.uint8)
+
+
+def populate_ahead(buf: np.ndarray) -> threading.Thread:
+    """Map a mapped file's pages in from a thread (returned), CHUNK by CHUNK from the start, while a compiled loop
+    reads it from the start: the loop then takes no page fault where the thread has been (a 300 MB file in the
+    page cache: 7 ms of the thread's time instead of 40-70 ms of faults in the loop, fault-around mapping 16 pages
+    at a time), and a file not in the page cache is read ahead of it. Where the kernel cannot populate
+    (huge_arrays.populate), the thread stops and the pages fault in as they are read."""
+
+    def run():
+        for lo in range(0, buf.size, CHUNK):
+            if not huge_arrays.populate(buf[lo : lo + CHUNK], write=False):
+                return
+
+    t = threading.Thread(target=run, name="file-populate", daemon=True)
+    t.start()
+    return t
 
 
 def gzip_chunks(path: str, counters=None):
@@ -139,6 +160,7 @@ def decode_file(path: str, out: ItchTables, cnt, gz: bool):
             yield from _decode_buffer(buf, out, cnt)
         return
     buf = mapped(path)
+    populate_ahead(buf)
     pos, cut = yield from _decode_buffer(buf, out, cnt)
     _mapped_end(path, buf.size, pos, cut == 2, cnt)
 
