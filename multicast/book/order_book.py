@@ -35,11 +35,16 @@ class OrderBook:
     behind the window move to the hash, which starts at `hash_orders` slots and doubles as needed.
     The defaults hold a real NASDAQ day (about 2M live orders at peak) without growing. All of the storage is
     on transparent huge pages where the kernel gives them (capture.huge_arrays): a 10M-message day runs 3-5 %
-    faster here than on numpy's own allocations, and a fresh book prefaults in 14-20 ms instead of 25-28 ms."""
+    faster here than on numpy's own allocations, and a fresh book prefaults in 14-20 ms instead of 25-28 ms.
+    shards, shard: this book applies only the messages of the stocks whose locate % shards is shard and steps over
+    the others (multicast.book.sharded runs one such book per core over the same input)."""
 
     def __init__(self, window: int = 1 << 22, hash_orders: int = 1 << 21, levels: int = 1 << 20,
-                 events: int = 1 << 16, on_events=None):
+                 events: int = 1 << 16, on_events=None, shards: int = 1, shard: int = 0):
+        if shards < 1 or shards & (shards - 1) or not 0 <= shard < shards:
+            raise ValueError(f"shard {shard} of {shards}: shards must be a power of two and shard one of them")
         self._sizes = (window, hash_orders, levels, events)
+        self.shards, self.shard = shards, shard  # this book keeps the stocks whose locate % shards is shard
         self.window = H.zeros(S.pow2(window), S.ORDER)
         self.hash = H.zeros(S.pow2(hash_orders), S.HASHED)
         self.state = np.zeros(S.N_STATE, dtype=np.int64)
@@ -54,6 +59,7 @@ class OrderBook:
         self.stats = np.zeros(A.N_STATS, dtype=np.int64)
         self.on_events = on_events
         self._seqbox = np.zeros(1, dtype=np.uint64)
+        self._ring = np.zeros((A.RING, 4), dtype=np.int64)  # a shard's next messages (multicast.book.apply)
 
     def prefault(self, background: bool = False) -> threading.Thread | None:
         """Make every page of the book's storage the process's before messages arrive, changing no value: the same
@@ -76,7 +82,7 @@ class OrderBook:
 
     def clear(self) -> None:
         """Forget every order and stock (a new session is a new day), keeping the sizes asked for."""
-        self.__init__(*self._sizes, on_events=self.on_events)
+        self.__init__(*self._sizes, on_events=self.on_events, shards=self.shards, shard=self.shard)
 
     # -- feeding ------------------------------------------------------------------------------
     def _args(self):
@@ -118,8 +124,13 @@ class OrderBook:
         end = buf.size if end is None else end
         self._seqbox[0] = first_seq
         while True:
-            pos, status, self.n_events = A.apply_stream(buf, pos, end, self._seqbox, end_of_session, *self._args(),
-                                                        self.n_events, self.stats)
+            if self.shards == 1:
+                pos, status, self.n_events = A.apply_stream(buf, pos, end, self._seqbox, end_of_session,
+                                                            *self._args(), self.n_events, self.stats)
+            else:
+                pos, status, self.n_events = A.apply_stream_shard(buf, pos, end, self._seqbox, end_of_session,
+                                                                  self.shards - 1, self.shard, self._ring,
+                                                                  *self._args(), self.n_events, self.stats)
             if status == S.OK:
                 return pos
             self._handle(status)
@@ -129,8 +140,13 @@ class OrderBook:
         cur = np.array([start, 0, 0, 0], dtype=np.int64)
         stop = index.rows if stop is None else stop
         while True:
-            status, self.n_events = A.apply_index(buf, index.offset, index.blocks, index.seq, cur, stop,
-                                                  *self._args(), self.n_events, self.stats)
+            if self.shards == 1:
+                status, self.n_events = A.apply_index(buf, index.offset, index.blocks, index.seq, cur, stop,
+                                                      *self._args(), self.n_events, self.stats)
+            else:
+                status, self.n_events = A.apply_index_shard(buf, index.offset, index.blocks, index.seq, cur, stop,
+                                                            self.shards - 1, self.shard, self._ring, *self._args(),
+                                                            self.n_events, self.stats)
             if status == S.OK:
                 return
             self._handle(status)
@@ -153,7 +169,7 @@ class OrderBook:
 
     def depth(self, locate: int, side: int, n: int | None = None) -> list[list[int]]:
         """[[price, shares, orders], ...] best first, at most n levels."""
-        lv = self._side(locate * 2 + side)[::-1][:n]
+        lv = self.side_levels(locate * 2 + side)[::-1][:n]
         return [[int(p), int(s), int(o)] for p, s, o in zip(lv["price"], lv["shares"], lv["orders"], strict=True)]
 
     def depths(self, locates, n: int | None = None) -> list[tuple[list[list[int]], list[list[int]]]]:
@@ -216,18 +232,9 @@ class OrderBook:
     def checksum(self) -> str:
         """SHA-256 over every stock's full depth (price, shares, orders per level, both sides) and the
         live order count: two books with the same checksum show consumers the same market."""
-        h = hashlib.sha256(self.live_orders.to_bytes(8, "little"))
-        for locate in self.locates():
-            h.update(int(locate).to_bytes(2, "little"))
-            for side in (BID, ASK):
-                lv = self._side(int(locate) * 2 + side)
-                h.update(lv.size.to_bytes(4, "little"))
-                h.update(np.ascontiguousarray(lv["price"], dtype="<i8").tobytes())
-                h.update(np.ascontiguousarray(lv["shares"], dtype="<i8").tobytes())
-                h.update(np.ascontiguousarray(lv["orders"], dtype="<i8").tobytes())
-        return h.hexdigest()
+        return book_checksum(self)
 
-    def _side(self, sidx: int) -> np.ndarray:
+    def side_levels(self, sidx: int) -> np.ndarray:
         """Side sidx's levels (LEVEL records), worst price first."""
         return S.side_levels(self.ladder, self.levels, self.sides, sidx)
 
@@ -282,3 +289,17 @@ class OrderBook:
     def stale_flags(self, locates) -> list[bool]:
         """is_stale() of each locate, read for all at once."""
         return [bool(x) for x in self.stocks["stale"][np.asarray(locates, dtype=np.int64)].tolist()]
+
+
+def book_checksum(book) -> str:
+    """OrderBook.checksum of `book` (an OrderBook, or any book with its live_orders, locates() and side_levels())."""
+    h = hashlib.sha256(book.live_orders.to_bytes(8, "little"))
+    for locate in book.locates():
+        h.update(int(locate).to_bytes(2, "little"))
+        for side in (BID, ASK):
+            lv = book.side_levels(int(locate) * 2 + side)
+            h.update(lv.size.to_bytes(4, "little"))
+            h.update(np.ascontiguousarray(lv["price"], dtype="<i8").tobytes())
+            h.update(np.ascontiguousarray(lv["shares"], dtype="<i8").tobytes())
+            h.update(np.ascontiguousarray(lv["orders"], dtype="<i8").tobytes())
+    return h.hexdigest()

@@ -32,6 +32,12 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _threads(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0 or int(text) & (int(text) - 1):
+        raise argparse.ArgumentTypeError(f"--threads takes a power of two (1, 2, 4, ...), not {text!r}")
+    return int(text)
+
+
 def _types(text: str) -> str:
     """Type letters; checked against ITCH's or OUCH's types once the input's protocol is known."""
     letters = [t.strip() for t in text.split(",") if t.strip()]
@@ -252,6 +258,10 @@ def _book_arguments(b) -> None:
     b.add_argument("--stats", action="store_true",
                    help="print to stderr how many messages the book applied and how fast (its compiled code loaded "
                    "before the clock starts, printing after it stops), its live orders and top-of-book events")
+    b.add_argument("--threads", type=_threads, default=1, metavar="N",
+                   help="build the books on N cores (a power of two; default 1): the stocks are split among them by "
+                   "stock locate, each reading the whole input; the same books and counts, the top-of-book events "
+                   "counted but not written (no --bbo-out)")
     b.add_argument("--consolidated", action="store_true",
                    help="with --venue: the consolidated book across the venues (best bid/offer with their venues, "
                    "merged depth), from the code the live handler runs")
@@ -306,11 +316,15 @@ def _consolidated_book(args) -> int:
 def _book(args) -> int:
     from xdpfeed.multicast.book import report as book_report
     from xdpfeed.multicast.book.order_book import OrderBook
+    from xdpfeed.multicast.book.sharded import ShardedBook
     from xdpfeed.multicast.itch.pipeline import detect, replay_into_book, warm_book
 
     if args.venues or args.consolidated:
         if not args.venues:
             raise SourceError("--consolidated needs the venues' captures: --venue NAME=CAPTURE (repeatable)")
+        if args.threads > 1:
+            raise SourceError("--threads splits one input's stocks among cores; with --venue each capture goes "
+                              "through a feed of its own")
         return _consolidated_book(args)
 
     if args.bbo_out and args.bbo_out.endswith(".parquet"):
@@ -324,9 +338,13 @@ def _book(args) -> int:
         print("xdpfeed book: error: --queue lists the orders of each level shown: name the stocks with --symbol",
               file=sys.stderr)
         return EXIT_USAGE
+    if args.threads > 1 and args.bbo_out:
+        print("xdpfeed book: error: --bbo-out writes the top-of-book changes in the feed's order, which --threads "
+              "does not keep across stocks: use one thread", file=sys.stderr)
+        return EXIT_USAGE
     _one_input(args)
     fmt = detect(args.input)  # unreadable or unknown input: one line and exit 2 before any output file is made
-    book = OrderBook()
+    book = OrderBook() if args.threads == 1 else ShardedBook(args.threads)
     writer = None
     if args.bbo_out:
         try:
