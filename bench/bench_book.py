@@ -8,6 +8,9 @@ side, dead references, over-executions). Absolute speeds on this machine move 1.
 of `--rounds` rounds times every contender once per day, each in a fresh process and on a fresh book, in an
 order that rotates by round; ratios are paired within a round and their medians reported. `--whole-process`
 also times whole commands (`xdpfeed book FILE` against each driver), start-up and file reading included.
+`--shards N` (default 2) adds the books built on N cores (multicast.book.sharded: `xdpfeed book --threads N`), in
+process and whole, with its own ratios (sharded_ratios; the C++ books use one core) and a check that it ends
+the day with one book's checksum and counts.
 The numba runs happen in a child process so that its peak
 RSS is the book's and the day's alone, and with numba's allocation statistics on to show that the
 compiled loop allocates nothing per message. Untimed, once: C's record layouts and length table must be
@@ -117,9 +120,13 @@ def maxrss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def numba_worker(path: str, repeat: int, prefault: bool, module: str, check_pass: bool = True) -> dict:
+def numba_worker(path: str, repeat: int, prefault: bool, module: str, check_pass: bool = True,
+                 shards: int = 1) -> dict:
     """Runs in a child process (NUMBA_NRT_STATS=1): warm-up, one checked pass (unless not asked), `repeat`
-    timed passes."""
+    timed passes. shards > 1: the passes build a ShardedBook of that many (multicast.book.sharded), which says its
+    checksum (OrderBook.checksum's digest) for the agreement check."""
+    if shards > 1:
+        return _sharded_worker(path, repeat, prefault, shards)
     from numba.core.runtime import rtsys
 
     from xdpfeed.multicast.exchange import synthetic
@@ -170,6 +177,36 @@ def numba_worker(path: str, repeat: int, prefault: bool, module: str, check_pass
     return out
 
 
+def _sharded_worker(path: str, repeat: int, prefault: bool, shards: int) -> dict:
+    from xdpfeed.multicast.book.sharded import ShardedBook
+    from xdpfeed.multicast.exchange import synthetic
+    from xdpfeed.multicast.itch.file import mapped
+
+    small, _ = synthetic.generate(200_000, seed=7)
+    small.flags.writeable = False
+    log(f"numba, {shards} shards: compile + warm-up")
+    for kw in ({}, {"window": 1 << 10, "hash_orders": 16, "levels": 64, "events": 256}):
+        with ShardedBook(shards, **kw) as book:
+            book.apply_stream(small)
+    data = mapped(path, populate=True)
+    runs = []
+    for i in range(repeat):
+        with ShardedBook(shards) as book:
+            if prefault:
+                book.prefault()
+            t0 = time.perf_counter()
+            book.apply_stream(data)
+            runs.append(time.perf_counter() - t0)
+            st = book.stat()
+            log(f"numba, {shards} shards: run {i + 1}/{repeat}: {st['messages'] / runs[-1] / 1e6:.1f} M msg/s")
+            last = {"shards": shards, "sha256": book.checksum(), "live_orders": st["live_orders"],
+                    "messages": st["messages"], "bbo_events": st["bbo_events"]}
+        gc.collect()
+    out = summary(runs, last["messages"])
+    out.update(prefault=prefault, last_run=last)
+    return out
+
+
 def _checked_pass(data, OrderBook, A, rtsys) -> tuple[dict, dict]:  # noqa: N803 — the class, as imported
     """One untimed pass: the book's description and event checksum, and what the compiled loop allocated."""
     log("numba: checked pass (untimed)")
@@ -189,7 +226,7 @@ def _checked_pass(data, OrderBook, A, rtsys) -> tuple[dict, dict]:  # noqa: N803
     A.apply_stream = compiled
     book.flush_events()
     check = describe(book)
-    check.update(consumed=consumed, event_checksum=ev.sum, events_drained=ev.n)
+    check.update(consumed=consumed, event_checksum=ev.sum, events_drained=ev.n, sha256=book.checksum())
     messages = check["stats"]["messages"]
     n_alloc = s1.alloc - s0.alloc
     alloc = {"nrt_allocations": n_alloc, "nrt_frees": s1.free - s0.free,
@@ -204,10 +241,11 @@ def _checked_pass(data, OrderBook, A, rtsys) -> tuple[dict, dict]:  # noqa: N803
     return check, alloc
 
 
-def bench_numba(path: str, repeat: int, prefault: bool, module: str, check_pass: bool = True) -> dict:
+def bench_numba(path: str, repeat: int, prefault: bool, module: str, check_pass: bool = True,
+                shards: int = 1) -> dict:
     env = dict(os.environ, NUMBA_NRT_STATS="1")
     cmd = [sys.executable, os.path.abspath(__file__), "--numba-worker", path, "--repeat", str(repeat),
-           "--book-module", module]
+           "--book-module", module, "--shards", str(shards)]
     if not prefault:
         cmd.append("--no-prefault")
     if not check_pass:
@@ -344,6 +382,9 @@ def time_once(name: str, exe: str | None, path: str, args, first: bool) -> tuple
     if name == "xdpfeed":
         r = bench_numba(path, 1, args.prefault, args.book_module, check_pass=first)
         return r["runs_s"][0], r
+    if name == SHARDED:
+        r = bench_numba(path, 1, args.prefault, args.book_module, check_pass=False, shards=args.shards)
+        return r["runs_s"][0], r
     if name == "c":
         r = bench_c(exe, path, 1, args.prefault)
         return r["runs_s"][0], r
@@ -356,6 +397,7 @@ def time_once(name: str, exe: str | None, path: str, args, first: bool) -> tuple
 
 
 COMMAND = "xdpfeed-book-command"
+SHARDED = "xdpfeed-sharded"  # a ShardedBook of --shards (`xdpfeed book --threads N` whole)
 STATS_LINE = re.compile(r"xdpfeed book: ([\d,]+) messages in ([\d.]+) s")
 
 
@@ -375,9 +417,10 @@ def command_seconds(path: str) -> float:
     return float(m.group(2))
 
 
-def whole_process(name: str, exe: str | None, path: str) -> float:
+def whole_process(name: str, exe: str | None, path: str, shards: int) -> float:
     """Wall seconds of the whole command on the file: start-up, reading it, the book, printing."""
-    cmd = book_command(path) if name == "xdpfeed" else [exe, path]
+    cmd = (book_command(path) if name == "xdpfeed" else book_command(path, "--threads", str(shards)) if name == SHARDED
+           else [exe, path])
     t0 = time.perf_counter()
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     return time.perf_counter() - t0
@@ -390,7 +433,11 @@ def agreement(day: str, path: str, first: dict, exes: dict) -> dict:
 
     out = {}
     nb = first["xdpfeed"][1]
-    if "c" in first:
+    if SHARDED in first:
+        sh = first[SHARDED][1]["last_run"]
+        out["sharded_equals_one_book"] = sh["sha256"] == nb["verify"]["sha256"] and all(
+            sh[k] == nb["verify"]["stats"][k] for k in ("messages", "bbo_events")) and \
+            sh["live_orders"] == nb["verify"]["live_orders"]
         c = first["c"][1]
         diff = compare(nb["verify"], c["verify"], (*COMPARED, "consumed", "event_checksum", "events_drained"))
         diff += ["last_run." + k for k in compare(nb["last_run"], c["last_run"], COMPARED)]
@@ -443,6 +490,8 @@ def main(argv=None) -> int:
     p.add_argument("--itch-book", help="groovg/itch-book mirror or source tree: a contender")
     p.add_argument("--itch-order-book", help="charles-cooper/itch-order-book mirror or source tree: a contender")
     p.add_argument("--fixed-decimal", help="groovg/fixed-decimal (itch-book's dependency; default: beside it)")
+    p.add_argument("--shards", type=int, default=2,
+                   help="also time a ShardedBook of this many (a power of two; 0 or 1: not)")
     p.add_argument("--cxx", default="g++")
     p.add_argument("--data-dir", default=os.path.join(HERE, ".data"), help="where generated days are cached")
     p.add_argument("--cc", default=os.environ.get("CC", "cc"))
@@ -455,7 +504,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.numba_worker:
         print(json.dumps(numba_worker(args.numba_worker, args.repeat, args.prefault, args.book_module,
-                                      check_pass=not args.no_check)))
+                                      check_pass=not args.no_check, shards=args.shards)))
         return 0
     args.skip_set = set(filter(None, args.skip.split(",")))
     days = [d for d in args.days.split(",") if d]
@@ -465,7 +514,7 @@ def main(argv=None) -> int:
               "book_sizes": {"window": 1 << 22, "hash": 1 << 21, "levels": 1 << 20, "events": 1 << 16}, "days": {}}
     with tempfile.TemporaryDirectory() as tmp:
         exes = build_contenders(args, tmp)
-        names = ["xdpfeed", *exes, COMMAND]
+        names = ["xdpfeed", *([SHARDED] if args.shards > 1 else []), *exes, COMMAND]
         for day in days:
             try:
                 path, info = make_day(day, args)
@@ -483,7 +532,7 @@ def main(argv=None) -> int:
                     if rnd == 0:
                         first[n] = (t, rep)
                     if whole is not None and n in whole:
-                        whole[n].append(whole_process(n, exes.get(n), path))
+                        whole[n].append(whole_process(n, exes.get(n), path, args.shards))
                 log(f"{day} round {rnd + 1}/{args.rounds}: " + ", ".join(
                     f"{n} {info['messages'] / times[n][-1] / 1e6:.1f}M" for n in names))
             msgs = info["messages"]
@@ -491,6 +540,8 @@ def main(argv=None) -> int:
                    "msgs_per_s": {n: round(msgs / statistics.median(ts)) for n, ts in times.items()},
                    "seconds": {n: [round(x, 4) for x in ts] for n, ts in times.items()},
                    "ratios": paired(times, "xdpfeed"), "agreement": agreement(day, path, first, exes)}
+            if SHARDED in times:  # the shards against the others, on this machine's cores (machine.cpus)
+                res["sharded_ratios"] = paired({n: ts for n, ts in times.items() if n != COMMAND}, SHARDED)
             # the command's speed over its compiled loop's (the loop's time / the command's), paired by round
             res["command_over_loop"] = paired({"command": times[COMMAND], "loop": times["xdpfeed"]},
                                               "command")["command_over_loop"]
@@ -500,6 +551,8 @@ def main(argv=None) -> int:
             if whole is not None:
                 med = {n: round(statistics.median(ts), 3) for n, ts in whole.items()}
                 res["whole_process"] = {"seconds_median": med, "ratios": paired(whole, "xdpfeed")}
+                if SHARDED in whole:
+                    res["whole_process"]["sharded_ratios"] = paired(whole, SHARDED)
             result["days"][day] = res
         if "python" not in args.skip_set and days:
             path = result["days"][days[0]]["path"]
