@@ -1,5 +1,7 @@
 """`prefetch(arr, i)`: from compiled code, ask the CPU to start bringing arr[i]'s cache line in, for writing, so
-that a load a few messages later finds it there (LLVM's llvm.prefetch; `prefetchw` on x86-64).
+that a load a few messages later finds it there (LLVM's llvm.prefetch; `prefetchw` on x86-64). `prefetch_read`:
+the same for reading (`prefetcht0`), for input read ahead of a loop: the CPU's own stream prefetcher stops at
+each 4 KiB page, so a loop walking a mapped file meets a cache miss at every page it enters without it.
 
 A hint only: it never faults (an index past the array's end is harmless, nothing is read into the program) and
 changes no result. It pays where a loop knows its next random accesses ahead of time and would otherwise wait
@@ -12,11 +14,11 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-_WRITE, _KEEP, _DATA = 1, 3, 1  # llvm.prefetch's rw (1: for writing), locality (3: keep in all levels), cache
+# llvm.prefetch's rw (0 reading, 1 writing), locality (3: keep in every level), cache (1: data)
+_READ, _WRITE, _KEEP, _DATA = 0, 1, 3, 1
 
 
-@intrinsic
-def prefetch(typingctx, arr, i):
+def _prefetch(rw, typingctx, arr, i):
     """prefetch(arr, i) -> None: i an integer index of a 1-d array, or a tuple of one integer per dimension (not
     wrapped: -1 is not the last)."""
     if not isinstance(arr, types.Array):
@@ -37,7 +39,18 @@ def prefetch(typingctx, arr, i):
         i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
                                             "llvm.prefetch.p0")
-        builder.call(fn, [builder.bitcast(ptr, i8p), i32(_WRITE), i32(_KEEP), i32(_DATA)])
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(rw), i32(_KEEP), i32(_DATA)])
         return context.get_dummy_value()
 
     return types.void(arr, i), codegen
+
+
+@intrinsic
+def prefetch(typingctx, arr, i):
+    return _prefetch(_WRITE, typingctx, arr, i)
+
+
+@intrinsic
+def prefetch_read(typingctx, arr, i):
+    """prefetch(arr, i), for reading."""
+    return _prefetch(_READ, typingctx, arr, i)

@@ -8,9 +8,9 @@ and checksum. Top-of-book events are counted but not handed out: the shards make
 order across stocks would be lost. This is for replaying files (`xdpfeed book --threads N`); a live feed applies
 its messages on one core, in their order, with its events.
 
-On the wide synthetic day here (2 cores), a shard of two takes 0.47 s where one book takes 0.64 s: a shard still
-walks every record of the input, one length after another (about 0.1 s of the 10M), so the gain grows with the
-shards: bench/bench_book.py measures it.
+On the wide synthetic day here (2 cores), a shard of two takes 0.42-0.45 s alone where one book takes 0.63-0.65 s,
+and 0.34 s on a stream of its own messages only: each shard still walks every record of the input, one length
+after the next, so the gain grows less than the shards. bench/bench_book.py measures it.
 """
 
 import threading
