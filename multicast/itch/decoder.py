@@ -65,10 +65,14 @@ import numpy as np
 
 from xdpfeed.capture.byteorder import be16, be32, be64, u8
 from xdpfeed.capture.jit import njit
+from xdpfeed.capture.prefetch import prefetch_read
 from xdpfeed.multicast.itch.schema import CODES, LENGTHS
 from xdpfeed.multicast.wire import counters as C
 
 STREAM, INDEX, FILE = {stream}, {index}, {file}
+# a stream's bytes are asked for this far on: the CPU's stream prefetcher stops at every 4 KiB page of a mapped file
+# (`xdpfeed decode` on the wide day's file, 5 alternating pairs: 79.8M -> 93.0M msg/s)
+STREAM_AHEAD = 4096
 MASK48 = np.uint64(0xFFFFFFFFFFFF)
 '''
 
@@ -113,6 +117,7 @@ def walk_MODE(b, pos, end, m_off, m_blocks, m_seq, m_sess, i, stop, sess, tables
                 cut = 1
                 break
             messages += 1
+            prefetch_read(b, min(pos + STREAM_AHEAD, end - 1))
             o = pos + 2
             pos += 2 + ln
             if numbered:
