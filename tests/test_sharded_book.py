@@ -190,3 +190,17 @@ def test_cli_threads_errors(tmp_path, capsys):
     assert capsys.readouterr().err == ("xdpfeed book: error: --bbo-out writes the top-of-book changes in the feed's "
                                        "order, which --threads does not keep across stocks: use one thread\n")
     assert not (tmp_path / "bbo.csv").exists()
+
+
+def test_cli_threads_on_a_damaged_file(tmp_path, capsys):
+    """A record cut by the file's end: with threads as with one, the books of what came before, then the one-line
+    error and exit 1."""
+    buf, _ = synthetic.generate(30_000, n_stocks=9, seed=4, peak_live_orders=500)
+    path = tmp_path / "cut.itch"
+    path.write_bytes(buf.tobytes()[:-5])
+    outs = []
+    for threads in ("1", "2"):
+        assert main(["book", str(path), "-T", "json", "--threads", threads]) == 1
+        outs.append(capsys.readouterr())
+    assert outs[0] == outs[1] and "truncated ITCH record at byte offset" in outs[0].err
+    assert json.loads(outs[0].out)["stats"]["adds"] > 1000
