@@ -141,6 +141,24 @@ def test_a_capture_through_the_shards(tmp_path):
         assert_same_books(one, sharded)
 
 
+def test_each_shards_events_from_a_capture(tmp_path):
+    """The PacketIndex path: a shard's top-of-book events are one book's events of its stocks, each with its
+    message's MoldUDP64 sequence number, through event batches filled over and over."""
+    itch, pcap = str(tmp_path / "day.itch"), str(tmp_path / "day.pcap")
+    synthetic.generate_to_file(itch, 40_000, seed=9, n_stocks=20, peak_live_orders=2_000, pcap_path=pcap)
+
+    def events_of(**kw):
+        got = []
+        book = OrderBook(events=64, on_events=lambda e: got.append(e.copy()), **kw)
+        replay_into_book(pcap, book)
+        return np.concatenate(got)
+
+    want = events_of()
+    assert want.size > 1000 and want["seq"].min() >= 1 and np.all(np.diff(want["seq"].astype(np.int64)) >= 0)
+    for k in range(2):
+        assert np.array_equal(events_of(shards=2, shard=k), want[want["locate"] % 2 == k])
+
+
 def test_queues_from_the_shard_that_keeps_the_stock(wide):
     one = OrderBook()
     one.apply_stream(wide)
