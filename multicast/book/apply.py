@@ -455,7 +455,9 @@ def _ring_apply(b, ring, j, n, seq0, step, c4, w, h, state, ladder, levels, lfre
                 stats):
     """Apply ring row j (of rows up to n listed), after asking for what row j + PREFETCH_AHEAD will need (stage one)
     and what the row stage one saw 4 rows ago needs (stage two, c4). Returns (stage one's finding, status, event
-    count)."""
+    count); NEED_EVENTS, with nothing done, when the event batch is full."""
+    if ev_n == ev.size:
+        return -1, NEED_EVENTS, ev_n
     _prefetch_near(c4, w, ladder, levels, sides)
     code = -1
     if j + PREFETCH_AHEAD < n:
@@ -496,9 +498,6 @@ def apply_stream_shard(b, pos, end, seqbox, eos, mask, shard, ring, w, h, state,
             q += 2 + ln
             k += 1
         if j == n:
-            break
-        if ev_n == ev.size:
-            status = NEED_EVENTS
             break
         code, status, ev_n = _ring_apply(b, ring, j, n, nseq, step, c4, w, h, state, ladder, levels, lfree, sides,
                                          last, stocks, ev, ev_n, stats)
@@ -548,9 +547,6 @@ def apply_index_shard(b, m_off, m_blocks, m_seq, cur, stop, mask, shard, ring, w
             left -= 1
             nseq += 1
         if j == n:
-            break
-        if ev_n == ev.size:
-            status = NEED_EVENTS
             break
         code, status, ev_n = _ring_apply(b, ring, j, n, np.uint64(0), np.uint64(1), c4, w, h, state, ladder, levels,
                                          lfree, sides, last, stocks, ev, ev_n, stats)
