@@ -33,8 +33,8 @@ class ShardedBook:
             raise ValueError(f"{shards} shards: a sharded book has a power of two of them, at least 2")
         self.shards = shards
         # a shard holds its share of the orders and levels; its window spans every reference all the same
-        hash_orders = max(1 << 21 >> shards.bit_length() - 1, 1 << 16) if hash_orders is None else hash_orders
-        levels = max(1 << 20 >> shards.bit_length() - 1, 1 << 14) if levels is None else levels
+        hash_orders = max((1 << 21) // shards, 1 << 16) if hash_orders is None else hash_orders
+        levels = max((1 << 20) // shards, 1 << 14) if levels is None else levels
         self.books = [OB.OrderBook(window, hash_orders, levels, events, shards=shards, shard=k) for k in range(shards)]
         self._pool = ThreadPoolExecutor(shards - 1, thread_name_prefix="book-shard")
 
