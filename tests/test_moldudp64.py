@@ -53,6 +53,31 @@ def test_malformed_packets_are_counted_and_contribute_nothing(tmp_path, payload)
     assert c[C.MALFORMED_PACKETS] == 1 and [m["seq"] for m in msgs] == [2]
 
 
+def test_each_packet_is_judged_on_its_own_blocks(tmp_path):
+    """extract checks the blocks of four packets side by side: a malformed packet in any place among its
+    neighbours, whatever their block counts and whatever lies between them, spoils only itself."""
+    rng = np.random.default_rng(24)
+    frames, want, bad, seq = [], [], 0, 1
+    for _ in range(401):  # not a multiple of four: the last packets are checked with lanes past the batch's end
+        kind = rng.choice(["good", "good", "overrun", "trailing", "count-high", "count-low", "heartbeat", "arp"])
+        n = int(rng.integers(1, 9))
+        packet = mold(S, seq, [D1] * n)
+        if kind == "good":
+            want += range(seq, seq + n)
+        elif kind == "heartbeat":
+            packet = mold(S, seq)
+        elif kind != "arp":
+            bad += 1
+            packet = {"overrun": packet[:-1], "trailing": packet + b"\x00",
+                      "count-high": mold(S, seq, [D1] * n, count=n + 1),
+                      "count-low": mold(S, seq, [D1] * (n + 1), count=n)}[kind]
+        frames.append(bytes(Ether() / ARP()) if kind == "arp" else frame(packet))
+        seq += n
+    msgs, c, _ = run(tmp_path, frames)
+    assert [m["seq"] for m in msgs] == want
+    assert c[C.MALFORMED_PACKETS] == bad > 50
+
+
 def test_link_layers_and_skips(tmp_path):
     good = mold(S, 1, [D1])
     ip = IP(src="10.9.9.9", dst="233.54.12.111", flags="DF")

@@ -24,6 +24,7 @@ END_OF_SESSION = 0xFFFF
 MAX_SESSIONS = 256
 NO_SESSION = 0xFFFF  # session index of messages that came without one (ITCH binary files)
 MAX_BLOCKS_PER_PACKET = (65535 - 8 - HEADER_LEN) // 2  # zero-length blocks filling a maximal datagram
+LANES = 4  # packets whose block chains extract walks side by side (_sound is written for 4; 8 ran slower)
 
 # PacketIndex.kind: what a row stands for (control rows only when extract is asked for them)
 KIND_DATA = 0
@@ -66,6 +67,7 @@ class PacketIndex:
         self.timestamp_ns = np.zeros(capacity, dtype=np.int64)
         self.kind = np.zeros(capacity, dtype=np.uint8)
         self.nbytes = np.zeros(capacity, dtype=np.int64)  # bytes of the blocks, length prefixes included
+        self.lanes = np.zeros(3 * LANES, dtype=np.int64)  # extract's scratch: the chains it checks side by side
         self.rows = 0
 
     @property
@@ -104,19 +106,70 @@ def _intern(b, p, ids, count, last):
     return n
 
 
+@njit(cache=True, inline="always")
+def _chain(b, i, f_off, f_len, f_lt, nframes):
+    """(first block, packet end, blocks) of frame i's block chain when it is a data packet's, else (0, 0, 0)."""
+    if i >= nframes:
+        return 0, 0, 0
+    st, p, plen, _, _ = udp_payload(b, f_off[i], f_len[i], f_lt[i])
+    if st != OK or plen < HEADER_LEN:
+        return 0, 0, 0
+    count = be16(b, p + 18)
+    if count == HEARTBEAT or count == END_OF_SESSION:
+        return 0, 0, 0
+    return p + HEADER_LEN, p + plen, count
+
+
+@njit(cache=True, inline="always")
+def _step(b, q, end):
+    """The block after the one whose length prefix is at q; past `end` for good once a block overruns it."""
+    if q + 2 > end:
+        return end + 1
+    return q + 2 + be16(b, q)
+
+
+@njit_no_rc(cache=True)
+def _sound(b, i, f_off, f_len, f_lt, nframes, lanes):
+    """Bit j set when frame i + j's blocks exactly fill its packet (or it has no blocks to check), for the LANES
+    frames from i. A chain is a walk of dependent loads (each length says where the next is); walked in step,
+    four chains' loads overlap: the check took 19-21 ms instead of 30 ms on a 10M-message capture."""
+    for j in range(LANES):
+        lanes[j], lanes[LANES + j], lanes[2 * LANES + j] = _chain(b, i + j, f_off, f_len, f_lt, nframes)
+    q0, q1, q2, q3 = lanes[0], lanes[1], lanes[2], lanes[3]
+    e0, e1, e2, e3 = lanes[4], lanes[5], lanes[6], lanes[7]
+    c0, c1, c2, c3 = lanes[8], lanes[9], lanes[10], lanes[11]
+    m = min(c0, c1, c2, c3)
+    for _ in range(m):
+        q0 = _step(b, q0, e0)
+        q1 = _step(b, q1, e1)
+        q2 = _step(b, q2, e2)
+        q3 = _step(b, q3, e3)
+    for _ in range(c0 - m):
+        q0 = _step(b, q0, e0)
+    for _ in range(c1 - m):
+        q1 = _step(b, q1, e1)
+    for _ in range(c2 - m):
+        q2 = _step(b, q2, e2)
+    for _ in range(c3 - m):
+        q3 = _step(b, q3, e3)
+    return (q0 == e0) | (q1 == e1) << 1 | (q2 == e2) << 2 | (q3 == e3) << 3
+
+
 @njit_no_rc(cache=True)  # allocates nothing; refcounting the inlined helpers' arrays cost ~100 ns a frame
 def extract(
     b, f_off, f_len, f_lt, f_ts, start, nframes, groups,
     ids, nsess, first_seq, end_seq, sess_msgs,
-    m_off, m_blocks, m_seq, m_sess, m_ts, m_kind, m_bytes, cap, cnt, control=False,
+    m_off, m_blocks, m_seq, m_sess, m_ts, m_kind, m_bytes, cap, cnt, lanes, control=False,
 ):
     """Index the data packets of frames [start, nframes), counting every frame; returns (next frame,
     rows written). Stops before a frame when the `cap` rows are used. `groups` is int64[k, 2] of
     (ipv4, port) with 0 as a wildcard; an empty array keeps all UDP. `control` adds rows for
-    heartbeats and End of Session (blocks 0, seq = next sequence)."""
+    heartbeats and End of Session (blocks 0, seq = next sequence). `lanes`: int64[3 * LANES] of scratch."""
     n = 0
     i = start
     last = -1
+    base = -LANES  # frames base .. base + LANES - 1 have their block chains checked: bits of `sound`
+    sound = 0
     while i < nframes and n < cap:
         st, p, plen, dip, dport = udp_payload(b, f_off[i], f_len[i], f_lt[i])
         if st == OK and groups.shape[0] > 0:
@@ -133,18 +186,13 @@ def extract(
         if st != OK:
             cnt[st] += 1
             continue
-        pend = p + plen
         count = be16(b, p + 18) if plen >= HEADER_LEN else 0
         bad = plen < HEADER_LEN
         if not bad and count != HEARTBEAT and count != END_OF_SESSION:
-            q = p + HEADER_LEN
-            for _ in range(count):
-                if q + 2 > pend:
-                    bad = True
-                    break
-                q += 2 + be16(b, q)
-            if q != pend:
-                bad = True
+            if i - 1 >= base + LANES:
+                base = i - 1
+                sound = _sound(b, base, f_off, f_len, f_lt, nframes, lanes)
+            bad = (sound >> (i - 1 - base)) & 1 == 0
         elif plen != HEADER_LEN:  # heartbeat or End of Session: nothing may follow the header
             bad = True
         if bad:
@@ -196,7 +244,7 @@ def extract_batch(batch, start, groups, sessions: Sessions, index: PacketIndex, 
         batch.data, batch.offset, batch.length, batch.linktype, batch.timestamp_ns, start, batch.count, groups,
         sessions.ids, sessions.count, sessions.first_seq, sessions.end_seq, sessions.messages,
         index.offset, index.blocks, index.seq, index.session, index.timestamp_ns, index.kind, index.nbytes,
-        index.capacity, cnt,
+        index.capacity, cnt, index.lanes,
         control,
     )
     index.rows = n
