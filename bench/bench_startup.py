@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from common import HERE, log
+from common import HERE, installed_env, log
 
 REPO = os.path.dirname(HERE)
 TARGET_WARM_S = 0.5
@@ -60,11 +60,7 @@ print(json.dumps({"rc": rc, "seconds": time.perf_counter() - t0, "loads": loads,
 
 
 def env(cache_dir: str | None = None) -> dict:
-    e = dict(os.environ)
-    e.pop("PYTHONDONTWRITEBYTECODE", None)
-    if cache_dir is not None:
-        e["NUMBA_CACHE_DIR"] = cache_dir
-    return e
+    return installed_env() if cache_dir is None else installed_env(NUMBA_CACHE_DIR=cache_dir)
 
 
 def commands(capture: str) -> dict:
