@@ -25,6 +25,9 @@ $(STAMP): Makefile pyproject.toml setup.py $(wildcard scripts/*.sh) $(wildcard n
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip setuptools wheel
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@# bytecode for our modules, as pip writes it for installed packages: where PYTHONDONTWRITEBYTECODE is set (some
+	@# CI machines) Python would otherwise compile every module from source at each start (~110 ms a command)
+	@$(PY) -m compileall -q -j 0 capture multicast native >/dev/null
 	@scripts/ensure-promtool.sh $(VENV)/bin/promtool
 	@echo "compiling the live path once (numba cache): a small demo run on loopback" >&2
 	@$(VENV)/bin/xdpfeed demo --messages 6000 --rate 0 --burst-loss 1000 --json >/dev/null
