@@ -386,7 +386,7 @@ def _index_step(b, m_off, m_blocks, stop, i, q, left):
     return i, q, left
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # a capture's next batch is read and indexed meanwhile (itch.index_ahead)
 def apply_index(b, m_off, m_blocks, m_seq, cur, stop, w, h, state, ladder, levels, lfree, sides,
                 last, stocks, ev, ev_n, stats):
     """The blocks of PacketIndex rows up to `stop`, from the cursor cur = [row, block offset, blocks left

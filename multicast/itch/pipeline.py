@@ -3,7 +3,8 @@
 `Decode(path).batches()` detects the input by its magic, runs the compiled stages (pcap walk →
 frames + MoldUDP64 → ITCH) and yields the filled `ItchTables` each time a batch is complete. The
 counters, session table and timing stay on the object for summaries. A damaged input raises
-CorruptInput after everything before the damage was yielded.
+CorruptInput after everything before the damage was yielded. With a second core, a capture file is read and
+indexed a batch ahead on a thread (multicast.itch.index_ahead) while this thread decodes.
 
 The input may also be a packet source URI (`dpdk:net_pcap0,rx_pcap=X.pcap`, `packet:eth1?group=G:P`,
 ...; capture/uri.py): its frames go through the same stages. A source's `group=` options filter as
@@ -27,6 +28,7 @@ from xdpfeed.capture.source import waitable
 from xdpfeed.multicast.feed.stop import StopOnSignal
 from xdpfeed.multicast.itch.decoder import ItchTables, decode_batch
 from xdpfeed.multicast.itch.file import GZIP_MAGIC, consume_mapped, decode_file, gzip_chunks, looks_like_itch
+from xdpfeed.multicast.itch.index_ahead import index_ahead, worth_a_thread
 from xdpfeed.multicast.wire import counters as C
 from xdpfeed.multicast.wire.moldudp64 import MAX_BLOCKS_PER_PACKET, NO_SESSION, PacketIndex, Sessions, extract_batch
 
@@ -101,8 +103,11 @@ def group_array(path: str, fmt: str, groups) -> np.ndarray:
 class Decode:
     """One decoding run over one input."""
 
-    def __init__(self, path: str, groups=(), capacity: int = DEFAULT_CAPACITY):
+    def __init__(self, path: str, groups=(), capacity: int = DEFAULT_CAPACITY, ahead: bool | None = None):
+        """ahead: a capture file's next batch is read and indexed on a thread meanwhile (None: when there is a
+        second core; index_batches)."""
         self.path = path
+        self.ahead = ahead
         self.format = detect(path)
         self.groups = group_array(path, self.format, groups)
         capacity = max(capacity, MAX_BLOCKS_PER_PACKET)
@@ -125,7 +130,7 @@ class Decode:
             self.seconds = time.perf_counter() - t0
 
     def _pcap(self):
-        for buf, index in index_batches(self.path, self.groups, self.sessions, self.counters):
+        for buf, index in index_batches(self.path, self.groups, self.sessions, self.counters, self.ahead):
             row = 0
             if self.live:
                 self.input_bytes = int(self.counters[C.FRAME_BYTES])
@@ -166,10 +171,15 @@ FRAMES_PER_BATCH = 1024  # frames per recv() from a live source
 FILE_FRAMES_PER_BATCH = 16384  # from a capture file: fewer compiled calls per frame (+5-8 % on a 10M day)
 
 
-def index_batches(path: str, groups, sessions: Sessions, counters):
+def index_batches(path: str, groups, sessions: Sessions, counters, ahead: bool | None = None):
     """Yield (buffer, PacketIndex) for a capture or a source URI: every sound MoldUDP64 data packet, in
-    arrival order. The index is reused; each yield is valid until the next."""
+    arrival order. The index is reused; each yield is valid until the next. A capture file is read and indexed a
+    batch ahead on a thread of its own (multicast.itch.index_ahead) when `ahead` (None: when there is a second
+    core)."""
     per_batch = FRAMES_PER_BATCH if is_source_uri(path) else FILE_FRAMES_PER_BATCH
+    if not is_source_uri(path) and (worth_a_thread() if ahead is None else ahead):
+        yield from index_ahead(path, groups, sessions, counters, per_batch)
+        return
     frames = FrameBatch(per_batch)
     index = PacketIndex(per_batch)
     if not is_source_uri(path):

@@ -155,7 +155,8 @@ def _sound(b, i, f_off, f_len, f_lt, nframes, lanes):
     return (q0 == e0) | (q1 == e1) << 1 | (q2 == e2) << 2 | (q3 == e3) << 3
 
 
-@njit_no_rc(cache=True)  # allocates nothing; refcounting the inlined helpers' arrays cost ~100 ns a frame
+@njit_no_rc(cache=True, nogil=True)  # allocates nothing (refcounting the inlined helpers' arrays cost ~100 ns a
+# frame); no GIL: index_ahead extracts on a thread of its own
 def extract(
     b, f_off, f_len, f_lt, f_ts, start, nframes, groups,
     ids, nsess, first_seq, end_seq, sess_msgs,
