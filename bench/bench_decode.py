@@ -3,7 +3,8 @@ pcap → MoldUDP64 → ITCH path, and the `xdpfeed decode` command by its own cl
 stdout; progress goes to stderr.
 
 A synthetic day (multicast.exchange.synthetic, cached under bench/.data/) is decoded in `--repeat` rounds; each
-round times numba, C (one pass in a fresh process, timed inside it), the pcap path and the command, so that the
+round times numba, C (one pass in a fresh process, timed inside it), the pcap path (as Decode runs it: the next
+batch read and indexed on a second core; and on one thread, `pcap_one_thread`) and the command, so that the
 machine's drift falls on all of them alike, and the ratios are paired within a round (medians reported). The
 earlier single-contender medians (`--repeat` passes each, not interleaved) are kept beside them. Before timing,
 the C decoder's struct layout is checked against
@@ -25,7 +26,7 @@ import numpy as np
 
 from xdpfeed.multicast.exchange import synthetic
 from xdpfeed.multicast.itch.decoder import ItchTables, decode_stream
-from xdpfeed.multicast.itch.pipeline import FILE_FRAMES_PER_BATCH, Decode
+from xdpfeed.multicast.itch.pipeline import FILE_FRAMES_PER_BATCH, Decode, worth_a_thread
 from xdpfeed.multicast.itch.reference import decode, iter_file
 from xdpfeed.multicast.itch.schema import DTYPES, TYPES
 from xdpfeed.multicast.wire import counters as C
@@ -140,10 +141,12 @@ def bench_python(data: np.ndarray, messages: int, repeat: int) -> dict:
 
 
 # -------------------------------------------------------------------------------------------- pcap
-def pcap_pass(path: str, tables_capacity: int):
+def pcap_pass(path: str, tables_capacity: int, ahead: bool | None = None):
     """The user's path, timed whole: multicast.itch.pipeline.Decode over the capture (pcap walk, frames,
-    MoldUDP64 packet index, ITCH tables) until the end of the file; returns the counters."""
-    run = Decode(path, capacity=tables_capacity)
+    MoldUDP64 packet index, ITCH tables) until the end of the file; returns the counters. ahead: as Decode takes
+    it (None, the default: the next batch read and indexed on a second core when there is one; False: one
+    thread)."""
+    run = Decode(path, capacity=tables_capacity, ahead=ahead)
     for _ in run.batches():
         pass
     return run.counters
@@ -168,6 +171,7 @@ def bench_pcap(path: str, messages: int, packets: int, repeat: int, tables_capac
     out["file_bytes"] = os.path.getsize(path)
     out["gbit_per_s"] = out["file_bytes"] * 8 / out["median_s"] / 1e9
     out["frame_batch"] = FILE_FRAMES_PER_BATCH
+    out["index_ahead"] = worth_a_thread()  # read and indexed a batch ahead on a second core
     out["tables_rows"] = tables_capacity
     return out
 
@@ -191,13 +195,14 @@ def interleaved_rounds(args, data, itch_path, pcap_path, exe, messages, tables) 
     """`repeat` rounds of numba, C, pcap and the command, one pass each; medians and paired ratios."""
     t = ItchTables(args.capacity)
     cnt = C.new()
-    kinds = ["numba"] + (["c"] if exe else []) + (["pcap"] if pcap_path else []) + ["command"]
+    kinds = ["numba"] + (["c"] if exe else []) + (["pcap", "pcap_one_thread"] if pcap_path else []) + ["command"]
     secs = {k: [] for k in kinds}
     numba_pass(data, t, cnt)  # an untimed round first: compiled code and the page cache are warm for all
     if exe:
         c_once(exe, itch_path, args.capacity)
     if pcap_path:
         pcap_pass(pcap_path, tables)
+        pcap_pass(pcap_path, tables, ahead=False)
     command_rate(itch_path)
     for r in range(args.repeat):
         for k in kinds[r % len(kinds):] + kinds[: r % len(kinds)]:
@@ -207,16 +212,16 @@ def interleaved_rounds(args, data, itch_path, pcap_path, exe, messages, tables) 
                 secs[k].append(time.perf_counter() - t0)
             elif k == "c":
                 secs[k].append(c_once(exe, itch_path, args.capacity))
-            elif k == "pcap":
+            elif k in ("pcap", "pcap_one_thread"):
                 t0 = time.perf_counter()
-                pcap_pass(pcap_path, tables)
+                pcap_pass(pcap_path, tables, ahead=None if k == "pcap" else False)
                 secs[k].append(time.perf_counter() - t0)
             else:
                 secs[k].append(messages / command_rate(itch_path))
         log(f"round {r + 1}/{args.repeat}: " + ", ".join(f"{k} {messages / secs[k][-1] / 1e6:.1f}M" for k in kinds))
     out = {"msgs_per_s": {k: round(messages / statistics.median(v)) for k, v in secs.items()},
            "seconds": {k: [round(x, 4) for x in v] for k, v in secs.items()}, "paired": {}}
-    for a, b in (("numba", "c"), ("command", "numba"), ("pcap", "numba")):
+    for a, b in (("numba", "c"), ("command", "numba"), ("pcap", "numba"), ("pcap", "pcap_one_thread")):
         if a in secs and b in secs:
             r = [y / x for x, y in zip(secs[a], secs[b], strict=True)]  # a's speed over b's
             out["paired"][f"{a}_over_{b}"] = {"median": round(statistics.median(r), 3), "min": round(min(r), 3),
