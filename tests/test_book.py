@@ -167,6 +167,21 @@ def test_prefault_in_the_background_while_the_book_is_used(day):
     assert book.depths(book.locates()) == quiet.depths(quiet.locates())
 
 
+def test_the_book_command_prefaults_only_for_an_input_that_fills_the_storage(tmp_path, monkeypatch, capsys):
+    """Populating the whole storage pays for a day's file and costs a small one (cli/main.py has the numbers): the
+    command populates it for an input at least as large as the storage, and not below."""
+    path = tmp_path / "small.itch"
+    synthetic.generate_to_file(str(path), 2_000, seed=3)
+    calls = []
+    monkeypatch.setattr(OrderBook, "prefault", lambda self, background=False: calls.append(background))
+    assert main(["book", str(path), "-T", "json"]) == 0
+    assert calls == [] and OrderBook().storage_bytes > 100 * os.path.getsize(path)
+    monkeypatch.setattr(OrderBook, "storage_bytes", property(lambda self: os.path.getsize(path)))
+    assert main(["book", str(path), "-T", "json"]) == 0
+    assert calls == [True]
+    capsys.readouterr()
+
+
 def test_joined_mid_day_the_first_add_names_the_stock():
     """Without a directory message a stock is named by its first add, on either side; later adds do not rename it,
     a directory message does, and one seen before the adds is kept."""

@@ -57,6 +57,10 @@ class ShardedBook:
             rest = [f.result() for f in others]
         return [first, *rest]
 
+    @property
+    def storage_bytes(self) -> int:
+        return sum(b.storage_bytes for b in self.books)
+
     def prefault(self, background: bool = False) -> list[threading.Thread] | None:
         threads = [b.prefault(background) for b in self.books]
         return threads if background else None

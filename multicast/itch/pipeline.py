@@ -53,7 +53,7 @@ def is_source_uri(text: str) -> bool:
     return bool(sep) and scheme in uri.SCHEMES and not os.path.exists(text)
 
 
-def _input_size(path: str) -> int:
+def input_size(path: str) -> int:
     """Bytes of the file behind the input: the file itself, a pcap: URI's or a DPDK net_pcap's file;
     0 for a live source."""
     if not is_source_uri(path):
@@ -115,7 +115,7 @@ class Decode:
         self.sessions = Sessions()
         self.tables = ItchTables(capacity)
         self.seconds = 0.0
-        self.input_bytes = _input_size(path)
+        self.input_bytes = input_size(path)
         self.live = is_source_uri(path) and not self.input_bytes  # input_bytes follows what arrives
 
     def batches(self):
