@@ -3,8 +3,9 @@
 `index_ahead(path, groups, sessions, counters)` yields what `pipeline.index_batches` yields for a capture file,
 (buffer, PacketIndex) for every sound data packet in file order, while a reader thread reads, walks and indexes
 the next batch (capture.pcapfile with two chunk buffers, then moldudp64.extract): the consumer's thread is left the
-decoding or the book. Both sides' compiled code runs without the GIL. On a 10M-message capture here: 48M msg/s
-decoded on one thread, 69M with the index made ahead (bench_decode's pcap path, 7 alternating rounds).
+decoding or the book. Both sides' compiled code runs without the GIL. On a 10M-message capture (bench_decode.py
+--repeat 7, rounds interleaved): 54.8M msg/s decoded on one thread, 79.1M with the index made ahead (paired 1.47×).
+Moving only the read to the other core was slower (bench/README.md): the decoder's core must be left nothing else.
 
 What the consumer sees is what it sees without the thread: the same batches in the same order, each valid until
 it asks for the next; `counters` hold a batch's frames and packets from when it is handed out (the reader counts
