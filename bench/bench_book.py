@@ -440,6 +440,7 @@ def agreement(day: str, path: str, first: dict, exes: dict) -> dict:
         out["sharded_equals_one_book"] = sh["sha256"] == nb["verify"]["sha256"] and all(
             sh[k] == nb["verify"]["stats"][k] for k in ("messages", "bbo_events")) and \
             sh["live_orders"] == nb["verify"]["live_orders"]
+    if "c" in first:
         c = first["c"][1]
         diff = compare(nb["verify"], c["verify"], (*COMPARED, "consumed", "event_checksum", "events_drained"))
         diff += ["last_run." + k for k in compare(nb["last_run"], c["last_run"], COMPARED)]
