@@ -64,7 +64,7 @@ class OrderBook:
     @property
     def storage_bytes(self) -> int:
         """Bytes of the storage prefault() populates."""
-        return sum(a.nbytes for a in (*self._args(), self.stats))
+        return sum(a.nbytes for a in self._storage())
 
     def prefault(self, background: bool = False) -> threading.Thread | None:
         """Make every page of the book's storage the process's before messages arrive, changing no value: the same
@@ -74,7 +74,7 @@ class OrderBook:
         background: populate from a thread (returned) while the caller goes on and the book is used (a Feed's
         start-up does not wait for it; the pages fault in on first use where it has not got to them yet, and
         without the kernel's populate the thread does nothing: writing pages in use would race)."""
-        arrays = (*self._args(), self.stats)
+        arrays = self._storage()
         if background:
             t = threading.Thread(target=lambda: all(H.populate(a) for a in arrays), name="book-prefault",
                                  daemon=True)
@@ -88,6 +88,10 @@ class OrderBook:
     def clear(self) -> None:
         """Forget every order and stock (a new session is a new day), keeping the sizes asked for."""
         self.__init__(*self._sizes, on_events=self.on_events, shards=self.shards, shard=self.shard)
+
+    def _storage(self) -> tuple:
+        """Every array of the book's storage: the compiled loop's and the stats."""
+        return (*self._args(), self.stats)
 
     # -- feeding ------------------------------------------------------------------------------
     def _args(self):
