@@ -259,12 +259,12 @@ def bench_numba(path: str, repeat: int, prefault: bool, module: str, check_pass:
 def check_layout(exe: str) -> None:
     """book.c's records, length table and counter names must be the numpy/Python ones."""
     from xdpfeed.multicast.book import apply as A
-    from xdpfeed.multicast.book import store as S
+    from xdpfeed.multicast.book import storage
     from xdpfeed.multicast.itch.schema import LENGTHS
 
     got = json.loads(run([exe, "--layout"]))
-    for name, d in (("ORDER", S.ORDER), ("HASHED", S.HASHED), ("LEVEL", S.LEVEL), ("EVENT", A.EVENT),
-                    ("STOCK", A.STOCK)):
+    for name in ("ORDER", "HASHED", "LEVEL", "EVENT", "STOCK"):
+        d = getattr(storage, name)
         want = {n: [d.fields[n][1], d.fields[n][0].itemsize] for n in d.names}
         if got[name]["size"] != d.itemsize or list(got[name]["fields"].items()) != list(want.items()):
             raise SystemExit(f"C record {name} differs from the numpy dtype: {got[name]} vs {d.itemsize} {want}")

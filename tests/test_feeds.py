@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from xdpfeed.multicast.book import reference
-from xdpfeed.multicast.book.apply import EVENT
 from xdpfeed.multicast.book.consolidated import CEVENT, CROSSED, EXCLUDED, LOCKED, VENUE_STATE, ConsolidatedBook
 from xdpfeed.multicast.book.order_book import OrderBook
+from xdpfeed.multicast.book.storage import EVENT
 from xdpfeed.multicast.exchange import synthetic
 from xdpfeed.multicast.exchange import venues as V
 from xdpfeed.multicast.exchange.store import DayStore

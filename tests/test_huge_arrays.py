@@ -8,6 +8,7 @@ import pytest
 
 from xdpfeed.capture import huge_arrays
 from xdpfeed.capture.huge_arrays import HUGE_PAGE, huge_bytes, populate, thp_mode, zeros
+from xdpfeed.multicast.book import storage
 from xdpfeed.multicast.book import store as S
 from xdpfeed.multicast.book.order_book import OrderBook
 from xdpfeed.multicast.exchange import synthetic
@@ -96,8 +97,8 @@ def test_a_files_pages_are_mapped_in_ahead_of_its_reader(tmp_path, monkeypatch):
 def test_small_arrays_and_odd_sizes():
     small = zeros(100, np.int64)  # under one huge page: np.zeros itself
     assert small.base is None and small.shape == (100,) and not small.any()
-    odd = zeros(3 * HUGE_PAGE // 8 + 5, S.LEVEL)  # a record dtype, not a whole number of huge pages
-    assert odd.dtype == S.LEVEL and odd.size == 3 * HUGE_PAGE // 8 + 5 and odd.ctypes.data % HUGE_PAGE == 0
+    odd = zeros(3 * HUGE_PAGE // 8 + 5, storage.LEVEL)  # a record dtype, not a whole number of huge pages
+    assert odd.dtype == storage.LEVEL and odd.size == 3 * HUGE_PAGE // 8 + 5 and odd.ctypes.data % HUGE_PAGE == 0
     odd[-1]["shares"] = 7  # the last element is inside the mapping
     assert int(odd["shares"].sum()) == 7
 

@@ -48,10 +48,6 @@ _ANY_REF = same_offset({"D": "order_reference_number", "E": "order_reference_num
                         "U": "original_order_reference_number"})
 _ANY_REF_END = _ANY_REF + 8
 
-EVENT = np.dtype([("seq", np.uint64), ("timestamp", np.uint64), ("bid_shares", np.uint64),
-                  ("ask_shares", np.uint64), ("bid_price", np.uint32), ("ask_price", np.uint32),
-                  ("locate", np.uint16)], align=True)
-
 # stats[] (int64): what the book did and what it refused
 ADDS = 0
 EXECUTIONS = 1
@@ -94,9 +90,6 @@ PREFETCH_AHEAD = 8
 # with this 0.43 s). The one-book loop above gains nothing from it (4 alternating pairs, 0.63-0.66 s either way):
 # its waits for the book's memory hide the stream's.
 STREAM_AHEAD = 4096
-
-STOCK = np.dtype([("symbol", np.uint64), ("round_lot", np.uint32), ("trading_state", np.uint8),
-                  ("stale", np.uint8), ("reason", np.uint32)], align=True)
 
 
 @njit(cache=True, inline="always")

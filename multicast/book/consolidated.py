@@ -3,7 +3,7 @@ PSX: each its own TotalView-ITCH feed), with the venue and size of each, and a m
 
 Stock locates differ per venue: each venue's locate is mapped to one symbol id through the symbol of its
 Stock Directory ('R') message (the venue's `OrderBook` has it); a symbol quoted on one venue only is normal.
-The venues' own top-of-book events (multicast.book.apply.EVENT, once per batch) drive it: a compiled kernel
+The venues' own top-of-book events (multicast.book.storage.EVENT, once per batch) drive it: a compiled kernel
 keeps each venue's best bid and offer per symbol and recomputes the consolidated one for the symbols that
 changed, emitting a consolidated event (CEVENT) when it moved:
 
@@ -23,7 +23,7 @@ venue whose book was cleared (a new session) has its quotes dropped (`clear_venu
 import numpy as np
 
 from xdpfeed.capture.jit import njit
-from xdpfeed.multicast.book.apply import EVENT
+from xdpfeed.multicast.book.storage import EVENT
 from xdpfeed.multicast.book.store import ASK, BID
 
 CEVENT = np.dtype([("seq", np.uint64), ("timestamp", np.uint64), ("bid_shares", np.uint64),

@@ -14,6 +14,7 @@ import numpy as np
 
 from xdpfeed.capture import huge_arrays as H
 from xdpfeed.multicast.book import apply as A
+from xdpfeed.multicast.book import storage
 from xdpfeed.multicast.book import store as S
 
 BID, ASK = S.BID, S.ASK
@@ -37,24 +38,25 @@ class OrderBook:
     on transparent huge pages where the kernel gives them (capture.huge_arrays): a 10M-message day runs 3-5 %
     faster here than on numpy's own allocations, and a fresh book prefaults in 14-20 ms instead of 25-28 ms.
     shards, shard: this book applies only the messages of the stocks whose locate % shards is shard and steps over
-    the others (multicast.book.sharded runs one such book per core over the same input)."""
+    the others (multicast.book.sharded runs one such book per core over the same input).
+    arrays: the storage, made beforehand at these sizes (multicast.book.storage.allocate) and not used since; by
+    default the book makes its own."""
 
-    def __init__(self, window: int = 1 << 22, hash_orders: int = 1 << 21, levels: int = 1 << 20,
-                 events: int = 1 << 16, on_events=None, shards: int = 1, shard: int = 0):
+    def __init__(self, window: int = storage.WINDOW, hash_orders: int = storage.HASH_ORDERS,
+                 levels: int = storage.LEVELS, events: int = storage.EVENTS, on_events=None, shards: int = 1,
+                 shard: int = 0, arrays: storage.Arrays | None = None):
         if shards < 1 or shards & (shards - 1) or not 0 <= shard < shards:
             raise ValueError(f"shard {shard} of {shards}: shards must be a power of two and shard one of them")
-        self._sizes = (window, hash_orders, levels, events)
+        sizes = storage.Sizes(window, hash_orders, levels, events)
+        if arrays is None:
+            arrays = storage.allocate(sizes)
+        elif storage.sizes_of(arrays) != sizes.rounded():
+            raise ValueError(f"storage made at {storage.sizes_of(arrays)} for a book of {sizes}")
+        self._sizes = sizes
         self.shards, self.shard = shards, shard  # this book keeps the stocks whose locate % shards is shard
-        self.window = H.zeros(S.pow2(window), S.ORDER)
-        self.hash = H.zeros(S.pow2(hash_orders), S.HASHED)
+        self.window, self.hash, self.ladder, self.levels, self.lfree, self.last, self.stocks, self.events = arrays
         self.state = np.zeros(S.N_STATE, dtype=np.int64)
-        self.ladder = H.zeros(levels, np.uint64)  # per side: sorted (price << 32 | handle) entries
-        self.levels = H.zeros(levels, S.LEVEL)  # the slab of price levels, by handle
-        self.lfree = H.zeros(levels, np.uint64)  # freed handles
         self.sides = S.new_sides()  # per (locate, side): its vector in the ladder and its best level
-        self.last = H.zeros((65536, 4), np.int64)  # last published bid px/qty, ask px/qty
-        self.stocks = H.zeros(65536, A.STOCK)
-        self.events = H.zeros(events, A.EVENT)
         self.n_events = 0
         self.stats = np.zeros(A.N_STATS, dtype=np.int64)
         self.on_events = on_events
@@ -100,7 +102,7 @@ class OrderBook:
 
     def _handle(self, status):
         if status == S.NEED_HASH:
-            new = H.zeros(self.hash.size * 2, S.HASHED)
+            new = H.zeros(self.hash.size * 2, storage.HASHED)
             S.rehash(self.hash, new)
             self.hash = new
             self.stats[A.HASH_GROWS] += 1

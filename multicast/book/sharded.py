@@ -19,23 +19,27 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from xdpfeed.multicast.book import order_book as OB
+from xdpfeed.multicast.book import storage
 
 
 class ShardedBook:
     """`shards` OrderBooks (a power of two, at least 2): stock locate L is kept by books[L % shards]. Applying runs
     shard 0 on the calling thread and the others on a pool of their own; queries go to the book that keeps the
     stock. The sizes are each shard's (see OrderBook); the hash and the level slab default to OrderBook's divided
-    among the shards."""
+    among the shards (storage.shard_sizes). arrays: each shard's storage, made beforehand at its sizes."""
 
-    def __init__(self, shards: int = 2, window: int = 1 << 22, hash_orders: int | None = None,
-                 levels: int | None = None, events: int = 1 << 16):
+    def __init__(self, shards: int = 2, window: int = storage.WINDOW, hash_orders: int | None = None,
+                 levels: int | None = None, events: int = storage.EVENTS, arrays: list[storage.Arrays] | None = None):
         if shards < 2 or shards & (shards - 1):
             raise ValueError(f"{shards} shards: a sharded book has a power of two of them, at least 2")
+        if arrays is not None and len(arrays) != shards:
+            raise ValueError(f"storage for {len(arrays)} shards given to a book of {shards}")
         self.shards = shards
-        # a shard holds its share of the orders and levels; its window spans every reference all the same
-        hash_orders = max((1 << 21) // shards, 1 << 16) if hash_orders is None else hash_orders
-        levels = max((1 << 20) // shards, 1 << 14) if levels is None else levels
-        self.books = [OB.OrderBook(window, hash_orders, levels, events, shards=shards, shard=k) for k in range(shards)]
+        share = storage.shard_sizes(shards)
+        hash_orders = share.hash_orders if hash_orders is None else hash_orders
+        levels = share.levels if levels is None else levels
+        self.books = [OB.OrderBook(window, hash_orders, levels, events, shards=shards, shard=k,
+                                   arrays=None if arrays is None else arrays[k]) for k in range(shards)]
         self._pool = ThreadPoolExecutor(shards - 1, thread_name_prefix="book-shard")
 
     def close(self) -> None:

@@ -1,6 +1,7 @@
 """Where the order book keeps orders and price levels: compiled, preallocated, growable.
 
-Orders (keyed by ITCH order reference number) live in two stores, as one 16-byte ORDER record:
+Orders (keyed by ITCH order reference number) live in two stores, as one 16-byte ORDER record
+(multicast.book.storage, with the other records' layouts):
 - a direct-indexed *window*: NASDAQ references are day-unique and nearly sequential, so the refs in
   [base, base + W) sit at slot ref & (W - 1), which names the reference (a slot only says whether it is
   live); when a new ref passes the window's end the window slides and the orders it leaves behind migrate to
@@ -25,14 +26,10 @@ import numpy as np
 from xdpfeed.capture import huge_arrays
 from xdpfeed.capture.jit import njit_no_rc as njit
 from xdpfeed.capture.prefetch import prefetch
+from xdpfeed.multicast.book.storage import HASHED, ORDER, pow2
 
-# level: its price level's handle; live: 1 while the slot holds an order (a window slot's reference is implied)
-ORDER = np.dtype([("price", np.uint32), ("shares", np.uint32), ("level", np.uint32), ("locate", np.uint16),
-                  ("side", np.uint8), ("live", np.uint8)], align=True)
-HASHED = np.dtype([("ref", np.uint64), ("order", ORDER)], align=True)  # a hash slot: ref 0 when empty
 LIVE = np.dtype([("ref", np.uint64), ("price", np.uint32), ("shares", np.uint32), ("level", np.uint32),
                  ("locate", np.uint16), ("side", np.uint8)])  # live_orders(): every live order with its reference
-LEVEL = np.dtype([("shares", np.uint64), ("price", np.uint32), ("orders", np.uint32)], align=True)
 
 BID, ASK = 0, 1
 N_SIDES = 65536 * 2  # every stock locate, both sides: index locate * 2 + side
@@ -231,10 +228,6 @@ def order_drop(w, h, state, store, slot):
         hash_delete(h, slot)
         state[ST_HASH_N] -= 1
     state[ST_LIVE] -= 1
-
-
-def pow2(n: int, floor: int = 4) -> int:
-    return 1 << max(floor, int(n - 1).bit_length())
 
 
 class OrderStore:

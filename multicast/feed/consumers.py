@@ -11,7 +11,7 @@ of these callbacks:
   `decoded()` (per-type tables of the compiled ITCH decoder, decoded at most once per batch however many
   consumers ask);
 - `on_top_of_book(events)`: the book's best bid/offer changes caused by the batch, a numpy structured
-  array (multicast.book.apply.EVENT: seq of the message that caused it, timestamp, locate, bid/ask
+  array (multicast.book.storage.EVENT: seq of the message that caused it, timestamp, locate, bid/ask
   price and shares), after the book applied the batch;
 - `on_status(event)`: typed status events (multicast.feed.status);
 - `on_consolidated(events)`: given to a handler of several feeds (multicast.feed.feeds), the consolidated

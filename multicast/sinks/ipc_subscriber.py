@@ -90,9 +90,9 @@ class IpcSubscriber(SubscriberBase):
         return self.batch.set(*got, snapshot)
 
     def top_of_book(self, timeout: float = 0.0) -> np.ndarray | None:
-        """The next sample of top-of-book events (multicast.book.apply.EVENT records), or None (it does not
+        """The next sample of top-of-book events (multicast.book.storage.EVENT records), or None (it does not
         wait: `timeout` is for the signature every subscriber shares)."""
-        from xdpfeed.multicast.book.apply import EVENT
+        from xdpfeed.multicast.book.storage import EVENT
 
         if self._events is None:
             raise SubscriberError(f"ipc:{self.name}: opened without top_of_book=True")

@@ -38,7 +38,7 @@ A gap the publisher cannot fill (it dropped batches past its bound, or started l
 `gap_wait` seconds (the other handler may fill it), then published over and counted (`gaps`).
 
 Top of book: events of the chunks this handler stored go to `xdpfeed.FEED.bbo.SYMBOL` on core NATS, one
-message per symbol per chunk (records of multicast.book.apply.EVENT), after JetStream confirmed the chunk.
+message per symbol per chunk (records of multicast.book.storage.EVENT), after JetStream confirmed the chunk.
 They are a live ticker, not stored; a consumer that needs every change rebuilds the book from the stream.
 
 A fatal refusal (the stream deleted, a chunk larger than the server's max_payload, permissions) fails the

@@ -14,7 +14,7 @@ stream (multicast.sinks.nats), read on any host as the batches an in-process con
 - Each chunk is checked by sequence number (multicast.sinks.subscriber.SequenceCheck); `latency_ns`
   holds, per chunk, the time from the handler's receive of its last message to here.
 - `top_of_book=True` also subscribes to `xdpfeed.FEED.bbo.SYMBOL` for `symbols` (default: every
-  symbol); `top_of_book()` returns the next events (multicast.book.apply.EVENT records) with the symbol;
+  symbol); `top_of_book()` returns the next events (multicast.book.storage.EVENT records) with the symbol;
   on the stream of a several-feeds handler's `[consolidated] outputs` (feed "consolidated"), the
   consolidated book's changes (multicast.book.consolidated.CEVENT).
 - A thread of its own runs nats-py and hands chunks over through a bounded queue: a slow reader slows
@@ -151,8 +151,8 @@ class NatsSubscriber(SubscriberBase):
                 await asyncio.sleep(0.002)
 
     async def _on_events(self, msg) -> None:
-        from xdpfeed.multicast.book.apply import EVENT
         from xdpfeed.multicast.book.consolidated import CEVENT
+        from xdpfeed.multicast.book.storage import EVENT
 
         symbol = msg.subject.rsplit(".", 1)[-1]
         dtype = CEVENT if self.feed_name == "consolidated" else EVENT  # a handler of several feeds' own stream
