@@ -2,6 +2,7 @@
 book's storage on them through every kind of growth."""
 
 import gc
+import threading
 
 import numpy as np
 import pytest
@@ -52,6 +53,40 @@ def test_populate_makes_the_pages_resident_and_changes_no_value():
     populate(a[1:])  # a view that does not start on a page: its first page is included, no value moves
     assert np.array_equal(a[::1000], np.arange(a[::1000].size)) and int(a.sum()) == int(np.arange(a[::1000].size).sum())
     assert populate(a[:0])
+
+
+def test_prefaulting_makes_every_page_resident_and_changes_no_value():
+    """Prefaulting writes a byte of every page onto itself before anything uses the arrays; whenever handover() comes,
+    what was not reached is populated from the thread it returns: every page is the process's, every value as it
+    was (a record array, a 2-D one, and a small one that does not start or end on a page)."""
+    arrays = [zeros(24 * HUGE_PAGE // 16, storage.LEVEL), zeros((HUGE_PAGE // 8, 4), np.int64),
+              np.zeros(3 * 4096 + 100, np.uint8)[50:]]
+    for a in arrays:
+        a.reshape(-1).view(np.uint8)[[0, -1]] = 7  # written before, as a caller may: each end's page resident
+    before = [a.copy() for a in arrays]
+    gc.collect()
+    rss0 = rss()
+    prefaulting = huge_arrays.Prefaulting(arrays)
+    rest = prefaulting.handover()
+    if rest is not None:
+        rest.join(timeout=60)
+    big = arrays[0].nbytes + arrays[1].nbytes  # the small one's pages may be the process's already (numpy's heap)
+    assert big - 4 * HUGE_PAGE <= rss() - rss0 < big + arrays[2].nbytes + HUGE_PAGE
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, before, strict=True))
+
+
+def test_prefaulting_stopped_before_its_first_page_leaves_every_page_to_populate(monkeypatch):
+    """A handover before the thread reached any page: populate() gets each array whole, from the returned thread."""
+    got, gate = [], threading.Event()
+    touch = huge_arrays.Prefaulting._touch
+    monkeypatch.setattr(huge_arrays.Prefaulting, "_touch", lambda self: (gate.wait(), touch(self)))
+    monkeypatch.setattr(huge_arrays, "populate", lambda a, write=True: got.append(a.nbytes) or True)
+    arrays = [zeros(2 * HUGE_PAGE, np.uint8), np.zeros(5000, np.uint8)]
+    prefaulting = huge_arrays.Prefaulting(arrays)
+    prefaulting._stop.set()
+    gate.set()
+    prefaulting.handover().join(timeout=60)
+    assert got == [a.nbytes for a in arrays]
 
 
 def test_a_kernel_without_populate_has_the_book_prefaulted_by_writing_each_page(monkeypatch):
