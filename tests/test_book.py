@@ -10,11 +10,14 @@ import struct
 import numpy as np
 import pytest
 
+from xdpfeed.capture import huge_arrays
 from xdpfeed.multicast.book import report as book_report
+from xdpfeed.multicast.book import storage
 from xdpfeed.multicast.book.order_book import ASK, BID, OrderBook
 from xdpfeed.multicast.book.reference import ReferenceBook
 from xdpfeed.multicast.cli.main import main
 from xdpfeed.multicast.exchange import deep_day, synthetic
+from xdpfeed.multicast.itch import pipeline
 from xdpfeed.multicast.itch import reference as R
 from xdpfeed.multicast.itch.pipeline import replay_into_book
 
@@ -167,19 +170,56 @@ def test_prefault_in_the_background_while_the_book_is_used(day):
     assert book.depths(book.locates()) == quiet.depths(quiet.locates())
 
 
-def test_the_book_command_prefaults_only_for_an_input_that_fills_the_storage(tmp_path, monkeypatch, capsys):
+def test_the_book_command_populates_the_storage_only_for_an_input_that_fills_it(tmp_path, monkeypatch, capsys):
     """Populating the whole storage pays for a day's file and costs a small one (cli/main.py has the numbers): the
-    command populates it for an input at least as large as the storage, and not below."""
+    command populates it for an input at least as large as the storage, a file's from the start (the next test), a
+    source's from a thread beside the loop, and not below."""
     path = tmp_path / "small.itch"
     synthetic.generate_to_file(str(path), 2_000, seed=3)
-    calls = []
+    calls, made = [], []
     monkeypatch.setattr(OrderBook, "prefault", lambda self, background=False: calls.append(background))
-    assert main(["book", str(path), "-T", "json"]) == 0
-    assert calls == [] and OrderBook().storage_bytes > 100 * os.path.getsize(path)
-    monkeypatch.setattr(OrderBook, "storage_bytes", property(lambda self: os.path.getsize(path)))
-    assert main(["book", str(path), "-T", "json"]) == 0
-    assert calls == [True]
+    monkeypatch.setattr(huge_arrays, "Prefaulting", lambda arrays: made.append(arrays))
+    source = "pcap:" + os.path.join(PCAPS, "omi", "itch50", "Multiple.Packets.pcap")
+    for given in (str(path), source):
+        assert main(["book", given, "-T", "json"]) == 0
+    assert calls == [] and made == [] and OrderBook().storage_bytes > 100 * os.path.getsize(path)
+    monkeypatch.setattr(OrderBook, "storage_bytes", property(lambda self: 1))
+    assert main(["book", source, "-T", "json"]) == 0
+    assert calls == [True] and made == []
     capsys.readouterr()
+
+
+def test_the_book_command_faults_a_large_files_storage_in_while_its_code_loads(tmp_path, monkeypatch, capsys):
+    """For a file at least as large as the book's storage, the command makes the storage before it loads numba and the
+    book's code, and has its pages faulted in meanwhile (capture.huge_arrays.Prefaulting), handed over before the
+    book is used: the book, one per shard with --threads, is built in that storage and prints what it would have."""
+    path = tmp_path / "day.itch"
+    synthetic.generate_to_file(str(path), 20_000, seed=5)
+    assert main(["book", str(path), "-T", "json"]) == 0
+    plain = capsys.readouterr().out
+    made, books, warm = [], [], pipeline.warm_book
+
+    class Recording(huge_arrays.Prefaulting):
+        def __init__(self, arrays):
+            self.arrays, self.handed = arrays, False
+            made.append(self)
+            super().__init__(arrays)
+
+        def handover(self):
+            self.handed = True
+            return super().handover()
+
+    monkeypatch.setattr(huge_arrays, "Prefaulting", Recording)
+    monkeypatch.setattr(pipeline, "warm_book", lambda fmt, book: (books.append(book), warm(fmt, book))[1])
+    monkeypatch.setattr(storage.Arrays, "nbytes", property(lambda self: 1))  # any file fills it
+    assert main(["book", str(path), "-T", "json"]) == 0 and capsys.readouterr().out == plain
+    assert main(["book", str(path), "-T", "json", "--threads", "2"]) == 0 and capsys.readouterr().out == plain
+    one, two = made
+    assert one.handed and two.handed and len(one.arrays) == 8 and len(two.arrays) == 16
+    assert all(a is b for a, b in zip(one.arrays, [books[0].window, books[0].hash, books[0].ladder, books[0].levels,
+                                                   books[0].lfree, books[0].last, books[0].stocks, books[0].events],
+                                       strict=True))
+    assert two.arrays[0] is books[1].books[0].window and two.arrays[8] is books[1].books[1].window
 
 
 def test_joined_mid_day_the_first_add_names_the_stock():

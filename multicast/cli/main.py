@@ -313,7 +313,27 @@ def _consolidated_book(args) -> int:
     return 0
 
 
+def _early_storage(args):
+    """For a file input: the book's storage (one per shard), made before its compiled code loads; for a file at
+    least as large as that storage, also its pages being faulted in on the other core meanwhile
+    (capture.huge_arrays.Prefaulting), which `handover()` must stop before the book is used. (None, None) for any
+    other input."""
+    path = args.input if args.source is None else None
+    if args.venues or args.consolidated or path is None or not os.path.isfile(path):
+        return None, None
+    from xdpfeed.capture.huge_arrays import Prefaulting
+    from xdpfeed.multicast.book import storage
+
+    sizes = storage.ONE_BOOK if args.threads == 1 else storage.shard_sizes(args.threads)
+    arrays = [storage.allocate(sizes) for _ in range(args.threads)]
+    if os.path.getsize(path) < sum(a.nbytes for a in arrays):
+        return arrays, None
+    return arrays, Prefaulting([x for a in arrays for x in a])
+
+
 def _book(args) -> int:
+    # first, before numba loads: importing it and loading the book's code take 0.3 s, on one core
+    arrays, prefaulting = _early_storage(args)
     from xdpfeed.multicast.book import report as book_report
     from xdpfeed.multicast.book.order_book import OrderBook
     from xdpfeed.multicast.book.sharded import ShardedBook
@@ -344,7 +364,8 @@ def _book(args) -> int:
         return EXIT_USAGE
     _one_input(args)
     fmt = detect(args.input)  # unreadable or unknown input: one line and exit 2 before any output file is made
-    book = OrderBook() if args.threads == 1 else ShardedBook(args.threads)
+    book = (OrderBook(arrays=arrays[0] if arrays else None) if args.threads == 1
+            else ShardedBook(args.threads, arrays=arrays))
     writer = None
     if args.bbo_out:
         try:
@@ -353,15 +374,15 @@ def _book(args) -> int:
             raise SourceError(f"{args.bbo_out}: {e.strerror}") from None
         book.on_events = writer
     damaged = None
-    warm_book(fmt, book)
-    # its pages populated on the other core, ahead of the loop; not while its code loads: loading maps memory, which
-    # waits for each populate step (the book's loop on a capture: 135-335 ms to load instead of 25 ms). Only for an
-    # input that fills most of the storage (or a live one). Whole runs, 5 alternating pairs, each after a few seconds
-    # idle (on a VM whose free memory goes back to the host, memory taken anew costs more): a 10M-message day (305 MB)
-    # 1.14 s with it, 1.37 s without; a 2M-message one (61 MB) 0.53 s with it, 0.47 s without; 2,000 messages 0.49 s
-    # with it, 0.33 s without.
-    size = input_size(args.input)
-    if not size or size >= book.storage_bytes:
+    warm_book(fmt, book)  # writes none of the storage: prefaulting may go on meanwhile
+    # The book's pages are populated only for an input that fills most of the storage (or a live one). Whole runs, 5
+    # alternating pairs, each after a few seconds idle (on a VM whose free memory goes back to the host, memory taken
+    # anew costs more): a 10M-message day (305 MB) 1.14 s with it, 1.37 s without; a 2M-message one (61 MB) 0.53 s
+    # with it, 0.47 s without; 2,000 messages 0.49 s with it, 0.33 s without. A large file's pages were being faulted
+    # in since the start (_early_storage); the rest now from a thread, beside the loop.
+    if prefaulting is not None:
+        prefaulting.handover()
+    elif arrays is None and (not (size := input_size(args.input)) or size >= book.storage_bytes):
         book.prefault(background=True)
     t0 = time.perf_counter()  # the clock of --stats: the file's pages, every message, any page of the book not yet in
     try:
