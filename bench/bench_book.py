@@ -269,7 +269,8 @@ def check_layout(exe: str) -> None:
         if got[name]["size"] != d.itemsize or list(got[name]["fields"].items()) != list(want.items()):
             raise SystemExit(f"C record {name} differs from the numpy dtype: {got[name]} vs {d.itemsize} {want}")
     if got["LENGTHS"] != [int(x) for x in LENGTHS] or got["STAT_NAMES"] != A.STAT_NAMES:
-        raise SystemExit("C length table or counter names differ from itch_schema.LENGTHS / book_apply.STAT_NAMES")
+        raise SystemExit("C length table or counter names differ from multicast.itch.schema.LENGTHS / "
+                         "multicast.book.apply.STAT_NAMES")
 
 
 def bench_c(exe: str, path: str, repeat: int, prefault: bool) -> dict:
@@ -500,7 +501,7 @@ def main(argv=None) -> int:
     p.add_argument("--cc", default=os.environ.get("CC", "cc"))
     p.add_argument("--skip", default="", help="comma-separated: c,python")
     p.add_argument("--book-module", default="xdpfeed.multicast.book.order_book",
-                   help="module whose OrderBook (and its book_apply as .A) is timed: e.g. a modified copy")
+                   help="module whose OrderBook (and its multicast.book.apply as .A) is timed: e.g. a modified copy")
     p.add_argument("--numba-worker", metavar="ITCH_FILE", help=argparse.SUPPRESS)
     p.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--no-check", action="store_true", help=argparse.SUPPRESS)

@@ -1,4 +1,4 @@
-/* book.c: the C yardstick for multicast/book_apply.py + multicast/book_store.py (OrderBook.apply_stream).
+/* book.c: the C yardstick for multicast/book/apply.py + multicast/book/store.py (OrderBook.apply_stream).
  *
  * The same data structure and algorithm, step for step, so that the numba/C ratio measures the compiler
  * and not the design:
@@ -17,7 +17,7 @@
  *   counters and top-of-book events (into a preallocated batch; when it is full the loop stops before the
  *   next message and the driver resets the count, as OrderBook does with on_events=None). A message that
  *   needs room stops the loop, the driver grows the store and the loop resumes at that message.
- * Records have the numpy dtypes' layouts (`--layout` prints them for bench_book.py to compare).
+ * Records have the numpy dtypes' layouts, multicast/book/storage.py (`--layout` prints them for bench_book.py).
  *
  * Usage: book FILE [--repeat R] [--window N] [--hash N] [--levels N] [--events N] [--prefault] [--no-hugepage]
  *          one untimed verification pass (event checksum), then R timed passes, each on a fresh book
@@ -95,7 +95,7 @@ typedef struct {
     int64_t stats[N_STATS];
 } book_t;
 
-/* ------------------------------------------------------------------------------ hash (book_store) */
+/* ------------------------------------------------------------------------------ hash (book/store.py) */
 static inline int64_t home(int64_t ref, int64_t hmask) { return (int64_t)(((uint64_t)ref * HASH_MUL) >> 32) & hmask; }
 
 static inline int64_t hash_find(const hashed_t *h, int64_t hsize, int64_t ref) {
@@ -179,7 +179,7 @@ static void slide_window(order_t *w, int64_t size, hashed_t *h, int64_t hsize, i
     }
 }
 
-/* ------------------------------------------------------------------------------ levels (book_store) */
+/* ------------------------------------------------------------------------------ levels (book/store.py) */
 static inline int better(int64_t side, int64_t p, int64_t q) { return side == BID ? p > q : p < q; }
 static inline int64_t entry_price(uint64_t e) { return (int64_t)(e >> 32); }
 
@@ -280,7 +280,7 @@ static int64_t compact_pool(const uint64_t *old, uint64_t *new, side_t *sides) {
     return pos;
 }
 
-/* ------------------------------------------------------------------------------ messages (book_apply) */
+/* ------------------------------------------------------------------------------ messages (book/apply.py) */
 /* The loop's working set, copied into locals so the compiler can keep pointers and sizes in registers. */
 #define ARGS order_t *w, int64_t w_size, hashed_t *h, int64_t h_size, int64_t *state, uint64_t *ladder, \
              int64_t ladder_size, level_t *levels, int64_t levels_size, uint64_t *lfree, side_t *sides
