@@ -78,7 +78,9 @@ def wait_published(venue, n):
 
 
 def extra_glimpse(venue, fault):
-    """Another GLIMPSE server of the same venue, misbehaving as told."""
+    """Another GLIMPSE server of the same venue, misbehaving as told. Start the venue first: this server binds
+    port 0, and the kernel may hand it the port venue_for picked for the venue's replay server, free until the
+    venue binds it (a bind that then failed: Address already in use)."""
     return GlimpseServer(venue.store, venue.config.users, published=lambda: venue.publisher.published,
                          fault=fault).start()
 
@@ -201,10 +203,10 @@ def test_late_join_faults_go_to_the_next_server(day):
     warm_up()
     rec = Recorder()
     with venue_for(day, venue={"rate": 50_000, "seed": 8, "glimpse_port": 0}) as (v, keys):
+        v.start()
         bad = [extra_glimpse(v, GlimpseFault(reject_login=True)), extra_glimpse(v, GlimpseFault(close_after=500))]
         names = [address(b) for b in bad]
         try:
-            v.start()
             good = "{}:{}".format(*v.glimpse_address)
             wait_published(v, day.count // 2)
             with Feed(**keys, start="snapshot", glimpse=[*names, good],
@@ -237,9 +239,9 @@ def test_late_join_faults_go_to_the_next_server(day):
 
 def test_late_join_without_a_snapshot_goes_stale_with_the_reason(day):
     with venue_for(day, venue={"rate": 20_000, "seed": 9}) as (v, keys):
+        v.start()
         server = extra_glimpse(v, GlimpseFault(reject_login=True))
         try:
-            v.start()
             with Feed(**keys, start="snapshot", glimpse=[address(server)], deadline=0.5, backoff=0.01,
                       max_backoff=0.1) as f:
                 stop = threading.Event()
@@ -265,9 +267,9 @@ def resync_run(day, glimpse_faults=(), outputs=()):
     rec = Recorder()
     with venue_for(day, venue={"rate": 40_000, "seed": 10, "burst_loss": 3000, "bursts": 1, "recovery_outage": 3.0,
                                "glimpse_port": 0}) as (v, keys):
+        v.start()
         extra = [extra_glimpse(v, fault) for fault in glimpse_faults]
         try:
-            v.start()
             with Feed(**keys, resync="snapshot", glimpse=[address(x) for x in extra] + [v.glimpse_address],
                       deadline=0.5, backoff=0.01, consumers=[rec], outputs=list(outputs)) as f:
                 why = f.run(until_eos=True, idle_timeout=30)
