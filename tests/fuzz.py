@@ -223,18 +223,20 @@ def _seeds_once(target: str) -> None:
 
 def compile_in_a_child(target: str) -> None:
     """Run the target over its seeds once in a child process, so that numba compiles the code they reach there and
-    caches it, and this process loads it from the cache. libFuzzer holds this process's peak RSS to -rss_limit_mb
-    (2 GB by default), and compiling here counts towards it: in a clean checkout's `make test` the capture target
-    stopped once at a 2.2 GB peak while it was still compiling (about 1 input/s), where its inputs alone take
-    130 MB. A compile longer than -timeout would also pass for a hang. What the seeds do is libFuzzer's to report,
-    in this process."""
+    caches it, and libFuzzer's process loads it from the cache: compiling there made its first inputs take about
+    a second each, which libFuzzer writes out as slow units (into tests/fuzz_corpus/) and, past -timeout, would
+    report as hangs. What the seeds do is libFuzzer's to report."""
     p = mp.get_context("fork").Process(target=_seeds_once, args=(target,))
     p.start()
     p.join()
 
 
 def run_atheris(target: str, libfuzzer_args: list[str]) -> int:
-    """libFuzzer via atheris on one target; does not return when libFuzzer stops (it exits the process)."""
+    """libFuzzer via atheris on one target, in a forked child; its exit status. In a child because libFuzzer's
+    -rss_limit_mb (2 GB by default) reads the process's peak RSS from getrusage, and a process started by exec
+    inherits its parent's: started from a pytest worker of 2.1 GB, libFuzzer stopped the capture target as out of
+    memory after a few hundred inputs (a clean checkout's make test, twice), where its inputs take 130 MB. A forked
+    process counts from its own start."""
     import shutil
     import tempfile
 
@@ -255,15 +257,25 @@ def run_atheris(target: str, libfuzzer_args: list[str]) -> int:
             pass
 
     compile_in_a_child(target)
-    instrument_python(atheris)
     args = [sys.argv[0], f"-artifact_prefix={out}/", f"-max_len={MAX_INPUT}", *libfuzzer_args, work]
+    pid = os.fork()
+    if pid == 0:  # libFuzzer exits the process when it stops
+        code = 1
+        try:
+            instrument_python(atheris)
+            atheris.Setup(args, one)
+            atheris.Fuzz()
+            code = 0
+        except BaseException:  # noqa: BLE001 (reported here: the child must not go on as the parent)
+            traceback.print_exc()
+        finally:
+            os._exit(code)
     try:
-        atheris.Setup(args, one)
-        atheris.Fuzz()
+        _, status = os.waitpid(pid, 0)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         fuzz_targets.cleanup()
-    return 0
+    return os.waitstatus_to_exitcode(status)
 
 
 def main(argv=None) -> int:
