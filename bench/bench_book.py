@@ -26,7 +26,6 @@ import itertools
 import json
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -117,7 +116,10 @@ def describe(book) -> dict:
 
 # ------------------------------------------------------------------------------------------- numba
 def maxrss_kb() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """This process's peak resident memory (VmHWM, of its own address space). Not ru_maxrss: Linux keeps that
+    across exec, so a worker started from a parent of 550 MB would say at least 550 MB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 
 
 def numba_worker(path: str, repeat: int, prefault: bool, module: str, check_pass: bool = True,
@@ -172,7 +174,7 @@ def numba_worker(path: str, repeat: int, prefault: bool, module: str, check_pass
                        "rss_before_data_mb": round(rss_start / 1024, 1),
                        "rss_with_data_before_book_mb": round(rss_data / 1024, 1),
                        "day_bytes_mb": round(data.size / 2**20, 1),
-                       "note": "ru_maxrss high-water marks of a child process that holds the day in memory and "
+                       "note": "VmHWM high-water marks of a child process that holds the day in memory and "
                                "one book at a time (the warm-up's small books are counted before the day)"})
     return out
 
