@@ -74,10 +74,19 @@ def populate(arr: np.ndarray, write: bool = True) -> bool:
     return True
 
 
+def write_pages(arr: np.ndarray) -> None:
+    """Fault every page under arr in by writing the first byte of each page onto itself, and arr's last byte for
+    the page it ends in (arr need not start on a page): no value changes, but a byte written back would undo
+    another thread's write between the read and the write, so nothing else may write arr meanwhile."""
+    flat = arr.reshape(-1).view(np.uint8)
+    if flat.size:
+        flat[:: mmap.PAGESIZE] |= 0
+        flat[-1] |= 0
+
+
 class Prefaulting:
-    """Every page of `arrays` faulted in from a thread, by writing the first byte of each page onto itself, while
-    nothing else uses them (the process loading its code). Call `handover()` before anything reads or writes the
-    arrays: a byte written back onto itself would undo another thread's write between the read and the write."""
+    """Every page of `arrays` faulted in from a thread (write_pages), while nothing else uses them (the process
+    loading its code). Call `handover()` before anything reads or writes the arrays."""
 
     def __init__(self, arrays):
         self._left = [a.reshape(-1).view(np.uint8) for a in arrays if a.nbytes]
@@ -89,8 +98,7 @@ class Prefaulting:
         # a step at a time, each over enough pages that numpy lets the GIL go for it, until handover() asks to stop
         while self._left and not self._stop.is_set():
             flat = self._left[0]
-            flat[:POPULATE_STEP:mmap.PAGESIZE] |= 0
-            flat[min(POPULATE_STEP, flat.size) - 1] |= 0  # the last page, where the array ends inside it
+            write_pages(flat[:POPULATE_STEP])
             if flat.size > POPULATE_STEP:
                 self._left[0] = flat[POPULATE_STEP:]
             else:

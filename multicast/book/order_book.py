@@ -7,7 +7,6 @@ trading state, staleness.
 """
 
 import hashlib
-import mmap
 import threading
 
 import numpy as np
@@ -84,7 +83,7 @@ class OrderBook:
             return t
         for a in arrays:
             if not H.populate(a):
-                a.reshape(-1).view(np.uint8)[:: mmap.PAGESIZE] |= 0
+                H.write_pages(a)
         return None
 
     def clear(self) -> None:
