@@ -26,7 +26,7 @@ import numpy as np
 from xdpfeed.capture import huge_arrays
 from xdpfeed.capture.jit import njit_no_rc as njit
 from xdpfeed.capture.prefetch import prefetch
-from xdpfeed.multicast.book.storage import HASHED, ORDER, pow2
+from xdpfeed.multicast.book.storage import HASH_ORDERS, HASHED, ORDER, WINDOW, pow2
 
 LIVE = np.dtype([("ref", np.uint64), ("price", np.uint32), ("shares", np.uint32), ("level", np.uint32),
                  ("locate", np.uint16), ("side", np.uint8)])  # live_orders(): every live order with its reference
@@ -234,7 +234,7 @@ class OrderStore:
     """The live orders of one feed (window + hash), for code that tracks orders without the price levels
     (the DBN sink's ITCH → MBO conversion); grows its hash when a compiled loop asks (NEED_HASH)."""
 
-    def __init__(self, window: int = 1 << 22, hash_orders: int = 1 << 21):
+    def __init__(self, window: int = WINDOW, hash_orders: int = HASH_ORDERS):
         self.window = huge_arrays.zeros(pow2(window), ORDER)
         self.hash = huge_arrays.zeros(pow2(hash_orders), HASHED)
         self.state = np.zeros(N_STATE, dtype=np.int64)
