@@ -211,22 +211,21 @@ def instrument_python(atheris) -> int:
     return n
 
 
-def _seeds_once(target: str) -> None:
-    seeds_fn, run, _ = fuzz_targets.TARGETS[target]
-    for data in seeds_fn() + corpus(target):
+def _run_each(run, inputs: list[bytes]) -> None:
+    for data in inputs:
         try:
-            run(data[:MAX_INPUT])
+            run(data)
         except Exception:  # noqa: BLE001 (the fuzzing run reports what an input does; this run only compiles)
             pass
     fuzz_targets.cleanup()
 
 
-def compile_in_a_child(target: str) -> None:
-    """Run the target over its seeds once in a child process, so that numba compiles the code they reach there and
-    caches it, and libFuzzer's process loads it from the cache: compiling there made its first inputs take about
+def compile_in_a_child(run, seeds: list[bytes]) -> None:
+    """Run a target's `run` over its seeds once in a child process, so that numba compiles the code they reach there
+    and caches it, and libFuzzer's process loads it from the cache: compiling there made its first inputs take about
     a second each, which libFuzzer writes out as slow units (into tests/fuzz_corpus/) and, past -timeout, would
     report as hangs. What the seeds do is libFuzzer's to report."""
-    p = mp.get_context("fork").Process(target=_seeds_once, args=(target,))
+    p = mp.get_context("fork").Process(target=_run_each, args=(run, seeds))
     p.start()
     p.join()
 
@@ -244,9 +243,10 @@ def run_atheris(target: str, libfuzzer_args: list[str]) -> int:
 
     seeds_fn, run, allowed = fuzz_targets.TARGETS[target]
     work = tempfile.mkdtemp(prefix=f"xdpfeed-atheris-{target}-")
-    for i, data in enumerate(seeds_fn() + corpus(target)):
+    seeds = [data[:MAX_INPUT] for data in seeds_fn() + corpus(target)]
+    for i, data in enumerate(seeds):
         with open(os.path.join(work, f"seed-{i}"), "wb") as f:
-            f.write(data[:MAX_INPUT])
+            f.write(data)
     out = os.path.join(CORPUS, target)
     os.makedirs(out, exist_ok=True)
 
@@ -256,7 +256,7 @@ def run_atheris(target: str, libfuzzer_args: list[str]) -> int:
         except allowed:
             pass
 
-    compile_in_a_child(target)
+    compile_in_a_child(run, seeds)
     args = [sys.argv[0], f"-artifact_prefix={out}/", f"-max_len={MAX_INPUT}", *libfuzzer_args, work]
     pid = os.fork()
     if pid == 0:  # libFuzzer exits the process when it stops
