@@ -115,7 +115,7 @@ def describe(book) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- numba
-def maxrss_kb() -> int:
+def peak_rss_kb() -> int:
     """This process's peak resident memory (VmHWM, of its own address space). Not ru_maxrss: Linux keeps that
     across exec, so a worker started from a parent of 550 MB would say at least 550 MB."""
     with open("/proc/self/status") as f:
@@ -137,7 +137,7 @@ def numba_worker(path: str, repeat: int, prefault: bool, module: str, check_pass
     book_mod = importlib.import_module(module)
     OrderBook, A = book_mod.OrderBook, book_mod.A
 
-    rss_start = maxrss_kb()
+    rss_start = peak_rss_kb()
     small, _ = synthetic.generate(200_000, seed=7)
     small.flags.writeable = False  # the day is a read-only mapping: the warm-up compiles that signature
     log("numba: compile + warm-up (a small day, also through a tiny book so every growth path runs)")
@@ -148,7 +148,7 @@ def numba_worker(path: str, repeat: int, prefault: bool, module: str, check_pass
     del tiny, small
     gc.collect()
     data = mapped(path, populate=True)  # as bench/book.c and the contenders' drivers read it (mapped_file.h)
-    rss_data = maxrss_kb()
+    rss_data = peak_rss_kb()
 
     check = alloc = None
     if check_pass:
@@ -170,7 +170,7 @@ def numba_worker(path: str, repeat: int, prefault: bool, module: str, check_pass
         gc.collect()
     out = summary(runs, messages)
     out.update(prefault=prefault, verify=check, last_run=last, allocation=alloc,
-               memory={"peak_rss_mb": round(maxrss_kb() / 1024, 1),
+               memory={"peak_rss_mb": round(peak_rss_kb() / 1024, 1),
                        "rss_before_data_mb": round(rss_start / 1024, 1),
                        "rss_with_data_before_book_mb": round(rss_data / 1024, 1),
                        "day_bytes_mb": round(data.size / 2**20, 1),
