@@ -18,7 +18,32 @@ import numpy as np
 from xdpfeed.capture.byteorder import be16, be32, be48, be64
 from xdpfeed.capture.jit import njit_no_rc as njit
 from xdpfeed.capture.prefetch import prefetch, prefetch_read
+from xdpfeed.multicast.book import storage
 from xdpfeed.multicast.book import store as S
+from xdpfeed.multicast.book.storage import (  # noqa: F401  (the stats slots and statuses, read as A.*)
+    ADDS,
+    BAD_LENGTHS,
+    BAD_SIDE,
+    BBO_EVENTS,
+    BROKEN_TRADES,
+    CANCELS,
+    CROSS_TRADES,
+    DELETES,
+    DUPLICATE_ADDS,
+    EXECUTIONS,
+    HASH_GROWS,
+    MESSAGES,
+    N_STATS,
+    NEED_EVENTS,
+    OVER_CANCELS,
+    OVER_EXECUTIONS,
+    POOL_GROWS,
+    REPLACES,
+    TRADES,
+    UNKNOWN_REFS,
+    UNKNOWN_TYPES,
+    ZERO_REFS,
+)
 from xdpfeed.multicast.itch.schema import LENGTHS, offset, same_offset
 
 BID, ASK = S.BID, S.ASK
@@ -48,33 +73,7 @@ _ANY_REF = same_offset({"D": "order_reference_number", "E": "order_reference_num
                         "U": "original_order_reference_number"})
 _ANY_REF_END = _ANY_REF + 8
 
-# stats[] (int64): what the book did and what it refused
-ADDS = 0
-EXECUTIONS = 1
-CANCELS = 2
-DELETES = 3
-REPLACES = 4
-TRADES = 5  # P
-CROSS_TRADES = 6  # Q
-BROKEN_TRADES = 7  # B
-UNKNOWN_REFS = 8  # E C X D U naming an order the book does not hold (normal when joining mid-day)
-DUPLICATE_ADDS = 9  # A F U adding a reference already live (ignored)
-OVER_EXECUTIONS = 10  # executed more than remained: the order is removed
-OVER_CANCELS = 11  # canceled more than remained: the order is removed
-BAD_SIDE = 12  # buy/sell indicator neither B nor S
-ZERO_REFS = 13  # an add with order reference 0 (reserved; ignored)
-BBO_EVENTS = 14
-MESSAGES = 15  # messages applied (any type)
-UNKNOWN_TYPES = 16
-BAD_LENGTHS = 17
-HASH_GROWS = 18
-POOL_GROWS = 19
-N_STATS = 20
-STAT_NAMES = [k.lower() for k, v in sorted(((k, v) for k, v in globals().items()
-              if k.isupper() and not k.startswith("_") and isinstance(v, int) and k not in ("BID", "ASK", "N_STATS")),
-              key=lambda kv: kv[1])]
-
-NEED_EVENTS = 3  # status: the event batch is full; drain it and call again
+STAT_NAMES = list(storage.STAT_NAMES)
 
 # The loops look ahead in two stages and ask for the lines the messages there will need, so that they are on their
 # way while the messages before are applied (each is otherwise a wait for memory: on a wide day most removals find

@@ -3,10 +3,9 @@
 `OrderBook` owns the preallocated storage (multicast.book.store), feeds messages to the compiled
 loop (multicast.book.apply), grows storage when the loop asks for it (counted in stats), hands
 top-of-book event batches to a callback, and answers queries: best bid/offer, depth, symbols,
-trading state, staleness.
+trading state, staleness (multicast.book.view: those numpy reads alone), and each level's queue.
 """
 
-import hashlib
 import threading
 
 import numpy as np
@@ -15,10 +14,9 @@ from xdpfeed.capture import huge_arrays as H
 from xdpfeed.multicast.book import apply as A
 from xdpfeed.multicast.book import storage
 from xdpfeed.multicast.book import store as S
+from xdpfeed.multicast.book.view import ASK, BID, STATE_NAMES, BookView, book_checksum  # noqa: F401  (OrderBook's names)
 
-BID, ASK = S.BID, S.ASK
 QUEUED = np.dtype([("ref", np.uint64), ("shares", np.uint32)])  # an order in its level's queue
-STATE_NAMES = {ord("H"): "halted", ord("P"): "paused", ord("Q"): "quotation-only", ord("T"): "trading", 0: "unknown"}
 
 
 def _grown(a: np.ndarray, size: int) -> np.ndarray:
@@ -28,7 +26,7 @@ def _grown(a: np.ndarray, size: int) -> np.ndarray:
     return new
 
 
-class OrderBook:
+class OrderBook(BookView):
     """Books for every stock locate of one ITCH feed.
 
     window: direct-indexed order slots (rounded up to a power of two); orders whose reference falls
@@ -53,12 +51,7 @@ class OrderBook:
             raise ValueError(f"storage made at {storage.sizes_of(arrays)} for a book of {sizes}")
         self._sizes = sizes
         self.shards, self.shard = shards, shard  # this book keeps the stocks whose locate % shards is shard
-        self.window, self.hash, self.ladder, self.levels, self.lfree, self.last, self.stocks, self.events = arrays
-        self.state = np.zeros(S.N_STATE, dtype=np.int64)
-        self.sides = S.new_sides()  # per (locate, side): its vector in the ladder and its best level
-        self.n_events = 0
-        self.stats = np.zeros(A.N_STATS, dtype=np.int64)
-        self.on_events = on_events
+        super().__init__(arrays, on_events)
         self._seqbox = np.zeros(1, dtype=np.uint64)
         self._ring = np.zeros((A.RING, 4), dtype=np.int64)  # a shard's next messages (multicast.book.apply)
 
@@ -119,12 +112,6 @@ class OrderBook:
         elif status == A.NEED_EVENTS:
             self.flush_events()
 
-    def flush_events(self):
-        """Hand the pending top-of-book events to on_events (if any) and start a new batch."""
-        if self.n_events and self.on_events is not None:
-            self.on_events(self.events[: self.n_events])
-        self.n_events = 0
-
     def apply_stream(self, buf: np.ndarray, pos: int = 0, end: int | None = None, first_seq: int = 0,
                      end_of_session: bool = False) -> int:
         """Apply the length-prefixed messages of buf[pos:end]; returns where a cut record starts (or end).
@@ -165,35 +152,6 @@ class OrderBook:
     def live_orders_table(self) -> np.ndarray:
         """Every live order with its reference (multicast.book.store.LIVE records), in no particular order."""
         return S.live_orders(self.window, self.hash, self.state)
-
-    @property
-    def live_orders(self) -> int:
-        return int(self.state[S.ST_LIVE])
-
-    def stat(self) -> dict:
-        d = {name: int(self.stats[i]) for i, name in enumerate(A.STAT_NAMES)}
-        d["live_orders"] = self.live_orders
-        d["hash_orders"] = int(self.state[S.ST_HASH_N])
-        d["refs_out_of_order"] = int(self.sides[:, S.SD_REFS_BACK].sum())  # adds that make a side's queues unknown
-        return d
-
-    def depth(self, locate: int, side: int, n: int | None = None) -> list[list[int]]:
-        """[[price, shares, orders], ...] best first, at most n levels."""
-        lv = self.side_levels(locate * 2 + side)[::-1][:n]
-        return [[int(p), int(s), int(o)] for p, s, o in zip(lv["price"], lv["shares"], lv["orders"], strict=True)]
-
-    def depths(self, locates, n: int | None = None) -> list[tuple[list[list[int]], list[list[int]]]]:
-        """(bids, asks) of each locate as depth() gives them, gathered for all at once (a whole book's report)."""
-        sidx = (np.asarray(locates, dtype=np.int64)[:, None] * 2 + np.arange(2)).ravel()
-        start, size = self.sides[sidx, S.SD_START], self.sides[sidx, S.SD_SIZE]
-        count = size if n is None else np.minimum(size, n)
-        first = np.cumsum(count) - count  # where each side's levels begin in the gathered rows
-        k = np.arange(int(count.sum())) - np.repeat(first, count)  # 0 for a side's best, 1 for the next...
-        lv = self.levels[(self.ladder[np.repeat(start + size - 1, count) - k] & S.HANDLE_MASK).astype(np.int64)]
-        rows = np.stack([lv["price"].astype(np.int64), lv["shares"].astype(np.int64),
-                         lv["orders"].astype(np.int64)], axis=1).tolist()
-        sides = [rows[f : f + c] for f, c in zip(first.tolist(), count.tolist(), strict=True)]
-        return list(zip(sides[0::2], sides[1::2], strict=True))
 
     def queue(self, locate: int, side: int, price: int) -> np.ndarray:
         """The live orders at one price level in time priority, first in line first: QUEUED records (ref,
@@ -238,78 +196,3 @@ class OrderBook:
         q = self._queue(int(o["level"]))
         ahead = q["ref"] < np.uint64(ref)
         return int(ahead.sum()), int(q["shares"][ahead].sum(dtype=np.int64))
-
-    def checksum(self) -> str:
-        """SHA-256 over every stock's full depth (price, shares, orders per level, both sides) and the
-        live order count: two books with the same checksum show consumers the same market."""
-        return book_checksum(self)
-
-    def side_levels(self, sidx: int) -> np.ndarray:
-        """Side sidx's levels (LEVEL records), worst price first."""
-        return S.side_levels(self.ladder, self.levels, self.sides, sidx)
-
-    def bbo(self, locate: int) -> tuple[int, int, int, int]:
-        """(bid price, bid shares, ask price, ask shares); 0, 0 for an empty side."""
-        b = self.depth(locate, BID, 1)
-        a = self.depth(locate, ASK, 1)
-        return (*(b[0][:2] if b else (0, 0)), *(a[0][:2] if a else (0, 0)))
-
-    def symbol(self, locate: int) -> str:
-        v = int(self.stocks[locate]["symbol"])
-        return v.to_bytes(8, "big").rstrip(b" \x00").decode("latin-1")
-
-    def symbols(self, locates) -> list[str]:
-        """symbol() of each locate, read for all at once."""
-        raw = self.stocks["symbol"][np.asarray(locates, dtype=np.int64)].astype(">u8").view("S8").tolist()
-        return [r.rstrip(b" \x00").decode("latin-1") for r in raw]
-
-    def trading_states(self, locates) -> list[str]:
-        """trading_state() of each locate, read for all at once."""
-        codes = self.stocks["trading_state"][np.asarray(locates, dtype=np.int64)].tolist()
-        return [STATE_NAMES.get(c, "unknown") for c in codes]
-
-    def locate_of(self, symbol: str) -> int | None:
-        key = int.from_bytes(symbol.encode("latin-1").ljust(8, b" ")[:8], "big")
-        hits = np.flatnonzero(self.stocks["symbol"] == key)
-        return int(hits[0]) if hits.size else None
-
-    def locates(self) -> list[int]:
-        """Stock locates with at least one live order."""
-        sizes = self.sides[:, S.SD_SIZE].reshape(-1, 2).sum(axis=1)
-        return [int(x) for x in np.flatnonzero(sizes)]
-
-    def trading_state(self, locate: int) -> str:
-        return STATE_NAMES.get(int(self.stocks[locate]["trading_state"]), "unknown")
-
-    @property
-    def system_event(self) -> str:
-        v = int(self.state[S.ST_SYSTEM])
-        return chr(v) if v else ""
-
-    def mark_stale(self, locate: int | None = None, stale: bool = True) -> None:
-        """Flag one stock's book (or every book) as not to be trusted, e.g. after an unrecoverable gap."""
-        if locate is None:
-            self.stocks["stale"] = int(stale)
-        else:
-            self.stocks[locate]["stale"] = int(stale)
-
-    def is_stale(self, locate: int) -> bool:
-        return bool(self.stocks[locate]["stale"])
-
-    def stale_flags(self, locates) -> list[bool]:
-        """is_stale() of each locate, read for all at once."""
-        return [bool(x) for x in self.stocks["stale"][np.asarray(locates, dtype=np.int64)].tolist()]
-
-
-def book_checksum(book) -> str:
-    """OrderBook.checksum of `book` (an OrderBook, or any book with its live_orders, locates() and side_levels())."""
-    h = hashlib.sha256(book.live_orders.to_bytes(8, "little"))
-    for locate in book.locates():
-        h.update(int(locate).to_bytes(2, "little"))
-        for side in (BID, ASK):
-            lv = book.side_levels(int(locate) * 2 + side)
-            h.update(lv.size.to_bytes(4, "little"))
-            h.update(np.ascontiguousarray(lv["price"], dtype="<i8").tobytes())
-            h.update(np.ascontiguousarray(lv["shares"], dtype="<i8").tobytes())
-            h.update(np.ascontiguousarray(lv["orders"], dtype="<i8").tobytes())
-    return h.hexdigest()

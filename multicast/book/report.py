@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from xdpfeed.multicast.book.order_book import ASK, BID
+from xdpfeed.multicast.book.view import ASK, BID
 
 STAT_KEYS = ("live_orders", "adds", "executions", "cancels", "deletes", "replaces", "unknown_refs", "trades",
              "cross_trades", "broken_trades", "duplicate_adds", "over_executions", "over_cancels", "bad_side",

@@ -20,6 +20,7 @@ import numpy as np
 
 from xdpfeed.multicast.book import order_book as OB
 from xdpfeed.multicast.book import storage
+from xdpfeed.multicast.book.view import book_checksum
 
 
 class ShardedBook:
@@ -138,7 +139,7 @@ class ShardedBook:
 
     def checksum(self) -> str:
         """OrderBook.checksum's digest: equal to one book's over the same input."""
-        return OB.book_checksum(self)
+        return book_checksum(self)
 
     def bbo(self, locate: int) -> tuple[int, int, int, int]:
         return self._book(locate).bbo(locate)

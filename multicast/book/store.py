@@ -26,44 +26,49 @@ import numpy as np
 from xdpfeed.capture import huge_arrays
 from xdpfeed.capture.jit import njit_no_rc as njit
 from xdpfeed.capture.prefetch import prefetch
-from xdpfeed.multicast.book.storage import HASH_ORDERS, HASHED, ORDER, WINDOW, pow2
+from xdpfeed.multicast.book.storage import (  # noqa: F401  (the state, side and status names, read as S.*)
+    ASK,
+    BID,
+    HANDLE_MASK,
+    HASH_ORDERS,
+    HASHED,
+    N_SD,
+    N_SIDES,
+    N_STATE,
+    NEED_HASH,
+    NEED_LEVELS,
+    NEED_POOL,
+    NO_LEVEL,
+    OK,
+    ORDER,
+    PRICE_SHIFT,
+    SD_BEST,
+    SD_CAP,
+    SD_MAX_REF,
+    SD_REFS_BACK,
+    SD_SIZE,
+    SD_START,
+    ST_BASE,
+    ST_HASH_N,
+    ST_LFREE,
+    ST_LIVE,
+    ST_LTOP,
+    ST_MIGRATED,
+    ST_POOL,
+    ST_SYSTEM,
+    WINDOW,
+    new_sides,
+    pow2,
+)
 
 LIVE = np.dtype([("ref", np.uint64), ("price", np.uint32), ("shares", np.uint32), ("level", np.uint32),
                  ("locate", np.uint16), ("side", np.uint8)])  # live_orders(): every live order with its reference
 
-BID, ASK = 0, 1
-N_SIDES = 65536 * 2  # every stock locate, both sides: index locate * 2 + side
 HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
 MAX_LOAD_NUM, MAX_LOAD_DEN = 1, 2  # the hash is grown before it is more than half full
 # A window slide moves the orders it leaves behind into the hash, each to a random slot: the home of the order this
 # many slots on is asked for first (on the C twin, a wide day's migrations went from 5 % of its time to under 1 %).
 MIGRATE_AHEAD = 32
-
-# state[] slots (int64)
-ST_BASE = 0  # first ref of the window
-ST_HASH_N = 1  # orders in the hash
-ST_LIVE = 2  # orders in the book
-ST_POOL = 3  # level slots handed out
-ST_MIGRATED = 4  # orders moved from window to hash so far
-ST_SYSTEM = 5  # last System Event code (S)
-ST_LTOP = 6  # level handles handed out so far (the slab's high-water mark)
-ST_LFREE = 7  # freed level handles on the free stack
-N_STATE = 8
-
-# sides[sidx] columns (int64 rows of N_SD, sidx = locate * 2 + side)
-SD_START = 0  # where the side's vector starts in the ladder
-SD_SIZE = 1  # its levels
-SD_CAP = 2  # its room (0: never had a level)
-SD_BEST = 3  # its best level's handle, NO_LEVEL when it has none
-SD_MAX_REF = 4  # the highest reference added to it
-SD_REFS_BACK = 5  # adds to it whose reference was below one added before them (see level_queue)
-N_SD = 6
-NO_LEVEL = -1
-
-OK, NEED_HASH, NEED_POOL = 0, 1, 2
-NEED_LEVELS = 4  # (3 is the apply loop's NEED_EVENTS)
-HANDLE_MASK = np.uint64(0xFFFFFFFF)
-PRICE_SHIFT = np.uint64(32)
 
 
 @njit(cache=True, inline="always")
@@ -396,13 +401,6 @@ def top_of(levels, sides, sidx):
     return np.int64(lv.price), np.int64(lv.shares)
 
 
-def new_sides() -> np.ndarray:
-    """Every (locate, side) row empty."""
-    sides = huge_arrays.zeros((N_SIDES, N_SD), np.int64)
-    sides[:, SD_BEST] = NO_LEVEL
-    return sides
-
-
 @njit(cache=True)
 def pool_needed(sides):
     """Ladder slots compact_pool will use."""
@@ -468,9 +466,3 @@ def live_orders(w, h, state) -> np.ndarray:
         out[f][: slots.size] = inw[f]
         out[f][slots.size :] = inh["order"][f]
     return out
-
-
-def side_levels(ladder, levels, sides, sidx: int) -> np.ndarray:
-    """Side sidx's LEVEL records in ladder order (worst price first, best last)."""
-    start, n = int(sides[sidx, SD_START]), int(sides[sidx, SD_SIZE])
-    return levels[(ladder[start : start + n] & HANDLE_MASK).astype(np.int64)]
