@@ -8,7 +8,7 @@ modules import `njit` from here so this runs before any function is compiled.
 numba checks a cached function against its own file only, so code it inlined from another module (the book's
 store into its apply loop, the byte-order helpers everywhere) would stay stale after that module changed. The
 cache therefore lives in a folder named by a digest of every source file's place in the package and bytes
-(`source_digest`): any change to the package's code starts a fresh cache, as a fresh install would, and the
+(capture.source_digest): any change to the package's code starts a fresh cache, as a fresh install would, and the
 same code installed elsewhere (another release's virtualenv) finds its compiled copy there.
 
 `load_generated(stem, source)` imports Python source generated from a schema (the ITCH and OUCH
@@ -22,43 +22,14 @@ import os
 import sys
 import tempfile
 
-_DEFAULT_CACHE = os.path.join(
-    os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "xdpfeed", "numba"
-)
-os.environ.setdefault("NUMBA_CACHE_DIR", _DEFAULT_CACHE)
+from xdpfeed.capture import source_digest as _digest
+
+os.environ.setdefault("NUMBA_CACHE_DIR", _digest.DEFAULT_CACHE)
 
 import numba  # noqa: E402  (must come after the environment is set)
 
-
-def _package_folders() -> dict[str, str]:
-    """The folders of the package's code by their package name: capture/, multicast/ and native/ (siblings in a
-    source tree, subfolders of xdpfeed/ when installed)."""
-    folders = {"capture": os.path.dirname(os.path.abspath(__file__))}
-    for name in ("multicast", "native"):
-        spec = importlib.util.find_spec(f"xdpfeed.{name}")
-        if spec is not None and spec.submodule_search_locations:
-            folders[name] = os.path.abspath(list(spec.submodule_search_locations)[0])
-    return folders
-
-
-_FOLDERS = _package_folders()
+_FOLDERS = _digest.package_folders()
 GENERATED = "xdpfeed-generated"  # load_generated's modules, under the cache folder
-
-
-def source_digest() -> str:
-    """A digest of every .py file of the package: its path inside the package and its bytes. The same code
-    gives the same digest wherever it is installed (two releases' virtualenvs, a source tree)."""
-    h = hashlib.sha1()
-    for name, folder in sorted(_FOLDERS.items()):
-        for d, dirs, names in os.walk(folder):
-            dirs[:] = sorted(x for x in dirs if x != "__pycache__")
-            for n in sorted(names):
-                if n.endswith(".py"):
-                    path = os.path.join(d, n)
-                    h.update(f"{name}/{os.path.relpath(path, folder)}\n".encode())
-                    with open(path, "rb") as f:
-                        h.update(hashlib.sha1(f.read()).digest())
-    return h.hexdigest()[:16]
 
 
 def _package_locator() -> None:
@@ -119,7 +90,7 @@ _package_locator()
 
 # numba reads config.CACHE_DIR when it locates a cache; the environment keeps the base folder, so child
 # processes compute the same folder
-numba.config.CACHE_DIR = os.path.join(os.environ["NUMBA_CACHE_DIR"], "src-" + source_digest())
+numba.config.CACHE_DIR = _digest.compiled_dir()
 
 njit = numba.njit
 
@@ -160,4 +131,4 @@ def load_generated(stem: str, source) -> dict:
         return ns
 
 
-__all__ = ["load_generated", "njit", "njit_no_rc", "source_digest"]
+__all__ = ["load_generated", "njit", "njit_no_rc"]
