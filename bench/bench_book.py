@@ -132,7 +132,7 @@ def numba_worker(path: str, repeat: int, prefault: bool, module: str, check_pass
     from numba.core.runtime import rtsys
 
     from xdpfeed.multicast.exchange import synthetic
-    from xdpfeed.multicast.itch.file import mapped
+    from xdpfeed.multicast.itch.mapped_file import mapped
 
     book_mod = importlib.import_module(module)
     OrderBook, A = book_mod.OrderBook, book_mod.A
@@ -182,7 +182,7 @@ def numba_worker(path: str, repeat: int, prefault: bool, module: str, check_pass
 def _sharded_worker(path: str, repeat: int, prefault: bool, shards: int) -> dict:
     from xdpfeed.multicast.book.sharded import ShardedBook
     from xdpfeed.multicast.exchange import synthetic
-    from xdpfeed.multicast.itch.file import mapped
+    from xdpfeed.multicast.itch.mapped_file import mapped
 
     small, _ = synthetic.generate(200_000, seed=7)
     small.flags.writeable = False

@@ -29,12 +29,9 @@ from xdpfeed.capture.batch import FrameBatch
 from xdpfeed.capture.byteorder import le32, rd16, rd32
 from xdpfeed.capture.errors import CorruptInput, SourceError
 from xdpfeed.capture.jit import njit
+from xdpfeed.capture.pcap_magic import PCAP_MAGIC_NS, PCAP_MAGIC_US, PCAPNG_BOM, PCAPNG_SHB, sniff  # noqa: F401
 from xdpfeed.capture.source import SourceBase
 
-PCAP_MAGIC_US = 0xA1B2C3D4
-PCAP_MAGIC_NS = 0xA1B23C4D
-PCAPNG_SHB = 0x0A0D0D0A
-PCAPNG_BOM = 0x1A2B3C4D
 MAX_FRAME = 262144  # libpcap's MAXIMUM_SNAPLEN: a longer record is corruption, as Wireshark says too
 MAX_INTERFACES = 1024
 CHUNK_BYTES = 1 << 20  # read at a time (the buffer grows for a pcapng block longer than it)
@@ -67,18 +64,6 @@ ERROR_TEXT = {
     ERR_BAD_OPTION: "option runs past the end of its block",
     ERR_BAD_VERSION: "unsupported pcapng major version (only 1 exists)",
 }
-
-
-def sniff(head: bytes) -> str | None:
-    """'pcap', 'pcapng' or None from the first 4 bytes of a file."""
-    if len(head) < 4:
-        return None
-    le = int.from_bytes(head[:4], "little")
-    if le in (PCAP_MAGIC_US, PCAP_MAGIC_NS) or int.from_bytes(head[:4], "big") in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
-        return "pcap"
-    if le == PCAPNG_SHB:
-        return "pcapng"
-    return None
 
 
 @njit(cache=True, nogil=True)  # index_ahead walks on a thread of its own

@@ -20,7 +20,8 @@ from xdpfeed.capture.batch import FrameBatch
 from xdpfeed.capture.errors import SourceError
 from xdpfeed.capture.uri import open_source
 from xdpfeed.multicast.book.order_book import OrderBook
-from xdpfeed.multicast.itch.pipeline import Decode, detect, replay_into_book
+from xdpfeed.multicast.itch.input_format import detect
+from xdpfeed.multicast.itch.pipeline import Decode, replay_into_book
 from xdpfeed.multicast.itch.schema import TYPES
 from xdpfeed.multicast.wire.counters import as_dict
 

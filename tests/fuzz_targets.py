@@ -25,7 +25,8 @@ from xdpfeed.capture.errors import CorruptInput, SourceError
 from xdpfeed.multicast.book.order_book import OrderBook
 from xdpfeed.multicast.feed import config as cfgmod
 from xdpfeed.multicast.itch.decoder import ItchTables, decode_batch
-from xdpfeed.multicast.itch.file import decode_file, looks_like_itch
+from xdpfeed.multicast.itch.file import decode_file
+from xdpfeed.multicast.itch.input_format import looks_like_itch
 from xdpfeed.multicast.itch.pipeline import index_batches
 from xdpfeed.multicast.ouch import decoder as ouch
 from xdpfeed.multicast.ouch import reference as ouch_reference

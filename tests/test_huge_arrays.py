@@ -108,10 +108,11 @@ def test_a_kernel_without_populate_has_the_book_prefaulted_by_writing_each_page(
 def test_a_files_pages_are_mapped_in_ahead_of_its_reader(tmp_path, monkeypatch):
     """populate_ahead maps a read-only file mapping's pages in from a thread (MADV_POPULATE_READ), changing nothing;
     a kernel without the advice leaves them to fault in as they are read."""
-    from xdpfeed.multicast.itch import file as itch_file
+    from xdpfeed.multicast.itch import file as gzip_file
+    from xdpfeed.multicast.itch import mapped_file as itch_file
 
     path = tmp_path / "day.itch"
-    data = np.random.default_rng(3).integers(0, 256, 3 * itch_file.CHUNK + 12345, dtype=np.uint8)
+    data = np.random.default_rng(3).integers(0, 256, 3 * gzip_file.CHUNK + 12345, dtype=np.uint8)
     data.tofile(path)
     for kernel_has_it in (True, False):
         if not kernel_has_it:
@@ -124,7 +125,7 @@ def test_a_files_pages_are_mapped_in_ahead_of_its_reader(tmp_path, monkeypatch):
         if kernel_has_it:
             assert buf.nbytes <= grown < buf.nbytes + HUGE_PAGE, grown
         else:
-            assert grown < itch_file.CHUNK, grown
+            assert grown < gzip_file.CHUNK, grown
         assert np.array_equal(buf, data)
         del buf
 

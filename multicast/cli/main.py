@@ -337,7 +337,8 @@ def _book(args) -> int:
     from xdpfeed.multicast.book import report as book_report
     from xdpfeed.multicast.book.order_book import OrderBook
     from xdpfeed.multicast.book.sharded import ShardedBook
-    from xdpfeed.multicast.itch.pipeline import detect, input_size, replay_into_book, warm_book
+    from xdpfeed.multicast.itch.input_format import detect, input_size
+    from xdpfeed.multicast.itch.pipeline import replay_into_book, warm_book
 
     if args.venues or args.consolidated:
         if not args.venues:
@@ -446,7 +447,8 @@ class _FileProgress:
 
 
 def _decode(args) -> int:
-    from xdpfeed.multicast.itch.pipeline import Decode, detect, is_source_uri
+    from xdpfeed.multicast.itch.input_format import detect, is_source_uri
+    from xdpfeed.multicast.itch.pipeline import Decode
     from xdpfeed.multicast.ouch.detect import is_tcp_capture
 
     _one_input(args)

@@ -83,7 +83,7 @@ def load(spec: str, idle_timeout: float = 5.0, count: int | None = None) -> Side
     if head[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
                     b"\x0a\x0d\x0d\x0a"):
         return _capture(spec, spec)
-    from xdpfeed.multicast.itch.file import looks_like_itch
+    from xdpfeed.multicast.itch.input_format import looks_like_itch
 
     if looks_like_itch(head):
         return _itch(spec, spec)

@@ -12,9 +12,7 @@ The input may also be a packet source URI (`dpdk:net_pcap0,rx_pcap=X.pcap`, `pac
 was received so far has been processed.
 """
 
-import gzip
 import ipaddress
-import os
 import select
 import time
 
@@ -23,12 +21,14 @@ import numpy as np
 from xdpfeed.capture import uri
 from xdpfeed.capture.batch import FrameBatch
 from xdpfeed.capture.errors import SourceError
-from xdpfeed.capture.pcapfile import PcapSource, sniff
+from xdpfeed.capture.pcapfile import PcapSource
 from xdpfeed.capture.source import waitable
 from xdpfeed.multicast.feed.stop import StopOnSignal
 from xdpfeed.multicast.itch.decoder import ItchTables, decode_batch
-from xdpfeed.multicast.itch.file import GZIP_MAGIC, consume_mapped, decode_file, gzip_chunks, looks_like_itch
+from xdpfeed.multicast.itch.file import decode_file, gzip_chunks
 from xdpfeed.multicast.itch.index_ahead import index_ahead, worth_a_thread
+from xdpfeed.multicast.itch.input_format import detect, input_size, is_source_uri
+from xdpfeed.multicast.itch.mapped_file import consume_mapped
 from xdpfeed.multicast.wire import counters as C
 from xdpfeed.multicast.wire.moldudp64 import MAX_BLOCKS_PER_PACKET, NO_SESSION, PacketIndex, Sessions, extract_batch
 
@@ -45,51 +45,6 @@ def parse_group(text: str) -> tuple[int, int]:
     except ValueError:
         raise ValueError(f"bad group {text!r}: {host!r} is not an IPv4 address") from None
     return int(ip), int(port)
-
-
-def is_source_uri(text: str) -> bool:
-    """True for a packet source URI (`dpdk:...`, `pcap:FILE`, ...) rather than a file's path."""
-    scheme, sep, _ = text.partition(":")
-    return bool(sep) and scheme in uri.SCHEMES and not os.path.exists(text)
-
-
-def input_size(path: str) -> int:
-    """Bytes of the file behind the input: the file itself, a pcap: URI's or a DPDK net_pcap's file;
-    0 for a live source."""
-    if not is_source_uri(path):
-        return os.path.getsize(path)
-    scheme, spec, _ = uri.parse(path)
-    name = spec if scheme == "pcap" else dict(kv.partition("=")[::2] for kv in spec.split(",")).get("rx_pcap")
-    return os.path.getsize(name) if scheme in ("pcap", "dpdk") and name and os.path.isfile(name) else 0
-
-
-def detect(path: str) -> str:
-    """'pcap' (pcap or pcapng, or frames from a source URI), 'itch' or 'itch.gz' from the file's first bytes."""
-    if is_source_uri(path):
-        uri.parse(path)  # unknown options are refused before anything is opened
-        return "pcap"
-    try:
-        with open(path, "rb") as f:
-            head = f.read(256)
-    except OSError as e:
-        raise SourceError(f"{path}: {e.strerror}") from None
-    if not head:
-        raise SourceError(f"{path}: empty file")
-    if sniff(head):
-        return "pcap"
-    if head.startswith(GZIP_MAGIC):
-        try:
-            with gzip.open(path, "rb") as g:
-                inner = g.read(256)
-        except (OSError, EOFError) as e:
-            raise SourceError(f"{path}: unreadable gzip file ({e})") from None
-        if looks_like_itch(inner):
-            return "itch.gz"
-        what = "a pcap" if sniff(inner) else "not an ITCH file"
-        raise SourceError(f"{path}: gzip-compressed input is {what}; only ITCH files are read compressed")
-    if looks_like_itch(head):
-        return "itch"
-    raise SourceError(f"{path}: unknown format (not pcap, pcapng or a NASDAQ binary ITCH 5.0 file)")
 
 
 def group_array(path: str, fmt: str, groups) -> np.ndarray:
