@@ -32,6 +32,8 @@ $(STAMP): Makefile pyproject.toml setup.py $(wildcard scripts/*.sh) $(wildcard n
 	@echo "compiling the live path once (numba cache): a small demo run on loopback" >&2
 	@$(VENV)/bin/xdpfeed demo --messages 6000 --rate 0 --burst-loss 1000 --json >/dev/null
 	@$(PY) -c 'from xdpfeed.multicast.feed.warmup import warm_up; warm_up()'  # and what the demo does not run
+	@echo "exporting the book's compiled loops (xdpfeed book runs them without loading numba)" >&2
+	@$(PY) -m xdpfeed.multicast.book.export_build >/dev/null
 	@touch $@
 
 demo: setup

@@ -12,12 +12,11 @@ import pytest
 
 from xdpfeed.capture import huge_arrays
 from xdpfeed.multicast.book import report as book_report
-from xdpfeed.multicast.book import storage
+from xdpfeed.multicast.book import storage, view
 from xdpfeed.multicast.book.order_book import ASK, BID, OrderBook
 from xdpfeed.multicast.book.reference import ReferenceBook
 from xdpfeed.multicast.cli.main import main
 from xdpfeed.multicast.exchange import deep_day, synthetic
-from xdpfeed.multicast.itch import pipeline
 from xdpfeed.multicast.itch import reference as R
 from xdpfeed.multicast.itch.pipeline import replay_into_book
 
@@ -147,9 +146,9 @@ def test_prefault_changes_no_value():
     """prefault() writes every page of the storage onto itself: the book, its empty sides' marks included, is as
     it was and goes on the same."""
     book, _, ref = both([A(1, "B", 100, 1000), A(2, "S", 50, 1010), D(1)])
-    before = [a.copy() for a in book._storage()]
+    before = [a.copy() for a in book.storage()]
     book.prefault()
-    assert all(np.array_equal(a, b) for a, b in zip(book._storage(), before, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(book.storage(), before, strict=True))
     book.apply_stream(stream([A(3, "B", 7, 999)]))
     assert book.depth(1, BID) == [[999, 7, 1]] and book.depth(1, ASK) == [[1010, 50, 1]]
 
@@ -189,15 +188,16 @@ def test_the_book_command_populates_the_storage_only_for_an_input_that_fills_it(
     capsys.readouterr()
 
 
-def test_the_book_command_faults_a_large_files_storage_in_while_its_code_loads(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("loop", ["exported", "numba"])
+def test_the_book_command_faults_a_large_files_storage_in_while_its_code_loads(tmp_path, monkeypatch, capsys, loop):
     """For a file at least as large as the book's storage, the command makes the storage before it loads numba and the
     book's code, and has its pages faulted in meanwhile (capture.huge_arrays.Prefaulting), handed over before the
     book is used: the book, one per shard with --threads, is built in that storage and prints what it would have."""
     path = tmp_path / "day.itch"
     synthetic.generate_to_file(str(path), 20_000, seed=5)
-    assert main(["book", str(path), "-T", "json"]) == 0
+    assert main(["book", str(path), "-T", "json", "--loop", loop]) == 0
     plain = capsys.readouterr().out
-    made, books, warm = [], [], pipeline.warm_book
+    made, books, init = [], [], view.BookView.__init__
 
     class Recording(huge_arrays.Prefaulting):
         def __init__(self, arrays):
@@ -210,16 +210,19 @@ def test_the_book_command_faults_a_large_files_storage_in_while_its_code_loads(t
             return super().handover()
 
     monkeypatch.setattr(huge_arrays, "Prefaulting", Recording)
-    monkeypatch.setattr(pipeline, "warm_book", lambda fmt, book: (books.append(book), warm(fmt, book))[1])
+    monkeypatch.setattr(view.BookView, "__init__", lambda self, *a, **k: (books.append(self), init(self, *a, **k))[1])
     monkeypatch.setattr(storage.Arrays, "nbytes", property(lambda self: 1))  # any file fills it
-    assert main(["book", str(path), "-T", "json"]) == 0 and capsys.readouterr().out == plain
-    assert main(["book", str(path), "-T", "json", "--threads", "2"]) == 0 and capsys.readouterr().out == plain
+    for threads in ("1", "2"):
+        assert main(["book", str(path), "-T", "json", "--threads", threads, "--loop", loop]) == 0
+        assert capsys.readouterr().out == plain
     one, two = made
     assert one.handed and two.handed and len(one.arrays) == 8 and len(two.arrays) == 16
-    assert all(a is b for a, b in zip(one.arrays, [books[0].window, books[0].hash, books[0].ladder, books[0].levels,
-                                                   books[0].lfree, books[0].last, books[0].stocks, books[0].events],
-                                       strict=True))
-    assert two.arrays[0] is books[1].books[0].window and two.arrays[8] is books[1].books[1].window
+    assert len(books) == 3 and all(type(b).__name__ == ("ExportedBook" if loop == "exported" else "OrderBook")
+                                   for b in books)
+    b = books[0]
+    assert all(x is y for x, y in zip(one.arrays, [b.window, b.hash, b.ladder, b.levels, b.lfree, b.last, b.stocks,
+                                                   b.events], strict=True))
+    assert two.arrays[0] is books[1].window and two.arrays[8] is books[2].window
 
 
 def test_joined_mid_day_the_first_add_names_the_stock():
@@ -411,9 +414,10 @@ def test_cli_stats_line(tmp_path, capsys, kind):
     cap = capsys.readouterr()
     doc = json.loads(cap.out)
     m = re.fullmatch(r"xdpfeed book: ([\d,]+) messages in ([\d.]+) s \(([\d.]+)M msg/s\); ([\d,]+) live orders, "
-                     r"([\d,]+) top-of-book events\n", cap.err)
+                     r"([\d,]+) top-of-book events; (exported|numba) loop\n", cap.err)
     assert rc == 0 and m, cap.err
-    n, seconds, rate, live, events = (float(g.replace(",", "")) for g in m.groups())
+    assert m.group(6) == ("exported" if kind == "itch" else "numba")  # a capture goes through numba
+    n, seconds, rate, live, events = (float(g.replace(",", "")) for g in m.groups()[:5])
     assert n == info["n_messages"] and live == doc["stats"]["live_orders"]
     assert events == doc["stats"]["bbo_events"] > 0 and seconds > 0
     # the rate is n / seconds, both printed rounded (seconds to 1 ms, the rate to 0.01M msg/s)

@@ -11,7 +11,7 @@ from xdpfeed.capture import huge_arrays
 from xdpfeed.capture.huge_arrays import HUGE_PAGE, huge_bytes, populate, thp_mode, zeros
 from xdpfeed.multicast.book import storage
 from xdpfeed.multicast.book import store as S
-from xdpfeed.multicast.book.order_book import OrderBook
+from xdpfeed.multicast.book.order_book import OrderBook, grow
 from xdpfeed.multicast.exchange import synthetic
 from xdpfeed.multicast.itch.decoder import file_records_end
 
@@ -160,7 +160,7 @@ def test_book_storage_is_aligned_and_growth_keeps_it_so_and_changes_nothing():
     grown.apply_stream(day, 0, half)
     sizes = {n: a.size for n, a in _storage(grown).items()}
     for status in (S.NEED_HASH, S.NEED_POOL, S.NEED_LEVELS):
-        grown._handle(status)
+        grow(grown, status)
     after = _storage(grown)
     assert after["hash"].size == 2 * sizes["hash"] and after["levels"].size == 2 * sizes["levels"]
     assert after["lfree"].size == after["levels"].size and after["ladder"].size >= 2 * sizes["ladder"]

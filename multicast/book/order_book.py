@@ -6,8 +6,6 @@ top-of-book event batches to a callback, and answers queries: best bid/offer, de
 trading state, staleness (multicast.book.view: those numpy reads alone), and each level's queue.
 """
 
-import threading
-
 import numpy as np
 
 from xdpfeed.capture import huge_arrays as H
@@ -24,6 +22,29 @@ def _grown(a: np.ndarray, size: int) -> np.ndarray:
     new = H.zeros(size, a.dtype)
     new[: a.size] = a
     return new
+
+
+def grow(book, status) -> None:
+    """What a book's compiled loop stopped for (status): its hash, its ladder or its level slab grown (counted in
+    its stats), or its event batch handed out. book: an OrderBook or an ExportedBook (multicast.book.exported)."""
+    if status == S.NEED_HASH:
+        new = H.zeros(book.hash.size * 2, storage.HASHED)
+        S.rehash(book.hash, new)
+        book.hash = new
+        book.stats[A.HASH_GROWS] += 1
+    elif status == S.NEED_POOL:
+        need = S.pool_needed(book.sides)
+        new = H.zeros(max(book.ladder.size * 2, 2 * need, 1024), np.uint64)
+        book.state[S.ST_POOL] = S.compact_pool(book.ladder, new, book.sides)
+        book.ladder = new
+        book.stats[A.POOL_GROWS] += 1
+    elif status == S.NEED_LEVELS:
+        size = max(book.levels.size * 2, 1024)
+        book.levels = _grown(book.levels, size)
+        book.lfree = _grown(book.lfree, size)
+        book.stats[A.POOL_GROWS] += 1
+    elif status == A.NEED_EVENTS:
+        book.flush_events()
 
 
 class OrderBook(BookView):
@@ -55,63 +76,11 @@ class OrderBook(BookView):
         self._seqbox = np.zeros(1, dtype=np.uint64)
         self._ring = np.zeros((A.RING, 4), dtype=np.int64)  # a shard's next messages (multicast.book.apply)
 
-    @property
-    def storage_bytes(self) -> int:
-        """Bytes of the storage prefault() populates."""
-        return sum(a.nbytes for a in self._storage())
-
-    def prefault(self, background: bool = False) -> threading.Thread | None:
-        """Make every page of the book's storage the process's before messages arrive, changing no value: the same
-        pages faulted in one by one from the compiled loop cost it up to 150 ms on a 10M-message day (and a live
-        feed a page fault in the middle of a burst). The kernel populates them (capture.huge_arrays.populate); a
-        kernel without that has each page written onto itself, one pass of 10-30 ms for the default sizes here.
-        background: populate from a thread (returned) while the caller goes on and the book is used (a Feed's
-        start-up does not wait for it; the pages fault in on first use where it has not got to them yet, and
-        without the kernel's populate the thread does nothing: writing pages in use would race)."""
-        arrays = self._storage()
-        if background:
-            t = threading.Thread(target=lambda: all(H.populate(a) for a in arrays), name="book-prefault",
-                                 daemon=True)
-            t.start()
-            return t
-        for a in arrays:
-            if not H.populate(a):
-                H.write_pages(a)
-        return None
-
     def clear(self) -> None:
         """Forget every order and stock (a new session is a new day), keeping the sizes asked for."""
         self.__init__(*self._sizes, on_events=self.on_events, shards=self.shards, shard=self.shard)
 
-    def _storage(self) -> tuple:
-        """Every array of the book's storage: the compiled loop's and the stats."""
-        return (*self._args(), self.stats)
-
     # -- feeding ------------------------------------------------------------------------------
-    def _args(self):
-        return (self.window, self.hash, self.state, self.ladder, self.levels, self.lfree, self.sides, self.last,
-                self.stocks, self.events)
-
-    def _handle(self, status):
-        if status == S.NEED_HASH:
-            new = H.zeros(self.hash.size * 2, storage.HASHED)
-            S.rehash(self.hash, new)
-            self.hash = new
-            self.stats[A.HASH_GROWS] += 1
-        elif status == S.NEED_POOL:
-            need = S.pool_needed(self.sides)
-            new = H.zeros(max(self.ladder.size * 2, 2 * need, 1024), np.uint64)
-            self.state[S.ST_POOL] = S.compact_pool(self.ladder, new, self.sides)
-            self.ladder = new
-            self.stats[A.POOL_GROWS] += 1
-        elif status == S.NEED_LEVELS:
-            size = max(self.levels.size * 2, 1024)
-            self.levels = _grown(self.levels, size)
-            self.lfree = _grown(self.lfree, size)
-            self.stats[A.POOL_GROWS] += 1
-        elif status == A.NEED_EVENTS:
-            self.flush_events()
-
     def apply_stream(self, buf: np.ndarray, pos: int = 0, end: int | None = None, first_seq: int = 0,
                      end_of_session: bool = False) -> int:
         """Apply the length-prefixed messages of buf[pos:end]; returns where a cut record starts (or end).
@@ -130,7 +99,7 @@ class OrderBook(BookView):
                                                                   *self._args(), self.n_events, self.stats)
             if status == S.OK:
                 return pos
-            self._handle(status)
+            grow(self, status)
 
     def apply_index(self, buf: np.ndarray, index, start: int = 0, stop: int | None = None) -> None:
         """Apply every message block of PacketIndex rows [start, stop), in order."""
@@ -146,13 +115,9 @@ class OrderBook(BookView):
                                                             self.n_events, self.stats)
             if status == S.OK:
                 return
-            self._handle(status)
+            grow(self, status)
 
     # -- queries ------------------------------------------------------------------------------
-    def live_orders_table(self) -> np.ndarray:
-        """Every live order with its reference (multicast.book.store.LIVE records), in no particular order."""
-        return S.live_orders(self.window, self.hash, self.state)
-
     def queue(self, locate: int, side: int, price: int) -> np.ndarray:
         """The live orders at one price level in time priority, first in line first: QUEUED records (ref,
         shares); none when the level does not exist. A level's queue is its orders' references in order

@@ -18,19 +18,21 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from xdpfeed.multicast.book import order_book as OB
 from xdpfeed.multicast.book import storage
 from xdpfeed.multicast.book.view import book_checksum
 
 
 class ShardedBook:
-    """`shards` OrderBooks (a power of two, at least 2): stock locate L is kept by books[L % shards]. Applying runs
+    """`shards` books (a power of two, at least 2): stock locate L is kept by books[L % shards]. Applying runs
     shard 0 on the calling thread and the others on a pool of their own; queries go to the book that keeps the
     stock. The sizes are each shard's (see OrderBook); the hash and the level slab default to OrderBook's divided
-    among the shards (storage.shard_sizes). arrays: each shard's storage, made beforehand at its sizes."""
+    among the shards (storage.shard_sizes). arrays: each shard's storage, made beforehand at its sizes.
+    loops: apply through the book's exported loops (multicast.book.exported.load()): ExportedBooks, whose
+    apply_stream releases the GIL as OrderBook's does; by default OrderBooks."""
 
     def __init__(self, shards: int = 2, window: int = storage.WINDOW, hash_orders: int | None = None,
-                 levels: int | None = None, events: int = storage.EVENTS, arrays: list[storage.Arrays] | None = None):
+                 levels: int | None = None, events: int = storage.EVENTS, arrays: list[storage.Arrays] | None = None,
+                 loops=None):
         if shards < 2 or shards & (shards - 1):
             raise ValueError(f"{shards} shards: a sharded book has a power of two of them, at least 2")
         if arrays is not None and len(arrays) != shards:
@@ -39,8 +41,16 @@ class ShardedBook:
         share = storage.shard_sizes(shards)
         hash_orders = share.hash_orders if hash_orders is None else hash_orders
         levels = share.levels if levels is None else levels
-        self.books = [OB.OrderBook(window, hash_orders, levels, events, shards=shards, shard=k,
-                                   arrays=None if arrays is None else arrays[k]) for k in range(shards)]
+        sizes = storage.Sizes(window, hash_orders, levels, events)
+        arrays = arrays or [storage.allocate(sizes) for _ in range(shards)]
+        if loops is not None:
+            from xdpfeed.multicast.book.exported import ExportedBook
+
+            self.books = [ExportedBook(loops, arrays[k], shards=shards, shard=k) for k in range(shards)]
+        else:
+            from xdpfeed.multicast.book.order_book import OrderBook
+
+            self.books = [OrderBook(*sizes, shards=shards, shard=k, arrays=arrays[k]) for k in range(shards)]
         self._pool = ThreadPoolExecutor(shards - 1, thread_name_prefix="book-shard")
 
     def close(self) -> None:
@@ -87,7 +97,7 @@ class ShardedBook:
             b.flush_events()
 
     # -- queries ------------------------------------------------------------------------------
-    def _book(self, locate: int) -> OB.OrderBook:
+    def _book(self, locate: int):
         return self.books[int(locate) & (self.shards - 1)]
 
     def _gather(self, method: str, locates, *args) -> list:

@@ -61,9 +61,6 @@ from xdpfeed.multicast.book.storage import (  # noqa: F401  (the state, side and
     pow2,
 )
 
-LIVE = np.dtype([("ref", np.uint64), ("price", np.uint32), ("shares", np.uint32), ("level", np.uint32),
-                 ("locate", np.uint16), ("side", np.uint8)])  # live_orders(): every live order with its reference
-
 HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
 MAX_LOAD_NUM, MAX_LOAD_DEN = 1, 2  # the hash is grown before it is more than half full
 # A window slide moves the orders it leaves behind into the hash, each to a random slot: the home of the order this
@@ -452,17 +449,3 @@ def level_queue(w, h, state, lh, refs, shares):
                 shares[n] = h[i].order.shares
             n += 1
     return n
-
-
-def live_orders(w, h, state) -> np.ndarray:
-    """Every live order of the window and the hash, with its reference (LIVE records, window first)."""
-    slots = np.flatnonzero(w["live"])
-    base = int(state[ST_BASE])
-    inw, inh = w[slots], h[h["ref"] != 0]
-    out = np.zeros(slots.size + inh.size, dtype=LIVE)
-    out["ref"][: slots.size] = base + ((slots - base) & (w.size - 1))
-    out["ref"][slots.size :] = inh["ref"]
-    for f in ("price", "shares", "level", "locate", "side"):
-        out[f][: slots.size] = inw[f]
-        out[f][slots.size :] = inh["order"][f]
-    return out

@@ -8,9 +8,11 @@ exported ahead of time, so that `xdpfeed book` on a file reads, builds and repor
 """
 
 import hashlib
+import threading
 
 import numpy as np
 
+from xdpfeed.capture import huge_arrays as H
 from xdpfeed.multicast.book import storage
 from xdpfeed.multicast.book.storage import (
     ASK,
@@ -19,12 +21,15 @@ from xdpfeed.multicast.book.storage import (
     SD_REFS_BACK,
     SD_SIZE,
     SD_START,
+    ST_BASE,
     ST_HASH_N,
     ST_LIVE,
     ST_SYSTEM,
     STAT_NAMES,
 )
 
+LIVE = np.dtype([("ref", np.uint64), ("price", np.uint32), ("shares", np.uint32), ("level", np.uint32),
+                 ("locate", np.uint16), ("side", np.uint8)])  # live_orders(): every live order with its reference
 STATE_NAMES = {ord("H"): "halted", ord("P"): "paused", ord("Q"): "quotation-only", ord("T"): "trading", 0: "unknown"}
 
 
@@ -41,6 +46,43 @@ class BookView:
         self.stats = storage.new_stats()
         self.n_events = 0
         self.on_events = on_events
+
+    def _args(self) -> tuple:
+        """The arrays the compiled loops take, in their order (multicast.book.apply)."""
+        return (self.window, self.hash, self.state, self.ladder, self.levels, self.lfree, self.sides, self.last,
+                self.stocks, self.events)
+
+    def storage(self) -> tuple:
+        """Every array of the book's storage: the compiled loops' and the stats."""
+        return (*self._args(), self.stats)
+
+    @property
+    def storage_bytes(self) -> int:
+        """Bytes of the storage (what prefaulting populates)."""
+        return sum(a.nbytes for a in self.storage())
+
+    def prefault(self, background: bool = False) -> threading.Thread | None:
+        """Make every page of the book's storage the process's before messages arrive, changing no value: the same
+        pages faulted in one by one from the compiled loop cost it up to 150 ms on a 10M-message day (and a live
+        feed a page fault in the middle of a burst). The kernel populates them (capture.huge_arrays.populate); a
+        kernel without that has each page written onto itself, one pass of 10-30 ms for the default sizes here.
+        background: populate from a thread (returned) while the caller goes on and the book is used (a Feed's
+        start-up does not wait for it; the pages fault in on first use where it has not got to them yet, and
+        without the kernel's populate the thread does nothing: writing pages in use would race)."""
+        arrays = self.storage()
+        if background:
+            t = threading.Thread(target=lambda: all(H.populate(a) for a in arrays), name="book-prefault",
+                                 daemon=True)
+            t.start()
+            return t
+        for a in arrays:
+            if not H.populate(a):
+                H.write_pages(a)
+        return None
+
+    def live_orders_table(self) -> np.ndarray:
+        """Every live order with its reference (LIVE records), in no particular order."""
+        return live_orders(self.window, self.hash, self.state)
 
     @property
     def live_orders(self) -> int:
@@ -152,3 +194,17 @@ def book_checksum(book) -> str:
             h.update(np.ascontiguousarray(lv["shares"], dtype="<i8").tobytes())
             h.update(np.ascontiguousarray(lv["orders"], dtype="<i8").tobytes())
     return h.hexdigest()
+
+
+def live_orders(w, h, state) -> np.ndarray:
+    """Every live order of the window and the hash, with its reference (LIVE records, window first)."""
+    slots = np.flatnonzero(w["live"])
+    base = int(state[ST_BASE])
+    inw, inh = w[slots], h[h["ref"] != 0]
+    out = np.zeros(slots.size + inh.size, dtype=LIVE)
+    out["ref"][: slots.size] = base + ((slots - base) & (w.size - 1))
+    out["ref"][slots.size :] = inh["ref"]
+    for f in ("price", "shares", "level", "locate", "side"):
+        out[f][: slots.size] = inw[f]
+        out[f][slots.size :] = inh["order"][f]
+    return out

@@ -265,6 +265,11 @@ def _book_arguments(b) -> None:
     b.add_argument("--consolidated", action="store_true",
                    help="with --venue: the consolidated book across the venues (best bid/offer with their venues, "
                    "merged depth), from the code the live handler runs")
+    b.add_argument("--loop", choices=("auto", "exported", "numba"), default="auto",
+                   help="how the book's compiled loop is run: exported (the same code, exported ahead of time into "
+                   "a shared object and run without loading numba: about 0.25 s less start-up; exported on the "
+                   "first run of each build of the code) or numba; auto (default): exported for a plain ITCH file "
+                   "without --queue, else numba")
 
 
 def _venue(text: str) -> tuple[str, str]:
@@ -331,14 +336,39 @@ def _early_storage(args):
     return arrays, Prefaulting([x for a in arrays for x in a])
 
 
+def _exported_loops(args):
+    """The book's exported loops (multicast.book.exported) when this run goes through them, else None: --loop
+    exported or auto, a plain ITCH file, no --queue (a level's queue is read by numba code) and no --venue. Exports
+    them when this build of the code has not yet (that loads numba, once); when that fails, auto says so in one
+    line and runs through numba, exported stops with the reason."""
+    from xdpfeed.multicast.itch.input_format import detect, is_source_uri
+
+    if args.loop == "numba" or args.venues or args.consolidated or args.queue or args.input is None:
+        return None
+    if is_source_uri(args.input) or not os.path.isfile(args.input) or detect(args.input) != "itch":
+        if args.loop == "exported":
+            raise SourceError(f"--loop exported reads a plain NASDAQ binary ITCH file; {args.input} is not one")
+        return None
+    from xdpfeed.multicast.book import exported
+
+    loops = exported.load()
+    if loops is None:
+        from xdpfeed.multicast.book import export_build
+
+        try:
+            loops = exported.load(export_build.build())
+        except export_build.ExportError as e:
+            if args.loop == "exported":
+                raise SourceError(str(e)) from None
+            print(f"xdpfeed book: note: {e}; the book runs through numba", file=sys.stderr)
+    return loops
+
+
 def _book(args) -> int:
     # first, before numba loads: importing it and loading the book's code take 0.3 s, on one core
     arrays, prefaulting = _early_storage(args)
     from xdpfeed.multicast.book import report as book_report
-    from xdpfeed.multicast.book.order_book import OrderBook
-    from xdpfeed.multicast.book.sharded import ShardedBook
     from xdpfeed.multicast.itch.input_format import detect, input_size
-    from xdpfeed.multicast.itch.pipeline import replay_into_book, warm_book
 
     if args.venues or args.consolidated:
         if not args.venues:
@@ -365,8 +395,28 @@ def _book(args) -> int:
         return EXIT_USAGE
     _one_input(args)
     fmt = detect(args.input)  # unreadable or unknown input: one line and exit 2 before any output file is made
-    book = (OrderBook(arrays=arrays[0] if arrays else None) if args.threads == 1
-            else ShardedBook(args.threads, arrays=arrays))
+    loops = _exported_loops(args)
+    if loops is not None:
+        from xdpfeed.multicast.book.exported import ExportedBook
+        from xdpfeed.multicast.book.sharded import ShardedBook
+        from xdpfeed.multicast.itch.mapped_file import consume_mapped
+
+        book = (ExportedBook(loops, arrays[0]) if args.threads == 1
+                else ShardedBook(args.threads, arrays=arrays, loops=loops))
+
+        def replay():
+            consume_mapped(args.input, lambda buf: book.apply_stream(buf, end_of_session=True))
+            book.flush_events()
+    else:
+        from xdpfeed.multicast.book.order_book import OrderBook
+        from xdpfeed.multicast.book.sharded import ShardedBook
+        from xdpfeed.multicast.itch.pipeline import replay_into_book, warm_book
+
+        book = (OrderBook(arrays=arrays[0] if arrays else None) if args.threads == 1
+                else ShardedBook(args.threads, arrays=arrays))
+
+        def replay():
+            replay_into_book(args.input, book, args.groups, fmt=fmt)
     writer = None
     if args.bbo_out:
         try:
@@ -375,7 +425,8 @@ def _book(args) -> int:
             raise SourceError(f"{args.bbo_out}: {e.strerror}") from None
         book.on_events = writer
     damaged = None
-    warm_book(fmt, book)  # writes none of the storage: prefaulting may go on meanwhile
+    if loops is None:
+        warm_book(fmt, book)  # writes none of the storage: prefaulting may go on meanwhile
     # The book's pages are populated only for an input that fills most of the storage (or a live one). Whole runs, 5
     # alternating pairs, each after a few seconds idle (on a VM whose free memory goes back to the host, memory taken
     # anew costs more): a 10M-message day (305 MB) 1.14 s with it, 1.37 s without; a 2M-message one (61 MB) 0.53 s
@@ -387,7 +438,7 @@ def _book(args) -> int:
         book.prefault(background=True)
     t0 = time.perf_counter()  # the clock of --stats: the file's pages, every message, any page of the book not yet in
     try:
-        replay_into_book(args.input, book, args.groups, fmt=fmt)
+        replay()
     except CorruptInput as e:
         book.flush_events()
         damaged = e
@@ -399,7 +450,8 @@ def _book(args) -> int:
         st = book.stat()
         rate = st["messages"] / max(seconds, 1e-9) / 1e6
         print(f"xdpfeed book: {st['messages']:,} messages in {seconds:.3f} s ({rate:.2f}M msg/s); "
-              f"{st['live_orders']:,} live orders, {st['bbo_events']:,} top-of-book events", file=sys.stderr)
+              f"{st['live_orders']:,} live orders, {st['bbo_events']:,} top-of-book events; "
+              f"{'exported' if loops is not None else 'numba'} loop", file=sys.stderr)
     try:
         locates = book_report.selected_locates(book, args.symbols)
     except ValueError as e:
