@@ -22,22 +22,15 @@ fault takes only its own mapping's lock (Linux 6.4 and later), so `Prefaulting` 
 onto itself from a thread while a process starts, and hands what is left to `populate` before the arrays are used.
 """
 
-import ctypes
 import mmap
 import threading
 
 import numpy as np
 
+from xdpfeed.capture.populate import POPULATE_STEP, populate_range
+
 HUGE_PAGE = 2 << 20
 THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"
-MADV_POPULATE_READ = 22  # linux/mman.h (5.14)
-MADV_POPULATE_WRITE = 23
-# populate asks for this much at a time: the kernel holds the process's memory map lock through each call, and
-# a thread that maps memory meanwhile (numba loading its code, a thread's stack) waits for it; in one call for a
-# whole book, loading the book's compiled loop took 200-240 ms instead of 30 ms
-POPULATE_STEP = 4 << 20
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 
 
 def zeros(shape, dtype) -> np.ndarray:
@@ -62,16 +55,7 @@ def populate(arr: np.ndarray, write: bool = True) -> bool:
     (MADV_POPULATE_WRITE or _READ; the GIL is released meanwhile). False where the kernel has no such advice
     (before 5.14: EINVAL) or cannot populate the range (memory short, a page poisoned, an I/O error); those pages
     then fault in on first use, as they would have."""
-    if arr.nbytes == 0:
-        return True
-    lo = arr.__array_interface__["data"][0]
-    start = lo - lo % mmap.PAGESIZE
-    advice = MADV_POPULATE_WRITE if write else MADV_POPULATE_READ
-    end = lo + arr.nbytes
-    for at in range(start, end, POPULATE_STEP):  # a hint: any failure is False
-        if _libc.madvise(at, min(POPULATE_STEP, end - at), advice) != 0:
-            return False
-    return True
+    return populate_range(arr.__array_interface__["data"][0], arr.nbytes, write)
 
 
 def write_pages(arr: np.ndarray) -> None:

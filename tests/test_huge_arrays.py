@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from xdpfeed.capture import huge_arrays
+from xdpfeed.capture import populate as populate_module
 from xdpfeed.capture.huge_arrays import HUGE_PAGE, huge_bytes, populate, thp_mode, zeros
 from xdpfeed.multicast.book import storage
 from xdpfeed.multicast.book import store as S
@@ -92,7 +93,7 @@ def test_prefaulting_stopped_before_its_first_page_leaves_every_page_to_populate
 def test_a_kernel_without_populate_has_the_book_prefaulted_by_writing_each_page(monkeypatch):
     """Before Linux 5.14 madvise refuses MADV_POPULATE_WRITE (EINVAL): populate says so and prefault() writes each
     page onto itself instead; the background thread, which must not write pages in use, does nothing."""
-    monkeypatch.setattr(huge_arrays, "MADV_POPULATE_WRITE", 9999)  # an advice no kernel has: EINVAL
+    monkeypatch.setattr(populate_module, "MADV_POPULATE_WRITE", 9999)  # an advice no kernel has: EINVAL
     a = zeros(HUGE_PAGE // 8, np.int64)
     assert not populate(a)
     book = OrderBook()
@@ -116,7 +117,7 @@ def test_a_files_pages_are_mapped_in_ahead_of_its_reader(tmp_path, monkeypatch):
     data.tofile(path)
     for kernel_has_it in (True, False):
         if not kernel_has_it:
-            monkeypatch.setattr(huge_arrays, "MADV_POPULATE_READ", 9999)  # an advice no kernel has: EINVAL
+            monkeypatch.setattr(populate_module, "MADV_POPULATE_READ", 9999)  # an advice no kernel has: EINVAL
         buf = itch_file.mapped(str(path))
         gc.collect()
         before = rss()

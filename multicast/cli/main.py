@@ -11,11 +11,7 @@ import signal
 import sys
 import time
 
-import numpy as np
-
 from xdpfeed.capture.errors import CorruptInput, SourceError
-from xdpfeed.multicast.itch import output
-from xdpfeed.multicast.itch.schema import N_TYPES, TYPE_CODE, TYPES
 
 EXIT_DAMAGED = 1
 EXIT_USAGE = 2
@@ -47,6 +43,8 @@ def _types(text: str) -> str:
 
 
 def _itch_types(letters: str) -> str:
+    from xdpfeed.multicast.itch.schema import TYPE_CODE, TYPES
+
     bad = [t for t in letters if t not in TYPE_CODE]
     if bad:
         raise SourceError(f"unknown ITCH message type {','.join(bad)!r}; known: {','.join(TYPES)}")
@@ -499,8 +497,12 @@ class _FileProgress:
 
 
 def _decode(args) -> int:
+    import numpy as np
+
+    from xdpfeed.multicast.itch import output
     from xdpfeed.multicast.itch.input_format import detect, is_source_uri
     from xdpfeed.multicast.itch.pipeline import Decode
+    from xdpfeed.multicast.itch.schema import N_TYPES, TYPE_CODE, TYPES
     from xdpfeed.multicast.ouch.detect import is_tcp_capture
 
     _one_input(args)
