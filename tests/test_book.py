@@ -215,14 +215,18 @@ def test_the_book_command_faults_a_large_files_storage_in_while_its_code_loads(t
     for threads in ("1", "2"):
         assert main(["book", str(path), "-T", "json", "--threads", threads, "--loop", loop]) == 0
         assert capsys.readouterr().out == plain
-    one, two = made
-    assert one.handed and two.handed and len(one.arrays) == 8 and len(two.arrays) == 16
     assert len(books) == 3 and all(type(b).__name__ == ("ExportedBook" if loop == "exported" else "OrderBook")
                                    for b in books)
-    b = books[0]
+    two = made[-1]
+    assert two.handed and len(two.arrays) == 16
+    assert two.arrays[0] is books[1].window and two.arrays[8] is books[2].window
+    if loop == "exported":  # one book starts before numpy loads, on storage of its own (tests/test_early_start.py)
+        assert len(made) == 1
+        return
+    one, b = made[0], books[0]
+    assert len(made) == 2 and one.handed and len(one.arrays) == 8
     assert all(x is y for x, y in zip(one.arrays, [b.window, b.hash, b.ladder, b.levels, b.lfree, b.last, b.stocks,
                                                    b.events], strict=True))
-    assert two.arrays[0] is books[1].window and two.arrays[8] is books[2].window
 
 
 def test_joined_mid_day_the_first_add_names_the_stock():

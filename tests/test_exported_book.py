@@ -13,7 +13,7 @@ import pytest
 from test_sharded_book import assert_same_books
 
 from xdpfeed.capture import source_digest
-from xdpfeed.multicast.book import export_build, exported, storage
+from xdpfeed.multicast.book import export_build, exported, exported_loops, storage
 from xdpfeed.multicast.book.order_book import OrderBook
 from xdpfeed.multicast.book.sharded import ShardedBook
 from xdpfeed.multicast.cli.main import main
@@ -25,7 +25,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def loops():
     """This build's exported loops: `make setup` exports them; after a change to the code, the first use does."""
-    return exported.load() or exported.load(export_build.build())
+    return exported_loops.load() or exported_loops.load(export_build.build())
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +91,11 @@ def test_exported_shards_build_one_books_books(loops, days):
 
 def test_the_exported_object_belongs_to_one_build_of_the_code(loops, monkeypatch):
     """It lives in the code's compiled folder, named by the processor: other code (another digest) finds none."""
-    path = exported.object_path()
+    path = exported_loops.object_path()
     assert loops.path == path and os.path.dirname(os.path.dirname(path)) == source_digest.compiled_dir()
-    assert os.path.basename(path) == f"book-{exported.cpu_key()}.so"
+    assert os.path.basename(path) == f"book-{exported_loops.cpu_key()}.so"
     monkeypatch.setattr(source_digest, "_digest", "0" * 16)
-    assert exported.object_path() != path and exported.load() is None
+    assert exported_loops.object_path() != path and exported_loops.load() is None
 
 
 def _run(args, env=None):
@@ -126,11 +126,11 @@ def test_the_book_command_exports_the_loop_when_this_build_has_not(loops, tmp_pa
     assert main(["book", path, "-T", "json", "--loop", "numba"]) == 0
     want = capsys.readouterr().out
     target = str(tmp_path / "compiled" / "exported" / "book.so")
-    monkeypatch.setattr(exported, "object_path", lambda: target)
+    monkeypatch.setattr(exported_loops, "object_path", lambda: target)
     assert main(["book", path, "-T", "json", "--stats"]) == 0
     cap = capsys.readouterr()
     assert os.path.isfile(target) and cap.out == want and cap.err.endswith("; exported loop\n")
-    assert exported.load(target).path == target
+    assert exported_loops.load(target).path == target
 
 
 def test_when_the_loop_cannot_be_exported_the_command_says_so(tmp_path, monkeypatch, capsys):
@@ -139,7 +139,7 @@ def test_when_the_loop_cannot_be_exported_the_command_says_so(tmp_path, monkeypa
     synthetic.generate_to_file(path, 20_000, seed=4, n_stocks=10)
     assert main(["book", path, "-T", "json", "--loop", "numba"]) == 0
     want = capsys.readouterr().out
-    monkeypatch.setattr(exported, "object_path", lambda: str(tmp_path / "nowhere" / "book.so"))
+    monkeypatch.setattr(exported_loops, "object_path", lambda: str(tmp_path / "nowhere" / "book.so"))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     assert main(["book", path, "-T", "json", "--stats"]) == 0
     cap = capsys.readouterr()

@@ -37,13 +37,13 @@ class BookView:
     """Books for every stock locate of one ITCH feed, as arrays: storage.Arrays (window, hash, ladder, levels,
     lfree, last, stocks, events) and the state, side rows and counters beside them. The subclass that applies
     messages owns them and grows them; the queries here read them. on_events: called with each full or flushed
-    batch of top-of-book events (EVENT records)."""
+    batch of top-of-book events (EVENT records). state: the state, side rows and counters (new_state, new_sides,
+    new_stats), when they were made beforehand (multicast.book.early_start)."""
 
-    def __init__(self, arrays: storage.Arrays, on_events=None):
+    def __init__(self, arrays: storage.Arrays, on_events=None, state: tuple | None = None):
         self.window, self.hash, self.ladder, self.levels, self.lfree, self.last, self.stocks, self.events = arrays
-        self.state = storage.new_state()
-        self.sides = storage.new_sides()  # per (locate, side): its vector in the ladder and its best level
-        self.stats = storage.new_stats()
+        # per (locate, side) in sides: its vector in the ladder and its best level
+        self.state, self.sides, self.stats = state or (storage.new_state(), storage.new_sides(), storage.new_stats())
         self.n_events = 0
         self.on_events = on_events
 

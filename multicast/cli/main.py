@@ -347,14 +347,14 @@ def _exported_loops(args):
         if args.loop == "exported":
             raise SourceError(f"--loop exported reads a plain NASDAQ binary ITCH file; {args.input} is not one")
         return None
-    from xdpfeed.multicast.book import exported
+    from xdpfeed.multicast.book import exported_loops
 
-    loops = exported.load()
+    loops = exported_loops.load()
     if loops is None:
         from xdpfeed.multicast.book import export_build
 
         try:
-            loops = exported.load(export_build.build())
+            loops = exported_loops.load(export_build.build())
         except export_build.ExportError as e:
             if args.loop == "exported":
                 raise SourceError(str(e)) from None
@@ -362,9 +362,41 @@ def _exported_loops(args):
     return loops
 
 
+def _early_run(args):
+    """The book's loop started on the file before numpy loads (multicast.book.early_start), for `xdpfeed book FILE`
+    with one book on its exported loops and nothing to hand the events to; else None. Only what a file's first
+    bytes say is checked here (not gzip, not a capture): detect() judges it once numpy is in, and this run is then
+    joined and let go."""
+    if (args.loop == "numba" or args.threads != 1 or args.venues or args.consolidated or args.queue or args.bbo_out
+            or args.source is not None or args.input is None or not os.path.isfile(args.input)):
+        return None
+    from xdpfeed.capture.pcap_magic import sniff
+    from xdpfeed.multicast.book import exported_loops
+
+    try:
+        with open(args.input, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return None  # said in detect()'s words below
+    if len(head) < 4 or head.startswith(b"\x1f\x8b") or sniff(head) or (loops := exported_loops.load()) is None:
+        return None
+    from xdpfeed.multicast.book.early_start import EarlyRun
+
+    return EarlyRun(loops, args.input)
+
+
 def _book(args) -> int:
-    # first, before numba loads: importing it and loading the book's code take 0.3 s, on one core
-    arrays, prefaulting = _early_storage(args)
+    early = _early_run(args)  # first, before numpy loads (60 ms) on this core while the loop runs on the other
+    try:
+        return _book_built(args, early)
+    finally:
+        if early is not None:
+            early.join()  # its memory is the book's: the loop ends before the book is let go
+
+
+def _book_built(args, early) -> int:
+    # before numba loads: importing it and loading the book's code take 0.3 s, on one core
+    arrays, prefaulting = (None, None) if early is not None else _early_storage(args)
     from xdpfeed.multicast.book import report as book_report
     from xdpfeed.multicast.itch.input_format import detect, input_size
 
@@ -393,8 +425,21 @@ def _book(args) -> int:
         return EXIT_USAGE
     _one_input(args)
     fmt = detect(args.input)  # unreadable or unknown input: one line and exit 2 before any output file is made
-    loops = _exported_loops(args)
-    if loops is not None:
+    loops = early.loops if early is not None else _exported_loops(args)
+    if early is not None:
+        from xdpfeed.multicast.book.exported import ExportedBook
+        from xdpfeed.multicast.itch.mapped_file import records_ended
+
+        buf, storage_arrays, state = early.views()
+        book = ExportedBook(loops, storage_arrays, state=state)
+
+        def replay():
+            pos, status, book.n_events = early.join()
+            if status != 0:  # the storage needs room: grown, and the rest of the file applied
+                pos = book.apply_stream(buf, pos, end_of_session=True)
+            records_ended(args.input, buf, pos)
+            book.flush_events()
+    elif loops is not None:
         from xdpfeed.multicast.book.exported import ExportedBook
         from xdpfeed.multicast.book.sharded import ShardedBook
         from xdpfeed.multicast.itch.mapped_file import consume_mapped
@@ -432,9 +477,10 @@ def _book(args) -> int:
     # in since the start (_early_storage); the rest now from a thread, beside the loop.
     if prefaulting is not None:
         prefaulting.handover()
-    elif arrays is None and (not (size := input_size(args.input)) or size >= book.storage_bytes):
+    elif early is None and arrays is None and (not (size := input_size(args.input)) or size >= book.storage_bytes):
         book.prefault(background=True)
-    t0 = time.perf_counter()  # the clock of --stats: the file's pages, every message, any page of the book not yet in
+    # the clock of --stats: the file's pages, every message, any page of the book not yet in
+    t0 = early.started if early is not None else time.perf_counter()
     try:
         replay()
     except CorruptInput as e:

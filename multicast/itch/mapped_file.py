@@ -25,7 +25,12 @@ def consume_mapped(path: str, consume, counters=None) -> None:
     (counted, CorruptInput for a cut record)."""
     buf = mapped(path)
     populate_ahead(buf)
-    pos = consume(buf)
+    records_ended(path, buf, consume(buf), counters)
+
+
+def records_ended(path: str, buf: np.ndarray, pos: int, counters=None) -> None:
+    """How a mapped file's records ended where the consumer stopped (pos): mapped_end, the End of Session being a
+    zero-length record there."""
     mapped_end(path, buf.size, pos, pos + 2 <= buf.size and buf[pos] == 0 and buf[pos + 1] == 0, counters)
 
 
