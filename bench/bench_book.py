@@ -7,7 +7,9 @@ Two synthetic days of 10M messages (cached under bench/.data/): the wide one (mu
 side, dead references, over-executions). Absolute speeds on this machine move 1.5x between sessions, so each
 of `--rounds` rounds times every contender once per day, each in a fresh process and on a fresh book, in an
 order that rotates by round; ratios are paired within a round and their medians reported. `--whole-process`
-also times whole commands (`xdpfeed book FILE` against each driver), start-up and file reading included.
+also times whole commands (`xdpfeed book FILE` against each driver), start-up and file reading included:
+`xdpfeed book` as it runs by default (its loop exported ahead of time and started before numpy loads:
+multicast.book.exported, early_start) and, as xdpfeed-numba-loop, with `--loop numba`.
 `--shards N` (default 2) adds the books built on N cores (multicast.book.sharded: `xdpfeed book --threads N`), in
 process and whole, with its own ratios (sharded_ratios; the C++ books use one core) and a check that it ends
 the day with one book's checksum and counts.
@@ -401,6 +403,7 @@ def time_once(name: str, exe: str | None, path: str, args, first: bool) -> tuple
 
 COMMAND = "xdpfeed-book-command"
 SHARDED = "xdpfeed-sharded"  # a ShardedBook of --shards (`xdpfeed book --threads N` whole)
+NUMBA_LOOP = "xdpfeed-numba-loop"  # whole only: `xdpfeed book FILE --loop numba`
 STATS_LINE = re.compile(r"xdpfeed book: ([\d,]+) messages in ([\d.]+) s")
 
 
@@ -425,7 +428,7 @@ def whole_process(name: str, exe: str | None, path: str, shards: int) -> float:
     """Wall seconds of the whole command on the file: start-up, reading it, the book, printing. Ours runs with its
     bytecode cached, as an installed package (common.installed_env)."""
     cmd = (book_command(path) if name == "xdpfeed" else book_command(path, "--threads", str(shards)) if name == SHARDED
-           else [exe, path])
+           else book_command(path, "--loop", "numba") if name == NUMBA_LOOP else [exe, path])
     t0 = time.perf_counter()
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=installed_env())
     return time.perf_counter() - t0
@@ -528,7 +531,8 @@ def main(argv=None) -> int:
                 raise SystemExit(f"bench_book: {day} day: {e}") from None
             log(f"{day} day: {path}")
             times = {n: [] for n in names}
-            whole = {n: [] for n in names if n not in ("c", COMMAND)} if args.whole_process else None
+            whole = ({n: [] for n in [*names, NUMBA_LOOP] if n not in ("c", COMMAND)} if args.whole_process
+                     else None)
             first = {}
             for rnd in range(args.rounds):
                 order = names[rnd % len(names):] + names[: rnd % len(names)]
@@ -539,6 +543,8 @@ def main(argv=None) -> int:
                         first[n] = (t, rep)
                     if whole is not None and n in whole:
                         whole[n].append(whole_process(n, exes.get(n), path, args.shards))
+                if whole is not None:  # once a round, after the others
+                    whole[NUMBA_LOOP].append(whole_process(NUMBA_LOOP, None, path, args.shards))
                 log(f"{day} round {rnd + 1}/{args.rounds}: " + ", ".join(
                     f"{n} {info['messages'] / times[n][-1] / 1e6:.1f}M" for n in names))
             msgs = info["messages"]

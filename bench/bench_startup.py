@@ -1,6 +1,7 @@
 """Start-up benchmark: how long `xdpfeed decode`, `xdpfeed book` and `xdpfeed run` take, as whole processes, on
 a small capture (a synthetic day of 2,000 messages in a few dozen packets: the time is the start-up and the first
-messages), warm (numba's cache filled) and,
+messages; `book` also on the same day as an ITCH file, through its exported loop and through numba), warm
+(numba's cache filled) and,
 with --cold, with an empty cache (everything compiled). Prints one JSON object on stdout; progress on stderr.
 
 Each of --rounds rounds runs every command once, in a rotating order, after the interpreter baselines
@@ -63,11 +64,16 @@ def env(cache_dir: str | None = None) -> dict:
     return installed_env() if cache_dir is None else installed_env(NUMBA_CACHE_DIR=cache_dir)
 
 
-def commands(capture: str) -> dict:
+def commands(capture: str, itch: str | None) -> dict:
+    """The commands timed; with the same day as an ITCH file, `book` on it as well: by default through its loop
+    exported ahead of time and started before numpy loads (multicast.book.early_start), and with --loop numba."""
     x = [sys.executable, "-m", "xdpfeed.multicast.cli"]
+    on_itch = {} if itch is None else {"book_itch": x + ["book", itch, "--depth", "1"],
+                                      "book_itch_numba_loop": x + ["book", itch, "--depth", "1", "--loop", "numba"]}
     return {
         "decode": x + ["decode", capture],
         "book": x + ["book", capture, "--depth", "1"],
+        **on_itch,
         "run": x + ["run", "-a", f"pcap:{capture}", "--start", "first", "--metrics-addr", "off", "-q", "-T", "json",
                     "--no-latency"],
     }
@@ -115,17 +121,19 @@ def probe(args: list[str], e: dict) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--capture", help="a small capture (default: a synthetic day of 2,000 messages)")
+    ap.add_argument("--capture", help="a small capture (default: a synthetic day of 2,000 messages, which `book` "
+                    "also reads as an ITCH file)")
     ap.add_argument("--data-dir", default=os.path.join(HERE, ".data"))
     ap.add_argument("--cold", action="store_true", help="also once per command with an empty numba cache (slow)")
     args = ap.parse_args(argv)
+    itch = None
     if args.capture is None:
         from xdpfeed.multicast.exchange import synthetic
 
         args.capture = os.path.join(args.data_dir, "startup_2000.pcap")
-        synthetic.generate_to_file(os.path.join(args.data_dir, "startup_2000.itch"), 2000, seed=1,
-                                   pcap_path=args.capture)
-    cmds = commands(args.capture)
+        itch = os.path.join(args.data_dir, "startup_2000.itch")
+        synthetic.generate_to_file(itch, 2000, seed=1, pcap_path=args.capture)
+    cmds = commands(args.capture, itch)
     e = env()
     for cmd in cmds.values():  # fill the cache and the page cache
         wall(cmd, e)

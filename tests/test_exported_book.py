@@ -150,6 +150,18 @@ def test_when_the_loop_cannot_be_exported_the_command_says_so(tmp_path, monkeypa
     assert err.startswith("xdpfeed book: error: ") and "no-such-cc" in err and err.count("\n") == 1
 
 
+def test_a_cache_folder_that_cannot_be_written_is_said_in_one_line(tmp_path, monkeypatch, capsys):
+    path = str(tmp_path / "day.itch")
+    synthetic.generate_to_file(path, 5_000, seed=4, n_stocks=5)
+    monkeypatch.setattr(exported_loops, "object_path", lambda: "/proc/xdpfeed-cannot-be/exported/book.so")
+    assert main(["book", path, "-T", "json", "--stats"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("xdpfeed book: note: cannot write /proc/xdpfeed-cannot-be/exported/book.so: ")
+    assert err[0].endswith("; the book runs through numba") and err[1].endswith("; numba loop")
+    assert main(["book", path, "--loop", "exported"]) == 2
+    assert capsys.readouterr().err.startswith("xdpfeed book: error: cannot write /proc/xdpfeed-cannot-be/")
+
+
 def test_loop_exported_reads_plain_itch_files_only(tmp_path, capsys):
     pcap = str(tmp_path / "day.pcap")
     synthetic.generate_to_file(str(tmp_path / "day.itch"), 2_000, seed=4, n_stocks=3, pcap_path=pcap)

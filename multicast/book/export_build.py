@@ -96,19 +96,23 @@ def build(path: str | None = None) -> str:
     cc = (os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or "cc").split()
     if shutil.which(cc[0]) is None:
         raise ExportError(f"no C compiler ({cc[0]}) to link the book's exported loops")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
-        obj = os.path.join(tmp, "loops.o")
-        with open(obj, "wb") as f:
-            f.write(machine_code())
-        out = os.path.join(tmp, "loops.so")
-        try:
-            p = subprocess.run([*cc, "-shared", "-fPIC", "-O2", "-o", out, SHIM, obj], capture_output=True, text=True)
-        except OSError as e:
-            raise ExportError(f"{cc[0]} could not be run to link the book's exported loops: {e}") from None
-        if p.returncode:
-            raise ExportError(f"{cc[0]} could not link the book's exported loops: {p.stderr.strip()[-300:]}")
-        os.replace(out, path)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
+            obj = os.path.join(tmp, "loops.o")
+            with open(obj, "wb") as f:
+                f.write(machine_code())
+            out = os.path.join(tmp, "loops.so")
+            try:
+                p = subprocess.run([*cc, "-shared", "-fPIC", "-O2", "-o", out, SHIM, obj], capture_output=True,
+                                   text=True)
+            except OSError as e:
+                raise ExportError(f"{cc[0]} could not be run to link the book's exported loops: {e}") from None
+            if p.returncode:
+                raise ExportError(f"{cc[0]} could not link the book's exported loops: {p.stderr.strip()[-300:]}")
+            os.replace(out, path)
+    except OSError as e:  # the cache folder: read-only, full, not a folder
+        raise ExportError(f"cannot write {path}: {e.strerror or e}") from None
     return path
 
 

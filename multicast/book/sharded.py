@@ -1,6 +1,6 @@
-"""Full-depth books for every stock built on several cores: the stocks are split by locate among OrderBooks that each
-read the whole input, apply their own stocks' messages and step over the others (multicast.book.apply's *_shard
-loops, run without the GIL), and the books answer queries as one.
+"""Full-depth books for every stock built on several cores: the stocks are split by locate among OrderBooks (or
+ExportedBooks, multicast.book.exported) that each read the whole input, apply their own stocks' messages and step
+over the others (multicast.book.apply's *_shard loops, run without the GIL), and the books answer queries as one.
 
 A stock's messages all name its locate, so each shard sees every message of its stocks in order and ends the input
 with the books one OrderBook would have built (tests/test_sharded_book.py compares them): the same depth, counters
