@@ -84,12 +84,14 @@ def test_consumers_and_latency_are_warmed_when_configured(tmp_path):
 
 def test_the_commands_warm_the_kind_of_input_they_read(tmp_path):
     """`decode` and `book` load their compiled loop before their clock starts for the very input they then read
-    (an ITCH file's read-only mapping, a capture's writable frames): one compiled copy each, none loaded later."""
+    (an ITCH file's read-only mapping, a capture's writable frames): one compiled copy each, none loaded later.
+    `book` on an ITCH file through numba, as --loop numba runs it (by default it runs its exported loop and loads no
+    numba: tests/test_exported_book.py)."""
     itch, pcap = str(tmp_path / "day.itch"), str(tmp_path / "day.pcap")
     synthetic.generate_to_file(itch, 3000, seed=5, pcap_path=pcap)
     for argv, loop in ((["decode", itch, "-T", "summary"], "decode_file_records"),
                        (["decode", pcap, "-T", "summary"], "decode_index"),
-                       (["book", itch, "--depth", "1"], "apply_stream"),
+                       (["book", itch, "--depth", "1", "--loop", "numba"], "apply_stream"),
                        (["book", pcap, "--depth", "1"], "apply_index")):
         r = subprocess.run([sys.executable, "-c", COMMAND_PROBE, *argv], capture_output=True, text=True, env=env(),
                            cwd=REPO, timeout=600)
