@@ -335,7 +335,7 @@ def _early_storage(args):
 
 
 def _exported_loops(args):
-    """The book's exported loops (multicast.book.exported) when this run goes through them, else None: --loop
+    """The book's exported loops (multicast.book.exported_loops) when this run goes through them, else None: --loop
     exported or auto, a plain ITCH file, no --queue (a level's queue is read by numba code) and no --venue. Exports
     them when this build of the code has not yet (that loads numba, once); when that fails, auto says so in one
     line and runs through numba, exported stops with the reason."""
@@ -372,13 +372,14 @@ def _early_run(args):
         return None
     from xdpfeed.capture.pcap_magic import sniff
     from xdpfeed.multicast.book import exported_loops
+    from xdpfeed.multicast.itch.input_format import GZIP_MAGIC
 
     try:
         with open(args.input, "rb") as f:
             head = f.read(4)
     except OSError:
         return None  # said in detect()'s words below
-    if len(head) < 4 or head.startswith(b"\x1f\x8b") or sniff(head) or (loops := exported_loops.load()) is None:
+    if len(head) < 4 or head.startswith(GZIP_MAGIC) or sniff(head) or (loops := exported_loops.load()) is None:
         return None
     from xdpfeed.multicast.book.early_start import EarlyRun
 

@@ -1,7 +1,7 @@
-"""What an input is, from its name and first bytes, without importing numba: a packet source URI, a pcap or
+"""What an input is, from its name and first bytes: a packet source URI, a pcap or
 pcapng capture, a NASDAQ binary ITCH 5.0 file, plain or gzip-compressed (`detect`), and how large the file behind
-it is (`input_size`). `xdpfeed book` decides from this whether a file can go through the book's exported loop
-(multicast.book.exported) before anything loads numba."""
+it is (`input_size`). The module imports neither numba nor numpy (`looks_like_itch` loads the schema when asked):
+`xdpfeed book` reads a file's first bytes with it before numpy loads (multicast.book.early_start)."""
 
 import gzip
 import os
@@ -9,7 +9,6 @@ import os
 from xdpfeed.capture import uri
 from xdpfeed.capture.errors import SourceError
 from xdpfeed.capture.pcap_magic import sniff
-from xdpfeed.multicast.itch.schema import LENGTHS
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -62,6 +61,8 @@ def detect(path: str) -> str:
 def looks_like_itch(head: bytes) -> bool:
     """True when the first records are known ITCH types with their exact lengths (up to an End of Session, a
     zero-length record)."""
+    from xdpfeed.multicast.itch.schema import LENGTHS  # numpy: the module itself imports none
+
     pos = seen = 0
     while pos + 2 <= len(head) and seen < 4:
         n = int.from_bytes(head[pos : pos + 2], "big")
