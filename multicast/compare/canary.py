@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from xdpfeed.multicast.compare import diff, streams
 from xdpfeed.multicast.exchange.ports import free_port
 
+READER_BUFFER = 512  # batches each release's ipc: service keeps for a subscriber that has not read them yet
+
 
 class GateError(ValueError):
     """Bad input to the gate (a config with outputs, a release that is not there): one line."""
@@ -66,7 +68,11 @@ def check_config(path: str) -> None:
 
 def _start(r: Release, config: str, tag: str, env: dict) -> None:
     r.uri, r.port = f"ipc:{tag}-{r.role}", free_port()
-    argv = [r.command, "run", "-c", config, "--out", r.uri, "--metrics-addr", f"127.0.0.1:{r.port}", "-T", "json",
+    # The gate's one reader takes both releases' batches in turn: each subscriber may fall 512 batches behind
+    # (ipc:'s default is 64) before a batch is overwritten unread, which would fail the gate for the reader's sake.
+    # Two subscribers at most (the gate's, and one more to look): 2 x 516 chunks of 64 KiB of shared memory.
+    out = f"{r.uri}?subscribers=2&buffer={READER_BUFFER}"
+    argv = [r.command, "run", "-c", config, "--out", out, "--metrics-addr", f"127.0.0.1:{r.port}", "-T", "json",
             "-q", "--no-latency"]
     try:
         r.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
