@@ -114,3 +114,19 @@ def test_what_is_not_itch_is_refused_after_the_run_is_joined(loops, tmp_path, ca
     assert main(["book", str(path)]) == 2
     assert capsys.readouterr().err == f"xdpfeed book: error: {path}: unknown format (not pcap, pcapng or a NASDAQ " \
                                       f"binary ITCH 5.0 file)\n"
+
+
+def test_the_stats_clock_is_the_runs_not_the_commands_loading(loops, tmp_path, capsys, monkeypatch):
+    """A small file's run is over before numpy has loaded: --stats counts the run, not the wait for the command to
+    join it (here made 0.5 s longer)."""
+    import re
+    import time
+
+    views = early_start.EarlyRun.views
+    monkeypatch.setattr(early_start.EarlyRun, "views", lambda self: (time.sleep(0.5), views(self))[1])
+    path = tmp_path / "day.itch"
+    synthetic.generate_to_file(str(path), 2_000, seed=3, n_stocks=4)
+    assert main(["book", str(path), "-T", "json", "--stats"]) == 0
+    err = capsys.readouterr().err
+    seconds = float(re.search(r"messages in ([\d.]+) s", err).group(1))
+    assert err.endswith("; exported loop\n") and seconds < 0.25, err

@@ -73,6 +73,7 @@ class EarlyRun:
         sides[SD_BEST::cols] = [NO_LEVEL] * rows
         self.seqbox = (ctypes.c_uint64 * 1)()
         self.started = time.perf_counter()  # the --stats clock starts with the loop
+        self.finished = None  # and the run ends here (perf_counter), maybe before the command joins it
         self._result, self._error = None, None
         threading.Thread(target=self._populate, name="early-populate", daemon=True).start()
         self._thread = threading.Thread(target=self._run, args=(loops,), name="book-loop", daemon=True)
@@ -91,6 +92,8 @@ class EarlyRun:
                 values.update(pos=pos, ev_n=0)  # no one takes the events: the batch starts again (flush_events)
         except BaseException as e:  # noqa: BLE001  (raised again by join)
             self._error = e
+        finally:
+            self.finished = time.perf_counter()
 
     def _populate(self) -> None:
         """The file's pages and the storage's, faulted in beside the loop, on two threads (each safe while the loop

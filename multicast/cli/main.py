@@ -436,6 +436,7 @@ def _book_built(args, early) -> int:
 
         def replay():
             pos, status, book.n_events = early.join()
+            waited[0] = time.perf_counter() - early.finished  # the run was over while the command still loaded
             if status != 0:  # the storage needs room: grown, and the rest of the file applied
                 pos = book.apply_stream(buf, pos, end_of_session=True)
             records_ended(args.input, buf, pos)
@@ -480,15 +481,16 @@ def _book_built(args, early) -> int:
         prefaulting.handover()
     elif early is None and arrays is None and (not (size := input_size(args.input)) or size >= book.storage_bytes):
         book.prefault(background=True)
-    # the clock of --stats: the file's pages, every message, any page of the book not yet in
-    t0 = early.started if early is not None else time.perf_counter()
+    # the clock of --stats: the file's pages, every message, any page of the book not yet in (not the time a run
+    # started early had ended and waited for the command to join it)
+    t0, waited = (early.started if early is not None else time.perf_counter()), [0.0]
     try:
         replay()
     except CorruptInput as e:
         book.flush_events()
         damaged = e
     finally:
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0 - waited[0]
         if writer is not None:
             writer.close()
     if args.stats:
