@@ -27,9 +27,9 @@ import threading
 
 import numpy as np
 
+from xdpfeed.capture.huge_region import HUGE_PAGE, huge_region
 from xdpfeed.capture.populate import POPULATE_STEP, populate_range
 
-HUGE_PAGE = 2 << 20
 THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 
@@ -40,13 +40,8 @@ def zeros(shape, dtype) -> np.ndarray:
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if nbytes < HUGE_PAGE or not hasattr(mmap, "MADV_HUGEPAGE"):
         return np.zeros(shape, dtype)
-    # whole huge pages, plus one to slide the start onto a 2 MiB boundary (the kernel maps 4 KiB-aligned)
-    size = -(-nbytes // HUGE_PAGE) * HUGE_PAGE + HUGE_PAGE
-    region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    region.madvise(mmap.MADV_HUGEPAGE)
-    start = np.frombuffer(region, np.uint8, count=1).ctypes.data
-    return np.frombuffer(region, dtype, count=nbytes // dtype.itemsize,
-                         offset=-start % HUGE_PAGE).reshape(shape)
+    region, offset = huge_region(nbytes)
+    return np.frombuffer(region, dtype, count=nbytes // dtype.itemsize, offset=offset).reshape(shape)
 
 
 def populate(arr: np.ndarray, write: bool = True) -> bool:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from test_book import A, stream
 
+from xdpfeed.capture.huge_region import HUGE_PAGE
 from xdpfeed.multicast.book import early_start, exported_loops, storage
 from xdpfeed.multicast.book.order_book import OrderBook
 from xdpfeed.multicast.cli.main import main
@@ -46,7 +47,7 @@ def test_an_early_run_builds_an_order_books_book(loops, tmp_path):
                     strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
     assert n_events == theirs.n_events
-    assert all(r.address % early_start.HUGE_PAGE == 0 for r in run.regions.values())
+    assert all(r.address % HUGE_PAGE == 0 for r in run.regions.values())
 
 
 def _both(args, capsys):

@@ -2,8 +2,8 @@
 
 Importing numpy is most of what the command does before its first message once numba is out of the way
 (multicast.book.exported: about 60 ms of the 100 ms), and the exported loop (multicast.book.exported_loops) needs
-only addresses. `EarlyRun` maps the file and makes the book's storage itself (anonymous mappings from 2 MiB
-boundaries, advised for huge pages, as capture.huge_arrays.zeros makes them), gives the side rows their empty
+only addresses. `EarlyRun` maps the file and makes the book's storage itself (capture.huge_region: the mappings
+capture.huge_arrays.zeros makes, from 2 MiB boundaries, advised for huge pages), gives the side rows their empty
 value, and runs the loop on a thread of its own, which holds no GIL while the loop runs. The command imports
 numpy and the report's modules meanwhile on the other core, then views the same memory as the book's arrays
 (`views()`) for an ExportedBook, and joins the run (`join()`). A loop that stopped for room is finished by that
@@ -20,10 +20,10 @@ import os
 import threading
 import time
 
+from xdpfeed.capture.huge_region import huge_region
 from xdpfeed.capture.populate import populate_range
 from xdpfeed.multicast.book.exported_loops import BOOK, Loops
 
-HUGE_PAGE = 2 << 20
 # (shape, bytes per item) of every array of one book at the default sizes, the loop's and the stats
 SHAPES = {
     "w": ((1 << 22,), 16), "h": ((1 << 21,), 24), "state": ((8,), 8), "ladder": ((1 << 20,), 8),
@@ -43,16 +43,12 @@ def _nbytes(name: str) -> int:
 
 
 class _Region:
-    """Zeroed anonymous memory for one array, from a 2 MiB boundary, advised for huge pages."""
+    """Zeroed memory for one array, on huge pages (capture.huge_region), and its address."""
 
     def __init__(self, nbytes: int):
         self.nbytes = nbytes
-        self.map = mmap.mmap(-1, nbytes + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        if hasattr(mmap, "MADV_HUGEPAGE"):
-            self.map.madvise(mmap.MADV_HUGEPAGE)
-        base = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
-        self.offset = -base % HUGE_PAGE
-        self.address = base + self.offset
+        self.map, self.offset = huge_region(nbytes)
+        self.address = ctypes.addressof(ctypes.c_char.from_buffer(self.map)) + self.offset
 
 
 class EarlyRun:
